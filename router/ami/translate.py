@@ -1,0 +1,257 @@
+"""Turn AMI events (as carried in envelopes) into domain events. Pure.
+
+The recipe (deploy/asterisk/extensions.conf) announces a queued caller with
+``UserEvent: AcdCallQueued``; the call's id is the caller channel's Linkedid. Agents'
+presence comes from the roster queue's QueueMember* events; offers progress through
+DialBegin / DialEnd; a caller channel's Hangup ends the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from router.domain import AgentState, Requirements, parse_requirements
+from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
+from router.events import (
+    AgentAnswered,
+    AgentDeclined,
+    AgentPresenceChanged,
+    AgentRang,
+    CallerHeld,
+    CallerHungUp,
+    CallQueued,
+    DomainEvent,
+    ResyncFinished,
+)
+
+logger = logging.getLogger(__name__)
+
+QUEUED_USER_EVENT = "acdcallqueued"
+DECLINED_DIAL_STATUSES = frozenset(
+    {"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"}
+)
+
+
+class AmiFields:
+    """Case-insensitive read access to one AMI event's headers."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._fields = {str(k).lower(): v for k, v in data.items()}
+
+    def get(self, name: str, default: str = "") -> str:
+        value = self._fields.get(name.lower(), default)
+        if isinstance(value, list):  # a repeated scalar header: Asterisk never does this
+            value = value[0] if value else default
+        return value if isinstance(value, str) else str(value)
+
+    def all(self, name: str) -> list[str]:
+        value = self._fields.get(name.lower(), [])
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+    def chan_variables(self, prefix: str = "") -> dict[str, str]:
+        """``ChanVariable: NAME=value`` headers (manager.conf channelvars) as a dict."""
+        found: dict[str, str] = {}
+        for item in self.all(f"{prefix}ChanVariable"):
+            name, _, value = item.partition("=")
+            found[name.strip().upper()] = value
+        return found
+
+
+def device_of(channel: str) -> str:
+    """``PJSIP/a1-0000000a`` -> ``PJSIP/a1``; ``Local/1001@agents-00000001;1`` -> ``Local/1001@agents``."""
+    base = channel.split(";", 1)[0]
+    head, sep, _ = base.rpartition("-")
+    return head if sep and "/" in head else base
+
+
+def partition_key(data: Mapping[str, Any]) -> str:
+    """Kafka key: the call (Linkedid) or the agent's device, so each one's events stay in order."""
+    fields = AmiFields(data)
+    linkedid = fields.get("Linkedid") or fields.get("Uniqueid")
+    if linkedid:
+        return f"call:{linkedid}"
+    device = fields.get("StateInterface") or fields.get("Interface") or fields.get("Device")
+    if device:
+        return f"agent:{device}"
+    return f"ami:{fields.get('Event').lower() or 'response'}"
+
+
+def translate(envelope: Envelope) -> DomainEvent | None:
+    """The domain event an envelope means, or None when routing does not care."""
+    if envelope.type == AMI_RESYNC:
+        return _resync(envelope)
+    if envelope.type != AMI_EVENT:
+        return None
+    fields = AmiFields(envelope.data)
+    handler = _HANDLERS.get(fields.get("Event").lower())
+    return handler(fields, envelope.ts) if handler else None
+
+
+def _user_event(fields: AmiFields, at: float) -> DomainEvent | None:
+    if fields.get("UserEvent").lower() != QUEUED_USER_EVENT:
+        return None
+    variables = fields.chan_variables()
+    return _queued_call(
+        fields,
+        at,
+        queue=fields.get("Queue") or variables.get("ACD_QUEUE", ""),
+        priority=variables.get("ACD_PRIORITY") or _user_header_after_snapshot(fields, "Priority"),
+        requirements=fields.get("Requirements") or variables.get("ACD_REQUIREMENTS", ""),
+    )
+
+
+def _user_header_after_snapshot(fields: AmiFields, name: str) -> str:
+    """A UserEvent header whose name the channel snapshot also uses (``Priority`` is the
+    dialplan priority there): the user's value is the one after the snapshot's."""
+    values = fields.all(name)
+    return values[-1] if len(values) > 1 else ""
+
+
+def _queued_call(
+    fields: AmiFields, at: float, *, queue: str, priority: str, requirements: str, resynced: bool = False
+) -> CallQueued | None:
+    call_id = fields.get("Linkedid") or fields.get("Uniqueid")
+    if not call_id:
+        logger.warning("AcdCallQueued without Uniqueid/Linkedid ignored: %s", fields.get("Channel"))
+        return None
+    return CallQueued(
+        call_id=call_id,
+        channel=fields.get("Channel"),
+        queue=queue.strip(),
+        at=at,
+        priority=_parse_priority(priority, call_id),
+        requirements=_parse_override(requirements, call_id),
+        resynced=resynced,
+    )
+
+
+def _parse_priority(text: str, call_id: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        logger.warning("call %s: priority %r is not an integer; using the queue's default", call_id, text)
+        return None
+
+
+def _parse_override(text: str, call_id: str) -> Requirements | None:
+    if not text.strip():
+        return None
+    try:
+        return parse_requirements(text)
+    except ValueError as exc:
+        logger.warning("call %s: %s; using the queue's requirements", call_id, exc)
+        return None
+
+
+def _dial_begin(fields: AmiFields, at: float) -> DomainEvent | None:
+    call_id, dest = fields.get("Linkedid"), fields.get("DestChannel")
+    return AgentRang(call_id, device_of(dest), at) if call_id and dest else None
+
+
+def _dial_end(fields: AmiFields, at: float) -> DomainEvent | None:
+    call_id, dest = fields.get("Linkedid"), fields.get("DestChannel")
+    status = fields.get("DialStatus").upper()
+    if not call_id or not dest:
+        return None
+    if status == "ANSWER":
+        return AgentAnswered(call_id, device_of(dest), at)
+    if status in DECLINED_DIAL_STATUSES:
+        return AgentDeclined(call_id, device_of(dest), status, at)
+    return None  # CANCEL: the caller hung up; its Hangup follows
+
+
+def _music_on_hold_start(fields: AmiFields, at: float) -> DomainEvent | None:
+    """A caller put (back) on hold: after a Redirect, this is how a Dial that never rang
+    shows (CHANUNAVAIL produces no DialBegin/DialEnd at all)."""
+    uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
+    if not uniqueid or (linkedid and linkedid != uniqueid):
+        return None
+    return CallerHeld(uniqueid, at)
+
+
+def _hangup(fields: AmiFields, at: float) -> DomainEvent | None:
+    uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
+    if not uniqueid or (linkedid and linkedid != uniqueid):
+        return None  # an agent leg: the call ends with the caller's channel
+    return CallerHungUp(uniqueid, fields.get("Cause"), at)
+
+
+def _member_device(fields: AmiFields) -> str:
+    return fields.get("StateInterface") or fields.get("Interface") or fields.get("Location")
+
+
+def _member_presence(fields: AmiFields, at: float, *, removed: bool = False) -> DomainEvent | None:
+    device = _member_device(fields)
+    if not device:
+        return None
+    paused = fields.get("Paused") == "1"
+    if removed:
+        state = AgentState.LOGGED_OUT
+    else:
+        state = AgentState.PAUSED if paused else AgentState.AVAILABLE
+    reason = fields.get("PausedReason") if paused else ""
+    member_name = fields.get("MemberName") or fields.get("Name")
+    return AgentPresenceChanged(device, member_name, state.value, reason, at)
+
+
+def _member_removed(fields: AmiFields, at: float) -> DomainEvent | None:
+    return _member_presence(fields, at, removed=True)
+
+
+def _core_show_channel(fields: AmiFields, at: float) -> DomainEvent | None:
+    """A resync listing of a caller still waiting on hold re-announces its call (idempotent)."""
+    variables = fields.chan_variables()
+    is_caller = fields.get("Uniqueid") == (fields.get("Linkedid") or fields.get("Uniqueid"))
+    # channelvars puts ACD_QUEUE= on every channel, empty where the dialplan never set it.
+    if not is_caller or not variables.get("ACD_QUEUE", "").strip() or fields.get("BridgeId"):
+        return None
+    waited = parse_duration(fields.get("Duration"))
+    return _queued_call(
+        fields,
+        at - waited,
+        queue=variables["ACD_QUEUE"],
+        priority=variables.get("ACD_PRIORITY", ""),
+        requirements=variables.get("ACD_REQUIREMENTS", ""),
+        resynced=True,
+    )
+
+
+def parse_duration(text: str) -> float:
+    """AMI durations: ``HH:MM:SS`` (CoreShowChannel) or plain seconds."""
+    try:
+        if ":" in text:
+            seconds = 0.0
+            for part in text.split(":"):
+                seconds = seconds * 60 + float(part)
+            return seconds
+        return float(text) if text else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _resync(envelope: Envelope) -> DomainEvent | None:
+    channels = envelope.data.get("live_call_ids")
+    if not isinstance(channels, list):
+        logger.warning("resync envelope %s without live_call_ids ignored", envelope.id)
+        return None
+    return ResyncFinished(frozenset(str(c) for c in channels), envelope.ts)
+
+
+_HANDLERS = {
+    "userevent": _user_event,
+    "dialbegin": _dial_begin,
+    "dialend": _dial_end,
+    "hangup": _hangup,
+    "musiconholdstart": _music_on_hold_start,
+    "queuememberadded": _member_presence,
+    "queuemember": _member_presence,
+    "queuememberpause": _member_presence,
+    "queuememberremoved": _member_removed,
+    "coreshowchannel": _core_show_channel,
+}

@@ -1,0 +1,219 @@
+"""Kafka adapters: topic names, a producer and a consumer-group reader for envelopes.
+
+Works with any Kafka-protocol broker (Apache Kafka in production, Tansu in tests and the
+demo). Producers use ``acks=all``; consumers never auto-commit: the routing worker commits
+an offset only after the event it covers has been applied and its commands produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
+
+from router.envelope import Envelope
+from router.errors import BrokerUnavailableError
+from router.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """``acd.<entity>.<kind>.v1`` topic names under a configurable prefix."""
+
+    prefix: str = "acd"
+
+    @property
+    def ami_events(self) -> str:
+        return f"{self.prefix}.ami.events.v1"
+
+    @property
+    def routing_commands(self) -> str:
+        return f"{self.prefix}.routing.commands.v1"
+
+    @property
+    def routing_outcomes(self) -> str:
+        return f"{self.prefix}.routing.outcomes.v1"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}.deadletter.events.v1"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.ami_events, self.routing_commands, self.routing_outcomes, self.dead_letters)
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection options shared by producers, consumers and the admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": int(settings.request_timeout_s * 1000),
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
+        options["ssl_context"] = ssl.create_default_context(cafile=cafile)
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
+def unreachable(settings: KafkaSettings, exc: BaseException) -> BrokerUnavailableError:
+    return BrokerUnavailableError(
+        f"cannot reach Kafka at {settings.bootstrap_servers} ({exc or type(exc).__name__}): "
+        "check that the broker is running and that ACD_KAFKA__BOOTSTRAP_SERVERS "
+        "(kafka.bootstrap_servers) names it"
+    )
+
+
+async def _start_with_retry(client: Any, settings: KafkaSettings) -> None:
+    """Start an aiokafka client, retrying while the broker is not up yet (``startup_timeout_s``)."""
+    deadline = time.monotonic() + settings.startup_timeout_s
+    delay = 0.1
+    while True:
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError as exc:
+            await _close_quietly(client)
+            if time.monotonic() + delay > deadline:
+                raise unreachable(settings, exc) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+    except Exception:  # closing a half-started client can fail in many ways; nothing to do
+        logger.debug("ignoring error while closing a Kafka client", exc_info=True)
+
+
+async def ensure_topics(settings: KafkaSettings, topics: Sequence[str]) -> None:
+    """Create ``topics`` with the configured partitions if they do not exist yet."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await _start_with_retry(admin, settings)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            new = [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+                await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+class KafkaEnvelopeProducer:
+    """Produces envelopes keyed by ``envelope.key`` with ``acks=all``."""
+
+    def __init__(self, settings: KafkaSettings, *, linger_ms: int = 1) -> None:
+        self.settings = settings
+        # Idempotent producers need InitProducerId, which Tansu does not implement; the
+        # consumers are idempotent instead (router.store watermarks).
+        self._producer = AIOKafkaProducer(
+            **client_options(settings), acks="all", linger_ms=linger_ms, enable_idempotence=False
+        )
+
+    async def start(self) -> None:
+        await _start_with_retry(self._producer, self.settings)
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, envelope: Envelope) -> asyncio.Future[Any]:
+        """Queue one envelope; the returned future resolves once the broker has it."""
+        return await self._producer.send(topic, envelope.encode(), key=envelope.key.encode())  # type: ignore[no-any-return]
+
+    async def send_and_wait(self, topic: str, envelope: Envelope) -> None:
+        await (await self.send(topic, envelope))
+
+    async def send_raw(self, topic: str, value: bytes | None, key: bytes | None) -> None:
+        """Produce bytes as they are (dead-lettering a message that is not an envelope)."""
+        await self._producer.send_and_wait(topic, value, key=key)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """One message read from a topic, with when it was read (monotonic seconds)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    received_at: float
+
+    @property
+    def part(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
+class KafkaGroupReader:
+    """A consumer-group member that reads batches and commits only what it is told to."""
+
+    def __init__(self, settings: KafkaSettings, topics: Sequence[str], group_id: str) -> None:
+        self.settings = settings
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            **client_options(settings),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_records=500,
+        )
+
+    async def start(self) -> None:
+        await _start_with_retry(self._consumer, self.settings)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def read(self, timeout_ms: int = 100) -> list[Consumed]:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        now = time.monotonic()
+        return [
+            Consumed(tp.topic, tp.partition, m.offset, m.key, m.value, now)
+            for tp, messages in batches.items()
+            for m in messages
+        ]
+
+    async def commit(self, processed: Sequence[Consumed]) -> None:
+        """Commit past the highest processed offset of each partition."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for message in processed:
+            tp = TopicPartition(message.topic, message.partition)
+            current = offsets.get(tp)
+            if current is None or message.offset + 1 > current.offset:
+                offsets[tp] = OffsetAndMetadata(message.offset + 1, "")
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:
+                # A rebalance took the partition away: its new owner re-reads from the last
+                # commit and the watermarks make the redelivery harmless.
+                logger.warning("offset commit failed (%s); events will be redelivered", exc)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())

@@ -1,0 +1,122 @@
+"""Routing commands (router -> dispatcher) and dispatch outcomes (dispatcher -> router).
+
+Both travel as envelopes keyed by the call (``call:<id>``) or the agent
+(``agent:<device>``), so a call's commands and outcomes stay in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from router.envelope import DISPATCH_OUTCOME, ROUTING_OFFER, ROUTING_PAUSE, Envelope
+from router.errors import MalformedEventError
+from router.events import OfferFailed
+
+
+@dataclass(frozen=True, slots=True)
+class OfferCommand:
+    """Ring ``agent_id`` for ``call_id``: the dispatcher redirects the caller's channel."""
+
+    offer_id: str
+    call_id: str
+    channel: str
+    agent_id: str
+    device: str
+    context: str
+    exten: str
+    queue: str
+    decided_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PauseCommand:
+    """Pause an agent in Asterisk's roster (after ring-no-answer), with a reason code."""
+
+    agent_id: str
+    device: str
+    reason: str
+    decided_at: float
+
+
+def offer_envelope(command: OfferCommand, source: str) -> Envelope:
+    data = asdict(command)
+    data.pop("decided_at")
+    return Envelope(
+        type=ROUTING_OFFER,
+        id=command.offer_id,
+        source=source,
+        ts=command.decided_at,
+        key=f"call:{command.call_id}",
+        data=data,
+    )
+
+
+def pause_envelope(command: PauseCommand, source: str) -> Envelope:
+    data = asdict(command)
+    data.pop("decided_at")
+    return Envelope(
+        type=ROUTING_PAUSE,
+        id=uuid.uuid4().hex,
+        source=source,
+        ts=command.decided_at,
+        key=f"agent:{command.device}",
+        data=data,
+    )
+
+
+def _fields(envelope: Envelope, names: tuple[str, ...]) -> dict[str, str]:
+    values = {}
+    for name in names:
+        value = envelope.data.get(name)
+        if not isinstance(value, str):
+            raise MalformedEventError(
+                f"{envelope.type} {envelope.id}: field {name!r} missing or not a string"
+            )
+        values[name] = value
+    return values
+
+
+def parse_offer(envelope: Envelope) -> OfferCommand:
+    names = ("offer_id", "call_id", "channel", "agent_id", "device", "context", "exten", "queue")
+    return OfferCommand(**_fields(envelope, names), decided_at=envelope.ts)
+
+
+def parse_pause(envelope: Envelope) -> PauseCommand:
+    return PauseCommand(**_fields(envelope, ("agent_id", "device", "reason")), decided_at=envelope.ts)
+
+
+def failure_envelope(
+    command: OfferCommand, reason: str, *, channel_gone: bool, at: float, source: str
+) -> Envelope:
+    data: dict[str, Any] = {
+        "outcome": "failed",
+        "offer_id": command.offer_id,
+        "call_id": command.call_id,
+        "agent_id": command.agent_id,
+        "reason": reason,
+        "channel_gone": channel_gone,
+    }
+    return Envelope(
+        type=DISPATCH_OUTCOME,
+        id=uuid.uuid4().hex,
+        source=source,
+        ts=at,
+        key=f"call:{command.call_id}",
+        data=data,
+    )
+
+
+def parse_outcome(envelope: Envelope) -> OfferFailed | None:
+    if envelope.data.get("outcome") != "failed":
+        return None
+    fields = _fields(envelope, ("offer_id", "call_id", "agent_id", "reason"))
+    return OfferFailed(
+        call_id=fields["call_id"],
+        offer_id=fields["offer_id"],
+        agent_id=fields["agent_id"],
+        reason=fields["reason"],
+        channel_gone=bool(envelope.data.get("channel_gone")),
+        at=envelope.ts,
+    )

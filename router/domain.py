@@ -1,0 +1,265 @@
+"""Domain vocabulary: queues, agents, requirements, states.
+
+Configuration-shaped types are frozen pydantic models so that a configuration file
+and a scenario file validate with messages naming the key, the value and what was
+expected. Runtime views read from Redis are plain dataclasses (they sit in hot loops).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SKILL_LEVEL_MIN = 1
+SKILL_LEVEL_MAX = 5
+
+SkillName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+SkillLevel = Annotated[int, Field(ge=SKILL_LEVEL_MIN, le=SKILL_LEVEL_MAX)]
+
+
+class Frozen(BaseModel):
+    """Base for configuration models: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentState(StrEnum):
+    LOGGED_OUT = "logged_out"
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"
+
+
+class CallState(StrEnum):
+    WAITING = "waiting"
+    OFFERED = "offered"  # an agent is reserved, the routing command is on its way
+    DISPATCHING = "dispatching"  # the dispatcher claimed the offer and sends the Redirect
+    RINGING = "ringing"  # Asterisk dials the agent
+    CONNECTED = "connected"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+    OVERFLOWED = "overflowed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_CALL_STATES
+
+    @property
+    def is_queued(self) -> bool:
+        """Still the queue's responsibility: waiting, or offered but not yet answered."""
+        return self in _QUEUED_CALL_STATES
+
+
+_FINAL_CALL_STATES = frozenset({CallState.COMPLETED, CallState.ABANDONED, CallState.OVERFLOWED})
+_QUEUED_CALL_STATES = frozenset(
+    {CallState.WAITING, CallState.OFFERED, CallState.DISPATCHING, CallState.RINGING}
+)
+
+
+class Strategy(StrEnum):
+    LONGEST_IDLE = "longest-idle"
+    LEAST_OCCUPIED = "least-occupied"
+    BEST_SKILL_MATCH = "best-skill-match"
+    ROUND_ROBIN = "round-robin"
+
+
+class SkillRequirement(Frozen):
+    """The agent must have ``skill`` at ``min_level`` or above."""
+
+    skill: SkillName
+    min_level: SkillLevel = 1
+
+    def met_by(self, skills: dict[str, int]) -> bool:
+        return skills.get(self.skill, 0) >= self.min_level
+
+    def __str__(self) -> str:
+        return f"{self.skill}>={self.min_level}"
+
+
+class AnyOf(Frozen):
+    """At least one of the alternatives must hold (OR)."""
+
+    any: tuple[SkillRequirement, ...] = Field(min_length=1)
+
+    def met_by(self, skills: dict[str, int]) -> bool:
+        return any(alternative.met_by(skills) for alternative in self.any)
+
+    def __str__(self) -> str:
+        return "|".join(str(alternative) for alternative in self.any)
+
+
+RequirementTerm = SkillRequirement | AnyOf
+Requirements = tuple[RequirementTerm, ...]
+"""All terms must hold (AND); an empty tuple accepts any agent."""
+
+
+def requirements_met(requirements: Requirements, skills: dict[str, int]) -> bool:
+    return all(term.met_by(skills) for term in requirements)
+
+
+def format_requirements(requirements: Requirements) -> str:
+    """The compact form used in channel variables: ``billing>=3&spanish>=2|french>=2``."""
+    return "&".join(str(term) for term in requirements)
+
+
+class RelaxStep(Frozen):
+    """From ``after_s`` seconds of waiting on, ``requirements`` replace the queue's."""
+
+    after_s: float = Field(gt=0)
+    requirements: Requirements
+
+
+SlFormula = Literal[
+    "answered_within_over_answered",
+    "answered_within_over_answered_and_abandoned",
+    "answered_within_over_answered_and_abandoned_after_threshold",
+]
+DEFAULT_SL_FORMULA: SlFormula = "answered_within_over_answered_and_abandoned_after_threshold"
+
+
+class ServiceLevelTarget(Frozen):
+    """E.g. 80 % of calls answered within 20 s; ``formula`` picks the industry variant."""
+
+    threshold_s: float = Field(default=20.0, gt=0)
+    target: float = Field(default=0.8, gt=0, le=1)
+    formula: SlFormula = DEFAULT_SL_FORMULA
+
+
+class Overflow(Frozen):
+    """Send the call elsewhere after ``after_s`` of waiting, or when nobody qualified is logged in."""
+
+    after_s: float | None = Field(default=None, gt=0)
+    when_no_agents: bool = False
+    to_queue: str | None = None
+    to_target: str | None = Field(default=None, description="dialplan context,exten,priority")
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Self:
+        if (self.to_queue is None) == (self.to_target is None):
+            raise ValueError("overflow needs exactly one of to_queue or to_target")
+        return self
+
+
+class QueueConfig(Frozen):
+    """A queue: who may answer its calls, in what order, and its service target."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    requirements: Requirements = ()
+    relax: tuple[RelaxStep, ...] = ()
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    service_level: ServiceLevelTarget = ServiceLevelTarget()
+    wrapup_s: float = Field(default=0.0, ge=0)
+    overflow: Overflow | None = None
+
+    @model_validator(mode="after")
+    def _relax_in_order(self) -> Self:
+        times = [step.after_s for step in self.relax]
+        if times != sorted(set(times)):
+            raise ValueError(f"relax steps must have strictly increasing after_s, got {times}")
+        return self
+
+    def requirements_at(self, waited_s: float, override: Requirements | None = None) -> Requirements:
+        """Requirements in force after waiting ``waited_s``: the last relax step reached wins."""
+        current = self.requirements if override is None else override
+        for step in self.relax:
+            if waited_s >= step.after_s:
+                current = step.requirements
+        return current
+
+    def next_relax_after(self, waited_s: float) -> float | None:
+        """Wait time at which requirements relax next, or None when fully relaxed."""
+        return next((step.after_s for step in self.relax if step.after_s > waited_s), None)
+
+
+class AgentConfig(Frozen):
+    """An agent's identity, phone and skills."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    skills: dict[SkillName, SkillLevel] = Field(default_factory=dict)
+    capacity: int = Field(default=1, ge=1, le=100)
+    extension: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+/[^\s]+$")
+
+    @property
+    def dial_extension(self) -> str:
+        return self.extension or self.id
+
+    @property
+    def device(self) -> str:
+        """The Asterisk device (``Interface`` in queue events) of the agent's phone."""
+        return self.interface or f"PJSIP/{self.dial_extension}"
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCall:
+    """A call as the routing policy sees it."""
+
+    call_id: str
+    queue: str
+    priority: int
+    entered_at: float
+    requirements_override: Requirements | None = None
+    declined_by: frozenset[str] = frozenset()  # agents that let it ring out: not offered again
+    channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCandidate:
+    """An available agent as the routing policy sees it."""
+
+    agent_id: str
+    idle_since: float
+    skills: dict[str, int]
+    capacity: int = 1
+    active: int = 0
+    handled_s: float = 0.0  # talk + wrap-up seconds in the current occupancy window
+    available_s: float = 0.0  # idle available seconds in the same window
+    last_offered_seq: int = 0  # for round-robin
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def occupancy(self) -> float:
+        total = self.handled_s + self.available_s
+        return self.handled_s / total if total > 0 else 0.0
+
+
+def waiting_score(priority: int, entered_at: float) -> float:
+    """Sort key of the waiting line: higher priority first, then longest waiting.
+
+    Kept in one float so that one Redis sorted set orders calls across all queues;
+    1e10 s (three centuries) per priority step keeps every realistic wait inside a step.
+    """
+    if not math.isfinite(entered_at):
+        raise ValueError(f"entered_at must be finite, got {entered_at!r}")
+    return entered_at - priority * 1e10
+
+
+def parse_requirements(text: str) -> Requirements:
+    """Parse the compact channel-variable form: ``billing>=3&spanish>=2|french>=2``.
+
+    ``&`` separates terms that must all hold; ``|`` separates alternatives within a
+    term; a bare skill name means level 1 or above. An empty string means no requirement.
+    """
+    terms: list[RequirementTerm] = []
+    for raw_term in filter(None, (t.strip() for t in text.split("&"))):
+        alternatives = tuple(_parse_skill(raw) for raw in raw_term.split("|"))
+        terms.append(alternatives[0] if len(alternatives) == 1 else AnyOf(any=alternatives))
+    return tuple(terms)
+
+
+def _parse_skill(raw: str) -> SkillRequirement:
+    skill, sep, level = raw.strip().partition(">=")
+    try:
+        return SkillRequirement(skill=skill.strip(), min_level=int(level) if sep else 1)
+    except ValueError as exc:
+        raise ValueError(
+            f"bad requirement {raw.strip()!r}: expected 'skill>=level' with level "
+            f"{SKILL_LEVEL_MIN}-{SKILL_LEVEL_MAX}, terms joined by '&' and alternatives by '|'"
+        ) from exc

@@ -1,0 +1,94 @@
+"""The versioned JSON envelope every message on every topic travels in.
+
+```json
+{"v": 1, "id": "...", "type": "ami.event", "source": "ami://pbx1:5038",
+ "ts": 1767225600.125, "key": "call:1767225600.17", "data": {...}}
+```
+
+``ts`` is the simulated time (see router.clock) at which the producer saw the fact;
+``key`` is also the Kafka message key, so every event of one call or one agent lands, in
+order, on one partition. Readers accept any ``v`` up to ``ENVELOPE_VERSION`` and reject
+newer ones (a newer producer may have changed the meaning of fields).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.errors import MalformedEventError
+
+ENVELOPE_VERSION = 1
+
+# Envelope types.
+AMI_EVENT = "ami.event"
+AMI_RESYNC = "ami.resync"
+ROUTING_OFFER = "routing.offer"
+ROUTING_PAUSE = "routing.pause_agent"
+DISPATCH_OUTCOME = "dispatch.outcome"
+
+MAX_ENVELOPE_BYTES = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    type: str
+    id: str
+    source: str
+    ts: float
+    key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    v: int = ENVELOPE_VERSION
+
+    def encode(self) -> bytes:
+        body = {
+            "v": self.v,
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "ts": self.ts,
+            "key": self.key,
+            "data": self.data,
+        }
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(raw: bytes | None) -> Envelope:
+    """Parse and validate one envelope; anything else raises MalformedEventError."""
+    if raw is None:
+        raise MalformedEventError("empty message (no value)")
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise MalformedEventError(f"message of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEventError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedEventError(f"expected a JSON object, got {type(body).__name__}")
+    return _validated(body)
+
+
+def _validated(body: dict[str, Any]) -> Envelope:
+    version = body.get("v")
+    if not isinstance(version, int) or not 1 <= version <= ENVELOPE_VERSION:
+        raise MalformedEventError(f"unsupported envelope version {version!r}")
+    for name in ("id", "type", "source", "key"):
+        if not isinstance(body.get(name), str):
+            raise MalformedEventError(f"field {name!r} missing or not a string")
+    ts = body.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise MalformedEventError(f"field 'ts' must be a finite number, got {ts!r}")
+    data = body.get("data", {})
+    if not isinstance(data, dict):
+        raise MalformedEventError("field 'data' must be an object")
+    return Envelope(
+        type=body["type"],
+        id=body["id"],
+        source=body["source"],
+        ts=float(ts),
+        key=body["key"],
+        data=data,
+        v=version,
+    )

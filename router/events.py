@@ -1,0 +1,107 @@
+"""Domain events: what happened, in the router's own terms (past tense).
+
+The AMI translator (router.ami.translate) and the dispatcher's outcomes produce these;
+the routing engine consumes them. ``at`` is simulated time (router.clock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.domain import Requirements
+
+
+@dataclass(frozen=True, slots=True)
+class CallQueued:
+    call_id: str
+    channel: str
+    queue: str
+    at: float
+    priority: int | None = None  # None: the queue's default
+    requirements: Requirements | None = None  # None: the queue's requirements
+    resynced: bool = False  # seen in a resync snapshot rather than live
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRang:
+    """Asterisk started dialling an agent's phone for a call (DialBegin)."""
+
+    call_id: str
+    device: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAnswered:
+    call_id: str
+    device: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDeclined:
+    """The offered agent did not take the call (no answer, busy, unavailable)."""
+
+    call_id: str
+    device: str
+    dial_status: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHeld:
+    """The caller is on hold (again): music on hold started on its channel."""
+
+    call_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHungUp:
+    call_id: str
+    cause: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPresenceChanged:
+    """Login, logout, pause or unpause of an agent's roster membership."""
+
+    device: str
+    member_name: str
+    state: str  # AgentState value: available, paused or logged_out
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncFinished:
+    """Ingest re-listed every channel after a reconnect; calls not listed have ended."""
+
+    live_call_ids: frozenset[str]
+    snapshot_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OfferFailed:
+    """The dispatcher could not execute an offer (e.g. the caller hung up meanwhile)."""
+
+    call_id: str
+    offer_id: str
+    agent_id: str
+    reason: str
+    channel_gone: bool
+    at: float
+
+
+DomainEvent = (
+    CallQueued
+    | AgentRang
+    | AgentAnswered
+    | AgentDeclined
+    | CallerHeld
+    | CallerHungUp
+    | AgentPresenceChanged
+    | ResyncFinished
+    | OfferFailed
+)

@@ -1,0 +1,178 @@
+"""Prometheus metrics, built per process on an injected registry.
+
+Counters and histograms are per process (sum them in PromQL across workers); global state
+gauges (calls waiting, agents by state) come from ``StateGauges``, which exactly one
+collector process serves, so that N workers do not multiply them. Wait and talk times are
+in simulated seconds (router.clock); routing-loop latencies in real seconds. No caller
+numbers or other personal data ever become label values; queue names come from config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+WAIT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
+TALK_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def wait_buckets(thresholds: Iterable[float]) -> tuple[float, ...]:
+    """Standard wait buckets plus every configured service-level threshold, so that PromQL
+    reads "answered within T" straight off a bucket instead of interpolating."""
+    return tuple(sorted(set(WAIT_BUCKETS) | {float(t) for t in thresholds}))
+
+
+class RoutingMetrics:
+    """What one routing worker did."""
+
+    def __init__(self, registry: CollectorRegistry, sl_thresholds: Iterable[float] = (20.0,)) -> None:
+        buckets = wait_buckets(sl_thresholds)
+        self.events_consumed = Counter(
+            "acd_events_consumed_total", "Envelopes read from Kafka", ["topic"], registry=registry
+        )
+        self.events_malformed = Counter(
+            "acd_events_malformed_total",
+            "Messages that were not valid envelopes (sent to the dead-letter topic)",
+            ["topic"],
+            registry=registry,
+        )
+        self.event_errors = Counter(
+            "acd_event_errors_total",
+            "Envelopes whose handling raised an error (sent to the dead-letter topic)",
+            ["type"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "acd_routing_decisions_total",
+            "Offers made (agent reserved, command produced)",
+            ["queue", "trigger"],
+            registry=registry,
+        )
+        self.conflicts = Counter(
+            "acd_routing_conflicts_total",
+            "Reservations lost to another worker (retried)",
+            registry=registry,
+        )
+        self.decision_latency = Histogram(
+            "acd_routing_decision_latency_seconds",
+            "Real time from event consumed to routing command acknowledged by Kafka",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.commands = Counter(
+            "acd_routing_commands_total", "Commands produced", ["type"], registry=registry
+        )
+        self.offered = Counter(
+            "acd_calls_offered_total", "Calls that entered a queue", ["queue"], registry=registry
+        )
+        self.answered = Counter(
+            "acd_calls_answered_total", "Calls answered by an agent", ["queue"], registry=registry
+        )
+        self.abandoned = Counter(
+            "acd_calls_abandoned_total", "Callers who hung up while queued", ["queue"], registry=registry
+        )
+        self.overflowed = Counter(
+            "acd_calls_overflowed_total",
+            "Calls sent to another queue or target",
+            ["queue"],
+            registry=registry,
+        )
+        self.declined = Counter(
+            "acd_offers_declined_total",
+            "Offers the agent did not take (no answer, busy)",
+            ["queue"],
+            registry=registry,
+        )
+        self.answer_wait = Histogram(
+            "acd_call_answer_wait_seconds",
+            "Queue wait of answered calls (simulated seconds)",
+            ["queue"],
+            buckets=buckets,
+            registry=registry,
+        )
+        self.abandon_wait = Histogram(
+            "acd_call_abandon_wait_seconds",
+            "Queue wait of abandoned calls (simulated seconds)",
+            ["queue"],
+            buckets=buckets,
+            registry=registry,
+        )
+        self.talk = Histogram(
+            "acd_call_talk_seconds",
+            "Talk time of completed calls (simulated seconds)",
+            ["queue"],
+            buckets=TALK_BUCKETS,
+            registry=registry,
+        )
+        self.agent_handling = Counter(
+            "acd_agent_handling_seconds_total",
+            "Agent time spent handling calls: talk + wrap-up (simulated seconds)",
+            registry=registry,
+        )
+        self.agent_available = Counter(
+            "acd_agent_available_seconds_total",
+            "Agent time spent available with no call (simulated seconds)",
+            registry=registry,
+        )
+        self.calls_closed_by_resync = Counter(
+            "acd_calls_closed_by_resync_total",
+            "Open calls closed because a resync after an AMI reconnect no longer listed them",
+            registry=registry,
+        )
+        self.timer_runs = Counter(
+            "acd_timer_runs_total", "Timer ticks this worker ran while holding the lease", registry=registry
+        )
+
+
+class IngestMetrics:
+    """The AMI link and what it delivered to Kafka."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connected = Gauge("acd_ami_connected", "1 while logged in to AMI", registry=registry)
+        self.reconnects = Counter(
+            "acd_ami_reconnects_total", "AMI connections re-established after a loss", registry=registry
+        )
+        self.events = Counter("acd_ami_events_total", "AMI events received", registry=registry)
+        self.produced = Counter(
+            "acd_ami_events_produced_total", "AMI envelopes acknowledged by Kafka", registry=registry
+        )
+        self.produce_errors = Counter(
+            "acd_ami_produce_errors_total", "AMI envelopes Kafka did not take", registry=registry
+        )
+        self.resyncs = Counter(
+            "acd_ami_resyncs_total", "Resynchronisations after (re)connect", registry=registry
+        )
+
+
+class DispatchMetrics:
+    """Routing commands turned into AMI actions."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.actions = Counter(
+            "acd_dispatch_actions_total", "AMI actions sent", ["action", "result"], registry=registry
+        )
+        self.stale = Counter(
+            "acd_dispatch_stale_commands_total",
+            "Commands skipped because their offer was withdrawn meanwhile",
+            registry=registry,
+        )
+        self.connected = Gauge("acd_ami_connected", "1 while logged in to AMI", registry=registry)
+        self.reconnects = Counter(
+            "acd_ami_reconnects_total", "AMI connections re-established after a loss", registry=registry
+        )
+
+
+class StateGauges:
+    """Site-wide state read from Redis by the one collector that holds the lease."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.waiting = Gauge("acd_calls_waiting", "Calls waiting in queue now", ["queue"], registry=registry)
+        self.oldest_wait = Gauge(
+            "acd_oldest_wait_seconds",
+            "Wait of the longest-waiting call now (simulated s)",
+            ["queue"],
+            registry=registry,
+        )
+        self.agents = Gauge("acd_agents", "Agents by state", ["state"], registry=registry)

@@ -1,0 +1,6 @@
+"""Routing state in Redis."""
+
+from router.store.keys import Keys
+from router.store.redis_store import NO_POSITION, Outcome, Position, RedisStateStore
+
+__all__ = ["NO_POSITION", "Keys", "Outcome", "Position", "RedisStateStore"]

@@ -1,0 +1,41 @@
+"""Redis key names. Every key of a site shares the ``{site}`` hash tag (one cluster slot)."""
+
+from __future__ import annotations
+
+
+class Keys:
+    """``acd:{site}:<entity>:<id>`` names for one site."""
+
+    def __init__(self, site: str) -> None:
+        self.site = site
+        self.prefix = f"acd:{{{site}}}:"
+        # Scripts declare this key so that Redis Cluster routes them to the site's slot.
+        self.anchor = self.prefix + "agents"
+        self.agents = self.prefix + "agents"
+        self.devices = self.prefix + "devices"
+        self.available = self.prefix + "available"
+        self.waiting = self.prefix + "waiting"
+        self.offers = self.prefix + "offers"
+        self.wrapup = self.prefix + "wrapup"
+        self.relax_due = self.prefix + "relax_due"
+        self.open_calls = self.prefix + "open_calls"
+        self.decisions = self.prefix + "decisions"
+        self.latencies = self.prefix + "latencies"
+        self.timer_lease = self.prefix + "timer_lease"
+        self.collector_lease = self.prefix + "collector_lease"
+        self.round_robin = self.prefix + "rr"
+
+    def agent(self, agent_id: str) -> str:
+        return f"{self.prefix}agent:{agent_id}"
+
+    def call(self, call_id: str) -> str:
+        return f"{self.prefix}call:{call_id}"
+
+    def stats(self, queue: str) -> str:
+        return f"{self.prefix}stats:{queue}"
+
+    def skill_index(self, skill: str, level: int) -> str:
+        return f"{self.prefix}avail:{skill}:{level}"
+
+    def declined(self, call_id: str) -> str:
+        return f"{self.prefix}declined:{call_id}"

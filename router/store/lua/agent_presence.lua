@@ -1,0 +1,23 @@
+-- Login, logout, pause, unpause (from the roster queue's QueueMember* events).
+-- ARGV: P, agent_id, new_state (available|paused|logged_out), reason, at, part, off
+-- Returns {outcome, previous_state, available_seconds_accrued}
+local id, new, reason, at = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local ak = agent_key(id)
+if redis.call('EXISTS', ak) == 0 then return {'unknown_agent', '', '0'} end
+if seen(ak, ARGV[6], ARGV[7]) then return {'duplicate', '', '0'} end
+mark(ak, ARGV[6], ARGV[7])
+local a = redis.call('HMGET', ak, 'state', 'reason', 'wrapup_start')
+local cur = a[1]
+-- The roster only knows paused or not; after-call work is the router's own state.
+if cur == 'wrap_up' and new == 'available' then return {'unchanged', cur, '0'} end
+if cur == new and (new ~= 'paused' or a[2] == reason) then return {'unchanged', cur, '0'} end
+if cur == 'wrap_up' then
+  redis.call('ZREM', P .. 'wrapup', id)
+  redis.call('HINCRBYFLOAT', ak, 'handled_s', math.max(0, at - num(a[3], at)))
+end
+if cur == 'logged_out' then
+  redis.call('HSET', ak, 'handled_s', 0, 'avail_s', 0, 'login_at', at)
+end
+if new == 'available' and cur ~= 'available' then redis.call('HSET', ak, 'idle_since', at) end
+redis.call('HSET', ak, 'state', new, 'reason', reason, 'state_since', at)
+return {'changed', cur, tostring(reindex(id, at))}

@@ -1,0 +1,41 @@
+-- The caller's channel hung up: abandoned if still queued, completed if connected.
+-- ARGV: P, call_id, at, part, off
+-- Returns {outcome, seconds (waited or talked), queue, agent_id}
+local call_id, at = ARGV[2], tonumber(ARGV[3])
+local ck = call_key(call_id)
+if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '0', '', ''} end
+if seen(ck, ARGV[4], ARGV[5]) then return {'duplicate', '0', '', ''} end
+mark(ck, ARGV[4], ARGV[5])
+local c = redis.call('HMGET', ck, 'state', 'queue', 'entered_at', 'agent', 'answered_at', 'sl_t',
+  'wrapup_s')
+local state, queue, agent_id = c[1], c[2], c[4] or ''
+local sk = stats_key(queue)
+if state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing' then
+  finish_call(call_id, 'abandoned', at)
+  release_reservation(agent_id, at)
+  local waited = math.max(0, at - num(c[3], at))
+  record_abandon(queue, waited, num(c[6], 0))
+  return {'abandoned', tostring(waited), queue, agent_id}
+end
+if state ~= 'connected' then return {'ignored', '0', queue, agent_id} end
+finish_call(call_id, 'completed', at)
+local talk = math.max(0, at - num(c[5], at))
+redis.call('HINCRBY', sk, 'completed', 1)
+redis.call('HINCRBYFLOAT', sk, 'talk_sum', talk)
+local ak = agent_key(agent_id)
+if redis.call('EXISTS', ak) == 1 then
+  if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
+  redis.call('HINCRBYFLOAT', ak, 'handled_s', talk)
+  local wrapup = num(c[7], 0)
+  if redis.call('HGET', ak, 'state') == 'available' then
+    if wrapup > 0 then
+      redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', at, 'wrapup_start', at,
+        'wrapup_until', at + wrapup)
+      redis.call('ZADD', P .. 'wrapup', at + wrapup, agent_id)
+    else
+      redis.call('HSET', ak, 'idle_since', at)
+    end
+  end
+  reindex(agent_id, at)
+end
+return {'completed', tostring(talk), queue, agent_id}

@@ -1,0 +1,24 @@
+-- The dispatcher could not execute an offer. If the caller's channel is gone the call
+-- was abandoned (its Hangup may still follow and then changes nothing); otherwise it
+-- goes back to its place in line. Either way the agent is released.
+-- ARGV: P, call_id, offer_id, at, channel_gone ('1'|'0'), part, off
+local call_id, at = ARGV[2], tonumber(ARGV[4])
+local ck = call_key(call_id)
+if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '', ''} end
+if seen(ck, ARGV[6], ARGV[7]) then return {'duplicate', '', ''} end
+mark(ck, ARGV[6], ARGV[7])
+local c = redis.call('HMGET', ck, 'state', 'offer_id', 'agent', 'queue', 'entered_at', 'sl_t')
+if (c[1] ~= 'offered' and c[1] ~= 'dispatching') or c[2] ~= ARGV[3] then
+  return {'ignored', c[1], ''}
+end
+local agent_id = c[3] or ''
+if ARGV[5] == '1' then
+  finish_call(call_id, 'abandoned', at)
+  local waited = math.max(0, at - num(c[5], at))
+  record_abandon(c[4], waited, num(c[6], 0))
+  release_reservation(agent_id, at)
+  return {'abandoned', tostring(waited), agent_id}
+end
+requeue(call_id)
+release_reservation(agent_id, at)
+return {'requeued', '', agent_id}

@@ -1,0 +1,27 @@
+-- Offer a waiting call to an available agent, atomically: the only place an agent's
+-- capacity is taken, so no interleaving of workers can offer it more calls than it holds.
+-- ARGV: P, call_id, agent_id, offer_id, now, deadline, decision_json
+-- Returns {'ok', device, available_seconds_accrued} or {refusal, detail}
+local call_id, agent_id, now = ARGV[2], ARGV[3], tonumber(ARGV[5])
+local ck, ak = call_key(call_id), agent_key(agent_id)
+local c = redis.call('HMGET', ck, 'state', 'queue')
+if not c[1] then return {'unknown_call', ''} end
+if c[1] ~= 'waiting' then return {'call_taken', c[1]} end
+local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'device')
+if not a[1] then return {'unknown_agent', ''} end
+if a[1] ~= 'available' or num(a[3], 0) + num(a[4], 0) >= num(a[2], 1) then
+  return {'agent_taken', a[1]}
+end
+if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
+  return {'agent_declined', ''}
+end
+redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
+  'offered_at', now)
+redis.call('ZREM', P .. 'waiting', call_id)
+redis.call('ZADD', P .. 'offers', ARGV[6], call_id)
+redis.call('HINCRBY', ak, 'reserved', 1)
+redis.call('HSET', ak, 'last_call', call_id)
+redis.call('HSET', P .. 'rr', c[2], agent_id)
+local accrued = reindex(agent_id, now)
+redis.call('XADD', P .. 'decisions', 'MAXLEN', '~', 100000, '*', 'd', ARGV[7])
+return {'ok', a[5] or '', tostring(accrued)}

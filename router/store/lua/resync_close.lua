@@ -1,0 +1,30 @@
+-- After an AMI reconnect, ingest lists every live channel. Open calls that entered before
+-- the snapshot and are not in it ended during the gap: close them instead of leaving them
+-- waiting forever. ARGV: P, snapshot_at, live_ids_json
+local at = tonumber(ARGV[2])
+local live = {}
+for _, id in ipairs(cjson.decode(ARGV[3])) do live[id] = true end
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
+  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'entered_at', 'agent', 'sl_t')
+  if not live[id] and num(c[3], at) < at then
+    if c[1] == 'connected' then
+      finish_call(id, 'completed', at)
+      local ak = agent_key(c[4] or '')
+      if redis.call('EXISTS', ak) == 1 then
+        if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
+        redis.call('HSET', ak, 'idle_since', at)
+        reindex(c[4], at)
+      end
+      redis.call('HINCRBY', stats_key(c[2]), 'completed', 1)
+    elseif c[1] then
+      finish_call(id, 'abandoned', at)
+      release_reservation(c[4], at)
+      record_abandon(c[2], math.max(0, at - num(c[3], at)), num(c[5], 0))
+    else
+      redis.call('SREM', P .. 'open_calls', id)
+    end
+    out[#out + 1] = id
+  end
+end
+return out

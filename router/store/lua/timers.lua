@@ -1,0 +1,31 @@
+-- Time-driven transitions, run by whichever worker holds the timer lease.
+-- ARGV: P, now, limit
+-- Wrap-up that has run its course makes the agent available; offers that were never
+-- dispatched (or dispatched and never rang) by their deadline go back in line.
+-- Returns {agents_made_available..., '|', calls_requeued...}
+local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wrapup', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', P .. 'wrapup', id)
+  local ak = agent_key(id)
+  local a = redis.call('HMGET', ak, 'state', 'wrapup_start', 'wrapup_until')
+  if a[1] == 'wrap_up' then
+    local ended = num(a[3], now)
+    redis.call('HINCRBYFLOAT', ak, 'handled_s', math.max(0, ended - num(a[2], ended)))
+    redis.call('HSET', ak, 'state', 'available', 'idle_since', ended, 'state_since', ended)
+    reindex(id, now)
+    out[#out + 1] = id
+  end
+end
+out[#out + 1] = '|'
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'offers', '-inf', now, 'LIMIT', 0, limit)) do
+  local c = redis.call('HMGET', call_key(id), 'state', 'agent')
+  if c[1] == 'offered' or c[1] == 'dispatching' then
+    requeue(id)
+    release_reservation(c[2], now)
+    out[#out + 1] = id
+  else
+    redis.call('ZREM', P .. 'offers', id)
+  end
+end
+return out

@@ -1,0 +1,27 @@
+-- Waiting calls as the routing policy needs them, in line order, in one round trip.
+-- ARGV: P, 'range', start, count   or   P, 'ids', id1, id2, ...
+-- Returns 7 fields per call still waiting: id, queue, priority, entered_at, reqs, channel,
+-- declined_json
+local ids
+if ARGV[2] == 'range' then
+  local start = tonumber(ARGV[3])
+  ids = redis.call('ZRANGE', P .. 'waiting', start, start + tonumber(ARGV[4]) - 1)
+else
+  ids = {}
+  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel')
+  if c[1] == 'waiting' then
+    local declined = redis.call('SMEMBERS', P .. 'declined:' .. id)
+    out[#out + 1] = id
+    out[#out + 1] = c[2]
+    out[#out + 1] = c[3]
+    out[#out + 1] = c[4]
+    out[#out + 1] = c[5] or ''
+    out[#out + 1] = c[6] or ''
+    out[#out + 1] = cjson.encode(declined)
+  end
+end
+return out

@@ -1,0 +1,352 @@
+"""Call and agent state in Redis; every state change is one atomic Lua script.
+
+The scripts (router/store/lua/) are the only writers of routing state. Each takes the
+Kafka position of the event it applies, so a redelivered event changes nothing twice,
+and each checks the state it transitions from, so workers racing on the same call or
+agent cannot both win.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from router.domain import (
+    AgentCandidate,
+    AgentConfig,
+    AnyOf,
+    Requirements,
+    WaitingCall,
+    format_requirements,
+    parse_requirements,
+)
+from router.store.keys import Keys
+
+_SCRIPTS = (
+    "agent_profile",
+    "agent_presence",
+    "call_enqueue",
+    "candidates",
+    "reserve",
+    "offer_claim",
+    "agent_rang",
+    "agent_answered",
+    "agent_declined",
+    "caller_held",
+    "call_hangup",
+    "offer_failed",
+    "timers",
+    "resync_close",
+    "waiting_view",
+    "lease",
+    "state_summary",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an event came from: ``topic:partition`` and offset. Empty for timer work."""
+
+    part: str = ""
+    offset: int = -1
+
+    def args(self) -> list[str]:
+        return [self.part, str(self.offset)]
+
+
+NO_POSITION = Position()
+
+
+@dataclass(frozen=True, slots=True)
+class StateSummary:
+    waiting: dict[str, int]
+    oldest_entered_at: dict[str, float]
+    agents: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A script's answer: what happened, plus its details."""
+
+    status: str
+    details: tuple[str, ...] = ()
+
+    def detail(self, index: int, default: str = "") -> str:
+        return self.details[index] if index < len(self.details) else default
+
+    def number(self, index: int) -> float:
+        try:
+            return float(self.detail(index, "0") or 0)
+        except ValueError:
+            return 0.0
+
+
+def _outcome(raw: Any) -> Outcome:
+    items = [str(item) for item in raw]
+    return Outcome(items[0], tuple(items[1:]))
+
+
+def _load_script_text(name: str) -> str:
+    package = resources.files("router.store") / "lua"
+    return (package / "_lib.lua").read_text() + "\n" + (package / f"{name}.lua").read_text()
+
+
+def requirement_terms(requirements: Requirements) -> list[list[list[str | int]]]:
+    """Requirements as the candidates script reads them: terms of alternatives."""
+    terms: list[list[list[str | int]]] = []
+    for term in requirements:
+        alternatives = term.any if isinstance(term, AnyOf) else (term,)
+        terms.append([[alt.skill, alt.min_level] for alt in alternatives])
+    return terms
+
+
+class RedisStateStore:
+    """All routing state of one site; the only code that talks to Redis for routing."""
+
+    def __init__(self, redis: Redis, site: str) -> None:
+        self.redis = redis
+        self.keys = Keys(site)
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(_load_script_text(name)) for name in _SCRIPTS
+        }
+
+    async def _run(self, name: str, *args: str | int | float) -> Any:
+        return await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
+
+    # -- agents ---------------------------------------------------------------------------
+
+    async def upsert_agent(self, agent: AgentConfig, now: float) -> None:
+        skills = json.dumps(agent.skills, sort_keys=True)
+        await self._run("agent_profile", agent.id, skills, agent.capacity, agent.device, now)
+
+    async def agent_presence(
+        self, agent_id: str, state: str, reason: str, at: float, pos: Position
+    ) -> Outcome:
+        return _outcome(await self._run("agent_presence", agent_id, state, reason, at, *pos.args()))
+
+    async def agent_for_device(self, device: str) -> str | None:
+        return cast(str | None, await self.redis.hget(self.keys.devices, device))
+
+    async def candidates(
+        self,
+        requirements: Requirements,
+        *,
+        exclude: Iterable[str] = (),
+        limit: int = 64,
+        max_scan: int = 5000,
+    ) -> list[AgentCandidate]:
+        """Available agents meeting ``requirements``, longest idle first (at most ``limit``)."""
+        raw = await self._run(
+            "candidates",
+            json.dumps(requirement_terms(requirements)),
+            limit,
+            json.dumps(sorted(exclude)),
+            max_scan,
+        )
+        return [_candidate(raw[i : i + 8]) for i in range(0, len(raw), 8)]
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        call_id: str,
+        *,
+        queue: str,
+        priority: int,
+        requirements: Requirements | None,
+        channel: str,
+        entered_at: float,
+        relax_due: float | None,
+        sl_threshold: float,
+        wrapup_s: float,
+        pos: Position,
+    ) -> Outcome:
+        reqs = "" if requirements is None else _requirements_text(requirements)
+        due = "" if relax_due is None else str(relax_due)
+        args = (call_id, queue, priority, reqs, channel, entered_at, due, sl_threshold, wrapup_s)
+        return _outcome(await self._run("call_enqueue", *args, *pos.args()))
+
+    async def waiting_calls(self, start: int = 0, count: int = 100) -> list[WaitingCall]:
+        """Waiting calls in line order (priority, then longest wait, across queues)."""
+        return _waiting(await self._run("waiting_view", "range", start, count))
+
+    async def waiting_call(self, call_id: str) -> WaitingCall | None:
+        found = _waiting(await self._run("waiting_view", "ids", call_id))
+        return found[0] if found else None
+
+    async def reserve(
+        self, call_id: str, agent_id: str, offer_id: str, now: float, deadline: float, record: str
+    ) -> Outcome:
+        return _outcome(await self._run("reserve", call_id, agent_id, offer_id, now, deadline, record))
+
+    async def claim_offer(self, call_id: str, offer_id: str, deadline: float) -> Outcome:
+        return _outcome(await self._run("offer_claim", call_id, offer_id, deadline))
+
+    async def agent_rang(self, call_id: str, agent_id: str, at: float, pos: Position) -> Outcome:
+        return _outcome(await self._run("agent_rang", call_id, agent_id, at, *pos.args()))
+
+    async def agent_answered(self, call_id: str, agent_id: str, at: float, pos: Position) -> Outcome:
+        return _outcome(await self._run("agent_answered", call_id, agent_id, at, *pos.args()))
+
+    async def agent_declined(
+        self, call_id: str, agent_id: str, at: float, auto_pause: bool, reason: str, pos: Position
+    ) -> Outcome:
+        flag = "1" if auto_pause else "0"
+        return _outcome(await self._run("agent_declined", call_id, agent_id, at, flag, reason, *pos.args()))
+
+    async def caller_held(
+        self, call_id: str, at: float, auto_pause: bool, reason: str, pos: Position
+    ) -> Outcome:
+        flag = "1" if auto_pause else "0"
+        return _outcome(await self._run("caller_held", call_id, at, flag, reason, *pos.args()))
+
+    async def caller_hung_up(self, call_id: str, at: float, pos: Position) -> Outcome:
+        return _outcome(await self._run("call_hangup", call_id, at, *pos.args()))
+
+    async def offer_failed(
+        self, call_id: str, offer_id: str, at: float, *, channel_gone: bool, pos: Position
+    ) -> Outcome:
+        gone = "1" if channel_gone else "0"
+        return _outcome(await self._run("offer_failed", call_id, offer_id, at, gone, *pos.args()))
+
+    # -- timers and recovery ---------------------------------------------------------------
+
+    async def run_timers(self, now: float, limit: int = 500) -> tuple[list[str], list[str]]:
+        """Finish due wrap-ups and requeue expired offers: (agents now available, calls requeued)."""
+        raw = [str(item) for item in await self._run("timers", now, limit)]
+        split = raw.index("|")
+        return raw[:split], raw[split + 1 :]
+
+    async def relax_due(self, now: float, limit: int = 500) -> list[str]:
+        found = await self.redis.zrangebyscore(self.keys.relax_due, "-inf", now, start=0, num=limit)
+        return [str(call_id) for call_id in found]
+
+    async def set_relax_due(self, call_id: str, due: float | None) -> None:
+        if due is None:
+            await self.redis.zrem(self.keys.relax_due, call_id)
+        else:
+            await self.redis.zadd(self.keys.relax_due, {call_id: due})
+
+    async def resync_close(self, snapshot_at: float, live_call_ids: Iterable[str]) -> list[str]:
+        raw = await self._run("resync_close", snapshot_at, json.dumps(sorted(live_call_ids)))
+        return [str(call_id) for call_id in raw]
+
+    async def hold_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take or keep the lease ``name`` for ``owner``; False while someone else holds it."""
+        return bool(await self._run("lease", name, owner, int(ttl_s * 1000)))
+
+    async def agent_candidate(self, agent_id: str) -> AgentCandidate | None:
+        """The agent as the policy sees it, or None unless it may take a call now."""
+        fields = await self.redis.hmget(
+            self.keys.agent(agent_id),
+            ["state", "idle_since", "skills", "capacity", "reserved", "connected", "handled_s", "avail_s"],
+        )
+        if fields[0] != "available":
+            return None
+        candidate = _candidate([agent_id, *fields[1:]])
+        return candidate if candidate.active < candidate.capacity else None
+
+    async def any_agent_available(self) -> bool:
+        return bool(await self.redis.zcard(self.keys.available))
+
+    async def round_robin_last(self, queue: str) -> str:
+        return cast(str | None, await self.redis.hget(self.keys.round_robin, queue)) or ""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def call(self, call_id: str) -> dict[str, str]:
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.call(call_id)))
+
+    async def call_states(self, call_ids: Sequence[str]) -> dict[str, str]:
+        """Each call's state ('' for a call the router never heard of)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call_id in call_ids:
+                pipe.hget(self.keys.call(call_id), "state")
+            states = await pipe.execute()
+        return {call_id: state or "" for call_id, state in zip(call_ids, states, strict=True)}
+
+    async def agent(self, agent_id: str) -> dict[str, str]:
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.agent(agent_id)))
+
+    async def queue_stats(self, queue: str) -> dict[str, float]:
+        raw = cast(dict[str, str], await self.redis.hgetall(self.keys.stats(queue)))
+        return {name: float(value) for name, value in raw.items()}
+
+    async def agent_ids(self) -> list[str]:
+        return sorted(cast(set[str], await self.redis.smembers(self.keys.agents)))
+
+    async def open_call_ids(self) -> list[str]:
+        return sorted(cast(set[str], await self.redis.smembers(self.keys.open_calls)))
+
+    async def state_summary(self) -> StateSummary:
+        """Calls waiting and oldest entry time per queue, agents per state."""
+        raw = [str(item) for item in await self._run("state_summary")]
+        split = raw.index("|")
+        calls, agents = raw[:split], raw[split + 1 :]
+        return StateSummary(
+            waiting={calls[i]: int(calls[i + 1]) for i in range(0, len(calls), 3)},
+            oldest_entered_at={calls[i]: float(calls[i + 2]) for i in range(0, len(calls), 3)},
+            agents={agents[i]: int(agents[i + 1]) for i in range(0, len(agents), 2)},
+        )
+
+    async def record_latencies(self, latencies_ms: Sequence[float]) -> None:
+        if latencies_ms:
+            await self.redis.rpush(self.keys.latencies, *[f"{v:.3f}" for v in latencies_ms])
+
+    async def latencies(self) -> list[float]:
+        return [float(v) for v in await self.redis.lrange(self.keys.latencies, 0, -1)]
+
+    async def decisions(self, count: int = 100_000) -> list[dict[str, Any]]:
+        entries = cast(
+            list[tuple[str, dict[str, str]]], await self.redis.xrange(self.keys.decisions, count=count)
+        )
+        return [json.loads(fields["d"]) for _, fields in entries]
+
+
+def _requirements_text(requirements: Requirements) -> str:
+    # Stored in the compact channel-variable form; "-" marks an explicit "no requirement".
+    return format_requirements(requirements) or "-"
+
+
+def _parse_stored_requirements(text: str) -> Requirements | None:
+    if not text:
+        return None
+    return () if text == "-" else parse_requirements(text)
+
+
+def _waiting(raw: Sequence[Any]) -> list[WaitingCall]:
+    calls = []
+    for i in range(0, len(raw), 7):
+        call_id, queue, priority, entered_at, reqs, channel, declined = (str(v) for v in raw[i : i + 7])
+        declined_ids = json.loads(declined)
+        calls.append(
+            WaitingCall(
+                call_id=call_id,
+                queue=queue,
+                priority=int(float(priority or 0)),
+                entered_at=float(entered_at or 0),
+                requirements_override=_parse_stored_requirements(reqs),
+                channel=channel,
+                declined_by=frozenset(declined_ids) if isinstance(declined_ids, list) else frozenset(),
+            )
+        )
+    return calls
+
+
+def _candidate(fields: Sequence[Any]) -> AgentCandidate:
+    agent_id, idle_since, skills, capacity, reserved, connected, handled, avail = (str(v) for v in fields)
+    return AgentCandidate(
+        agent_id=agent_id,
+        idle_since=float(idle_since or 0),
+        skills=json.loads(skills or "{}"),
+        capacity=int(capacity or 1),
+        active=int(reserved or 0) + int(connected or 0),
+        handled_s=float(handled or 0),
+        available_s=float(avail or 0),
+    )

@@ -1,0 +1,225 @@
+"""The routing engine over a real redis-server, with commands captured in memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from router.clock import ScaledClock
+from router.commands import OfferCommand, PauseCommand
+from router.domain import AgentConfig, QueueConfig, RelaxStep, SkillRequirement
+from router.engine import RoutingEngine
+from router.events import (
+    AgentAnswered,
+    AgentDeclined,
+    AgentPresenceChanged,
+    AgentRang,
+    CallerHeld,
+    CallerHungUp,
+    CallQueued,
+    OfferFailed,
+)
+from router.metrics import RoutingMetrics
+from router.settings import RoutingSettings
+from router.store import NO_POSITION, Position, RedisStateStore
+
+
+@dataclass
+class FakeClock:
+    t: float = 1_800_000_000.0
+    time_scale: float = 1.0
+
+    def now(self) -> float:
+        return self.t
+
+    def real_seconds(self, simulated_seconds: float) -> float:
+        return simulated_seconds
+
+
+@dataclass
+class RecordingSink:
+    offers: list[OfferCommand] = field(default_factory=list)
+    pauses: list[PauseCommand] = field(default_factory=list)
+
+    async def offer(self, command: OfferCommand, started: float) -> None:
+        self.offers.append(command)
+
+    async def pause(self, command: PauseCommand) -> None:
+        self.pauses.append(command)
+
+    def last(self) -> tuple[str, str]:
+        return self.offers[-1].call_id, self.offers[-1].agent_id
+
+
+QUEUES = {
+    "billing": QueueConfig(
+        name="billing",
+        requirements=(SkillRequirement(skill="billing", min_level=3),),
+        relax=(RelaxStep(after_s=30, requirements=(SkillRequirement(skill="billing", min_level=1),)),),
+        wrapup_s=10,
+    ),
+    "vip": QueueConfig(name="vip", priority=5),
+}
+AGENTS = {
+    "senior": AgentConfig(id="senior", skills={"billing": 5}),
+    "junior": AgentConfig(id="junior", skills={"billing": 1}),
+}
+
+
+@pytest.fixture
+async def engine(redis: Redis) -> RoutingEngine:
+    engine = RoutingEngine(
+        store=RedisStateStore(redis, "e"),
+        queues=QUEUES,
+        agents=AGENTS,
+        settings=RoutingSettings(),
+        clock=FakeClock(),
+        sink=RecordingSink(),
+        metrics=RoutingMetrics(CollectorRegistry()),
+    )
+    await engine.seed_agents()
+    return engine
+
+
+def sink(engine: RoutingEngine) -> RecordingSink:
+    assert isinstance(engine.sink, RecordingSink)
+    return engine.sink
+
+
+def clock(engine: RoutingEngine) -> FakeClock:
+    assert isinstance(engine.clock, FakeClock)
+    return engine.clock
+
+
+async def login(engine: RoutingEngine, agent_id: str) -> None:
+    device = AGENTS[agent_id].device
+    await engine.handle(
+        AgentPresenceChanged(device, agent_id, "available", "", clock(engine).now()), NO_POSITION, 0
+    )
+
+
+async def arrive(
+    engine: RoutingEngine, call_id: str, queue: str = "billing", pos: Position = NO_POSITION
+) -> None:
+    event = CallQueued(call_id, f"PJSIP/trunk-{call_id}", queue, clock(engine).now())
+    await engine.handle(event, pos, 0)
+
+
+async def test_call_goes_to_a_qualified_available_agent(engine: RoutingEngine) -> None:
+    await login(engine, "junior")
+    await login(engine, "senior")
+    await arrive(engine, "c1")
+    offer = sink(engine).offers[-1]
+    assert (offer.call_id, offer.agent_id, offer.device, offer.exten) == (
+        "c1",
+        "senior",
+        "PJSIP/senior",
+        "senior",
+    )
+    assert (offer.context, offer.channel) == ("acd-connect", "PJSIP/trunk-c1")
+
+
+async def test_agent_becoming_available_takes_the_call_first_in_line(engine: RoutingEngine) -> None:
+    await arrive(engine, "old")
+    clock(engine).t += 5
+    await arrive(engine, "vip-call", queue="vip")
+    clock(engine).t += 5
+    await arrive(engine, "new")
+    assert sink(engine).offers == []
+    await login(engine, "senior")
+    assert sink(engine).last() == ("vip-call", "senior")
+
+
+async def test_requirements_relax_while_waiting(engine: RoutingEngine) -> None:
+    await login(engine, "junior")
+    await arrive(engine, "c1")
+    assert sink(engine).offers == []
+    clock(engine).t += 29
+    await engine.tick(0)
+    assert sink(engine).offers == []
+    clock(engine).t += 1
+    await engine.tick(0)
+    assert sink(engine).last() == ("c1", "junior")
+
+
+async def test_full_call_then_wrap_up_then_next_call(engine: RoutingEngine) -> None:
+    await login(engine, "senior")
+    await arrive(engine, "c1")
+    await arrive(engine, "c2")
+    assert [o.call_id for o in sink(engine).offers] == ["c1"]
+    await engine.handle(AgentRang("c1", "PJSIP/senior", clock(engine).now()), NO_POSITION, 0)
+    clock(engine).t += 3
+    await engine.handle(AgentAnswered("c1", "PJSIP/senior", clock(engine).now()), NO_POSITION, 0)
+    clock(engine).t += 60
+    await engine.handle(CallerHungUp("c1", "16", clock(engine).now()), NO_POSITION, 0)
+    assert (await engine.store.agent("senior"))["state"] == "wrap_up"
+    clock(engine).t += 10
+    await engine.tick(0)
+    assert sink(engine).last() == ("c2", "senior")
+
+
+async def test_ring_no_answer_pauses_the_agent_and_offers_the_call_to_someone_else(
+    engine: RoutingEngine,
+) -> None:
+    await login(engine, "senior")
+    await arrive(engine, "c1")
+    clock(engine).t += 31  # relaxed: junior qualifies too
+    await login(engine, "junior")
+    await engine.handle(AgentDeclined("c1", "PJSIP/senior", "NOANSWER", clock(engine).now()), NO_POSITION, 0)
+    assert sink(engine).pauses[-1].agent_id == "senior"
+    assert sink(engine).pauses[-1].reason == "ring-no-answer"
+    assert sink(engine).last() == ("c1", "junior")
+
+
+async def test_caller_back_on_hold_without_a_dial_counts_as_declined(engine: RoutingEngine) -> None:
+    # Asterisk sends no DialBegin/DialEnd when the agent's phone is unavailable (CHANUNAVAIL):
+    # the caller just goes back on hold after the Redirect.
+    await login(engine, "senior")
+    clock(engine).t += 1
+    await engine.handle(CallerHeld("c1", clock(engine).now()), NO_POSITION, 0)  # unknown call: ignored
+    await arrive(engine, "c1")
+    await engine.handle(
+        CallerHeld("c1", clock(engine).now()), NO_POSITION, 0
+    )  # the first hold: no offer failed
+    assert (await engine.store.call("c1"))["state"] == "offered"
+    clock(engine).t += 2
+    await engine.handle(CallerHeld("c1", clock(engine).now()), NO_POSITION, 0)
+    assert (await engine.store.call("c1"))["state"] == "waiting"
+    assert sink(engine).pauses[-1].agent_id == "senior"
+    assert (await engine.store.agent("senior"))["state"] == "paused"
+
+
+async def test_redelivered_call_queued_does_not_offer_twice(engine: RoutingEngine) -> None:
+    await login(engine, "senior")
+    pos = Position("acd.ami.events.v1:0", 7)
+    await arrive(engine, "c1", pos=pos)
+    await arrive(engine, "c1", pos=pos)
+    assert len(sink(engine).offers) == 1
+
+
+async def test_failed_offer_for_gone_caller_frees_the_agent_for_the_next_call(engine: RoutingEngine) -> None:
+    await login(engine, "senior")
+    await arrive(engine, "c1")
+    await arrive(engine, "c2")
+    offer = sink(engine).offers[-1]
+    failure = OfferFailed("c1", offer.offer_id, "senior", "Channel does not exist", True, clock(engine).now())
+    await engine.handle(failure, NO_POSITION, 0)
+    assert (await engine.store.call("c1"))["state"] == "abandoned"
+    assert sink(engine).last() == ("c2", "senior")
+
+
+async def test_unknown_queue_routes_via_the_fallback_and_is_not_lost(engine: RoutingEngine) -> None:
+    await login(engine, "senior")
+    await arrive(engine, "c1", queue="no-such-queue")
+    assert (await engine.store.call("c1"))["queue"] == "billing"
+    assert sink(engine).last() == ("c1", "senior")
+
+
+async def test_scaled_clock_runs_faster() -> None:
+    clock = ScaledClock(time_scale=10.0, epoch=0.0)
+    assert clock.real_seconds(20.0) == 2.0
+    with pytest.raises(ValueError, match="time_scale must be > 0"):
+        ScaledClock(time_scale=0)

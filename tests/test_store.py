@@ -1,0 +1,255 @@
+"""The Lua state machine, over a real redis-server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from router.domain import AgentConfig, AnyOf, SkillRequirement
+from router.store import NO_POSITION, Position, RedisStateStore
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+async def store(redis: Redis) -> RedisStateStore:
+    return RedisStateStore(redis, "t1")
+
+
+async def login(
+    store: RedisStateStore, agent_id: str, skills: dict[str, int], at: float, capacity: int = 1
+) -> None:
+    await store.upsert_agent(AgentConfig(id=agent_id, skills=skills, capacity=capacity), at)
+    await store.agent_presence(agent_id, "available", "", at, NO_POSITION)
+
+
+async def enqueue(
+    store: RedisStateStore,
+    call_id: str,
+    at: float,
+    *,
+    priority: int = 0,
+    pos: Position = NO_POSITION,
+    sl: float = 20.0,
+    wrapup: float = 0.0,
+):
+    return await store.enqueue(
+        call_id,
+        queue="q",
+        priority=priority,
+        requirements=None,
+        channel=f"PJSIP/trunk-{call_id}",
+        entered_at=at,
+        relax_due=None,
+        sl_threshold=sl,
+        wrapup_s=wrapup,
+        pos=pos,
+    )
+
+
+async def offer(store: RedisStateStore, call_id: str, agent_id: str, at: float, offer_id: str = "o1"):
+    return await store.reserve(call_id, agent_id, offer_id, at, at + 10, json.dumps({"call_id": call_id}))
+
+
+async def test_available_agents_are_indexed_by_skill_and_level(store: RedisStateStore) -> None:
+    await login(store, "a1", {"billing": 3, "spanish": 1}, T0)
+    await login(store, "a2", {"billing": 5}, T0 + 1)
+    await login(store, "a3", {"spanish": 4}, T0 + 2)
+    billing3 = await store.candidates((SkillRequirement(skill="billing", min_level=3),))
+    assert [c.agent_id for c in billing3] == ["a1", "a2"]  # longest idle first
+    billing4 = await store.candidates((SkillRequirement(skill="billing", min_level=4),))
+    assert [c.agent_id for c in billing4] == ["a2"]
+    both = await store.candidates((SkillRequirement(skill="billing"), SkillRequirement(skill="spanish")))
+    assert [c.agent_id for c in both] == ["a1"]
+    either = await store.candidates(
+        (
+            AnyOf(
+                any=(
+                    SkillRequirement(skill="billing", min_level=5),
+                    SkillRequirement(skill="spanish", min_level=4),
+                )
+            ),
+        )
+    )
+    assert [c.agent_id for c in either] == ["a2", "a3"]
+    anyone = await store.candidates((), exclude=["a2"])
+    assert [c.agent_id for c in anyone] == ["a1", "a3"]
+    assert anyone[0].skills == {"billing": 3, "spanish": 1}
+
+
+async def test_paused_agent_leaves_the_indexes(store: RedisStateStore) -> None:
+    await login(store, "a1", {"billing": 2}, T0)
+    outcome = await store.agent_presence("a1", "paused", "lunch", T0 + 60, NO_POSITION)
+    assert outcome.status == "changed"
+    assert outcome.number(1) == pytest.approx(60.0)  # seconds it was available, for occupancy
+    assert await store.candidates(()) == []
+    assert (await store.agent("a1"))["reason"] == "lunch"
+
+
+async def test_enqueue_is_idempotent(store: RedisStateStore) -> None:
+    assert (await enqueue(store, "c1", T0)).status == "queued"
+    assert (await enqueue(store, "c1", T0)).status == "exists"
+    assert (await store.queue_stats("q"))["offered"] == 1
+    assert [c.call_id for c in await store.waiting_calls()] == ["c1"]
+
+
+async def test_waiting_line_orders_priority_then_wait(store: RedisStateStore) -> None:
+    await enqueue(store, "old", T0)
+    await enqueue(store, "new", T0 + 5)
+    await enqueue(store, "vip", T0 + 9, priority=5)
+    assert [c.call_id for c in await store.waiting_calls()] == ["vip", "old", "new"]
+
+
+async def test_an_agent_at_capacity_cannot_be_reserved_again(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0)
+    await enqueue(store, "c2", T0)
+    assert (await offer(store, "c1", "a1", T0 + 1)).status == "ok"
+    assert (await offer(store, "c2", "a1", T0 + 1)).status == "agent_taken"
+    assert (await offer(store, "c1", "a1", T0 + 1)).status == "call_taken"
+    assert await store.candidates(()) == []
+
+
+async def test_capacity_two_takes_two_calls(store: RedisStateStore) -> None:
+    await login(store, "chat", {}, T0, capacity=2)
+    for call_id in ("c1", "c2", "c3"):
+        await enqueue(store, call_id, T0)
+    assert (await offer(store, "c1", "chat", T0)).status == "ok"
+    assert (await offer(store, "c2", "chat", T0)).status == "ok"
+    assert (await offer(store, "c3", "chat", T0)).status == "agent_taken"
+
+
+async def test_answer_then_hangup_runs_wrap_up_then_available(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0, wrapup=30)
+    await offer(store, "c1", "a1", T0 + 1)
+    assert (await store.agent_rang("c1", "a1", T0 + 2, Position("ev:0", 1))).status == "ringing"
+    answered = await store.agent_answered("c1", "a1", T0 + 25, Position("ev:0", 2))
+    assert (answered.status, answered.number(0), answered.detail(1)) == ("answered", 25.0, "q")
+    completed = await store.caller_hung_up("c1", T0 + 125, Position("ev:0", 3))
+    assert (completed.status, completed.number(0), completed.detail(2)) == ("completed", 100.0, "a1")
+    agent = await store.agent("a1")
+    assert agent["state"] == "wrap_up" and float(agent["handled_s"]) == 100.0
+    assert await store.run_timers(T0 + 150) == ([], [])
+    assert await store.run_timers(T0 + 156) == (["a1"], [])
+    agent = await store.agent("a1")
+    assert agent["state"] == "available" and float(agent["handled_s"]) == 130.0
+    assert float(agent["idle_since"]) == T0 + 155
+    stats = await store.queue_stats("q")
+    assert (stats["answered"], stats.get("answered_within", 0), stats["completed"]) == (1, 0, 1)
+
+
+async def test_redelivered_events_change_nothing(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0, pos=Position("ev:3", 10))
+    await offer(store, "c1", "a1", T0 + 1)
+    pos = Position("ev:3", 11)
+    assert (await store.agent_answered("c1", "a1", T0 + 5, pos)).status == "answered"
+    assert (await store.agent_answered("c1", "a1", T0 + 5, pos)).status == "duplicate"
+    assert (await store.caller_hung_up("c1", T0 + 9, Position("ev:3", 12))).status == "completed"
+    assert (await store.caller_hung_up("c1", T0 + 9, Position("ev:3", 12))).status == "duplicate"
+    assert (await store.caller_hung_up("c1", T0 + 9, Position("ev:3", 11))).status == "duplicate"
+    stats = await store.queue_stats("q")
+    assert (stats["answered"], stats["completed"]) == (1, 1)
+    assert (await store.agent("a1"))["connected"] == "0"
+
+
+async def test_ring_no_answer_requeues_at_the_head_and_pauses_the_agent(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await login(store, "a2", {}, T0 + 1)
+    await enqueue(store, "c1", T0)
+    await enqueue(store, "c2", T0 + 3)
+    await offer(store, "c1", "a1", T0 + 4)
+    outcome = await store.agent_declined("c1", "a1", T0 + 20, True, "ring-no-answer", NO_POSITION)
+    assert outcome.status == "declined" and outcome.detail(0) == "1"
+    line = await store.waiting_calls()
+    assert [c.call_id for c in line] == ["c1", "c2"]
+    assert line[0].declined_by == frozenset({"a1"})
+    assert (await store.agent("a1"))["state"] == "paused"
+    assert [c.agent_id for c in await store.candidates(())] == ["a2"]
+    assert (await offer(store, "c1", "a1", T0 + 21)).status == "agent_taken"
+
+
+async def test_declined_agent_is_never_reoffered_the_same_call(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0)
+    await offer(store, "c1", "a1", T0 + 1)
+    await store.agent_declined("c1", "a1", T0 + 5, False, "", NO_POSITION)
+    assert (await store.agent("a1"))["state"] == "available"
+    assert (await offer(store, "c1", "a1", T0 + 6)).status == "agent_declined"
+
+
+async def test_abandon_counts_short_abandons_apart(store: RedisStateStore) -> None:
+    await enqueue(store, "short", T0, sl=20)
+    await enqueue(store, "long", T0, sl=20)
+    assert (await store.caller_hung_up("short", T0 + 10, NO_POSITION)).status == "abandoned"
+    assert (await store.caller_hung_up("long", T0 + 50, NO_POSITION)).status == "abandoned"
+    stats = await store.queue_stats("q")
+    assert (stats["abandoned"], stats["abandoned_after"], stats["abandon_wait_sum"]) == (2, 1, 60)
+    assert await store.waiting_calls() == []
+    assert await store.open_call_ids() == []
+
+
+async def test_abandon_while_ringing_releases_the_agent(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0)
+    await offer(store, "c1", "a1", T0 + 1)
+    outcome = await store.caller_hung_up("c1", T0 + 3, NO_POSITION)
+    assert (outcome.status, outcome.detail(2)) == ("abandoned", "a1")
+    assert [c.agent_id for c in await store.candidates(())] == ["a1"]
+    # The agent keeps its place in line: an offer that came to nothing does not reset idle time.
+    assert (await store.candidates(()))[0].idle_since == T0
+
+
+async def test_expired_offer_goes_back_in_line(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0)
+    await store.reserve("c1", "a1", "o1", T0 + 1, T0 + 11, "{}")
+    assert await store.run_timers(T0 + 10) == ([], [])
+    assert await store.run_timers(T0 + 12) == ([], ["c1"])
+    assert [c.call_id for c in await store.waiting_calls()] == ["c1"]
+    assert [c.agent_id for c in await store.candidates(())] == ["a1"]
+
+
+async def test_dispatcher_claims_only_the_current_offer(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0)
+    await offer(store, "c1", "a1", T0 + 1, offer_id="first")
+    assert (await store.claim_offer("c1", "other", T0 + 60)).status == "stale"
+    assert (await store.claim_offer("c1", "first", T0 + 60)).status == "ok"
+    assert (await store.claim_offer("c1", "first", T0 + 60)).status == "stale"
+
+
+async def test_failed_offer_for_a_gone_channel_is_an_abandon(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0, sl=20)
+    await offer(store, "c1", "a1", T0 + 30, offer_id="o1")
+    outcome = await store.offer_failed("c1", "o1", T0 + 31, channel_gone=True, pos=NO_POSITION)
+    assert outcome.status == "abandoned"
+    assert (await store.queue_stats("q"))["abandoned_after"] == 1
+    assert (await store.caller_hung_up("c1", T0 + 32, NO_POSITION)).status == "ignored"
+    assert [c.agent_id for c in await store.candidates(())] == ["a1"]
+
+
+async def test_resync_closes_calls_that_ended_during_the_gap(store: RedisStateStore) -> None:
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "gone-waiting", T0)
+    await enqueue(store, "alive", T0)
+    await enqueue(store, "gone-talking", T0)
+    await offer(store, "gone-talking", "a1", T0 + 1)
+    await store.agent_answered("gone-talking", "a1", T0 + 2, NO_POSITION)
+    await enqueue(store, "after-snapshot", T0 + 100)
+    closed = await store.resync_close(T0 + 50, ["alive"])
+    assert sorted(closed) == ["gone-talking", "gone-waiting"]
+    assert (await store.call("gone-waiting"))["state"] == "abandoned"
+    assert (await store.call("gone-talking"))["state"] == "completed"
+    assert sorted(await store.open_call_ids()) == ["after-snapshot", "alive"]
+    assert (await store.agent("a1"))["connected"] == "0"
+
+
+async def test_lease_has_one_holder(store: RedisStateStore) -> None:
+    assert await store.hold_lease("timer_lease", "w1", 1.0)
+    assert not await store.hold_lease("timer_lease", "w2", 1.0)
+    assert await store.hold_lease("timer_lease", "w1", 1.0)
