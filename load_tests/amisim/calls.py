@@ -1,0 +1,403 @@
+"""Inbound calls through the project's dialplan (deploy/asterisk/extensions.conf).
+
+acd-inbound answers, sets ACD_QUEUE/ACD_PRIORITY, raises UserEvent AcdCallQueued and jumps
+to acd-hold (MusicOnHold). A Redirect to acd-connect,<ext>,1 runs
+``Dial(PJSIP/<ext>,ACD_RING_TIMEOUT)``; when Dial returns without an answer, priority 2
+sends the caller back to acd-hold. Event order per step follows app_dial.c, bridge_basic
+and the channel stasis messages of Asterisk 18-22.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from load_tests.amisim import perms
+from load_tests.amisim.core import Core
+from load_tests.amisim.ledger import CallRecord, DoubleAssignment, OfferRecord, Outcome, UnavailableOffer
+from load_tests.amisim.phones import Phones, SimAgent
+from load_tests.amisim.roster import Roster
+from load_tests.amisim.snapshot import RING, Bridge, Channel
+from load_tests.amisim.timers import Timer
+from load_tests.amisim.wire import EOL
+
+Phase = Literal["holding", "ringing", "talking", "ended"]
+HangupBy = Literal["caller", "agent", "ami", "dialplan"]
+NORMAL_CLEARING = 16
+USER_BUSY = 17
+NO_CAUSE = 0  # app_dial hangs unanswered legs up without setting a cause
+
+
+@dataclass(eq=False)
+class Dial:
+    """One ``Dial(PJSIP/<ext>)`` of a caller: the agent leg and, once answered, the bridge."""
+
+    call: SimCall
+    agent: SimAgent
+    leg: Channel
+    offer: OfferRecord
+    timer: Timer | None = None
+    bridge: Bridge | None = None
+
+
+@dataclass(eq=False)
+class SimCall:
+    """A caller in the system; ``call_id`` is the caller channel's Uniqueid."""
+
+    record: CallRecord
+    channel: Channel
+    phase: Phase = "holding"
+    patience: Timer | None = None
+    dial: Dial | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self.record.call_id
+
+
+class CallFlow:
+    """Drives callers through arrival, hold, Dial, bridge and hangup."""
+
+    def __init__(
+        self,
+        core: Core,
+        phones: Phones,
+        roster: Roster,
+        *,
+        ring_timeout_s: float,
+        agent_context: str,
+    ) -> None:
+        self._core = core
+        self._phones = phones
+        self._roster = roster
+        self.ring_timeout_s = ring_timeout_s
+        self.agent_context = agent_context
+        self.calls: dict[str, SimCall] = {}  # by caller Uniqueid
+        self.by_channel: dict[str, SimCall] = {}
+        self.dials_by_leg: dict[str, Dial] = {}
+
+    # -- arrival and hold -----------------------------------------------------------
+
+    def arrive(
+        self,
+        *,
+        queue: str,
+        priority: int | None,
+        requirements: str | None,
+        handle_time_s: float,
+        patience_s: float | None,
+        caller_id: str,
+        did: str,
+    ) -> SimCall:
+        channel = self._core.new_channel(
+            "PJSIP/trunk",
+            state=RING,
+            context="acd-inbound",
+            exten=did,
+            caller_num=caller_id,
+            application="AppDial2",
+            app_data="(Incoming Line)",
+        )
+        record = CallRecord(
+            call_id=channel.uniqueid,
+            queue=queue,
+            priority=priority,
+            requirements=requirements,
+            entered_at=channel.created_at,
+            patience_s=patience_s,
+            handle_time_s=handle_time_s,
+            channel=channel.name,
+        )
+        self._core.ledger.calls[record.call_id] = record
+        call = SimCall(record, channel)
+        self.calls[record.call_id] = call
+        self.by_channel[channel.name] = call
+        self._run_inbound(call)
+        if patience_s is not None:
+            call.patience = self._core.timers.call_later(patience_s, lambda: self.abandon(call))
+        return call
+
+    def _run_inbound(self, call: SimCall) -> None:
+        """acd-inbound from priority 1: Answer, the two Set()s, UserEvent, Goto(acd-hold)."""
+        core, channel, record = self._core, call.channel, call.record
+        # Overrides are set by the DID's own context before its Goto(acd-inbound,...);
+        # without them the router applies the queue's defaults.
+        if record.requirements is not None:
+            core.set_var(channel, "ACD_REQUIREMENTS", record.requirements)
+        if record.priority is not None:
+            core.set_var(channel, "ACD_PRIORITY", str(record.priority))
+        channel.update(priority=2, application="Answer", app_data="")
+        core.answer(channel)
+        channel.update(priority=3, application="Set")
+        core.set_var(channel, "ACD_QUEUE", record.queue)
+        self._announce(call)
+        self.hold(call)
+
+    def _announce(self, call: SimCall) -> None:
+        channel = call.channel
+        get = channel.variables.get
+        # Priority 4 of acd-inbound. The snapshot's "Priority: 4" and the UserEvent's own
+        # "Priority:" header share a name, so clients see the key twice, as on Asterisk.
+        channel.update(priority=4, application="UserEvent")
+        body = (
+            f"UserEvent: AcdCallQueued{EOL}Queue: {get('ACD_QUEUE', '')}{EOL}"
+            f"Priority: {get('ACD_PRIORITY', '')}{EOL}Requirements: {get('ACD_REQUIREMENTS', '')}{EOL}"
+        )
+        self._core.emit("UserEvent", perms.USER, channel.snapshot() + body)
+
+    def reenter(self, call: SimCall, exten: str) -> None:
+        """Redirect to acd-inbound: the IF() defaults keep existing values, then announce."""
+        core, channel = self._core, call.channel
+        channel.update(context="acd-inbound", exten=exten, priority=3, application="Set")
+        queue = channel.variables.get("ACD_QUEUE") or core.globals["ACD_DEFAULT_QUEUE"]
+        core.set_var(channel, "ACD_QUEUE", queue)
+        self._announce(call)
+        self.hold(call)
+
+    def hold(self, call: SimCall) -> None:
+        call.channel.update(
+            context="acd-hold",
+            exten="s",
+            priority=1,
+            application="MusicOnHold",
+            app_data="default",
+        )
+        call.phase = "holding"
+        call.record.state = "holding"
+        self._core.emit_channel("MusicOnHoldStart", call.channel, f"Class: default{EOL}")
+
+    def leave_hold(self, call: SimCall) -> None:
+        self._core.emit_channel("MusicOnHoldStop", call.channel)
+
+    # -- Dial -----------------------------------------------------------------------
+
+    def dial(self, call: SimCall, exten: str) -> None:
+        """Priority 1 of acd-connect: Dial the agent's phone."""
+        core = self._core
+        timeout = self.ring_timeout_s
+        call.channel.update(
+            context="acd-connect",
+            exten=exten,
+            priority=1,
+            application="Dial",
+            app_data=f"PJSIP/{exten},{timeout:g}",
+        )
+        agent = self._phones.by_extension.get(exten)
+        offer = OfferRecord(agent.agent_id if agent else None, exten, core.now())
+        call.record.offers.append(offer)
+        if agent is None or not agent.registered:
+            self._unavailable(call, offer)
+            return
+        self._note_unavailable_agent(call, agent)
+        busy = agent.at_capacity
+        if busy:
+            core.ledger.double_assignments.append(
+                DoubleAssignment(call.call_id, agent.agent_id, core.now(), agent.device_state)
+            )
+        dial = self._start_leg(call, agent, offer)
+        if busy:
+            self._busy(dial)
+            return
+        self._phones.ring(agent, dial.leg)
+        call.phase = "ringing"
+        call.record.state = "ringing"
+        self._schedule_answer(dial)
+
+    def _note_unavailable_agent(self, call: SimCall, agent: SimAgent) -> None:
+        member = self._roster.members.get(agent.interface)
+        reason: Literal["logged_out", "paused"] | None = None
+        if member is None:
+            reason = "logged_out"
+        elif member.paused:
+            reason = "paused"
+        if reason is not None:
+            entry = UnavailableOffer(call.call_id, agent.agent_id, reason, self._core.now())
+            self._core.ledger.offers_to_unavailable_agents.append(entry)
+
+    def _start_leg(self, call: SimCall, agent: SimAgent, offer: OfferRecord) -> Dial:
+        caller = call.channel
+        leg = self._core.new_channel(
+            f"PJSIP/{agent.extension}",
+            linkedid=caller.linkedid,
+            context=self.agent_context,
+            exten=caller.exten,
+            caller_num=agent.extension,
+            caller_name=agent.agent_id,
+            connected_num=caller.caller_num,
+            connected_name=caller.caller_name,
+            application="AppDial",
+            app_data="(Outgoing Line)",
+        )
+        dial = Dial(call, agent, leg, offer)
+        call.dial = dial
+        self.dials_by_leg[leg.name] = dial
+        body = caller.snapshot() + leg.snapshot("Dest") + f"DialString: {agent.extension}{EOL}"
+        self._core.emit("DialBegin", perms.CALL, body)
+        return dial
+
+    def _schedule_answer(self, dial: Dial) -> None:
+        agent = dial.agent
+        delay = agent.next_answer_delay()
+        answers = self._core.rng.random() < agent.answer_probability
+        timers = self._core.timers
+        if answers and delay < self.ring_timeout_s:
+            dial.timer = timers.call_later(delay, lambda: self._answer(dial))
+        else:
+            dial.timer = timers.call_later(self.ring_timeout_s, lambda: self._no_answer(dial))
+
+    def _dial_end(self, dial: Dial, status: str) -> None:
+        body = dial.call.channel.snapshot() + dial.leg.snapshot("Dest") + f"DialStatus: {status}{EOL}"
+        self._core.emit("DialEnd", perms.CALL, body)
+
+    def _end_leg(self, dial: Dial, cause: int) -> None:
+        if dial.timer is not None:
+            dial.timer.cancel()
+        self.dials_by_leg.pop(dial.leg.name, None)
+        self._core.hangup(dial.leg, cause)
+        self._phones.detach(dial.agent, dial.leg)
+
+    def _drop_leg(self, dial: Dial, cause: int) -> None:
+        self._end_leg(dial, cause)
+        self._phones.refresh(dial.agent)
+
+    def _dial_returned(self, call: SimCall, offer: OfferRecord, status: Outcome) -> None:
+        """Dial ended unanswered: DIALSTATUS is set, then priority 2 goes back to acd-hold."""
+        offer.outcome = status
+        offer.ended_at = self._core.now()
+        call.dial = None
+        self._core.set_var(call.channel, "DIALSTATUS", status)
+        self.hold(call)
+
+    def _unavailable(self, call: SimCall, offer: OfferRecord) -> None:
+        # No channel can be created (unknown or unregistered endpoint): app_dial publishes
+        # neither DialBegin nor DialEnd, it only sets DIALSTATUS=CHANUNAVAIL.
+        self._dial_returned(call, offer, "CHANUNAVAIL")
+
+    def _busy(self, dial: Dial) -> None:
+        self._dial_end(dial, "BUSY")
+        self._drop_leg(dial, USER_BUSY)
+        self._dial_returned(dial.call, dial.offer, "BUSY")
+
+    def _no_answer(self, dial: Dial) -> None:
+        self._dial_end(dial, "NOANSWER")
+        self._drop_leg(dial, NO_CAUSE)
+        self._dial_returned(dial.call, dial.offer, "NOANSWER")
+
+    def reject(self, dial: Dial, cause: int) -> None:
+        """The agent leg was hung up while ringing (AMI Hangup on the leg)."""
+        status: Outcome = "BUSY" if cause == USER_BUSY else "NOANSWER"
+        self._dial_end(dial, status)
+        self._drop_leg(dial, cause)
+        self._dial_returned(dial.call, dial.offer, status)
+
+    def cancel_dial(self, dial: Dial) -> None:
+        """The caller left Dial (hangup or Redirect) while the agent's phone rang."""
+        self._dial_end(dial, "CANCEL")
+        self._drop_leg(dial, NO_CAUSE)
+        dial.offer.outcome = "CANCEL"
+        dial.offer.ended_at = self._core.now()
+        dial.call.dial = None
+
+    # -- answer, talk, hangup -------------------------------------------------------
+
+    def _answer(self, dial: Dial) -> None:
+        core, call, agent = self._core, dial.call, dial.agent
+        core.answer(dial.leg)
+        call.channel.update(connected_num=agent.extension, connected_name=agent.agent_id)
+        self._dial_end(dial, "ANSWER")
+        dial.bridge = Bridge(core.new_bridge_id())
+        core.emit("BridgeCreate", perms.CALL, dial.bridge.snapshot())
+        for channel in (call.channel, dial.leg):
+            self._bridge_enter(dial.bridge, channel)
+        self._phones.refresh(agent)
+        if call.patience is not None:
+            call.patience.cancel()
+        now = core.now()
+        call.phase = "talking"
+        record = call.record
+        record.state, record.answered_at, record.agent_id = "talking", now, agent.agent_id
+        dial.offer.outcome, dial.offer.ended_at = "ANSWER", now
+        dial.timer = core.timers.call_later(record.handle_time_s, lambda: self._agent_hangup(dial))
+
+    def _bridge_enter(self, bridge: Bridge, channel: Channel) -> None:
+        bridge.members.append(channel)
+        channel.update(bridge_id=bridge.uniqueid)
+        self._core.emit("BridgeEnter", perms.CALL, bridge.snapshot() + channel.snapshot())
+
+    def _bridge_leave(self, bridge: Bridge, channel: Channel) -> None:
+        bridge.members.remove(channel)
+        channel.update(bridge_id="")
+        self._core.emit("BridgeLeave", perms.CALL, bridge.snapshot() + channel.snapshot())
+
+    def _teardown(self, dial: Dial, first: Channel, second: Channel) -> None:
+        bridge = dial.bridge
+        if bridge is None:
+            return
+        self._bridge_leave(bridge, first)
+        self._bridge_leave(bridge, second)
+        self._core.emit("BridgeDestroy", perms.CALL, bridge.snapshot())
+        dial.bridge = None
+
+    def _agent_hangup(self, dial: Dial, cause: int = NORMAL_CLEARING) -> None:
+        """The agent hangs up after the talk time: the bridge dissolves, both legs end."""
+        call = dial.call
+        self._teardown(dial, dial.leg, call.channel)
+        self._end_leg(dial, cause)
+        self._core.hangup(call.channel, NORMAL_CLEARING)
+        self._phones.refresh(dial.agent)
+        self.finish(call, "agent")
+
+    def agent_leg_hangup(self, dial: Dial, cause: int) -> None:
+        if dial.call.phase == "talking":
+            self._agent_hangup(dial, cause)
+        else:
+            self.reject(dial, cause)
+
+    def drop_from_bridge(self, call: SimCall) -> None:
+        """The caller leaves a bridge (Redirect): the agent, alone, is hung up."""
+        dial = call.dial
+        if dial is None:
+            return
+        self._teardown(dial, call.channel, dial.leg)
+        self._drop_leg(dial, NORMAL_CLEARING)
+        call.dial = None
+
+    def abandon(self, call: SimCall) -> None:
+        """Patience ran out while the caller was still waiting (holding or ringing)."""
+        if call.phase in ("holding", "ringing"):
+            self.caller_hangup(call, NORMAL_CLEARING, "caller")
+
+    def caller_hangup(self, call: SimCall, cause: int, by: HangupBy) -> None:
+        if call.phase == "ended":
+            return
+        if call.patience is not None:
+            call.patience.cancel()
+        dial = call.dial
+        if call.phase == "holding":
+            self.leave_hold(call)
+        elif call.phase == "ringing" and dial is not None:
+            self.cancel_dial(dial)
+        elif dial is not None:
+            self._teardown(dial, call.channel, dial.leg)
+            self._core.hangup(call.channel, cause)
+            self._end_leg(dial, NORMAL_CLEARING)
+            self._phones.refresh(dial.agent)
+            self.finish(call, by)
+            return
+        self._core.hangup(call.channel, cause)
+        self.finish(call, by)
+
+    def finish(self, call: SimCall, by: HangupBy) -> None:
+        if call.patience is not None:
+            call.patience.cancel()
+        now = self._core.now()
+        record = call.record
+        record.ended_at, record.hangup_by = now, by
+        if record.answered_at is None:
+            record.state, record.abandoned_at = "abandoned", now
+        else:
+            record.state = "completed"
+        call.phase = "ended"
+        call.dial = None
+        self.calls.pop(call.call_id, None)
+        self.by_channel.pop(call.channel.name, None)

@@ -1,0 +1,133 @@
+"""Ground truth of a simulation run, written by the PBX model and read by referees.
+
+The ledger records what really happened on the phone system, independently of what the
+router believes: which calls were waiting, who answered, which redirects hit an agent that
+was already busy (``double_assignments``), and what was done that the router should never
+do. Times are simulated Unix seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CallState = Literal["holding", "ringing", "talking", "completed", "abandoned"]
+Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
+WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
+
+
+@dataclass
+class OfferRecord:
+    """One redirect of a caller to an agent's extension and how the Dial ended."""
+
+    agent_id: str | None
+    extension: str
+    at: float
+    outcome: Outcome | None = None
+    ended_at: float | None = None
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    queue: str
+    priority: int | None  # None: no ACD_PRIORITY set, the queue's default applies
+    requirements: str | None
+    entered_at: float
+    patience_s: float | None
+    handle_time_s: float
+    channel: str
+    state: CallState = "holding"
+    answered_at: float | None = None
+    agent_id: str | None = None
+    abandoned_at: float | None = None
+    ended_at: float | None = None
+    hangup_by: Literal["caller", "agent", "ami", "dialplan"] | None = None
+    offers: list[OfferRecord] = field(default_factory=list)
+
+    @property
+    def waiting(self) -> bool:
+        return self.state in WAITING_STATES
+
+
+@dataclass
+class AgentRecord:
+    agent_id: str
+    extension: str
+    logged_in: bool = False
+    paused: bool = False
+    paused_reason: str = ""
+    active_calls: int = 0
+
+
+@dataclass(frozen=True)
+class DoubleAssignment:
+    """A caller was sent to an agent whose phone was already at capacity."""
+
+    call_id: str
+    agent_id: str
+    at: float
+    agent_state: str
+
+
+@dataclass(frozen=True)
+class UnexpectedRedirect:
+    """A Redirect the router should never send (caller not on hold, or odd target)."""
+
+    channel: str
+    call_id: str | None
+    call_state: str
+    context: str
+    exten: str
+    at: float
+
+
+@dataclass(frozen=True)
+class UnavailableOffer:
+    """A caller was sent to an agent who was logged out or paused (the phone still rings)."""
+
+    call_id: str
+    agent_id: str
+    reason: Literal["logged_out", "paused"]
+    at: float
+
+
+@dataclass
+class Ledger:
+    calls: dict[str, CallRecord] = field(default_factory=dict)
+    agents: dict[str, AgentRecord] = field(default_factory=dict)
+    double_assignments: list[DoubleAssignment] = field(default_factory=list)
+    unexpected_redirects: list[UnexpectedRedirect] = field(default_factory=list)
+    offers_to_unavailable_agents: list[UnavailableOffer] = field(default_factory=list)
+
+    def waiting_calls(self) -> list[CallRecord]:
+        """Calls still on hold or ringing: each must be visible as waiting in the router."""
+        return [call for call in self.calls.values() if call.waiting]
+
+    def calls_in(self, *states: CallState) -> list[CallRecord]:
+        return [call for call in self.calls.values() if call.state in states]
+
+    def summary(self) -> dict[str, int]:
+        """Plain counts for reports and referees."""
+        counts = {state: 0 for state in ("holding", "ringing", "talking", "completed")}
+        counts["abandoned"] = 0
+        for call in self.calls.values():
+            counts[call.state] += 1
+        offers = [offer for call in self.calls.values() for offer in call.offers]
+        return {
+            "offered": len(self.calls),
+            "answered": sum(1 for c in self.calls.values() if c.answered_at is not None),
+            "abandoned": counts["abandoned"],
+            "completed": counts["completed"],
+            "talking": counts["talking"],
+            "still_waiting": counts["holding"] + counts["ringing"],
+            "holding": counts["holding"],
+            "ringing": counts["ringing"],
+            "agent_offers": len(offers),
+            "offers_noanswer": sum(1 for o in offers if o.outcome == "NOANSWER"),
+            "offers_busy": sum(1 for o in offers if o.outcome == "BUSY"),
+            "offers_chanunavail": sum(1 for o in offers if o.outcome == "CHANUNAVAIL"),
+            "double_assignments": len(self.double_assignments),
+            "unexpected_redirects": len(self.unexpected_redirects),
+            "offers_to_unavailable_agents": len(self.offers_to_unavailable_agents),
+        }

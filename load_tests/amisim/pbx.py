@@ -1,0 +1,371 @@
+"""``Pbx``: the simulated phone system behind the AMI simulator.
+
+It models the project's recipe (deploy/asterisk/extensions.conf): callers wait on music on
+hold until the router redirects them to an agent's extension; agents log in and pause
+through the roster queue. It is a phone system, not an ACD: it rings whatever the router
+asks it to ring and records in the ledger what the router should not have done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Literal
+
+from load_tests.amisim.calls import NORMAL_CLEARING, CallFlow, SimCall
+from load_tests.amisim.core import DEFAULT_CHANNELVARS, Core, EventListener, clean
+from load_tests.amisim.ledger import AgentRecord, Ledger, UnexpectedRedirect
+from load_tests.amisim.originate import OriginateDone, OriginateRequest, Originator
+from load_tests.amisim.phones import AnswerDelay, Phones, SimAgent
+from load_tests.amisim.roster import Roster
+from load_tests.amisim.snapshot import Channel
+from router.clock import Clock
+
+Target = Literal["hold", "dial", "inbound"]
+NO_SUCH_CHANNEL = "No such channel"
+
+
+def _dialplan_target(context: str, exten: str, priority: int) -> Target | None:
+    """Where a Redirect lands in extensions.conf; None for anything the dialplan lacks."""
+    if context == "acd-hold" and exten == "s" and priority in (1, 2):
+        return "hold"
+    if context == "acd-connect" and len(exten) >= 2 and exten[0].isalnum():
+        if priority == 1:
+            return "dial"
+        return "hold" if priority == 2 else None
+    if context == "acd-inbound" and len(exten) >= 2 and exten[0].isdigit() and priority == 1:
+        return "inbound"
+    return None
+
+
+def extension_exists(context: str, exten: str, priority: int) -> bool:
+    """``ast_exists_extension`` against extensions.conf (used by Originate's early check)."""
+    if context == "acd-inbound":
+        return len(exten) >= 2 and exten[0].isdigit() and 1 <= priority <= 5
+    if context == "acd-hold":
+        return exten == "s" and priority in (1, 2)
+    if context == "acd-connect":
+        return len(exten) >= 2 and exten[0].isalnum() and priority in (1, 2)
+    if context == "acd-agent-features":
+        return exten in ("*51", "*52", "*53", "*54") and priority in (1, 2)
+    return False
+
+
+class Pbx:
+    """The telephony model: agents' phones, the roster queue, callers, timers and ledger."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        ring_timeout_s: float = 15.0,
+        roster_queue: str = "acd-agents",
+        seed: int | None = None,
+        channelvars: tuple[str, ...] = DEFAULT_CHANNELVARS,
+        agent_context: str = "acd-agent-features",
+        originate_talk_s: float = 30.0,
+    ) -> None:
+        self._core = Core(clock, seed=seed, channelvars=channelvars)
+        self._phones = Phones(self._core)
+        self.roster = Roster(self._core, self._phones, roster_queue)
+        self._flow = CallFlow(
+            self._core,
+            self._phones,
+            self.roster,
+            ring_timeout_s=ring_timeout_s,
+            agent_context=agent_context,
+        )
+        self._originator = Originator(
+            self._core,
+            self._phones,
+            talk_s=originate_talk_s,
+            agent_context=agent_context,
+        )
+        self._core.globals["ACD_RING_TIMEOUT"] = f"{ring_timeout_s:g}"
+        self._caller_seq = 0
+
+    # -- read-only views --------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._core.clock
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._core.ledger
+
+    @property
+    def agents(self) -> Mapping[str, SimAgent]:
+        return MappingProxyType(self._phones.agents)
+
+    @property
+    def calls(self) -> Mapping[str, SimCall]:
+        """Calls still in the system, by call id."""
+        return MappingProxyType(self._flow.calls)
+
+    @property
+    def started_at(self) -> float:
+        return self._core.started_at
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised by simulator steps; a healthy run leaves this empty."""
+        return self._core.timers.errors
+
+    @property
+    def pending_timers(self) -> int:
+        return len(self._core.timers)
+
+    def now(self) -> float:
+        return self._core.now()
+
+    def channels(self) -> list[Channel]:
+        return list(self._core.channels.values())
+
+    def find_channel(self, name_or_uniqueid: str) -> Channel | None:
+        return self._core.find_channel(name_or_uniqueid)
+
+    def extension_exists(self, context: str, exten: str, priority: int) -> bool:
+        return extension_exists(context, exten, priority)
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Receive every event as it is produced; returns an unsubscribe function."""
+        return self._core.subscribe(listener)
+
+    def holding_events(self) -> contextlib.AbstractContextManager[None]:
+        """Events raised inside the block are delivered when it ends."""
+        return self._core.holding_events()
+
+    # -- agents -----------------------------------------------------------------------
+
+    def add_agent(
+        self,
+        agent_id: str,
+        *,
+        extension: str | None = None,
+        interface: str | None = None,
+        capacity: int = 1,
+        answer_delay_s: AnswerDelay = 2.0,
+        answer_probability: float = 1.0,
+    ) -> SimAgent:
+        ext = extension or agent_id
+        agent = SimAgent(
+            agent_id=agent_id,
+            extension=ext,
+            interface=interface or f"PJSIP/{ext}",
+            capacity=capacity,
+            answer_delay_s=answer_delay_s,
+            answer_probability=answer_probability,
+        )
+        self._phones.add(agent)
+        self._core.ledger.agents[agent_id] = AgentRecord(agent_id, ext)
+        return agent
+
+    def login(self, agent_id: str, *, paused: bool = False, reason: str = "") -> bool:
+        """AddQueueMember from the agent's phone (*51); False if already logged in."""
+        agent = self._phones.get(agent_id)
+        if not self.roster.add(agent.interface, agent_id, paused=paused, reason=clean(reason)):
+            return False
+        # The *51 feature call has just ended on the agent's phone.
+        self._phones.publish(agent)
+        self._sync_agent(agent.interface)
+        return True
+
+    def logout(self, agent_id: str) -> bool:
+        agent = self._phones.get(agent_id)
+        removed = self.roster.remove(agent.interface)
+        self._sync_agent(agent.interface)
+        return removed
+
+    def pause(self, agent_id: str, reason: str = "") -> bool:
+        return self._set_paused(agent_id, True, clean(reason))
+
+    def unpause(self, agent_id: str) -> bool:
+        return self._set_paused(agent_id, False, "")
+
+    def _set_paused(self, agent_id: str, paused: bool, reason: str) -> bool:
+        agent = self._phones.get(agent_id)
+        changed = self.roster.set_paused(agent.interface, paused, reason)
+        self._sync_agent(agent.interface)
+        return changed
+
+    def set_registered(self, agent_id: str, registered: bool) -> None:
+        """Take an agent's phone off the network (Dial then gives CHANUNAVAIL) or back."""
+        agent = self._phones.get(agent_id)
+        agent.registered = registered
+        self._phones.refresh(agent)
+
+    def _sync_agent(self, interface: str) -> None:
+        agent = self._phones.by_interface.get(interface)
+        if agent is None:
+            return
+        record = self._core.ledger.agents[agent.agent_id]
+        member = self.roster.members.get(interface)
+        record.logged_in = member is not None
+        record.paused = bool(member and member.paused)
+        record.paused_reason = member.reason if member else ""
+
+    # -- callers ----------------------------------------------------------------------
+
+    def place_call(
+        self,
+        queue: str,
+        *,
+        priority: int | None = None,
+        requirements: str | None = None,
+        handle_time_s: float,
+        patience_s: float | None = None,
+        caller_id: str | None = None,
+        did: str = "5000",
+    ) -> SimCall:
+        """A caller dials in through acd-inbound and waits on hold."""
+        if self._core.timers.closed:
+            raise RuntimeError("the PBX is closed")
+        self._caller_seq += 1
+        return self._flow.arrive(
+            queue=clean(queue),
+            priority=priority,
+            requirements=None if requirements is None else clean(requirements),
+            handle_time_s=handle_time_s,
+            patience_s=patience_s,
+            caller_id=clean(caller_id or f"+1555{self._caller_seq:07d}"),
+            did=clean(did),
+        )
+
+    def hangup_call(self, call_id: str) -> bool:
+        """The caller hangs up now; False if the call is already over."""
+        call = self._flow.calls.get(call_id)
+        if call is None:
+            return False
+        self._flow.caller_hangup(call, NORMAL_CLEARING, "caller")
+        return True
+
+    # -- AMI-facing operations (return Asterisk's error text, or None) ----------------
+
+    def redirect(self, name: str, context: str, exten: str, priority: int) -> str | None:
+        channel = self._core.find_channel(name)
+        if channel is None:
+            return f"Channel does not exist: {name}"
+        if channel.hangup_pending:
+            return "Redirect failed, channel not up."
+        # ast_async_goto returns at once; the channel moves after the response is sent.
+        self._core.timers.call_later(0, lambda: self._apply_redirect(channel, context, exten, priority))
+        return None
+
+    def _apply_redirect(self, channel: Channel, context: str, exten: str, priority: int) -> None:
+        if channel.hangup_pending:
+            return
+        call = self._flow.by_channel.get(channel.name)
+        target = _dialplan_target(context, exten, priority)
+        if call is None or call.phase != "holding" or target is None:
+            self._note_unexpected(channel, call, context, exten)
+        if call is None:
+            return  # an agent leg: not modelled, left where it is
+        self._leave(call)
+        self._go(call, target, exten)
+
+    def _note_unexpected(self, channel: Channel, call: SimCall | None, context: str, exten: str) -> None:
+        entry = UnexpectedRedirect(
+            channel=channel.name,
+            call_id=call.call_id if call else None,
+            call_state=call.phase if call else "agent-leg",
+            context=context,
+            exten=exten,
+            at=self._core.now(),
+        )
+        self._core.ledger.unexpected_redirects.append(entry)
+
+    def _leave(self, call: SimCall) -> None:
+        if call.phase == "holding":
+            self._flow.leave_hold(call)
+        elif call.phase == "ringing" and call.dial is not None:
+            self._flow.cancel_dial(call.dial)
+        elif call.phase == "talking":
+            self._flow.drop_from_bridge(call)
+
+    def _go(self, call: SimCall, target: Target | None, exten: str) -> None:
+        if target == "hold":
+            self._flow.hold(call)
+        elif target == "dial":
+            self._flow.dial(call, exten)
+        elif target == "inbound":
+            self._flow.reenter(call, exten)
+        else:
+            # No such extension in the dialplan: the PBX thread ends and hangs up.
+            self._core.hangup(call.channel, NORMAL_CLEARING)
+            self._flow.finish(call, "dialplan")
+
+    def hangup_channel(self, name: str, cause: int) -> str | None:
+        """AMI Hangup; cause 0 means "not given" and the channel clears normally (16)."""
+        channel = self._core.find_channel(name)
+        if channel is None:
+            return NO_SUCH_CHANNEL
+        self._core.timers.call_later(0, lambda: self._apply_hangup(channel, cause or NORMAL_CLEARING))
+        return None
+
+    def _apply_hangup(self, channel: Channel, cause: int) -> None:
+        if channel.hangup_pending:
+            return
+        call = self._flow.by_channel.get(channel.name)
+        dial = self._flow.dials_by_leg.get(channel.name)
+        if call is not None:
+            self._flow.caller_hangup(call, cause, "ami")
+        elif dial is not None:
+            self._flow.agent_leg_hangup(dial, cause)
+        else:
+            self._originator.hangup(channel, cause)
+
+    def set_var(self, name: str, variable: str, value: str) -> str | None:
+        if not name:
+            self._core.globals[variable] = value
+            return None
+        channel = self._core.find_channel(name)
+        if channel is None:
+            return NO_SUCH_CHANNEL
+        self._core.set_var(channel, variable, clean(value))
+        return None
+
+    def get_var(self, name: str, variable: str) -> tuple[str | None, str]:
+        if not name:
+            return None, self._core.globals.get(variable, "")
+        channel = self._core.find_channel(name)
+        if channel is None:
+            return NO_SUCH_CHANNEL, ""
+        value = channel.variables.get(variable, self._core.globals.get(variable, ""))
+        return None, value
+
+    def originate(self, request: OriginateRequest, done: OriginateDone) -> None:
+        self._core.timers.call_later(0, lambda: self._originator.start(request, done))
+
+    def queue_add(
+        self, queue: str, interface: str, member_name: str, paused: bool, reason: str
+    ) -> str | None:
+        if queue != self.roster.queue:
+            return "Unable to add interface to queue: No such queue"
+        if not self.roster.add(interface, clean(member_name), paused=paused, reason=clean(reason)):
+            return "Unable to add interface: Already there"
+        self._sync_agent(interface)
+        return None
+
+    def queue_remove(self, queue: str, interface: str) -> str | None:
+        if queue != self.roster.queue:
+            return "Unable to remove interface from queue: No such queue"
+        if not self.roster.remove(interface):
+            return "Unable to remove interface: Not there"
+        self._sync_agent(interface)
+        return None
+
+    def queue_pause(self, interface: str, paused: bool, queue: str, reason: str) -> str | None:
+        if queue and queue != self.roster.queue:
+            return "Interface not found"
+        if not self.roster.set_paused(interface, paused, clean(reason)):
+            return "Interface not found"
+        self._sync_agent(interface)
+        return None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Cancel every pending timer; nothing moves afterwards."""
+        self._core.timers.cancel_all()
