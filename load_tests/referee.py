@@ -1,0 +1,51 @@
+"""The referee: compares the router's view of every call with the simulator's ground truth.
+
+A call is *lost* when it entered a queue and the router accounts for it as neither
+answered, abandoned, overflowed nor still waiting. A *mismatch* is a call the router does
+account for, but wrongly (e.g. it believes a caller who hung up is still waiting).
+Double assignments come from the simulator itself: a Redirect that reached an agent whose
+phone was already at capacity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from load_tests.amisim import CallRecord, Ledger
+
+QUEUED = frozenset({"waiting", "offered", "dispatching", "ringing"})
+ANSWERED = frozenset({"connected", "completed"})
+ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed"}
+
+
+@dataclass
+class Verdict:
+    calls: int
+    lost: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, str, str]] = field(default_factory=list)  # (call, truth, router)
+    double_assignments: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.lost and not self.mismatched and not self.double_assignments
+
+
+def expected_states(call: CallRecord) -> frozenset[str]:
+    if call.waiting:
+        return QUEUED
+    if call.answered_at is not None:
+        return ANSWERED
+    return frozenset({"abandoned", "overflowed"})
+
+
+def judge(ledger: Ledger, router_states: Mapping[str, str]) -> Verdict:
+    """``router_states``: call id -> the router's call state ('' when it never heard of it)."""
+    verdict = Verdict(calls=len(ledger.calls), double_assignments=len(ledger.double_assignments))
+    for call in ledger.calls.values():
+        state = router_states.get(call.call_id, "")
+        if state not in ACCOUNTED:
+            verdict.lost.append(call.call_id)
+        elif state not in expected_states(call):
+            verdict.mismatched.append((call.call_id, call.state, state))
+    return verdict

@@ -1,0 +1,102 @@
+"""Traffic generator: drives the AMI simulator's PBX the way a scenario says.
+
+Poisson arrivals per traffic line (rate shaped by the scenario's phases), handle times and
+caller patience drawn from the scenario's distributions, agents that log in, answer after
+a delay (or not), and come back from a ring-no-answer pause after a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from load_tests.amisim import Pbx
+from load_tests.scenario import Scenario, TrafficLine
+from router.clock import Clock
+from router.domain import format_requirements
+
+logger = logging.getLogger(__name__)
+
+RNA_REASON = "ring-no-answer"
+
+
+class TrafficGenerator:
+    """Places the scenario's calls into ``pbx`` until stopped."""
+
+    def __init__(self, scenario: Scenario, pbx: Pbx, clock: Clock, *, seed: int | None = None) -> None:
+        self.scenario = scenario
+        self.pbx = pbx
+        self.clock = clock
+        self.rng = random.Random(scenario.seed if seed is None else seed)
+        self.placed = 0
+        self._started_at = clock.now()
+
+    def add_agents(self) -> None:
+        behaviour = self.scenario.agent_behaviour
+        for agent in self.scenario.all_agents():
+            self.pbx.add_agent(
+                agent.id,
+                extension=agent.dial_extension,
+                interface=agent.device,
+                capacity=agent.capacity,
+                answer_delay_s=lambda: behaviour.answer_delay_s.sample(self.rng),
+                answer_probability=behaviour.answer_probability,
+            )
+
+    def login_agents(self) -> None:
+        for agent in self.scenario.all_agents():
+            self.pbx.login(agent.id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Place calls until ``stop`` is set."""
+        self._started_at = self.clock.now()
+        async with asyncio.TaskGroup() as group:
+            for line in self.scenario.traffic:
+                group.create_task(self._arrivals(line, stop))
+            group.create_task(self._return_from_rna_pauses(stop))
+
+    async def _arrivals(self, line: TrafficLine, stop: asyncio.Event) -> None:
+        rate_per_s = line.calls_per_hour / 3600.0
+        while not stop.is_set():
+            factor = self.scenario.rate_factor_at(self.clock.now() - self._started_at)
+            if factor <= 0:
+                await self._sleep_sim(1.0, stop)
+                continue
+            if await self._sleep_sim(self.rng.expovariate(rate_per_s * factor), stop):
+                return
+            self._place(line)
+
+    def _place(self, line: TrafficLine) -> None:
+        patience = line.patience_s.sample(self.rng) if line.patience_s else None
+        self.pbx.place_call(
+            line.queue,
+            priority=line.priority,
+            requirements=format_requirements(line.requirements) if line.requirements is not None else None,
+            handle_time_s=max(1.0, line.handle_time_s.sample(self.rng)),
+            patience_s=patience,
+        )
+        self.placed += 1
+
+    async def _return_from_rna_pauses(self, stop: asyncio.Event) -> None:
+        """Agents auto-paused after a missed call come back after ``unpause_after_s``."""
+        paused_since: dict[str, float] = {}
+        delay = self.scenario.agent_behaviour.unpause_after_s
+        while not await self._sleep_sim(1.0, stop):
+            now = self.clock.now()
+            for record in self.pbx.ledger.agents.values():
+                if record.paused and record.paused_reason == RNA_REASON:
+                    since = paused_since.setdefault(record.agent_id, now)
+                    if now - since >= delay:
+                        self.pbx.unpause(record.agent_id)
+                        paused_since.pop(record.agent_id)
+                else:
+                    paused_since.pop(record.agent_id, None)
+
+    async def _sleep_sim(self, sim_seconds: float, stop: asyncio.Event) -> bool:
+        """Sleep ``sim_seconds`` of simulated time; True if stopped meanwhile."""
+        try:
+            await asyncio.wait_for(stop.wait(), self.clock.real_seconds(sim_seconds))
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,143 @@
+"""AmiGateway (panoramisk) against the AMI simulator over real TCP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from panoramisk.message import Message
+from pydantic import SecretStr
+
+from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from router.ami.gateway import AmiGateway
+from router.clock import ScaledClock
+from router.errors import AmiActionError, AmiAuthenticationError, AmiConnectionError
+from router.settings import AmiSettings
+
+USER = AmiUser(
+    "right", frozenset({"system", "call", "agent", "user"}), frozenset({"call", "reporting", "agent"})
+)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[AmiSimulator]:
+    pbx = Pbx(ScaledClock(time_scale=50.0), seed=1)
+    sim = AmiSimulator(pbx, users={"acd-router": USER}, auth_failure_delay_s=0.05)
+    await sim.start()
+    yield sim
+    await sim.stop()
+    await pbx.aclose()
+
+
+def settings_for(sim: AmiSimulator, secret: str = "right", **overrides: float) -> AmiSettings:
+    return AmiSettings(
+        host="127.0.0.1",
+        port=sim.port,
+        username="acd-router",
+        secret=SecretStr(secret),
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.2,
+        **overrides,
+    )
+
+
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_login_and_events(simulator: AmiSimulator) -> None:
+    received: list[Message] = []
+    gateway = AmiGateway(settings_for(simulator), on_message=received.append)
+    await gateway.connect()
+    assert gateway.connected and gateway.version.startswith("9.")
+    simulator.pbx.add_agent("a1")
+    simulator.pbx.login("a1")
+    await eventually(lambda: any(m.get("Event") == "QueueMemberAdded" for m in received))
+    pong = await gateway.send_action({"Action": "Ping"})
+    assert pong.get("Ping") == "Pong"
+    await gateway.close()
+
+
+async def test_wrong_secret_is_a_clear_authentication_error(simulator: AmiSimulator) -> None:
+    gateway = AmiGateway(settings_for(simulator, secret="wrong"))
+    with pytest.raises(
+        AmiAuthenticationError, match=r"refused AMI login for user 'acd-router'.*ACD_AMI__SECRET"
+    ):
+        await gateway.connect()
+    run = asyncio.create_task(gateway.run())
+    with pytest.raises(AmiAuthenticationError):
+        await asyncio.wait_for(run, 5)  # run() does not retry a wrong secret forever
+
+
+async def test_unreachable_ami_is_retriable_and_says_what_to_check() -> None:
+    gateway = AmiGateway(AmiSettings(host="127.0.0.1", port=1, connect_timeout_s=2))
+    with pytest.raises(
+        AmiConnectionError, match=r"cannot connect to AMI at 127.0.0.1:1.*manager.conf"
+    ) as caught:
+        await gateway.connect()
+    assert caught.value.retriable
+
+
+async def test_action_errors_carry_asterisks_message(simulator: AmiSimulator) -> None:
+    gateway = AmiGateway(settings_for(simulator))
+    await gateway.connect()
+    with pytest.raises(AmiActionError) as caught:
+        await gateway.send_action(
+            {
+                "Action": "Redirect",
+                "Channel": "PJSIP/gone-1",
+                "Context": "acd-connect",
+                "Exten": "a1",
+                "Priority": "1",
+            }
+        )
+    assert caught.value.action == "Redirect" and caught.value.ami_message
+    await gateway.close()
+
+
+async def test_reconnects_after_a_drop_and_runs_the_hook_each_time(simulator: AmiSimulator) -> None:
+    connects: list[int] = []
+    gateway = AmiGateway(settings_for(simulator))
+
+    async def on_connected() -> None:
+        connects.append(gateway.connects)
+
+    run = asyncio.create_task(gateway.run(on_connected))
+    await eventually(lambda: connects == [1])
+    await simulator.drop_connections()
+    await eventually(lambda: connects == [1, 2])
+    await simulator.set_listening(False)
+    await simulator.drop_connections()
+    await eventually(lambda: not gateway.connected)
+    await asyncio.sleep(0.3)
+    assert connects == [1, 2]
+    await simulator.set_listening(True)
+    await eventually(lambda: connects == [1, 2, 3])
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await gateway.close()
+
+
+async def test_in_flight_action_fails_fast_when_the_link_drops(simulator: AmiSimulator) -> None:
+    gateway = AmiGateway(settings_for(simulator, action_timeout_s=30))
+    await gateway.connect()
+    await simulator.set_listening(False)
+    pending = asyncio.create_task(gateway.send_action({"Action": "Ping"}))
+    await simulator.drop_connections()
+    with pytest.raises(AmiConnectionError):
+        await asyncio.wait_for(pending, 5)
+    await gateway.close()
+
+
+async def test_run_cancels_promptly_while_connecting() -> None:
+    gateway = AmiGateway(AmiSettings(host="10.255.255.1", port=5038, connect_timeout_s=30))
+    run = asyncio.create_task(gateway.run())
+    await asyncio.sleep(0.1)
+    run.cancel()
+    async with asyncio.timeout(1):
+        with pytest.raises(asyncio.CancelledError):
+            await run

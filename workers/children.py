@@ -1,0 +1,166 @@
+"""Running `acd` worker processes as children (demo, load tests, chaos, end-to-end tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from router.errors import AcdError
+from workers.embedded import free_port
+
+
+class ChildProcessError(AcdError):
+    """A worker process died or never became ready."""
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """``acd <command> <args>`` named ``name``, with extra environment variables."""
+
+    name: str
+    args: list[str]
+    command: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    process: asyncio.subprocess.Process
+    http_port: int
+    log_path: Path
+    stopping: bool = False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class ChildProcesses:
+    """Starts, watches and stops a set of `acd` processes; their logs go to ``run_dir``."""
+
+    def __init__(self, run_dir: Path, *, log_level: str = "INFO") -> None:
+        self.run_dir = run_dir
+        self.log_level = log_level
+        self.children: dict[str, Child] = {}
+
+    async def start(self, specs: list[ChildSpec]) -> None:
+        for spec in specs:
+            await self.start_one(spec)
+
+    async def start_one(self, spec: ChildSpec) -> Child:
+        env = dict(os.environ) | spec.env
+        port = int(env.get("ACD_HTTP__PORT", "0")) or free_port()
+        env["ACD_HTTP__PORT"] = str(port)
+        log_path = self.run_dir / f"{spec.name}.log"
+        with log_path.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "workers.cli",
+                "--log-level",
+                self.log_level,
+                spec.command,
+                *spec.args,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        child = Child(spec, process, port, log_path)
+        self.children[spec.name] = child
+        return child
+
+    def http_ports(self) -> dict[str, int]:
+        return {name: child.http_port for name, child in self.children.items()}
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Wait until every child answers 200 on /ready."""
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            for child in self.children.values():
+                while not await _ready(session, child.http_port):
+                    self._raise_if_dead(child)
+                    if time.monotonic() > deadline:
+                        raise ChildProcessError(
+                            f"{child.spec.name} not ready after {timeout_s:.0f}s; its log:\n{child.log_tail()}"
+                        )
+                    await asyncio.sleep(0.1)
+
+    def _raise_if_dead(self, child: Child) -> None:
+        code = child.process.returncode
+        if code is not None and not child.stopping:
+            raise ChildProcessError(
+                f"{child.spec.name} exited with status {code}; its log:\n{child.log_tail()}"
+            )
+
+    def check_alive(self) -> None:
+        for child in self.children.values():
+            self._raise_if_dead(child)
+
+    async def watch(self, until: asyncio.Event) -> None:
+        """Fail loudly if a child dies before ``until`` is set."""
+        while not until.is_set():
+            self.check_alive()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until.wait(), 0.5)
+
+    async def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Fault injection: signal one child (SIGKILL by default) and wait for it to die."""
+        child = self.children[name]
+        child.stopping = True
+        child.process.send_signal(sig)
+        await child.process.wait()
+
+    async def stop(self, grace_s: float = 15.0) -> dict[str, int | None]:
+        """SIGTERM every child, wait for clean exits (SIGKILL after ``grace_s``); exit codes."""
+        for child in self.children.values():
+            child.stopping = True
+            if child.process.returncode is None:
+                child.process.terminate()
+        codes: dict[str, int | None] = {}
+        for name, child in self.children.items():
+            try:
+                codes[name] = await asyncio.wait_for(child.process.wait(), grace_s)
+            except TimeoutError:
+                child.process.kill()
+                await child.process.wait()
+                codes[name] = None  # did not stop within the grace period
+        return codes
+
+
+async def _ready(session: aiohttp.ClientSession, port: int) -> bool:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/ready") as response:
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+
+
+async def scrape_totals(ports: dict[str, int], names: tuple[str, ...]) -> dict[str, float]:
+    """Sum the named metrics (all label sets) over every process's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = dict.fromkeys(names, 0.0)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        for port in ports.values():
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    text = await response.text()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in totals:
+                        totals[sample.name] += sample.value
+    return totals

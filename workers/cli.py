@@ -1,0 +1,108 @@
+"""`acd`: one command-line entry point for every process and tool.
+
+    acd ingest   --config FILE     AMI -> Kafka
+    acd route    --config FILE     routing worker (run several: they form a consumer group)
+    acd dispatch --config FILE     routing commands -> AMI actions
+    acd collect  --config FILE     site-wide state gauges for Prometheus
+    acd demo     [--scenario FILE] [--duration S] [--json] [--assignments OUT.jsonl]
+
+Every process reads its configuration file plus ACD_<SECTION>__<FIELD> environment
+variables. Errors print one clear message on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from router.clock import Clock
+from router.errors import AcdError
+from router.settings import AcdSettings, load_settings
+from workers.runtime import configure_logging, install_stop_signals
+
+logger = logging.getLogger("acd")
+
+ProcessMain = Callable[[AcdSettings, Clock, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def _process_mains() -> dict[str, ProcessMain]:
+    from workers.collector import run_collector
+    from workers.dispatcher import run_dispatcher
+    from workers.ingest import run_ingest
+    from workers.routing import run_routing
+
+    return {"ingest": run_ingest, "route": run_routing, "dispatch": run_dispatcher, "collect": run_collector}
+
+
+PROCESS_HELP = {
+    "ingest": "read AMI events from Asterisk and publish them to Kafka",
+    "route": "routing worker: apply events, offer calls to agents",
+    "dispatch": "execute routing commands as AMI actions",
+    "collect": "serve site-wide state gauges (calls waiting, agents by state)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acd", description="Event-driven ACD routing backend")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    parser.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in PROCESS_HELP.items():
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")
+    from workers.demo import add_demo_arguments
+
+    add_demo_arguments(commands.add_parser("demo", help="run the whole pipeline on embedded servers"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, json_logs=args.json_logs)
+    try:
+        if args.command == "demo":
+            from workers.demo import run_demo_command
+
+            return run_demo_command(args)
+        return _run_process(args.command, args.config)
+    except AcdError as exc:
+        print(f"acd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_process(command: str, config: Path | None) -> int:
+    settings = load_settings(config)
+    clock = settings.clock.build()
+    process_main = _process_mains()[command]
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await process_main(settings, clock, stop)
+
+    try:
+        asyncio.run(runner())
+    except BaseExceptionGroup as group:
+        raise first_acd_error(group) or group from None
+    return 0
+
+
+def first_acd_error(group: BaseExceptionGroup[Any]) -> AcdError | None:
+    """The first AcdError inside a (nested) TaskGroup failure, to report it plainly."""
+    for exc in group.exceptions:
+        if isinstance(exc, AcdError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup) and (found := first_acd_error(exc)):
+            return found
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""`acd demo`: the whole pipeline on embedded servers, driven by a scenario.
+
+Starts a redis-server, a Tansu broker and the AMI simulator on free loopback ports, runs
+ingest, routing workers, the dispatcher and the state collector as child processes (the
+same `acd` commands as in production, with a generated configuration file), places the
+scenario's traffic, prints a live summary, and ends with one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.scenario import Scenario, default_scenario_path, load_scenario
+from load_tests.summary import run_summary, write_assignments
+from load_tests.traffic import TrafficGenerator
+from router import kpi
+from router.clock import ScaledClock
+from router.store import RedisStateStore
+from workers.children import ChildProcesses, ChildSpec, scrape_totals
+from workers.embedded import EmbeddedKafka, EmbeddedRedis
+from workers.runtime import install_stop_signals
+
+logger = logging.getLogger(__name__)
+
+AMI_USER = "acd-router"
+AMI_READ = frozenset({"system", "call", "agent", "user"})
+AMI_WRITE = frozenset({"call", "reporting", "agent", "originate"})
+SETTLE_S = 5.0
+DEFAULT_METRICS_PORT = 9400
+# Prometheus counters summed over all processes at the end, next to the Redis statistics.
+METRIC_TOTALS = (
+    "acd_calls_offered_total",
+    "acd_calls_answered_total",
+    "acd_calls_abandoned_total",
+    "acd_routing_decisions_total",
+    "acd_ami_events_produced_total",
+)
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario", type=Path, default=None, help="scenario YAML (default: the embedded demo)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of traffic, real time (default 60)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON summary object last on stdout")
+    parser.add_argument(
+        "--assignments", type=Path, default=None, help="write one JSON line per answered call"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="routing worker processes (default 2)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"first of the ports the processes serve /metrics on (default {DEFAULT_METRICS_PORT}; 0 = any free)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the run directory (config, logs)")
+
+
+class Demo:
+    """One demo run; ``run`` returns the summary."""
+
+    def __init__(self, scenario: Scenario, args: argparse.Namespace) -> None:
+        self.scenario = scenario
+        self.args = args
+        self.clock = ScaledClock(scenario.time_scale)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="acd-demo-"))
+        self.secret = secrets.token_urlsafe(16)
+        self.out = sys.stderr if args.json else sys.stdout
+
+    async def run(self, stop: asyncio.Event) -> dict[str, Any]:
+        async with contextlib.AsyncExitStack() as stack:
+            redis_server = await stack.enter_async_context(EmbeddedRedis(self.run_dir / "redis"))
+            kafka = await stack.enter_async_context(EmbeddedKafka())
+            pbx = Pbx(self.clock, seed=self.scenario.seed)
+            stack.push_async_callback(pbx.aclose)
+            simulator = AmiSimulator(pbx, users={AMI_USER: AmiUser(self.secret, AMI_READ, AMI_WRITE)})
+            await simulator.start()
+            stack.push_async_callback(simulator.stop)
+            children = ChildProcesses(self.run_dir)
+            stack.push_async_callback(children.stop)
+            config = self._write_config(redis_server.url, kafka.bootstrap_servers, simulator.port)
+            await children.start(self._child_specs(config))
+            self._banner(children)
+            await children.wait_ready(timeout_s=60)
+            redis = Redis.from_url(redis_server.url, decode_responses=True)
+            stack.push_async_callback(redis.aclose)
+            store = RedisStateStore(redis, "demo")
+            traffic = TrafficGenerator(self.scenario, pbx, self.clock)
+            traffic.add_agents()
+            traffic.login_agents()
+            await self._drive(traffic, store, children, stop)
+            summary = await self._finish(store, pbx, children)
+        if not self.args.keep:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return summary
+
+    def _write_config(self, redis_url: str, bootstrap: str, ami_port: int) -> Path:
+        config = {
+            "site": "demo",
+            "queues": [q.model_dump(mode="json", exclude_none=True) for q in self.scenario.queues],
+            "agents": [a.model_dump(mode="json", exclude_none=True) for a in self.scenario.all_agents()],
+            "ami": {"host": "127.0.0.1", "port": ami_port, "username": AMI_USER},
+            "kafka": {"bootstrap_servers": bootstrap, "partitions": 6},
+            "redis": {"url": redis_url},
+            "clock": {"time_scale": self.clock.time_scale, "epoch": self.clock.epoch},
+        }
+        path = self.run_dir / "acd.yaml"
+        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        return path
+
+    def _child_specs(self, config: Path) -> list[ChildSpec]:
+        names = ["ingest", "dispatch", "collect"] + [f"route-{i + 1}" for i in range(self.args.workers)]
+        base = self.args.metrics_port
+        specs = []
+        for index, name in enumerate(names):
+            command = name.split("-")[0]
+            env = {"ACD_AMI__SECRET": self.secret, "ACD_HTTP__PORT": str(base + index if base else 0)}
+            specs.append(ChildSpec(name, ["--config", str(config)], command, env))
+        return specs
+
+    def _banner(self, children: ChildProcesses) -> None:
+        print(f"acd demo: run directory {self.run_dir} (time x{self.clock.time_scale:g})", file=self.out)
+        for name, port in children.http_ports().items():
+            print(f"  {name:<9} http://127.0.0.1:{port}/metrics", file=self.out)
+
+    async def _drive(
+        self, traffic: TrafficGenerator, store: RedisStateStore, children: ChildProcesses, stop: asyncio.Event
+    ) -> None:
+        traffic_stop = asyncio.Event()
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(traffic.run(traffic_stop))
+            group.create_task(children.watch(traffic_stop))
+            while not traffic_stop.is_set():
+                elapsed = time.monotonic() - started
+                if stop.is_set() or elapsed >= self.args.duration:
+                    traffic_stop.set()
+                    break
+                await self._print_progress(store, elapsed)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(traffic_stop.wait(), min(1.0, self.args.duration - elapsed))
+        children.check_alive()
+
+    async def _print_progress(self, store: RedisStateStore, elapsed: float) -> None:
+        total = kpi.combine([await store.queue_stats(q.name) for q in self.scenario.queues])
+        summary = await store.state_summary()
+        sl = kpi.service_level(total)
+        asa = kpi.asa_seconds(total)
+        agents = ", ".join(f"{n} {s}" for s, n in sorted(summary.agents.items()) if n)
+        print(
+            f"t={elapsed:5.1f}s offered={int(total.get('offered', 0))} answered={int(total.get('answered', 0))} "
+            f"abandoned={int(total.get('abandoned', 0))} waiting={sum(summary.waiting.values())} "
+            f"SL={'-' if sl is None else f'{sl:.0%}'} ASA={'-' if asa is None else f'{asa:.1f}s'} | agents: {agents}",
+            file=self.out,
+            flush=True,
+        )
+
+    async def _finish(self, store: RedisStateStore, pbx: Pbx, children: ChildProcesses) -> dict[str, Any]:
+        """Let in-flight events land, judge the run, then stop the processes cleanly."""
+        queues = {q.name: q for q in self.scenario.queues}
+        deadline = time.monotonic() + SETTLE_S
+        summary = await run_summary(store, queues, pbx.ledger)
+        while (summary["lost_calls"] or summary["state_mismatches"]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            summary = await run_summary(store, queues, pbx.ledger)
+        if self.args.assignments:
+            await write_assignments(self.args.assignments, store, list(pbx.ledger.calls))
+        summary["metrics"] = await scrape_totals(children.http_ports(), METRIC_TOTALS)
+        exit_codes = await children.stop()
+        summary["duration_s"] = self.args.duration
+        summary["simulated_s"] = round(self.args.duration * self.clock.time_scale, 1)
+        summary["time_scale"] = self.clock.time_scale
+        summary["routing_workers"] = self.args.workers
+        summary["process_exit_codes"] = exit_codes
+        return summary
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario or default_scenario_path())
+    demo = Demo(scenario, args)
+
+    async def main() -> dict[str, Any]:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        return await demo.run(stop)
+
+    summary = asyncio.run(main())
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    clean = summary["double_assignments"] == 0 and summary["lost_calls"] == 0
+    return 0 if clean else 1
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print("\nsummary:")
+    for key in (
+        "offered",
+        "answered",
+        "abandoned",
+        "waiting_at_end",
+        "service_level",
+        "asa_seconds",
+        "routing_latency_p50_ms",
+        "routing_latency_p99_ms",
+        "double_assignments",
+        "lost_calls",
+    ):
+        print(f"  {key:<24} {summary[key]}")
+    for name, figures in summary["queues"].items():
+        print(f"  queue {name}: {json.dumps(figures)}")

@@ -1,0 +1,187 @@
+"""Dispatcher: routing commands become AMI actions; failures go back as outcomes.
+
+An offer is claimed in Redis before its Redirect is sent, so a command that arrives after
+its offer was withdrawn (timed out, caller gone) rings nobody. A Redirect that Asterisk
+refuses produces an OfferFailed outcome (caller gone: abandoned; otherwise: back in line).
+When the AMI link is down, commands wait (the partition is not committed); an offer whose
+Redirect may or may not have happened is left to the dispatch timeout rather than retried,
+because ringing a second agent for one caller is worse than a short delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import CollectorRegistry
+
+from router.ami.gateway import AmiGateway
+from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
+from router.clock import Clock
+from router.commands import OfferCommand, PauseCommand, failure_envelope, parse_offer, parse_pause
+from router.envelope import ROUTING_OFFER, ROUTING_PAUSE, decode
+from router.errors import AmiActionError, AmiConnectionError, MalformedEventError
+from router.metrics import DispatchMetrics
+from router.settings import AcdSettings
+from router.store import RedisStateStore
+from router.store.connect import open_redis
+from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_GONE_MARKERS = ("no such channel", "does not exist", "not found")
+
+
+def channel_gone(message: str) -> bool:
+    """Whether Asterisk's error text says the caller's channel no longer exists."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in CHANNEL_GONE_MARKERS)
+
+
+class Dispatcher:
+    """Executes routing commands against one Asterisk."""
+
+    def __init__(
+        self,
+        settings: AcdSettings,
+        *,
+        gateway: AmiGateway,
+        store: RedisStateStore,
+        reader: KafkaGroupReader,
+        producer: KafkaEnvelopeProducer,
+        clock: Clock,
+        metrics: DispatchMetrics,
+    ) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.store = store
+        self.reader = reader
+        self.producer = producer
+        self.clock = clock
+        self.metrics = metrics
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self.source = f"dispatcher:{settings.ami.host}:{settings.ami.port}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_until_stopped(
+            stop, draining=[self.consume(stop)], background=[self.gateway.run(on_connected=self._connected)]
+        )
+
+    async def _connected(self) -> None:
+        if self.gateway.connects > 1:
+            self.metrics.reconnects.inc()
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if not self.gateway.connected:
+                await wait_or_stop(stop, 0.1)
+                continue
+            batch = await self.reader.read(timeout_ms=100)
+            for message in batch:
+                await self._execute(message)
+            await self.producer.flush()
+            await self.reader.commit(batch)
+
+    async def _execute(self, message: Consumed) -> None:
+        try:
+            envelope = decode(message.value)
+            if envelope.type == ROUTING_OFFER:
+                await self.offer(parse_offer(envelope))
+            elif envelope.type == ROUTING_PAUSE:
+                await self.pause(parse_pause(envelope))
+        except MalformedEventError as exc:
+            logger.warning("dead-lettering command %s@%s: %s", message.part, message.offset, exc)
+            await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
+
+    async def offer(self, command: OfferCommand) -> None:
+        deadline = self.clock.now() + self.settings.routing.dispatch_timeout_s * self.clock.time_scale
+        claim = await self.store.claim_offer(command.call_id, command.offer_id, deadline)
+        if claim.status != "ok":
+            self.metrics.stale.inc()
+            logger.info(
+                "offer %s for call %s withdrawn (%s): not sent",
+                command.offer_id,
+                command.call_id,
+                claim.detail(0),
+            )
+            return
+        action = {
+            "Action": "Redirect",
+            "Channel": command.channel,
+            "Context": command.context,
+            "Exten": command.exten,
+            "Priority": "1",
+        }
+        try:
+            await self.gateway.send_action(action)
+        except AmiActionError as exc:
+            self.metrics.actions.labels("Redirect", "error").inc()
+            await self._report_failure(command, exc.ami_message)
+            return
+        except AmiConnectionError as exc:
+            self.metrics.actions.labels("Redirect", "unknown").inc()
+            logger.warning(
+                "Redirect for offer %s unconfirmed (%s); dispatch timeout decides", command.offer_id, exc
+            )
+            return
+        self.metrics.actions.labels("Redirect", "ok").inc()
+
+    async def _report_failure(self, command: OfferCommand, reason: str) -> None:
+        gone = channel_gone(reason)
+        logger.info("Redirect of %s for call %s refused: %s", command.channel, command.call_id, reason)
+        envelope = failure_envelope(
+            command, reason, channel_gone=gone, at=self.clock.now(), source=self.source
+        )
+        await self.producer.send_and_wait(self.topics.routing_outcomes, envelope)
+
+    async def pause(self, command: PauseCommand) -> None:
+        action = {
+            "Action": "QueuePause",
+            "Interface": command.device,
+            "Paused": "true",
+            "Reason": command.reason,
+        }
+        try:
+            await self.gateway.send_action(action)
+            self.metrics.actions.labels("QueuePause", "ok").inc()
+        except (AmiActionError, AmiConnectionError) as exc:
+            self.metrics.actions.labels("QueuePause", "error").inc()
+            logger.warning("could not pause %s in Asterisk: %s", command.device, exc)
+
+
+async def run_dispatcher(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -> None:
+    """The `acd dispatch` process."""
+    registry = CollectorRegistry()
+    metrics = DispatchMetrics(registry)
+    topics = Topics(settings.kafka.topic_prefix)
+    redis = await open_redis(settings.redis)
+    await ensure_topics(settings.kafka, topics.all())
+    producer = KafkaEnvelopeProducer(settings.kafka)
+    reader = KafkaGroupReader(
+        settings.kafka, [topics.routing_commands], f"{settings.kafka.consumer_group}-dispatch"
+    )
+    gateway = AmiGateway(settings.ami, events=False)
+    metrics.connected.set_function(lambda: float(gateway.connected))
+    try:
+        await producer.start()
+        await reader.start()
+        dispatcher = Dispatcher(
+            settings,
+            gateway=gateway,
+            store=RedisStateStore(redis, settings.site),
+            reader=reader,
+            producer=producer,
+            clock=clock,
+            metrics=metrics,
+        )
+        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: gateway.connected)
+        await endpoints.start()
+        try:
+            await dispatcher.run(stop)
+        finally:
+            await endpoints.stop()
+    finally:
+        await gateway.close()
+        await reader.stop()
+        await producer.stop()
+        await redis.aclose()

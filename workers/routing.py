@@ -1,0 +1,215 @@
+"""Routing worker: a Kafka consumer-group member that applies events and makes offers.
+
+Any number of these run side by side; Kafka spreads the partitions over them and Redis
+holds all state. Offsets are committed only after a batch's events are applied and the
+commands they produced are acknowledged by Kafka, so a crash re-delivers, never skips;
+the store's watermarks make the re-delivery harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
+from router.clock import Clock
+from router.commands import OfferCommand, PauseCommand, offer_envelope, pause_envelope
+from router.engine import RoutingEngine
+from router.envelope import decode
+from router.errors import AcdError, ConfigError, MalformedEventError
+from router.inbound import domain_event
+from router.metrics import RoutingMetrics
+from router.settings import AcdSettings
+from router.store import Position, RedisStateStore
+from router.store.connect import open_redis
+from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
+
+logger = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 5.0
+
+
+class KafkaCommandSink:
+    """Produces the engine's commands; ``flush`` waits until Kafka has all of them."""
+
+    def __init__(
+        self,
+        producer: KafkaEnvelopeProducer,
+        topics: Topics,
+        metrics: RoutingMetrics,
+        source: str,
+    ) -> None:
+        self.producer = producer
+        self.topics = topics
+        self.metrics = metrics
+        self.source = source
+        self._pending: list[asyncio.Future[Any]] = []
+        self.latencies_ms: list[float] = []
+
+    async def offer(self, command: OfferCommand, started: float) -> None:
+        future = await self.producer.send(self.topics.routing_commands, offer_envelope(command, self.source))
+        future.add_done_callback(lambda f: self._acked(f, started))
+        self._pending.append(future)
+        self.metrics.commands.labels("offer").inc()
+
+    async def pause(self, command: PauseCommand) -> None:
+        future = await self.producer.send(self.topics.routing_commands, pause_envelope(command, self.source))
+        self._pending.append(future)
+        self.metrics.commands.labels("pause_agent").inc()
+
+    def _acked(self, future: asyncio.Future[Any], started: float) -> None:
+        if not future.cancelled() and future.exception() is None:
+            elapsed = time.monotonic() - started
+            self.metrics.decision_latency.observe(elapsed)
+            self.latencies_ms.append(elapsed * 1000)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
+class RoutingWorker:
+    """Consumes AMI events and dispatch outcomes; runs the timers while it holds the lease."""
+
+    def __init__(
+        self,
+        settings: AcdSettings,
+        *,
+        engine: RoutingEngine,
+        reader: KafkaGroupReader,
+        producer: KafkaEnvelopeProducer,
+        sink: KafkaCommandSink,
+        metrics: RoutingMetrics,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.reader = reader
+        self.producer = producer
+        self.sink = sink
+        self.metrics = metrics
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self.worker_id = f"route-{uuid.uuid4().hex[:8]}"
+        self._last_sweep = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_until_stopped(stop, draining=[self.consume(stop), self.timers(stop)])
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self.reader.read(timeout_ms=100)
+            for message in batch:
+                await self._process(message, stop)
+            await self.sink.flush()
+            await self.engine.store.record_latencies(self._take_latencies())
+            await self.reader.commit(batch)
+
+    def _take_latencies(self) -> list[float]:
+        taken, self.sink.latencies_ms = self.sink.latencies_ms, []
+        return taken
+
+    async def _process(self, message: Consumed, stop: asyncio.Event) -> None:
+        self.metrics.events_consumed.labels(message.topic).inc()
+        try:
+            event = domain_event(decode(message.value))
+        except MalformedEventError as exc:
+            self.metrics.events_malformed.labels(message.topic).inc()
+            await self._dead_letter(message, f"malformed: {exc}")
+            return
+        if event is None:
+            return
+        position = Position(message.part, message.offset)
+        while True:
+            try:
+                await self.engine.handle(event, position, message.received_at)
+                return
+            except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+                # Redis is down: hold the partition (no commit) and retry until it is back.
+                logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
+                if await wait_or_stop(stop, 0.5):
+                    raise
+            except (AcdError, ValueError, KeyError, TypeError) as exc:
+                logger.exception(
+                    "could not handle %s@%s (%s); dead-lettered", message.part, message.offset, event
+                )
+                self.metrics.event_errors.labels(type(event).__name__).inc()
+                await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+                return
+
+    async def _dead_letter(self, message: Consumed, reason: str) -> None:
+        logger.warning("dead-lettering %s offset %s: %s", message.part, message.offset, reason)
+        await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
+
+    async def timers(self, stop: asyncio.Event) -> None:
+        interval = self.settings.routing.timer_interval_s
+        store = self.engine.store
+        while not await wait_or_stop(stop, interval):
+            try:
+                if not await store.hold_lease("timer_lease", self.worker_id, interval * 5):
+                    continue
+                self.metrics.timer_runs.inc()
+                started = time.monotonic()
+                await self.engine.tick(started)
+                if started - self._last_sweep > SWEEP_EVERY_S:
+                    self._last_sweep = started
+                    await self.engine.sweep(started)
+                await self.sink.flush()
+            except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+                logger.warning("timers skipped: Redis unavailable (%s)", exc)
+
+
+async def build_engine(
+    settings: AcdSettings, redis: Redis, clock: Clock, sink: KafkaCommandSink, metrics: RoutingMetrics
+) -> RoutingEngine:
+    engine = RoutingEngine(
+        store=RedisStateStore(redis, settings.site),
+        queues=settings.queue_map(),
+        agents={agent.id: agent for agent in settings.agents},
+        settings=settings.routing,
+        clock=clock,
+        sink=sink,
+        metrics=metrics,
+    )
+    await engine.seed_agents()
+    return engine
+
+
+async def run_routing(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -> None:
+    """The `acd route` process."""
+    if not settings.queues:
+        raise ConfigError("no queues configured: add at least one queue under 'queues:' in the config file")
+    registry = CollectorRegistry()
+    metrics = RoutingMetrics(registry, [q.service_level.threshold_s for q in settings.queues])
+    topics = Topics(settings.kafka.topic_prefix)
+    redis = await open_redis(settings.redis)
+    await ensure_topics(settings.kafka, topics.all())
+    producer = KafkaEnvelopeProducer(settings.kafka)
+    reader = KafkaGroupReader(
+        settings.kafka, [topics.ami_events, topics.routing_outcomes], settings.kafka.consumer_group
+    )
+    try:
+        await producer.start()
+        await reader.start()
+        sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
+        engine = await build_engine(settings, redis, clock, sink, metrics)
+        worker = RoutingWorker(
+            settings, engine=engine, reader=reader, producer=producer, sink=sink, metrics=metrics
+        )
+        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: True)
+        await endpoints.start()
+        try:
+            await worker.run(stop)
+        finally:
+            await endpoints.stop()
+    finally:
+        await reader.stop()
+        await producer.stop()
+        await redis.aclose()
