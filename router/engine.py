@@ -95,6 +95,21 @@ class RoutingEngine:
         for agent in self.agents.values():
             await self.store.upsert_agent(agent, now)
 
+    async def apply_config(self, queues: dict[str, QueueConfig], agents: dict[str, AgentConfig]) -> None:
+        """Swap in a reloaded (already validated) configuration of queues and agents.
+
+        Calls in flight keep the service-level threshold and wrap-up they entered with;
+        new requirements, relax steps and strategies apply from the next decision on.
+        """
+        if not queues:
+            raise ValueError("a configuration reload needs at least one queue")
+        self.queues = queues
+        self.agents = agents
+        self.devices = {agent.device: agent.id for agent in agents.values()}
+        if self.fallback_queue not in queues:
+            self.fallback_queue = self.settings.unknown_queue or next(iter(queues))
+        await self.seed_agents()
+
     async def handle(self, event: DomainEvent, pos: Position, started: float) -> None:
         """Apply one event; ``started`` is when it was consumed (monotonic, for latency)."""
         await self._handlers[type(event)](event, pos, started)

@@ -16,7 +16,7 @@ if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
   return {'agent_declined', ''}
 end
 redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
-  'offered_at', now)
+  'offered_at', now, 'decision', ARGV[7])
 redis.call('ZREM', P .. 'waiting', call_id)
 redis.call('ZADD', P .. 'offers', ARGV[6], call_id)
 redis.call('HINCRBY', ak, 'reserved', 1)
