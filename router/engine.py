@@ -377,15 +377,18 @@ class RoutingEngine:
     async def tick(self, started: float) -> None:
         """Time-driven work: wrap-ups ending, offers expiring, requirements relaxing."""
         now = self.clock.now()
-        agents, requeued = await self.store.run_timers(now)
+        wrapups, requeued = await self.store.run_timers(now)
+        for wrapup in wrapups:
+            self.metrics.wrapup.labels(wrapup.queue).observe(wrapup.seconds)
+            self.metrics.agent_handling.inc(wrapup.seconds)
         for call_id in requeued:
             logger.warning("offer for call %s expired before it rang; back in line", call_id)
         for call_id in await self.store.relax_due(now):
             await self._relax(call_id, now, started)
         for call_id in requeued:
             await self._match_call_id(call_id, started)
-        for agent_id in agents:
-            await self.match_agent(agent_id, started)
+        for wrapup in wrapups:
+            await self.match_agent(wrapup.agent_id, started)
 
     async def _relax(self, call_id: str, now: float, started: float) -> None:
         call = await self.store.waiting_call(call_id)

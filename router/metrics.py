@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 WAIT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
 TALK_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+WRAPUP_BUCKETS = (5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -104,6 +105,13 @@ class RoutingMetrics:
             "Talk time of completed calls (simulated seconds)",
             ["queue"],
             buckets=TALK_BUCKETS,
+            registry=registry,
+        )
+        self.wrapup = Histogram(
+            "acd_call_wrapup_seconds",
+            "After-call work per completed call (simulated seconds)",
+            ["queue"],
+            buckets=WRAPUP_BUCKETS,
             registry=registry,
         )
         self.agent_handling = Counter(

@@ -22,7 +22,9 @@ def test_service_level_and_asa_definitions() -> None:
     traffic, aht = erlang.traffic_erlangs(360, 180), 180.0
     assert traffic == 18.0
     pw = erlang.p_wait(22, traffic)
-    assert erlang.service_level(22, traffic, aht, 20) == pytest.approx(1 - pw * math.exp(-(22 - 18) * 20 / 180))
+    assert erlang.service_level(22, traffic, aht, 20) == pytest.approx(
+        1 - pw * math.exp(-(22 - 18) * 20 / 180)
+    )
     assert erlang.asa_seconds(22, traffic, aht) == pytest.approx(pw * 180 / 4)
 
 

@@ -133,7 +133,8 @@ async def test_answer_then_hangup_runs_wrap_up_then_available(store: RedisStateS
     agent = await store.agent("a1")
     assert agent["state"] == "wrap_up" and float(agent["handled_s"]) == 100.0
     assert await store.run_timers(T0 + 150) == ([], [])
-    assert await store.run_timers(T0 + 156) == (["a1"], [])
+    ended, requeued = await store.run_timers(T0 + 156)
+    assert ([(w.agent_id, w.seconds, w.queue) for w in ended], requeued) == ([("a1", 30.0, "q")], [])
     agent = await store.agent("a1")
     assert agent["state"] == "available" and float(agent["handled_s"]) == 130.0
     assert float(agent["idle_since"]) == T0 + 155

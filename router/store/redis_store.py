@@ -64,6 +64,15 @@ NO_POSITION = Position()
 
 
 @dataclass(frozen=True, slots=True)
+class WrapUpEnded:
+    """An agent whose after-call work ended (and is available again)."""
+
+    agent_id: str
+    seconds: float
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
 class StateSummary:
     waiting: dict[str, int]
     oldest_entered_at: dict[str, float]
@@ -217,11 +226,12 @@ class RedisStateStore:
 
     # -- timers and recovery ---------------------------------------------------------------
 
-    async def run_timers(self, now: float, limit: int = 500) -> tuple[list[str], list[str]]:
-        """Finish due wrap-ups and requeue expired offers: (agents now available, calls requeued)."""
+    async def run_timers(self, now: float, limit: int = 500) -> tuple[list[WrapUpEnded], list[str]]:
+        """Finish due wrap-ups and requeue expired offers: (wrap-ups ended, calls requeued)."""
         raw = [str(item) for item in await self._run("timers", now, limit)]
         split = raw.index("|")
-        return raw[:split], raw[split + 1 :]
+        ended = [WrapUpEnded(raw[i], float(raw[i + 1]), raw[i + 2]) for i in range(0, split, 3)]
+        return ended, raw[split + 1 :]
 
     async def relax_due(self, now: float, limit: int = 500) -> list[str]:
         found = await self.redis.zrangebyscore(self.keys.relax_due, "-inf", now, start=0, num=limit)

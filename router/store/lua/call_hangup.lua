@@ -30,7 +30,7 @@ if redis.call('EXISTS', ak) == 1 then
   if redis.call('HGET', ak, 'state') == 'available' then
     if wrapup > 0 then
       redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', at, 'wrapup_start', at,
-        'wrapup_until', at + wrapup)
+        'wrapup_until', at + wrapup, 'wrapup_queue', queue)
       redis.call('ZADD', P .. 'wrapup', at + wrapup, agent_id)
     else
       redis.call('HSET', ak, 'idle_since', at)

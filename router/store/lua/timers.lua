@@ -2,19 +2,22 @@
 -- ARGV: P, now, limit
 -- Wrap-up that has run its course makes the agent available; offers that were never
 -- dispatched (or dispatched and never rang) by their deadline go back in line.
--- Returns {agents_made_available..., '|', calls_requeued...}
+-- Returns {agent, wrap-up seconds, queue, ... (triples), '|', calls_requeued...}
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wrapup', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', P .. 'wrapup', id)
   local ak = agent_key(id)
-  local a = redis.call('HMGET', ak, 'state', 'wrapup_start', 'wrapup_until')
+  local a = redis.call('HMGET', ak, 'state', 'wrapup_start', 'wrapup_until', 'wrapup_queue')
   if a[1] == 'wrap_up' then
     local ended = num(a[3], now)
-    redis.call('HINCRBYFLOAT', ak, 'handled_s', math.max(0, ended - num(a[2], ended)))
+    local seconds = math.max(0, ended - num(a[2], ended))
+    redis.call('HINCRBYFLOAT', ak, 'handled_s', seconds)
     redis.call('HSET', ak, 'state', 'available', 'idle_since', ended, 'state_since', ended)
     reindex(id, now)
     out[#out + 1] = id
+    out[#out + 1] = tostring(seconds)
+    out[#out + 1] = a[4] or ''
   end
 end
 out[#out + 1] = '|'
