@@ -36,6 +36,9 @@ def expected_states(call: CallRecord) -> frozenset[str]:
         return QUEUED
     if call.answered_at is not None:
         return ANSWERED
+    if call.state == "overflowed":
+        return frozenset({"overflowed"})
+    # A caller who hung up just as the router overflowed it: either is an honest account.
     return frozenset({"abandoned", "overflowed"})
 
 

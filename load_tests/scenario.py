@@ -56,6 +56,7 @@ class Phase(Frozen):
 
     duration_s: float = Field(gt=0)
     rate_factor: float = Field(default=1.0, ge=0)
+    name: str | None = Field(default=None, max_length=40)  # e.g. ramp-up; shown in load-test reports
 
 
 class TrafficLine(Frozen):
@@ -85,12 +86,22 @@ class AgentGroup(Frozen):
         ]
 
 
+class Breaks(Frozen):
+    """Agents step away now and then: a pause with ``reason``, or (``logout_share``) a logout."""
+
+    every_s: Distribution = Distribution(dist="exponential", mean=900.0)
+    duration_s: Distribution = Distribution(dist="exponential", mean=120.0)
+    reason: str = Field(default="break", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    logout_share: float = Field(default=0.0, ge=0, le=1)
+
+
 class AgentBehaviour(Frozen):
     """How the simulated agents handle their phones."""
 
     answer_delay_s: Distribution = Distribution(dist="uniform", min=1.0, max=4.0)
     answer_probability: float = Field(default=1.0, ge=0, le=1)
     unpause_after_s: float = Field(default=30.0, gt=0, description="back from a ring-no-answer pause")
+    breaks: Breaks | None = None  # omitted: agents never step away
 
 
 class Scenario(Frozen):
@@ -104,6 +115,9 @@ class Scenario(Frozen):
     agent_behaviour: AgentBehaviour = AgentBehaviour()
     traffic: tuple[TrafficLine, ...] = Field(min_length=1)
     phases: tuple[Phase, ...] = ()
+    # Load tests: simulated seconds at the start left out of steady-state figures (the
+    # Erlang C check), since a run starts with every agent free. None: a fifth of the run.
+    warmup_s: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _references(self) -> Self:

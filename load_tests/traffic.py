@@ -12,7 +12,7 @@ import logging
 import random
 
 from load_tests.amisim import Pbx
-from load_tests.scenario import Scenario, TrafficLine
+from load_tests.scenario import Breaks, Scenario, TrafficLine
 from router.clock import Clock
 from router.domain import format_requirements
 
@@ -30,6 +30,7 @@ class TrafficGenerator:
         self.clock = clock
         self.rng = random.Random(scenario.seed if seed is None else seed)
         self.placed = 0
+        self.breaks_taken = 0
         self._started_at = clock.now()
 
     def add_agents(self) -> None:
@@ -48,13 +49,17 @@ class TrafficGenerator:
         for agent in self.scenario.all_agents():
             self.pbx.login(agent.id)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Place calls until ``stop`` is set."""
+    async def run(self, stop: asyncio.Event, *, arrivals_stop: asyncio.Event | None = None) -> None:
+        """Place calls until ``stop`` is set (or ``arrivals_stop``: agents keep working, calls drain)."""
         self._started_at = self.clock.now()
         async with asyncio.TaskGroup() as group:
             for line in self.scenario.traffic:
-                group.create_task(self._arrivals(line, stop))
+                group.create_task(self._arrivals(line, stop if arrivals_stop is None else arrivals_stop))
             group.create_task(self._return_from_rna_pauses(stop))
+            breaks = self.scenario.agent_behaviour.breaks
+            if breaks is not None:
+                for agent in self.scenario.all_agents():
+                    group.create_task(self._take_breaks(agent.id, breaks, stop))
 
     async def _arrivals(self, line: TrafficLine, stop: asyncio.Event) -> None:
         rate_per_s = line.calls_per_hour / 3600.0
@@ -92,6 +97,23 @@ class TrafficGenerator:
                         paused_since.pop(record.agent_id)
                 else:
                     paused_since.pop(record.agent_id, None)
+
+    async def _take_breaks(self, agent_id: str, breaks: Breaks, stop: asyncio.Event) -> None:
+        """Step away now and then (pause or log out), and come back."""
+        while not await self._sleep_sim(breaks.every_s.sample(self.rng), stop):
+            logout = self.rng.random() < breaks.logout_share
+            if logout:
+                self.pbx.logout(agent_id)
+            else:
+                self.pbx.pause(agent_id, breaks.reason)
+            self.breaks_taken += 1
+            stopped = await self._sleep_sim(breaks.duration_s.sample(self.rng), stop)
+            if logout:
+                self.pbx.login(agent_id)
+            else:
+                self.pbx.unpause(agent_id)
+            if stopped:
+                return
 
     async def _sleep_sim(self, sim_seconds: float, stop: asyncio.Event) -> bool:
         """Sleep ``sim_seconds`` of simulated time; True if stopped meanwhile."""

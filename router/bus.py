@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
 from router.envelope import Envelope
@@ -217,3 +217,22 @@ class KafkaGroupReader:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
+
+    async def lag(self) -> dict[str, int]:
+        """Messages not yet read, per topic, summed over this member's assigned partitions.
+
+        Highwater comes with every fetch response, so a partition not fetched yet (just
+        assigned) is left out rather than guessed.
+        """
+        # Highwaters first, with no await between: the assignment cannot change under us.
+        highwaters = {tp: self._consumer.highwater(tp) for tp in self.assignment()}
+        lag: dict[str, int] = {}
+        for tp, highwater in highwaters.items():
+            if highwater is None:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:  # revoked by a rebalance meanwhile
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
+        return lag

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from router.envelope import DISPATCH_OUTCOME, ROUTING_OFFER, ROUTING_PAUSE, Envelope
+from router.envelope import DISPATCH_OUTCOME, ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, Envelope
 from router.errors import MalformedEventError
 from router.events import OfferFailed
 
@@ -40,6 +40,29 @@ class PauseCommand:
     decided_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class OverflowCommand:
+    """Send the caller out of the ACD to a dialplan target (``context,exten,priority``)."""
+
+    call_id: str
+    channel: str
+    queue: str
+    context: str
+    exten: str
+    priority: str
+    decided_at: float
+
+
+class CommandSink(Protocol):
+    """Where routing commands go (Kafka in production, a list in unit tests)."""
+
+    async def offer(self, command: OfferCommand, started: float) -> None: ...
+
+    async def pause(self, command: PauseCommand) -> None: ...
+
+    async def overflow(self, command: OverflowCommand) -> None: ...
+
+
 def offer_envelope(command: OfferCommand, source: str) -> Envelope:
     data = asdict(command)
     data.pop("decided_at")
@@ -66,6 +89,19 @@ def pause_envelope(command: PauseCommand, source: str) -> Envelope:
     )
 
 
+def overflow_envelope(command: OverflowCommand, source: str) -> Envelope:
+    data = asdict(command)
+    data.pop("decided_at")
+    return Envelope(
+        type=ROUTING_OVERFLOW,
+        id=uuid.uuid4().hex,
+        source=source,
+        ts=command.decided_at,
+        key=f"call:{command.call_id}",
+        data=data,
+    )
+
+
 def _fields(envelope: Envelope, names: tuple[str, ...]) -> dict[str, str]:
     values = {}
     for name in names:
@@ -85,6 +121,11 @@ def parse_offer(envelope: Envelope) -> OfferCommand:
 
 def parse_pause(envelope: Envelope) -> PauseCommand:
     return PauseCommand(**_fields(envelope, ("agent_id", "device", "reason")), decided_at=envelope.ts)
+
+
+def parse_overflow(envelope: Envelope) -> OverflowCommand:
+    names = ("call_id", "channel", "queue", "context", "exten", "priority")
+    return OverflowCommand(**_fields(envelope, names), decided_at=envelope.ts)
 
 
 def failure_envelope(

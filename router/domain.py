@@ -137,7 +137,9 @@ class Overflow(Frozen):
     after_s: float | None = Field(default=None, gt=0)
     when_no_agents: bool = False
     to_queue: str | None = None
-    to_target: str | None = Field(default=None, description="dialplan context,exten,priority")
+    to_target: str | None = Field(
+        default=None, pattern=r"^[\w.-]+,[\w*#+.-]+,\d+$", description="dialplan context,exten,priority"
+    )
 
     @model_validator(mode="after")
     def _one_destination(self) -> Self:

@@ -1,29 +1,24 @@
-"""The routing engine: applies domain events to the state store and makes offers.
-
-Two directions of matching, both ending in the store's atomic reservation:
-
-- a call becomes waiting (arrives, is declined, relaxes) -> best available agent;
-- an agent becomes available (logs in, unpauses, finishes a call) -> first call in line.
+"""The routing engine: applies domain events to the state store, then matches.
 
 After every event the engine runs the follow-up matching for the current state, whether
 or not the event itself was a redelivery: matching depends only on state, so a worker
 that crashed between applying an event and matching leaves nothing stuck behind.
+Matching itself is router.matching; overflow rules are router.overflow.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from router.clock import Clock
-from router.commands import OfferCommand, PauseCommand
-from router.domain import AgentCandidate, AgentConfig, QueueConfig, WaitingCall, format_requirements
+from router.commands import CommandSink, PauseCommand
+from router.domain import AgentCandidate, AgentConfig, QueueConfig, WaitingCall
 from router.events import (
     AgentAnswered,
     AgentDeclined,
+    AgentDeviceChanged,
     AgentPresenceChanged,
     AgentRang,
     CallerHeld,
@@ -33,23 +28,26 @@ from router.events import (
     OfferFailed,
     ResyncFinished,
 )
+from router.live_config import LiveConfig
+from router.matching import Matcher
 from router.metrics import RoutingMetrics
-from router.policy import Decision, choose_agent, choose_call, requirements_in_force
+from router.overflow import Overflows, first_due
+from router.policy import requirements_in_force
 from router.settings import RoutingSettings
-from router.store import Outcome, Position, RedisStateStore
+from router.store import NewCall, Outcome, Position, RedisStateStore
+from router.store.redis_store import candidates_in
 
 logger = logging.getLogger(__name__)
 
-MAX_RESERVE_ATTEMPTS = 5
-WAITING_PAGE = 200
+
+def ids(call_id: str = "", agent_id: str = "") -> dict[str, str]:
+    """``extra=`` for log records: JSON logs carry the call and agent as fields."""
+    fields = {"call_id": call_id, "agent_id": agent_id}
+    return {name: value for name, value in fields.items() if value}
 
 
-class CommandSink(Protocol):
-    """Where the engine's commands go (Kafka in production, a list in unit tests)."""
-
-    async def offer(self, command: OfferCommand, started: float) -> None: ...
-
-    async def pause(self, command: PauseCommand) -> None: ...
+OFFER_STATES = frozenset({"offered", "dispatching", "ringing"})
+UNSTAFFED_CHECK_EVERY_S = 2.0  # real seconds between "anybody logged in?" overflow checks
 
 
 class RoutingEngine:
@@ -66,17 +64,19 @@ class RoutingEngine:
         sink: CommandSink,
         metrics: RoutingMetrics,
     ) -> None:
-        if not queues:
-            raise ValueError("the routing engine needs at least one queue")
         self.store = store
-        self.queues = queues
-        self.agents = agents
-        self.devices = {agent.device: agent.id for agent in agents.values()}
+        self.config = LiveConfig(queues, agents, settings.unknown_queue)
         self.settings = settings
         self.clock = clock
         self.sink = sink
         self.metrics = metrics
-        self.fallback_queue = settings.unknown_queue or next(iter(queues))
+        self.matcher = Matcher(
+            store=store, config=self.config, settings=settings, clock=clock, sink=sink, metrics=metrics
+        )
+        self.overflows = Overflows(
+            store=store, config=self.config, matcher=self.matcher, clock=clock, sink=sink, metrics=metrics
+        )
+        self._last_unstaffed_check = 0.0
         self._handlers: dict[type, Callable[[Any, Position, float], Awaitable[None]]] = {
             CallQueued: self._on_call_queued,
             AgentRang: self._on_agent_rang,
@@ -85,76 +85,82 @@ class RoutingEngine:
             CallerHeld: self._on_caller_held,
             CallerHungUp: self._on_caller_hung_up,
             AgentPresenceChanged: self._on_presence,
+            AgentDeviceChanged: self._on_device,
             ResyncFinished: self._on_resync,
             OfferFailed: self._on_offer_failed,
         }
 
-    async def seed_agents(self) -> None:
-        """Write every configured agent's profile (skills, capacity, device) to the store."""
+    @property
+    def queues(self) -> dict[str, QueueConfig]:
+        return self.config.queues
+
+    @property
+    def agents(self) -> dict[str, AgentConfig]:
+        return self.config.agents
+
+    async def seed_agents(self, *, force: bool = False) -> None:
+        """Write every configured agent's profile (skills, capacity, device) to the store;
+        skills edited through the API are kept unless ``force``."""
         now = self.clock.now()
         for agent in self.agents.values():
-            await self.store.upsert_agent(agent, now)
+            await self.store.upsert_agent(agent, now, force=force)
 
     async def apply_config(self, queues: dict[str, QueueConfig], agents: dict[str, AgentConfig]) -> None:
         """Swap in a reloaded (already validated) configuration of queues and agents.
 
         Calls in flight keep the service-level threshold and wrap-up they entered with;
-        new requirements, relax steps and strategies apply from the next decision on.
+        new requirements, relax steps and strategies apply from the next decision on. The
+        file's skills replace any edited through the API (a reload is an explicit choice).
         """
-        if not queues:
-            raise ValueError("a configuration reload needs at least one queue")
-        self.queues = queues
-        self.agents = agents
-        self.devices = {agent.device: agent.id for agent in agents.values()}
-        if self.fallback_queue not in queues:
-            self.fallback_queue = self.settings.unknown_queue or next(iter(queues))
-        await self.seed_agents()
+        self.config.update(queues, agents, self.settings.unknown_queue)
+        self.metrics.declare_queues(list(queues))
+        await self.seed_agents(force=True)
 
     async def handle(self, event: DomainEvent, pos: Position, started: float) -> None:
         """Apply one event; ``started`` is when it was consumed (monotonic, for latency)."""
         await self._handlers[type(event)](event, pos, started)
 
-    # -- event handlers -------------------------------------------------------------------
+    # -- calls ----------------------------------------------------------------------------
 
     async def _on_call_queued(self, event: CallQueued, pos: Position, started: float) -> None:
-        queue = self._queue_for(event)
-        priority = queue.priority if event.priority is None else event.priority
-        next_relax = queue.next_relax_after(max(0.0, self.clock.now() - event.at))
-        outcome = await self.store.enqueue(
+        queue = self.config.entry_queue(event.queue, event.call_id)
+        call = self._new_call(event, queue)
+        waiting = WaitingCall(
+            event.call_id, queue.name, call.priority, event.at, event.requirements, channel=event.channel
+        )
+        requirements = requirements_in_force(waiting, queue, self.clock.now())
+        limit = self.matcher.candidate_limit(queue)
+        outcome, candidates = await self.store.enqueue(call, pos, candidates_for=requirements, limit=limit)
+        if outcome.status != "queued":  # a redelivery or a resync listing: match the state it is in
+            await self.matcher.match_call_id(event.call_id, started)
+            return
+        self.metrics.offered.labels(queue.name).inc()
+        logger.debug(
+            "call %s queued in %s (priority %s)",
             event.call_id,
+            queue.name,
+            call.priority,
+            extra=ids(event.call_id),
+        )
+        if not candidates and await self.overflows.nobody_to_answer(queue, event.call_id):
+            return
+        await self.matcher.match_call(waiting, started, trigger="call", prefetched=candidates)
+
+    def _new_call(self, event: CallQueued, queue: QueueConfig) -> NewCall:
+        next_relax = queue.next_relax_after(max(0.0, self.clock.now() - event.at))
+        return NewCall(
+            call_id=event.call_id,
             queue=queue.name,
-            priority=priority,
+            priority=queue.priority if event.priority is None else event.priority,
+            priority_explicit=event.priority is not None,
             requirements=event.requirements,
             channel=event.channel,
             entered_at=event.at,
             relax_due=None if next_relax is None else event.at + next_relax,
+            overflow_due=first_due(queue, event.at),
             sl_threshold=queue.service_level.threshold_s,
             wrapup_s=queue.wrapup_s,
-            pos=pos,
         )
-        if outcome.status == "queued":
-            self.metrics.offered.labels(queue.name).inc()
-            logger.debug("call %s queued in %s (priority %s)", event.call_id, queue.name, priority)
-            call = WaitingCall(
-                event.call_id, queue.name, priority, event.at, event.requirements, channel=event.channel
-            )
-            await self.match_call(call, started, trigger="call")
-        else:  # a redelivery or a resync listing: match whatever state the call is in now
-            await self._match_call_id(event.call_id, started)
-
-    def _queue_for(self, event: CallQueued) -> QueueConfig:
-        queue = self.queues.get(event.queue)
-        if queue is None:
-            logger.error(
-                "call %s names queue %r, which is not configured (configured: %s); routing it via "
-                "%r. Fix ACD_QUEUE in the dialplan or add the queue to the configuration.",
-                event.call_id,
-                event.queue,
-                sorted(self.queues),
-                self.fallback_queue,
-            )
-            queue = self.queues[self.fallback_queue]
-        return queue
 
     async def _on_agent_rang(self, event: AgentRang, pos: Position, started: float) -> None:
         agent_id = await self._agent_for_device(event.device)
@@ -170,9 +176,16 @@ class RoutingEngine:
             queue = outcome.detail(1)
             self.metrics.answered.labels(queue).inc()
             self.metrics.answer_wait.labels(queue).observe(outcome.number(0))
-            logger.info("call %s answered by %s after %.1fs", event.call_id, agent_id, outcome.number(0))
+            logger.info(
+                "call %s answered by %s after %.1fs",
+                event.call_id,
+                agent_id,
+                outcome.number(0),
+                extra=ids(event.call_id, agent_id),
+            )
         # An agent with spare capacity (chat-style) may take another call right away.
-        await self.match_agent(agent_id, started)
+        if outcome.status != "answered" or outcome.detail(2) == "1":
+            await self.matcher.match_agent(agent_id, started)
 
     async def _on_agent_declined(self, event: AgentDeclined, pos: Position, started: float) -> None:
         agent_id = await self._agent_for_device(event.device)
@@ -197,11 +210,13 @@ class RoutingEngine:
         if outcome.status == "declined":
             queue = (await self.store.call(call_id)).get("queue", "")
             self.metrics.declined.labels(queue).inc()
-            logger.info("agent %s did not take call %s (%s)", agent_id, call_id, status)
+            logger.info(
+                "agent %s did not take call %s (%s)", agent_id, call_id, status, extra=ids(call_id, agent_id)
+            )
             if outcome.detail(0) == "1":
                 await self._pause_in_asterisk(agent_id)
-        await self._match_call_id(call_id, started)
-        await self.match_agent(agent_id, started)
+        await self.matcher.match_call_id(call_id, started)
+        await self.matcher.match_agent(agent_id, started)
 
     async def _pause_in_asterisk(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
@@ -215,12 +230,31 @@ class RoutingEngine:
         if outcome.status == "abandoned":
             self.metrics.abandoned.labels(queue).inc()
             self.metrics.abandon_wait.labels(queue).observe(outcome.number(0))
-            logger.info("call %s abandoned after %.1fs", event.call_id, outcome.number(0))
+            logger.info(
+                "call %s abandoned after %.1fs", event.call_id, outcome.number(0), extra=ids(event.call_id)
+            )
         elif outcome.status == "completed":
             self.metrics.talk.labels(queue).observe(outcome.number(0))
             self.metrics.agent_handling.inc(outcome.number(0))
-        if agent_id:
-            await self.match_agent(agent_id, started)
+        if agent_id and outcome.detail(3) == "1":
+            await self.matcher.match_agent(agent_id, started, known=_candidate_after(outcome, 4))
+
+    async def _on_offer_failed(self, event: OfferFailed, pos: Position, started: float) -> None:
+        outcome = await self.store.offer_failed(
+            event.call_id, event.offer_id, event.at, channel_gone=event.channel_gone, pos=pos
+        )
+        logger.info(
+            "offer %s of call %s failed (%s): %s", event.offer_id, event.call_id, event.reason, outcome.status
+        )
+        if outcome.status == "abandoned":
+            queue = outcome.detail(2)
+            self.metrics.abandoned.labels(queue).inc()
+            self.metrics.abandon_wait.labels(queue).observe(outcome.number(0))
+        await self.matcher.match_call_id(event.call_id, started)
+        if event.agent_id:
+            await self.matcher.match_agent(event.agent_id, started)
+
+    # -- agents ---------------------------------------------------------------------------
 
     async def _on_presence(self, event: AgentPresenceChanged, pos: Position, started: float) -> None:
         agent_id = await self._agent_for_device(event.device, member_name=event.member_name)
@@ -236,176 +270,101 @@ class RoutingEngine:
         outcome = await self.store.agent_presence(agent_id, event.state, event.reason, event.at, pos)
         if outcome.status == "changed":
             self.metrics.agent_available.inc(outcome.number(1))
-            logger.info("agent %s: %s -> %s %s", agent_id, outcome.detail(0), event.state, event.reason)
-        await self.match_agent(agent_id, started)
+            logger.info(
+                "agent %s: %s -> %s %s",
+                agent_id,
+                outcome.detail(0),
+                event.state,
+                event.reason,
+                extra=ids(agent_id=agent_id),
+            )
+        await self.matcher.match_agent(agent_id, started)
 
-    async def _on_resync(self, event: ResyncFinished, pos: Position, started: float) -> None:
-        closed = await self.store.resync_close(event.snapshot_at, event.live_call_ids)
-        if closed:
-            self.metrics.calls_closed_by_resync.inc(len(closed))
-            logger.warning("resync: %d calls ended while AMI was disconnected: %s", len(closed), closed[:20])
-        await self.sweep(started)
-
-    async def _on_offer_failed(self, event: OfferFailed, pos: Position, started: float) -> None:
-        outcome = await self.store.offer_failed(
-            event.call_id, event.offer_id, event.at, channel_gone=event.channel_gone, pos=pos
-        )
-        logger.info(
-            "offer %s of call %s failed (%s): %s", event.offer_id, event.call_id, event.reason, outcome.status
-        )
-        if outcome.status == "abandoned":
-            call = await self.store.call(event.call_id)
-            self.metrics.abandoned.labels(call.get("queue", "")).inc()
-        await self._match_call_id(event.call_id, started)
-        if event.agent_id:
-            await self.match_agent(event.agent_id, started)
+    async def _on_device(self, event: AgentDeviceChanged, pos: Position, started: float) -> None:
+        agent_id = await self._agent_for_device(event.device)
+        if agent_id is None:
+            return  # a phone that is not an agent's, or a Queue:/custom device state
+        outcome = await self.store.agent_device(agent_id, event.state, event.at, pos)
+        if outcome.status == "changed":
+            logger.info(
+                "agent %s phone %s: %s", agent_id, event.state, "busy" if outcome.detail(0) == "1" else "free"
+            )
+        await self.matcher.match_agent(agent_id, started)
 
     async def _agent_for_device(self, device: str, *, member_name: str = "") -> str | None:
-        agent_id = self.devices.get(device)
+        agent_id = self.config.devices.get(device)
         if agent_id is None and member_name in self.agents:
             agent_id = member_name
         if agent_id is None:
             agent_id = await self.store.agent_for_device(device)
         return agent_id
 
-    # -- matching -------------------------------------------------------------------------
+    # -- recovery and timers --------------------------------------------------------------
 
-    async def _match_call_id(self, call_id: str, started: float) -> None:
-        call = await self.store.waiting_call(call_id)
-        if call is not None:
-            await self.match_call(call, started, trigger="call")
-
-    async def match_call(self, call: WaitingCall, started: float, *, trigger: str) -> bool:
-        """Offer ``call`` to the best available agent; False when nobody qualifies now."""
-        queue = self.queues.get(call.queue) or self.queues[self.fallback_queue]
-        for _ in range(MAX_RESERVE_ATTEMPTS):
-            now = self.clock.now()
-            requirements = requirements_in_force(call, queue, now)
-            candidates = await self.store.candidates(
-                requirements, exclude=call.declined_by, limit=self.settings.candidate_limit
-            )
-            rr_after = (
-                await self.store.round_robin_last(queue.name) if queue.strategy == "round-robin" else ""
-            )
-            decision = choose_agent(call, queue, candidates, now, rr_after=rr_after)
-            if decision is None:
-                return False
-            outcome = await self._reserve(decision, call, candidates, started, trigger)
-            if outcome.status == "ok":
-                return True
-            if outcome.status in ("call_taken", "unknown_call"):
-                return False
-            self.metrics.conflicts.inc()
-        return False
-
-    async def match_agent(self, agent_id: str, started: float) -> None:
-        """Give a newly free agent the first call in line it may take (several, if capacity allows)."""
-        for _ in range(MAX_RESERVE_ATTEMPTS):
-            agent = await self.store.agent_candidate(agent_id)
-            if agent is None:
-                return
-            decision, call = await self._first_call_for(agent)
-            if decision is None or call is None:
-                return
-            outcome = await self._reserve(decision, call, [agent], started, "agent")
-            if outcome.status not in ("ok", "call_taken"):
-                return
-            if outcome.status == "call_taken":
-                self.metrics.conflicts.inc()
-
-    async def _first_call_for(self, agent: AgentCandidate) -> tuple[Decision | None, WaitingCall | None]:
-        start = 0
-        while True:
-            calls = await self.store.waiting_calls(start, WAITING_PAGE)
-            if not calls:
-                return None, None
-            decision = choose_call(agent, calls, self.queues, self.clock.now())
-            if decision is not None:
-                return decision, next(c for c in calls if c.call_id == decision.call_id)
-            start += WAITING_PAGE
-
-    async def _reserve(
-        self,
-        decision: Decision,
-        call: WaitingCall,
-        candidates: list[AgentCandidate],
-        started: float,
-        trigger: str,
-    ) -> Outcome:
-        now = self.clock.now()
-        offer_id = uuid.uuid4().hex
-        deadline = now + self.settings.offer_timeout_s * self.clock.time_scale
-        skills = next((c.skills for c in candidates if c.agent_id == decision.agent_id), {})
-        record = decision.record() | {
-            "offer_id": offer_id,
-            "priority": call.priority,
-            "decided_at": round(now, 3),
-            "agent_skills": skills,
-            "trigger": trigger,
-        }
-        outcome = await self.store.reserve(
-            call.call_id, decision.agent_id, offer_id, now, deadline, json.dumps(record)
-        )
-        if outcome.status != "ok":
-            return outcome
-        self.metrics.decisions.labels(decision.queue, trigger).inc()
-        self.metrics.agent_available.inc(outcome.number(1))
-        agent = self.agents.get(decision.agent_id)
-        command = OfferCommand(
-            offer_id=offer_id,
-            call_id=call.call_id,
-            channel=call.channel,
-            agent_id=decision.agent_id,
-            device=outcome.detail(0),
-            context=self.settings.connect_context,
-            exten=agent.dial_extension if agent else decision.agent_id,
-            queue=decision.queue,
-            decided_at=now,
-        )
-        await self.sink.offer(command, started)
-        logger.debug(
-            "offered call %s to %s: %s [%s]",
-            call.call_id,
-            decision.agent_id,
-            decision.reason,
-            format_requirements(decision.requirements),
-        )
-        return outcome
-
-    # -- timers ---------------------------------------------------------------------------
+    async def _on_resync(self, event: ResyncFinished, pos: Position, started: float) -> None:
+        closed = await self.store.resync_close(event.snapshot_at, event.live_call_ids)
+        for call in closed:
+            if call.outcome == "abandoned":
+                self.metrics.abandoned.labels(call.queue).inc()
+                self.metrics.abandon_wait.labels(call.queue).observe(call.seconds)
+            else:
+                self.metrics.talk.labels(call.queue).observe(call.seconds)
+        if closed:
+            self.metrics.calls_closed_by_resync.inc(len(closed))
+            ids = [call.call_id for call in closed[:20]]
+            logger.warning("resync: %d calls ended while AMI was disconnected: %s", len(closed), ids)
+        await self.matcher.sweep(started)
 
     async def tick(self, started: float) -> None:
-        """Time-driven work: wrap-ups ending, offers expiring, requirements relaxing."""
+        """Time-driven work: wrap-ups ending, offers expiring, requirements relaxing, overflow."""
         now = self.clock.now()
         wrapups, requeued = await self.store.run_timers(now)
         for wrapup in wrapups:
             self.metrics.wrapup.labels(wrapup.queue).observe(wrapup.seconds)
             self.metrics.agent_handling.inc(wrapup.seconds)
         for call_id in requeued:
-            logger.warning("offer for call %s expired before it rang; back in line", call_id)
+            logger.warning(
+                "offer for call %s expired before it rang; back in line", call_id, extra=ids(call_id)
+            )
+        await self.overflows.run_due(started)
+        if started - self._last_unstaffed_check >= UNSTAFFED_CHECK_EVERY_S:
+            self._last_unstaffed_check = started
+            await self.overflows.check_unstaffed()
         for call_id in await self.store.relax_due(now):
             await self._relax(call_id, now, started)
         for call_id in requeued:
-            await self._match_call_id(call_id, started)
+            await self.matcher.match_call_id(call_id, started)
         for wrapup in wrapups:
-            await self.match_agent(wrapup.agent_id, started)
+            await self.matcher.match_agent(wrapup.agent_id, started)
+        await self._nudged(started)
+
+    async def _nudged(self, started: float) -> None:
+        """Agents the operator API changed (wrap-up finished, skills): look for a call now."""
+        for nudge in await self.store.take_nudges():
+            if nudge.get("wrapup_s") is not None:
+                self.metrics.wrapup.labels(str(nudge.get("queue", ""))).observe(float(nudge["wrapup_s"]))
+                self.metrics.agent_handling.inc(float(nudge["wrapup_s"]))
+            await self.matcher.match_agent(str(nudge.get("agent", "")), started)
 
     async def _relax(self, call_id: str, now: float, started: float) -> None:
         call = await self.store.waiting_call(call_id)
         if call is None:
-            await self.store.set_relax_due(call_id, None)
+            state = (await self.store.call(call_id)).get("state", "")
+            # Being offered right now: look again shortly, the offer may come back.
+            await self.store.set_relax_due(call_id, now + 1.0 if state in OFFER_STATES else None)
             return
-        queue = self.queues.get(call.queue) or self.queues[self.fallback_queue]
-        following = queue.next_relax_after(now - call.entered_at)
+        following = self.config.queue(call.queue).next_relax_after(now - call.entered_at)
         await self.store.set_relax_due(call_id, None if following is None else call.entered_at + following)
-        await self.match_call(call, started, trigger="relax")
+        await self.matcher.match_call(call, started, trigger="relax")
 
-    async def sweep(self, started: float, *, limit: int = 10_000) -> None:
-        """Safety net: try waiting calls (line order, up to ``limit``) against available agents."""
-        calls: list[WaitingCall] = []
-        while len(calls) < limit and (page := await self.store.waiting_calls(len(calls), WAITING_PAGE)):
-            calls.extend(page)
-        for call in calls:
-            if not await self.store.any_agent_available():
-                return
-            await self.match_call(call, started, trigger="sweep")
+    async def sweep(self, started: float) -> None:
+        await self.matcher.sweep(started)
+
+    async def match_agent(self, agent_id: str, started: float) -> None:
+        await self.matcher.match_agent(agent_id, started)
+
+
+def _candidate_after(outcome: Outcome, start: int) -> AgentCandidate | None:
+    """The agent candidate a script appended to its answer from detail ``start`` on."""
+    found = candidates_in(outcome.details[start : start + 8])
+    return found[0] if found else None

@@ -27,6 +27,7 @@ AMI_EVENT = "ami.event"
 AMI_RESYNC = "ami.resync"
 ROUTING_OFFER = "routing.offer"
 ROUTING_PAUSE = "routing.pause_agent"
+ROUTING_OVERFLOW = "routing.overflow"
 DISPATCH_OUTCOME = "dispatch.outcome"
 
 MAX_ENVELOPE_BYTES = 1_000_000

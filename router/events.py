@@ -75,6 +75,15 @@ class AgentPresenceChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentDeviceChanged:
+    """An agent's phone changed state (DeviceStateChange: NOT_INUSE, INUSE, UNAVAILABLE, ...)."""
+
+    device: str
+    state: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ResyncFinished:
     """Ingest re-listed every channel after a reconnect; calls not listed have ended."""
 
@@ -102,6 +111,7 @@ DomainEvent = (
     | CallerHeld
     | CallerHungUp
     | AgentPresenceChanged
+    | AgentDeviceChanged
     | ResyncFinished
     | OfferFailed
 )

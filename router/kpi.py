@@ -4,7 +4,8 @@
 - Service level within T, three variants (the queue's ``service_level.formula``):
   answered within T / answered; / (answered + abandoned); / (answered + abandoned after T),
   the last being the default: short abandons (before T) are left out.
-- Abandonment rate = abandoned in queue / entered queue.
+- Abandonment rate = abandoned in queue / entered queue (a call overflowing into a queue
+  has entered it: ``offered`` counts it there, and ``overflow_in`` says how many did).
 - Occupancy = handling (talk + wrap-up) / (handling + available idle).
 
 Statistics are the per-queue counters the store keeps (``acd:{site}:stats:<queue>``):

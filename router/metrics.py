@@ -1,10 +1,11 @@
 """Prometheus metrics, built per process on an injected registry.
 
 Counters and histograms are per process (sum them in PromQL across workers); global state
-gauges (calls waiting, agents by state) come from ``StateGauges``, which exactly one
-collector process serves, so that N workers do not multiply them. Wait and talk times are
-in simulated seconds (router.clock); routing-loop latencies in real seconds. No caller
-numbers or other personal data ever become label values; queue names come from config.
+gauges (calls waiting, agents by state, queue targets, staffing) come from ``StateGauges``,
+which exactly one collector process serves, so that N workers do not multiply them. Wait
+and talk times are in simulated seconds (router.clock); routing-loop latencies in real
+seconds. No caller numbers or other personal data ever become label values; queue names
+come from config, states from fixed enums. docs/metrics.md describes every metric.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.utils import floatToGoString
 
 WAIT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
 TALK_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
@@ -25,10 +27,22 @@ def wait_buckets(thresholds: Iterable[float]) -> tuple[float, ...]:
     return tuple(sorted(set(WAIT_BUCKETS) | {float(t) for t in thresholds}))
 
 
+def bucket_label(bound: float) -> str:
+    """The ``le`` label value the client library writes for a bucket bound (20 -> "20.0"),
+    so that a gauge can name the bucket at a queue's threshold for a PromQL join (under
+    another label name: only histograms may carry ``le``)."""
+    return str(floatToGoString(float(bound)))  # type: ignore[no-untyped-call]
+
+
 class RoutingMetrics:
     """What one routing worker did."""
 
-    def __init__(self, registry: CollectorRegistry, sl_thresholds: Iterable[float] = (20.0,)) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        sl_thresholds: Iterable[float] = (20.0,),
+        queues: Iterable[str] = (),
+    ) -> None:
         buckets = wait_buckets(sl_thresholds)
         self.events_consumed = Counter(
             "acd_events_consumed_total", "Envelopes read from Kafka", ["topic"], registry=registry
@@ -132,6 +146,31 @@ class RoutingMetrics:
         self.timer_runs = Counter(
             "acd_timer_runs_total", "Timer ticks this worker ran while holding the lease", registry=registry
         )
+        self.consumer_lag = Gauge(
+            "acd_kafka_consumer_lag_messages",
+            "Messages in this worker's assigned partitions not yet read (highwater - position)",
+            ["topic"],
+            registry=registry,
+        )
+        self.declare_queues(queues)
+
+    def declare_queues(self, queues: Iterable[str]) -> None:
+        """Create every per-queue series at zero, so that sums and ratios across counters
+        (answered + abandoned, ...) exist before a queue's first call of each kind."""
+        per_queue = (
+            self.offered,
+            self.answered,
+            self.abandoned,
+            self.overflowed,
+            self.declined,
+            self.answer_wait,
+            self.abandon_wait,
+            self.talk,
+            self.wrapup,
+        )
+        for queue in queues:
+            for metric in per_queue:
+                metric.labels(queue)
 
 
 class IngestMetrics:
@@ -184,3 +223,79 @@ class StateGauges:
             registry=registry,
         )
         self.agents = Gauge("acd_agents", "Agents by state", ["state"], registry=registry)
+        self.queue_agents = Gauge(
+            "acd_queue_agents",
+            "Agents meeting the queue's base requirements, by state (an agent counts in every queue it qualifies for)",
+            ["queue", "state"],
+            registry=registry,
+        )
+        self.sl_target = Gauge(
+            "acd_queue_service_level_target_ratio",
+            "Service-level target of the queue: fraction of calls to answer within the threshold",
+            ["queue"],
+            registry=registry,
+        )
+        self.sl_threshold = Gauge(
+            "acd_queue_service_level_threshold_seconds",
+            "Service-level threshold of the queue; label bucket is the le of the wait-histogram bucket at it",
+            ["queue", "bucket"],
+            registry=registry,
+        )
+        self.sl_formula = Gauge(
+            "acd_queue_service_level_formula_info",
+            "1 for the service-level formula the queue is measured by",
+            ["queue", "formula"],
+            registry=registry,
+        )
+        self.staffing = StaffingGauges(registry)
+
+    def all(self) -> tuple[Gauge, ...]:
+        return (
+            self.waiting,
+            self.oldest_wait,
+            self.agents,
+            self.queue_agents,
+            self.sl_target,
+            self.sl_threshold,
+            self.sl_formula,
+            *self.staffing.all(),
+        )
+
+
+class StaffingGauges:
+    """Live Erlang C staffing advice per queue, beside the agents staffed (collector only)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.agents_needed = Gauge(
+            "acd_staffing_agents_needed",
+            "Erlang C agents needed now to meet the queue's SL target at the observed arrival rate and AHT",
+            ["queue"],
+            registry=registry,
+        )
+        self.agents_staffed = Gauge(
+            "acd_staffing_agents_staffed",
+            "Agents logged in and not paused who meet the queue's base requirements",
+            ["queue"],
+            registry=registry,
+        )
+        self.arrival_rate = Gauge(
+            "acd_staffing_arrival_rate_per_second",
+            "Calls entering the queue per (simulated) second over the staffing window",
+            ["queue"],
+            registry=registry,
+        )
+        self.handle_time = Gauge(
+            "acd_staffing_handle_time_seconds",
+            "Average handle time (talk + wrap-up) over the staffing window (simulated s)",
+            ["queue"],
+            registry=registry,
+        )
+        self.traffic = Gauge(
+            "acd_staffing_traffic_erlangs",
+            "Offered traffic: arrival rate x average handle time",
+            ["queue"],
+            registry=registry,
+        )
+
+    def all(self) -> tuple[Gauge, ...]:
+        return (self.agents_needed, self.agents_staffed, self.arrival_rate, self.handle_time, self.traffic)

@@ -8,13 +8,16 @@ a committed configuration file, and are held as ``SecretStr`` so they are never 
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from router.clock import ScaledClock
@@ -133,6 +136,59 @@ class RoutingSettings(Frozen):
     connect_context: str = "acd-connect"
 
 
+PAUSE_REASON_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class ApiSettings(Frozen):
+    """The `acd api` process: agent control, supervisor views, live updates, wallboard."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    # Full access (state changes and reads): supervisors, agent-desktop back ends.
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    # Read-only access (views, live updates): wallboards. Optional.
+    read_token: SecretStr | None = None
+    read_token_file: Path | None = None
+    public_reads: bool = Field(default=False, description="serve the read endpoints without a token")
+    roster_queue: str = Field(default="acd-agents", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Comma-separated pause reason codes agents may use; empty accepts any well-formed code.
+    pause_reasons: str = ""
+    max_wrapup_extend_s: float = Field(default=3600.0, gt=0)
+    push_interval_s: float = Field(default=1.0, gt=0, le=60, description="live updates: Redis poll period")
+    heartbeat_s: float = Field(default=15.0, gt=0, description="live updates: keep-alive comment period")
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Self:
+        for field, file_field in (("token", "token_file"), ("read_token", "read_token_file")):
+            from_file = _read_secret_file(getattr(self, file_field), f"api.{file_field}")
+            if from_file is not None:
+                if not from_file.get_secret_value():
+                    raise ValueError(f"api.{file_field} {getattr(self, file_field)} is empty")
+                object.__setattr__(self, field, from_file)
+        for code in self.allowed_pause_reasons:
+            if not re.match(PAUSE_REASON_PATTERN, code):
+                raise ValueError(
+                    f"api.pause_reasons: {code!r} is not a valid reason code ({PAUSE_REASON_PATTERN})"
+                )
+        if self.token is not None and self.read_token is not None and self.token == self.read_token:
+            raise ValueError("api.read_token must differ from api.token")
+        return self
+
+    @property
+    def allowed_pause_reasons(self) -> tuple[str, ...]:
+        return tuple(code.strip() for code in self.pause_reasons.split(",") if code.strip())
+
+    def require_token(self) -> SecretStr:
+        """The full-access token; the API refuses to start without one."""
+        if self.token is None or not self.token.get_secret_value():
+            raise ConfigError(
+                "the API needs a token for its state-changing endpoints: set ACD_API__TOKEN or "
+                "ACD_API__TOKEN_FILE (a file holding the token); clients send 'Authorization: Bearer <token>'"
+            )
+        return self.token
+
+
 class ClockSettings(Frozen):
     """Simulated time: 1.0 in production; scenarios compress time with a larger scale."""
 
@@ -161,6 +217,7 @@ class AcdSettings(BaseSettings):
     http: HttpSettings = HttpSettings()
     routing: RoutingSettings = RoutingSettings()
     clock: ClockSettings = ClockSettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -247,10 +304,57 @@ def describe_validation_error(exc: ValidationError, source: Path | None) -> str:
     lines = [f"invalid configuration{origin} (environment ACD_* variables override the file):"]
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        value = error.get("input")
-        shown = "***" if "secret" in where or "password" in where else repr(value)
+        shown = _shown_value(where, error.get("input"))
         if error["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown key (value {shown}); check the spelling")
+            lines.append(f"  {where}: unknown key (value {shown}); {_spelling_hint(error['loc'])}")
         else:
             lines.append(f"  {where} = {shown}: {error['msg']}")
     return "\n".join(lines)
+
+
+SECRET_WORDS = ("secret", "password", "token")
+
+
+def _shown_value(where: str, value: Any) -> str:
+    """The offending value for an error message, never a secret: secret keys are masked, and
+    a whole section (a check across fields) is not shown at all, since it may hold one."""
+    if any(word in where for word in SECRET_WORDS):
+        return "***"
+    if isinstance(value, dict):
+        return "(the section)"
+    return repr(value)
+
+
+def _spelling_hint(loc: tuple[int | str, ...]) -> str:
+    """Closest known keys at ``loc``, and the environment variable the key would be."""
+    keys = _known_keys(AcdSettings, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=2)
+    hint = f"did you mean {' or '.join(repr(k) for k in close)}?" if close else "check the spelling"
+    if all(isinstance(part, str) for part in loc):
+        env = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+        hint += f" (set in the file, or as the environment variable {env})"
+    return hint
+
+
+def _known_keys(model: type[BaseModel], path: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model found by following ``path`` (list indexes skipped)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model an annotation holds (directly, or as the items of a tuple/list)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything `make demo` and `make test` need on a fresh machine:
-# a Python >= 3.12 virtualenv in .venv with the project installed, and redis-server.
+# a Python >= 3.12 virtualenv in .venv with the project installed, redis-server, chromium
+# and prometheus (with promtool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,34 @@ install_redis() {
     command -v redis-server >/dev/null || { echo "error: could not install redis-server" >&2; exit 1; }
 }
 
+# The wallboard test drives the API's built-in page in a real headless browser.
+install_chromium() {
+    local name
+    for name in chromium chromium-browser google-chrome; do
+        command -v "$name" >/dev/null && return
+    done
+    echo "chromium not found: installing Debian's chromium package (for the wallboard test)" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    command -v chromium >/dev/null || { echo "error: could not install chromium" >&2; exit 1; }
+}
+
+# tests/test_prometheus.py checks the dashboards and alert rules against a real Prometheus.
+install_prometheus() {
+    command -v prometheus >/dev/null && command -v promtool >/dev/null && return
+    echo "prometheus/promtool not found: installing Debian's prometheus package (for the metrics tests)" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    command -v promtool >/dev/null || { echo "error: could not install prometheus" >&2; exit 1; }
+}
+
 install_redis
+install_chromium
+install_prometheus
 if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
     rm -rf "$VENV"
     "$(find_python)" -m venv "$VENV"

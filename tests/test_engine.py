@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from router.clock import ScaledClock
-from router.commands import OfferCommand, PauseCommand
 from router.domain import AgentConfig, QueueConfig, RelaxStep, SkillRequirement
 from router.engine import RoutingEngine
 from router.events import (
@@ -22,37 +18,8 @@ from router.events import (
     CallQueued,
     OfferFailed,
 )
-from router.metrics import RoutingMetrics
-from router.settings import RoutingSettings
-from router.store import NO_POSITION, Position, RedisStateStore
-
-
-@dataclass
-class FakeClock:
-    t: float = 1_800_000_000.0
-    time_scale: float = 1.0
-
-    def now(self) -> float:
-        return self.t
-
-    def real_seconds(self, simulated_seconds: float) -> float:
-        return simulated_seconds
-
-
-@dataclass
-class RecordingSink:
-    offers: list[OfferCommand] = field(default_factory=list)
-    pauses: list[PauseCommand] = field(default_factory=list)
-
-    async def offer(self, command: OfferCommand, started: float) -> None:
-        self.offers.append(command)
-
-    async def pause(self, command: PauseCommand) -> None:
-        self.pauses.append(command)
-
-    def last(self) -> tuple[str, str]:
-        return self.offers[-1].call_id, self.offers[-1].agent_id
-
+from router.store import NO_POSITION, Position
+from tests.support import EngineHarness, FakeClock, RecordingSink
 
 QUEUES = {
     "billing": QueueConfig(
@@ -71,17 +38,8 @@ AGENTS = {
 
 @pytest.fixture
 async def engine(redis: Redis) -> RoutingEngine:
-    engine = RoutingEngine(
-        store=RedisStateStore(redis, "e"),
-        queues=QUEUES,
-        agents=AGENTS,
-        settings=RoutingSettings(),
-        clock=FakeClock(),
-        sink=RecordingSink(),
-        metrics=RoutingMetrics(CollectorRegistry()),
-    )
-    await engine.seed_agents()
-    return engine
+    harness = await EngineHarness(redis, list(QUEUES.values()), list(AGENTS.values())).start()
+    return harness.engine
 
 
 def sink(engine: RoutingEngine) -> RecordingSink:
@@ -223,3 +181,20 @@ async def test_scaled_clock_runs_faster() -> None:
     assert clock.real_seconds(20.0) == 2.0
     with pytest.raises(ValueError, match="time_scale must be > 0"):
         ScaledClock(time_scale=0)
+
+
+async def test_wrap_up_finished_through_the_api_gets_the_next_call_at_the_next_tick(engine: RoutingEngine) -> None:
+    from router.store.admin import AdminStore
+
+    await login(engine, "senior")
+    await arrive(engine, "c1")
+    await engine.handle(AgentAnswered("c1", "PJSIP/senior", clock(engine).now()), NO_POSITION, 0)
+    await engine.handle(CallerHungUp("c1", "16", clock(engine).now()), NO_POSITION, 0)
+    await arrive(engine, "c2")
+    assert sink(engine).last() == ("c1", "senior")  # senior is in wrap-up: c2 waits
+    clock(engine).t += 2
+    admin = AdminStore(engine.store.redis, engine.store.keys.site)
+    assert (await admin.finish_wrapup("senior", clock(engine).now())).status == "ok"
+    await engine.tick(0)
+    assert sink(engine).last() == ("c2", "senior")
+    assert engine.metrics.wrapup.labels("billing")._sum.get() == 2.0

@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from router.domain import AgentConfig, AnyOf, SkillRequirement
-from router.store import NO_POSITION, Position, RedisStateStore
+from router.store import NO_POSITION, NewCall, Outcome, Position, RedisStateStore
 
 T0 = 1_800_000_000.0
 
@@ -34,19 +34,22 @@ async def enqueue(
     pos: Position = NO_POSITION,
     sl: float = 20.0,
     wrapup: float = 0.0,
-):
-    return await store.enqueue(
-        call_id,
+) -> Outcome:
+    call = NewCall(
+        call_id=call_id,
         queue="q",
         priority=priority,
+        priority_explicit=False,
         requirements=None,
         channel=f"PJSIP/trunk-{call_id}",
         entered_at=at,
         relax_due=None,
+        overflow_due=None,
         sl_threshold=sl,
         wrapup_s=wrapup,
-        pos=pos,
     )
+    outcome, _ = await store.enqueue(call, pos)
+    return outcome
 
 
 async def offer(store: RedisStateStore, call_id: str, agent_id: str, at: float, offer_id: str = "o1"):
@@ -86,6 +89,17 @@ async def test_paused_agent_leaves_the_indexes(store: RedisStateStore) -> None:
     assert outcome.number(1) == pytest.approx(60.0)  # seconds it was available, for occupancy
     assert await store.candidates(()) == []
     assert (await store.agent("a1"))["reason"] == "lunch"
+
+
+async def test_enqueue_can_return_the_candidates_in_the_same_round_trip(store: RedisStateStore) -> None:
+    await login(store, "a1", {"billing": 3}, T0)
+    await login(store, "a2", {"billing": 1}, T0 - 5)
+    call = NewCall("c1", "q", 0, False, None, "PJSIP/t-1", T0, None, None, 20.0, 0.0)
+    outcome, candidates = await store.enqueue(
+        call, NO_POSITION, candidates_for=(SkillRequirement(skill="billing", min_level=2),), limit=5
+    )
+    assert outcome.status == "queued"
+    assert [c.agent_id for c in candidates] == ["a1"]
 
 
 async def test_enqueue_is_idempotent(store: RedisStateStore) -> None:
@@ -243,7 +257,10 @@ async def test_resync_closes_calls_that_ended_during_the_gap(store: RedisStateSt
     await store.agent_answered("gone-talking", "a1", T0 + 2, NO_POSITION)
     await enqueue(store, "after-snapshot", T0 + 100)
     closed = await store.resync_close(T0 + 50, ["alive"])
-    assert sorted(closed) == ["gone-talking", "gone-waiting"]
+    assert sorted((c.call_id, c.outcome, c.seconds) for c in closed) == [
+        ("gone-talking", "completed", 48.0),
+        ("gone-waiting", "abandoned", 50.0),
+    ]
     assert (await store.call("gone-waiting"))["state"] == "abandoned"
     assert (await store.call("gone-talking"))["state"] == "completed"
     assert sorted(await store.open_call_ids()) == ["after-snapshot", "alive"]

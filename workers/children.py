@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from router.errors import AcdError
-from workers.embedded import free_port
+from workers.embedded import die_with_parent, free_port
 
 
 class ChildProcessError(AcdError):
@@ -76,6 +76,7 @@ class ChildProcesses:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                preexec_fn=die_with_parent,
             )
         child = Child(spec, process, port, log_path)
         self.children[spec.name] = child

@@ -5,6 +5,13 @@
     acd dispatch --config FILE     routing commands -> AMI actions
     acd collect  --config FILE     site-wide state gauges for Prometheus
     acd demo     [--scenario FILE] [--duration S] [--json] [--assignments OUT.jsonl]
+    acd loadtest [--scenario FILE] [--duration S] [--json] [--report DIR]
+    acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--json]
+    acd api      --config FILE     agent and supervisor API, live updates, wallboard
+    acd check-config --config FILE validate a configuration file (e.g. before a reload)
+
+`acd route` and `acd api` re-read the configuration file's queues and agents on SIGHUP
+(validated first: an invalid file is logged and changes nothing).
 
 Every process reads its configuration file plus ACD_<SECTION>__<FIELD> environment
 variables. Errors print one clear message on stderr and exit with status 2.
@@ -15,13 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from router.clock import Clock
-from router.errors import AcdError
+from router.errors import AcdError, ConfigError
 from router.settings import AcdSettings, load_settings
 from workers.runtime import configure_logging, install_stop_signals
 
@@ -58,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     from workers.demo import add_demo_arguments
 
     add_demo_arguments(commands.add_parser("demo", help="run the whole pipeline on embedded servers"))
+    from workers.loadtest import add_loadtest_arguments
+
+    add_loadtest_arguments(
+        commands.add_parser(
+            "loadtest", help="load test: a scenario's traffic, measured, with an optional report"
+        )
+    )
+    from workers.staffing import add_staffing_arguments
+
+    add_staffing_arguments(
+        commands.add_parser("staffing", help="Erlang C: the fewest agents that meet a service-level target")
+    )
+    api = commands.add_parser("api", help="agent and supervisor API, live updates and wallboard")
+    api.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")
+    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("--config", type=Path, required=True, help="YAML configuration file to check")
     return parser
 
 
@@ -69,6 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from workers.demo import run_demo_command
 
             return run_demo_command(args)
+        if args.command == "loadtest":
+            from workers.loadtest import run_loadtest_command
+
+            return run_loadtest_command(args)
+        if args.command == "staffing":
+            from workers.staffing import run_staffing_command
+
+            return run_staffing_command(args)
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "api":
+            return _run_api(args.config)
         return _run_process(args.command, args.config)
     except AcdError as exc:
         print(f"acd {args.command}: error: {exc}", file=sys.stderr)
@@ -85,12 +121,57 @@ def _run_process(command: str, config: Path | None) -> int:
     async def runner() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await process_main(settings, clock, stop)
+        if command == "route":
+            from workers.routing import run_routing
+
+            reload = asyncio.Event()
+            install_reload_signal(reload)
+            await run_routing(settings, clock, stop, reload=reload, config_path=config)
+        else:
+            await process_main(settings, clock, stop)
 
     try:
         asyncio.run(runner())
     except BaseExceptionGroup as group:
         raise first_acd_error(group) or group from None
+    return 0
+
+
+def install_reload_signal(reload: asyncio.Event) -> None:
+    """SIGHUP only sets ``reload``; the process re-reads and validates its file itself."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload.set)
+
+
+def _run_api(config: Path | None) -> int:
+    from workers.api.process import load_api_process_settings, run_api
+
+    settings, api = load_api_process_settings(config)
+    api.require_token()
+    clock = settings.clock.build()
+
+    async def runner() -> None:
+        stop, reload = asyncio.Event(), asyncio.Event()
+        install_stop_signals(stop)
+        install_reload_signal(reload)
+        await run_api(settings, api, clock, stop, reload=reload, config_path=config)
+
+    try:
+        asyncio.run(runner())
+    except BaseExceptionGroup as group:
+        raise first_acd_error(group) or group from None
+    return 0
+
+
+def _check_config(config: Path) -> int:
+    """Validate like a process would at start-up (and at a reload); print what it holds."""
+    settings = load_settings(config)
+    if not settings.queues:
+        raise ConfigError(f"{config}: no queues configured; add at least one queue under 'queues:'")
+    queues = ", ".join(queue.name for queue in settings.queues)
+    print(
+        f"{config}: OK (site {settings.site!r}; {len(settings.queues)} queues: {queues}; "
+        f"{len(settings.agents)} agents)"
+    )
     return 0
 
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 AMI_USER = "acd-router"
 AMI_READ = frozenset({"system", "call", "agent", "user"})
-AMI_WRITE = frozenset({"call", "reporting", "agent", "originate"})
+AMI_WRITE = frozenset({"call", "reporting", "agent"})  # as deploy/asterisk/manager.conf
 SETTLE_S = 5.0
 DEFAULT_METRICS_PORT = 9400
 # Prometheus counters summed over all processes at the end, next to the Redis statistics.
@@ -72,8 +72,20 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run directory (config, logs)")
 
 
+class DemoObserver(Protocol):
+    """Hooks for whoever watches a run from outside (the real-Prometheus test)."""
+
+    async def started(self, http_ports: dict[str, int]) -> None:
+        """Every process is ready (``http_ports``: name -> /metrics port); traffic starts next."""
+
+    async def finishing(self, store: RedisStateStore) -> None:
+        """Traffic has stopped, the processes still run; the summary is taken next."""
+
+
 class Demo:
     """One demo run; ``run`` returns the summary."""
+
+    observer: DemoObserver | None = None
 
     def __init__(self, scenario: Scenario, args: argparse.Namespace) -> None:
         self.scenario = scenario
@@ -98,6 +110,8 @@ class Demo:
             await children.start(self._child_specs(config))
             self._banner(children)
             await children.wait_ready(timeout_s=60)
+            if self.observer is not None:
+                await self.observer.started(children.http_ports())
             redis = Redis.from_url(redis_server.url, decode_responses=True)
             stack.push_async_callback(redis.aclose)
             store = RedisStateStore(redis, "demo")
@@ -173,10 +187,12 @@ class Demo:
 
     async def _finish(self, store: RedisStateStore, pbx: Pbx, children: ChildProcesses) -> dict[str, Any]:
         """Let in-flight events land, judge the run, then stop the processes cleanly."""
+        if self.observer is not None:
+            await self.observer.finishing(store)
         queues = {q.name: q for q in self.scenario.queues}
         deadline = time.monotonic() + SETTLE_S
         summary = await run_summary(store, queues, pbx.ledger)
-        while (summary["lost_calls"] or summary["state_mismatches"]) and time.monotonic() < deadline:
+        while not _settled(summary) and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
             summary = await run_summary(store, queues, pbx.ledger)
         if self.args.assignments:
@@ -189,6 +205,13 @@ class Demo:
         summary["routing_workers"] = self.args.workers
         summary["process_exit_codes"] = exit_codes
         return summary
+
+
+def _settled(summary: dict[str, Any]) -> bool:
+    """The router has caught up with the phones: same counts, every call accounted for."""
+    truth = summary["ground_truth"]
+    same = all(summary[key] == truth[key] for key in ("offered", "answered", "abandoned"))
+    return same and not summary["lost_calls"] and not summary["state_mismatches"]
 
 
 def run_demo_command(args: argparse.Namespace) -> int:

@@ -18,8 +18,16 @@ from prometheus_client import CollectorRegistry
 from router.ami.gateway import AmiGateway
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
 from router.clock import Clock
-from router.commands import OfferCommand, PauseCommand, failure_envelope, parse_offer, parse_pause
-from router.envelope import ROUTING_OFFER, ROUTING_PAUSE, decode
+from router.commands import (
+    OfferCommand,
+    OverflowCommand,
+    PauseCommand,
+    failure_envelope,
+    parse_offer,
+    parse_overflow,
+    parse_pause,
+)
+from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, decode
 from router.errors import AmiActionError, AmiConnectionError, MalformedEventError
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
@@ -89,6 +97,8 @@ class Dispatcher:
                 await self.offer(parse_offer(envelope))
             elif envelope.type == ROUTING_PAUSE:
                 await self.pause(parse_pause(envelope))
+            elif envelope.type == ROUTING_OVERFLOW:
+                await self.overflow(parse_overflow(envelope))
         except MalformedEventError as exc:
             logger.warning("dead-lettering command %s@%s: %s", message.part, message.offset, exc)
             await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
@@ -103,6 +113,7 @@ class Dispatcher:
                 command.offer_id,
                 command.call_id,
                 claim.detail(0),
+                extra={"call_id": command.call_id, "agent_id": command.agent_id},
             )
             return
         action = {
@@ -121,18 +132,49 @@ class Dispatcher:
         except AmiConnectionError as exc:
             self.metrics.actions.labels("Redirect", "unknown").inc()
             logger.warning(
-                "Redirect for offer %s unconfirmed (%s); dispatch timeout decides", command.offer_id, exc
+                "Redirect for offer %s unconfirmed (%s); dispatch timeout decides",
+                command.offer_id,
+                exc,
+                extra={"call_id": command.call_id, "agent_id": command.agent_id},
             )
             return
         self.metrics.actions.labels("Redirect", "ok").inc()
 
     async def _report_failure(self, command: OfferCommand, reason: str) -> None:
         gone = channel_gone(reason)
-        logger.info("Redirect of %s for call %s refused: %s", command.channel, command.call_id, reason)
+        logger.info(
+            "Redirect of %s for call %s refused: %s",
+            command.channel,
+            command.call_id,
+            reason,
+            extra={"call_id": command.call_id, "agent_id": command.agent_id},
+        )
         envelope = failure_envelope(
             command, reason, channel_gone=gone, at=self.clock.now(), source=self.source
         )
         await self.producer.send_and_wait(self.topics.routing_outcomes, envelope)
+
+    async def overflow(self, command: OverflowCommand) -> None:
+        """Send an overflowed caller to its target; the call already left the ACD's books."""
+        action = {
+            "Action": "Redirect",
+            "Channel": command.channel,
+            "Context": command.context,
+            "Exten": command.exten,
+            "Priority": command.priority,
+        }
+        try:
+            await self.gateway.send_action(action)
+            self.metrics.actions.labels("Redirect", "ok").inc()
+        except (AmiActionError, AmiConnectionError) as exc:
+            self.metrics.actions.labels("Redirect", "error").inc()
+            logger.warning(
+                "overflow of call %s to %s,%s failed: %s",
+                command.call_id,
+                command.context,
+                command.exten,
+                exc,
+            )
 
     async def pause(self, command: PauseCommand) -> None:
         action = {

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import shutil
+import signal
 import socket
+import sys
 from asyncio.subprocess import DEVNULL
 from pathlib import Path
 from types import TracebackType
@@ -23,9 +26,19 @@ from router.errors import AcdError
 
 logger = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
+
 
 class EmbeddedServerError(AcdError):
     """A child server (redis-server, Tansu) could not be started."""
+
+
+def die_with_parent() -> None:
+    """Run in a child before exec: on Linux, ask for SIGTERM when the parent dies, so that a
+    demo or test that is killed does not leave servers and workers running behind it."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -112,7 +125,9 @@ class EmbeddedRedis(_ChildServer):
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         args += ["--unixsocket", str(self.unix_socket), "--save", "", "--daemonize", "no"]
         args += ["--appendonly", "yes" if self.appendonly else "no", "--logfile", "redis.log"]
-        self.proc = await asyncio.create_subprocess_exec(*args, stdout=DEVNULL, stderr=DEVNULL)
+        self.proc = await asyncio.create_subprocess_exec(
+            *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent
+        )
         await self._wait_ready()
 
     async def _wait_ready(self, timeout_s: float = 10.0) -> None:
@@ -143,7 +158,9 @@ class EmbeddedKafka(_ChildServer):
         url = f"tcp://127.0.0.1:{self.port}"
         args = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
         args += ["--storage-engine", "memory://tansu/"]
-        self.proc = await asyncio.create_subprocess_exec(*args, stdout=DEVNULL, stderr=DEVNULL)
+        self.proc = await asyncio.create_subprocess_exec(
+            *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent
+        )
         await wait_for_port("127.0.0.1", self.port, 15.0, self.proc, "tansu")
 
 

@@ -12,8 +12,10 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -21,13 +23,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
 from router.clock import Clock
-from router.commands import OfferCommand, PauseCommand, offer_envelope, pause_envelope
+from router.commands import (
+    OfferCommand,
+    OverflowCommand,
+    PauseCommand,
+    offer_envelope,
+    overflow_envelope,
+    pause_envelope,
+)
 from router.engine import RoutingEngine
 from router.envelope import decode
 from router.errors import AcdError, ConfigError, MalformedEventError
 from router.inbound import domain_event
 from router.metrics import RoutingMetrics
-from router.settings import AcdSettings
+from router.settings import AcdSettings, load_settings
 from router.store import Position, RedisStateStore
 from router.store.connect import open_redis
 from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
@@ -35,6 +44,7 @@ from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
+LAG_EVERY_S = 1.0
 
 
 class KafkaCommandSink:
@@ -64,6 +74,13 @@ class KafkaCommandSink:
         future = await self.producer.send(self.topics.routing_commands, pause_envelope(command, self.source))
         self._pending.append(future)
         self.metrics.commands.labels("pause_agent").inc()
+
+    async def overflow(self, command: OverflowCommand) -> None:
+        future = await self.producer.send(
+            self.topics.routing_commands, overflow_envelope(command, self.source)
+        )
+        self._pending.append(future)
+        self.metrics.commands.labels("overflow").inc()
 
     def _acked(self, future: asyncio.Future[Any], started: float) -> None:
         if not future.cancelled() and future.exception() is None:
@@ -100,8 +117,25 @@ class RoutingWorker:
         self.worker_id = f"route-{uuid.uuid4().hex[:8]}"
         self._last_sweep = 0.0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await run_until_stopped(stop, draining=[self.consume(stop), self.timers(stop)])
+    async def run(self, stop: asyncio.Event, *, reloader: ConfigReloader | None = None) -> None:
+        background = [self.report_lag(stop)]
+        if reloader is not None:
+            background.append(reloader.run())
+        await run_until_stopped(stop, draining=[self.consume(stop), self.timers(stop)], background=background)
+
+    async def report_lag(self, stop: asyncio.Event) -> None:
+        """Keep the consumer-lag gauge current (a topic with no partition assigned reads 0)."""
+        topics = (self.topics.ami_events, self.topics.routing_outcomes)
+        while True:
+            try:
+                lag = await self.reader.lag()
+            except KafkaError as exc:  # a rebalance or a broker hiccup: next time
+                logger.debug("consumer lag not read: %s", exc)
+            else:
+                for topic in topics:
+                    self.metrics.consumer_lag.labels(topic).set(lag.get(topic, 0))
+            if await wait_or_stop(stop, LAG_EVERY_S):
+                return
 
     async def consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -182,12 +216,23 @@ async def build_engine(
     return engine
 
 
-async def run_routing(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -> None:
-    """The `acd route` process."""
+async def run_routing(
+    settings: AcdSettings,
+    clock: Clock,
+    stop: asyncio.Event,
+    *,
+    reload: asyncio.Event | None = None,
+    config_path: Path | None = None,
+) -> None:
+    """The `acd route` process; setting ``reload`` (SIGHUP) re-reads ``config_path``."""
     if not settings.queues:
         raise ConfigError("no queues configured: add at least one queue under 'queues:' in the config file")
     registry = CollectorRegistry()
-    metrics = RoutingMetrics(registry, [q.service_level.threshold_s for q in settings.queues])
+    metrics = RoutingMetrics(
+        registry,
+        [q.service_level.threshold_s for q in settings.queues],
+        queues=[q.name for q in settings.queues],
+    )
     topics = Topics(settings.kafka.topic_prefix)
     redis = await open_redis(settings.redis)
     await ensure_topics(settings.kafka, topics.all())
@@ -203,13 +248,74 @@ async def run_routing(settings: AcdSettings, clock: Clock, stop: asyncio.Event) 
         worker = RoutingWorker(
             settings, engine=engine, reader=reader, producer=producer, sink=sink, metrics=metrics
         )
+        reloader = None if reload is None else ConfigReloader(engine, settings, config_path, reload, clock)
         endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: True)
         await endpoints.start()
         try:
-            await worker.run(stop)
+            await worker.run(stop, reloader=reloader)
         finally:
             await endpoints.stop()
     finally:
         await reader.stop()
         await producer.stop()
         await redis.aclose()
+
+
+# Sections a reload does not apply: they shape connections and loops set up at start-up.
+RESTART_SECTIONS = ("site", "ami", "kafka", "redis", "http", "routing", "clock")
+
+
+class ConfigReloader:
+    """On SIGHUP: re-read and validate the configuration file, then apply its queues and agents.
+
+    The signal handler (the entry point's) only sets ``event``. An invalid file is logged
+    with the validation message and changes nothing. A valid one replaces the engine's
+    queues and agents and re-applies every configured agent profile *with force*, so
+    skills edited through the API give way to the file (a restart keeps them).
+    """
+
+    def __init__(
+        self,
+        engine: RoutingEngine,
+        settings: AcdSettings,
+        path: Path | None,
+        event: asyncio.Event,
+        clock: Clock,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.path = path
+        self.event = event
+        self.clock = clock
+        self.reloads = 0
+
+    async def run(self) -> None:
+        while True:
+            await self.event.wait()
+            self.event.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        if self.path is None:
+            logger.warning("configuration reload asked for, but this worker was started without --config")
+            return False
+        logger.info("configuration reload from %s", self.path)
+        try:
+            fresh = await asyncio.to_thread(load_settings, self.path)
+            if not fresh.queues:
+                raise ConfigError(f"{self.path}: no queues configured; add at least one under 'queues:'")
+        except AcdError as exc:
+            logger.error("configuration reload refused, nothing changed: %s", exc)
+            return False
+        ignored = [name for name in RESTART_SECTIONS if getattr(fresh, name) != getattr(self.settings, name)]
+        if ignored:
+            logger.warning("configuration reload: changes to %s take effect only after a restart", ignored)
+        agents = {agent.id: agent for agent in fresh.agents}
+        await self.engine.apply_config(fresh.queue_map(), agents)
+        self.reloads += 1
+        logger.info(
+            "configuration reloaded: queues %s, %d agents (skills as in the file)",
+            sorted(fresh.queue_map()),
+            len(agents),
+        )
+        return True

@@ -21,7 +21,8 @@ from load_tests.amisim.snapshot import RING, Bridge, Channel
 from load_tests.amisim.timers import Timer
 from load_tests.amisim.wire import EOL
 
-Phase = Literal["holding", "ringing", "talking", "ended"]
+Phase = Literal["holding", "ringing", "talking", "overflowed", "ended"]
+OVERFLOW_STAY_S = 30.0  # how long an overflowed caller stays (voicemail) before hanging up
 HangupBy = Literal["caller", "agent", "ami", "dialplan"]
 NORMAL_CLEARING = 16
 USER_BUSY = 17
@@ -168,6 +169,26 @@ class CallFlow:
 
     def leave_hold(self, call: SimCall) -> None:
         self._core.emit_channel("MusicOnHoldStop", call.channel)
+
+    def overflow(self, call: SimCall, exten: str) -> None:
+        """acd-overflow: the caller leaves the ACD (voicemail here) and hangs up later."""
+        if call.patience is not None:
+            call.patience.cancel()
+        call.channel.update(
+            context="acd-overflow",
+            exten=exten,
+            priority=1,
+            application="VoiceMail",
+            app_data=f"{exten}@default,u",
+        )
+        call.phase = "overflowed"
+        call.record.state, call.record.overflowed_at = "overflowed", self._core.now()
+        self._core.timers.call_later(OVERFLOW_STAY_S, lambda: self._leave_voicemail(call))
+
+    def _leave_voicemail(self, call: SimCall) -> None:
+        if call.phase == "overflowed":
+            self._core.hangup(call.channel, NORMAL_CLEARING)
+            self.finish(call, "caller")
 
     # -- Dial -----------------------------------------------------------------------
 
@@ -393,7 +414,9 @@ class CallFlow:
         now = self._core.now()
         record = call.record
         record.ended_at, record.hangup_by = now, by
-        if record.answered_at is None:
+        if record.state == "overflowed":
+            pass  # left the ACD before; the hangup only ends the channel
+        elif record.answered_at is None:
             record.state, record.abandoned_at = "abandoned", now
         else:
             record.state = "completed"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CallState = Literal["holding", "ringing", "talking", "completed", "abandoned"]
+CallState = Literal["holding", "ringing", "talking", "completed", "abandoned", "overflowed"]
 Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
 WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
 
@@ -41,6 +41,7 @@ class CallRecord:
     answered_at: float | None = None
     agent_id: str | None = None
     abandoned_at: float | None = None
+    overflowed_at: float | None = None  # sent out of the ACD (acd-overflow context)
     ended_at: float | None = None
     hangup_by: Literal["caller", "agent", "ami", "dialplan"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
@@ -111,6 +112,7 @@ class Ledger:
         """Plain counts for reports and referees."""
         counts = {state: 0 for state in ("holding", "ringing", "talking", "completed")}
         counts["abandoned"] = 0
+        counts["overflowed"] = 0
         for call in self.calls.values():
             counts[call.state] += 1
         offers = [offer for call in self.calls.values() for offer in call.offers]
@@ -118,6 +120,7 @@ class Ledger:
             "offered": len(self.calls),
             "answered": sum(1 for c in self.calls.values() if c.answered_at is not None),
             "abandoned": counts["abandoned"],
+            "overflowed": counts["overflowed"],
             "completed": counts["completed"],
             "talking": counts["talking"],
             "still_waiting": counts["holding"] + counts["ringing"],

@@ -22,7 +22,7 @@ from load_tests.amisim.roster import Roster
 from load_tests.amisim.snapshot import Channel
 from router.clock import Clock
 
-Target = Literal["hold", "dial", "inbound"]
+Target = Literal["hold", "dial", "inbound", "overflow"]
 NO_SUCH_CHANNEL = "No such channel"
 
 
@@ -36,6 +36,8 @@ def _dialplan_target(context: str, exten: str, priority: int) -> Target | None:
         return "hold" if priority == 2 else None
     if context == "acd-inbound" and len(exten) >= 2 and exten[0].isdigit() and priority == 1:
         return "inbound"
+    if context == "acd-overflow" and exten and priority == 1:
+        return "overflow"
     return None
 
 
@@ -47,6 +49,8 @@ def extension_exists(context: str, exten: str, priority: int) -> bool:
         return exten == "s" and priority in (1, 2)
     if context == "acd-connect":
         return len(exten) >= 2 and exten[0].isalnum() and priority in (1, 2)
+    if context == "acd-overflow":
+        return bool(exten) and priority in (1, 2)
     if context == "acd-agent-features":
         return exten in ("*51", "*52", "*53", "*54") and priority in (1, 2)
     return False
@@ -291,6 +295,8 @@ class Pbx:
             self._flow.dial(call, exten)
         elif target == "inbound":
             self._flow.reenter(call, exten)
+        elif target == "overflow":
+            self._flow.overflow(call, exten)
         else:
             # No such extension in the dialplan: the PBX thread ends and hangs up.
             self._core.hangup(call.channel, NORMAL_CLEARING)

@@ -210,13 +210,19 @@ class AmiGateway:
                     self._drop(self._manager)
                 return
 
-    async def send_action(self, action: dict[str, str], *, timeout_s: float | None = None) -> Any:
-        """Send one action; its response (a list for list actions), or AmiActionError."""
+    async def send_action(
+        self, action: dict[str, str], *, timeout_s: float | None = None, as_list: bool | None = None
+    ) -> Any:
+        """Send one action; its response (a list for list actions), or AmiActionError.
+
+        ``as_list=False`` for actions whose single answer panoramisk would mistake for the
+        start of a list (QueueAdd's "Added interface to queue").
+        """
         manager = self._manager
         name = action.get("Action", "?")
         if manager is None or not self.connected:
             raise AmiConnectionError(f"AMI action {name}: not connected to {self.address}")
-        future = manager.send_action(dict(action))
+        future = manager.send_action(dict(action), as_list=as_list)
         self._in_flight.add(future)
         timeout = timeout_s or self.settings.action_timeout_s
         try:

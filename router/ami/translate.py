@@ -17,6 +17,7 @@ from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
 from router.events import (
     AgentAnswered,
     AgentDeclined,
+    AgentDeviceChanged,
     AgentPresenceChanged,
     AgentRang,
     CallerHeld,
@@ -204,6 +205,11 @@ def _member_removed(fields: AmiFields, at: float) -> DomainEvent | None:
     return _member_presence(fields, at, removed=True)
 
 
+def _device_state(fields: AmiFields, at: float) -> DomainEvent | None:
+    device, state = fields.get("Device"), fields.get("State")
+    return AgentDeviceChanged(device, state.upper(), at) if device and state else None
+
+
 def _core_show_channel(fields: AmiFields, at: float) -> DomainEvent | None:
     """A resync listing of a caller still waiting on hold re-announces its call (idempotent)."""
     variables = fields.chan_variables()
@@ -254,4 +260,5 @@ _HANDLERS = {
     "queuememberpause": _member_presence,
     "queuememberremoved": _member_removed,
     "coreshowchannel": _core_show_channel,
+    "devicestatechange": _device_state,
 }

@@ -18,6 +18,8 @@ class Keys:
         self.offers = self.prefix + "offers"
         self.wrapup = self.prefix + "wrapup"
         self.relax_due = self.prefix + "relax_due"
+        self.overflow_due = self.prefix + "overflow_due"
+        self.nudges = self.prefix + "nudges"
         self.open_calls = self.prefix + "open_calls"
         self.decisions = self.prefix + "decisions"
         self.latencies = self.prefix + "latencies"

@@ -44,9 +44,17 @@ _SCRIPTS = (
     "timers",
     "resync_close",
     "waiting_view",
+    "line_for_agent",
     "lease",
     "state_summary",
+    "collector_summary",
+    "call_overflow",
+    "any_logged_in",
+    "agent_device",
 )
+
+
+MAX_SCAN = 5000  # agents a candidate search reads at most before giving up on a term
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,46 @@ NO_POSITION = Position()
 
 
 @dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call entering its first queue, with the queue's settings resolved."""
+
+    call_id: str
+    queue: str
+    priority: int
+    priority_explicit: bool
+    requirements: Requirements | None
+    channel: str
+    entered_at: float
+    relax_due: float | None
+    overflow_due: float | None
+    sl_threshold: float
+    wrapup_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class OverflowMove:
+    """Where an overflowing call goes when its destination is another queue."""
+
+    queue: str
+    priority: int | None  # None: the call keeps the priority it set itself
+    sl_threshold: float
+    wrapup_s: float
+    relax_due: float | None
+    overflow_due: float | None
+    max_hops: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedCall:
+    """A call closed by a resync: ``outcome`` completed (talk ``seconds``) or abandoned (waited)."""
+
+    call_id: str
+    queue: str
+    outcome: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class WrapUpEnded:
     """An agent whose after-call work ended (and is available again)."""
 
@@ -77,6 +125,31 @@ class StateSummary:
     waiting: dict[str, int]
     oldest_entered_at: dict[str, float]
     agents: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfileCount:
+    """How many agents with these skills are in this state."""
+
+    state: str
+    skills: dict[str, int]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSummary:
+    """Calls waiting and oldest entry time per queue; agents grouped by state and skills."""
+
+    waiting: dict[str, int]
+    oldest_entered_at: dict[str, float]
+    profiles: tuple[AgentProfileCount, ...]
+
+    @property
+    def agents(self) -> dict[str, int]:
+        by_state: dict[str, int] = {}
+        for profile in self.profiles:
+            by_state[profile.state] = by_state.get(profile.state, 0) + profile.count
+        return by_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +203,24 @@ class RedisStateStore:
 
     # -- agents ---------------------------------------------------------------------------
 
-    async def upsert_agent(self, agent: AgentConfig, now: float) -> None:
+    async def upsert_agent(self, agent: AgentConfig, now: float, *, force: bool = False) -> None:
+        """Write an agent's configured profile. Skills edited through the API are kept unless
+        ``force`` (an explicit configuration reload puts the file's back)."""
         skills = json.dumps(agent.skills, sort_keys=True)
-        await self._run("agent_profile", agent.id, skills, agent.capacity, agent.device, now)
+        flag = "1" if force else "0"
+        await self._run("agent_profile", agent.id, skills, agent.capacity, agent.device, now, flag)
 
     async def agent_presence(
         self, agent_id: str, state: str, reason: str, at: float, pos: Position
     ) -> Outcome:
         return _outcome(await self._run("agent_presence", agent_id, state, reason, at, *pos.args()))
+
+    async def agent_device(self, agent_id: str, device_state: str, at: float, pos: Position) -> Outcome:
+        return _outcome(await self._run("agent_device", agent_id, device_state, at, *pos.args()))
+
+    async def any_logged_in(self, requirements: Requirements) -> bool:
+        """Whether any logged-in agent (whatever it is doing) meets ``requirements``."""
+        return bool(await self._run("any_logged_in", json.dumps(requirement_terms(requirements))))
 
     async def agent_for_device(self, device: str) -> str | None:
         return cast(str | None, await self.redis.hget(self.keys.devices, device))
@@ -148,42 +231,45 @@ class RedisStateStore:
         *,
         exclude: Iterable[str] = (),
         limit: int = 64,
-        max_scan: int = 5000,
+        max_scan: int = MAX_SCAN,
     ) -> list[AgentCandidate]:
         """Available agents meeting ``requirements``, longest idle first (at most ``limit``)."""
         raw = await self._run(
-            "candidates",
-            json.dumps(requirement_terms(requirements)),
-            limit,
-            json.dumps(sorted(exclude)),
-            max_scan,
+            "candidates", _terms(requirements), limit, json.dumps(sorted(exclude)), max_scan
         )
-        return [_candidate(raw[i : i + 8]) for i in range(0, len(raw), 8)]
+        return candidates_in(raw)
 
     # -- calls ----------------------------------------------------------------------------
 
     async def enqueue(
-        self,
-        call_id: str,
-        *,
-        queue: str,
-        priority: int,
-        requirements: Requirements | None,
-        channel: str,
-        entered_at: float,
-        relax_due: float | None,
-        sl_threshold: float,
-        wrapup_s: float,
-        pos: Position,
-    ) -> Outcome:
-        reqs = "" if requirements is None else _requirements_text(requirements)
-        due = "" if relax_due is None else str(relax_due)
-        args = (call_id, queue, priority, reqs, channel, entered_at, due, sl_threshold, wrapup_s)
-        return _outcome(await self._run("call_enqueue", *args, *pos.args()))
+        self, call: NewCall, pos: Position, *, candidates_for: Requirements | None = None, limit: int = 1
+    ) -> tuple[Outcome, list[AgentCandidate]]:
+        """Put a new call in line; with ``candidates_for``, also find agents for it (one round trip)."""
+        reqs = "" if call.requirements is None else _requirements_text(call.requirements)
+        args = (
+            call.call_id,
+            call.queue,
+            call.priority,
+            reqs,
+            call.channel,
+            call.entered_at,
+            _optional(call.relax_due),
+            _optional(call.overflow_due),
+            call.sl_threshold,
+            call.wrapup_s,
+            "1" if call.priority_explicit else "0",
+        )
+        search = ("", 0, 0) if candidates_for is None else (_terms(candidates_for), limit, MAX_SCAN)
+        raw = await self._run("call_enqueue", *args, *pos.args(), *search)
+        return _outcome(raw[:2]), candidates_in(raw[2:])
 
     async def waiting_calls(self, start: int = 0, count: int = 100) -> list[WaitingCall]:
         """Waiting calls in line order (priority, then longest wait, across queues)."""
         return _waiting(await self._run("waiting_view", "range", start, count))
+
+    async def line_for_agent(self, queues: Sequence[str], per_queue: int, count: int) -> list[WaitingCall]:
+        """The first calls in line among ``queues`` and calls with their own requirements."""
+        return _waiting(await self._run("line_for_agent", json.dumps(list(queues)), per_queue, count))
 
     async def waiting_call(self, call_id: str) -> WaitingCall | None:
         found = _waiting(await self._run("waiting_view", "ids", call_id))
@@ -233,6 +319,11 @@ class RedisStateStore:
         ended = [WrapUpEnded(raw[i], float(raw[i + 1]), raw[i + 2]) for i in range(0, split, 3)]
         return ended, raw[split + 1 :]
 
+    async def take_nudges(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Agents changed by the operator API since the last tick (see _lib.lua nudge)."""
+        raw = cast(list[str] | None, await self.redis.lpop(self.keys.nudges, limit))
+        return [json.loads(item) for item in raw or []]
+
     async def relax_due(self, now: float, limit: int = 500) -> list[str]:
         found = await self.redis.zrangebyscore(self.keys.relax_due, "-inf", now, start=0, num=limit)
         return [str(call_id) for call_id in found]
@@ -243,9 +334,35 @@ class RedisStateStore:
         else:
             await self.redis.zadd(self.keys.relax_due, {call_id: due})
 
-    async def resync_close(self, snapshot_at: float, live_call_ids: Iterable[str]) -> list[str]:
-        raw = await self._run("resync_close", snapshot_at, json.dumps(sorted(live_call_ids)))
-        return [str(call_id) for call_id in raw]
+    async def overflow(self, call_id: str, at: float, from_queue: str, move: OverflowMove | None) -> Outcome:
+        """Overflow a waiting call to another queue (``move``) or, with None, out to a target."""
+        if move is None:
+            args: tuple[str | float | int, ...] = (call_id, at, from_queue, "", "", 0, 0, "", "", 0)
+        else:
+            args = (
+                call_id,
+                at,
+                from_queue,
+                move.queue,
+                _optional(move.priority),
+                move.sl_threshold,
+                move.wrapup_s,
+                _optional(move.relax_due),
+                _optional(move.overflow_due),
+                move.max_hops,
+            )
+        return _outcome(await self._run("call_overflow", *args))
+
+    async def overflow_due(self, now: float, limit: int = 500) -> list[str]:
+        found = await self.redis.zrangebyscore(self.keys.overflow_due, "-inf", now, start=0, num=limit)
+        return [str(call_id) for call_id in found]
+
+    async def resync_close(self, snapshot_at: float, live_call_ids: Iterable[str]) -> list[ClosedCall]:
+        """Close open calls the snapshot no longer lists (they ended while AMI was down)."""
+        raw = [
+            str(v) for v in await self._run("resync_close", snapshot_at, json.dumps(sorted(live_call_ids)))
+        ]
+        return [ClosedCall(raw[i], raw[i + 1], raw[i + 2], float(raw[i + 3])) for i in range(0, len(raw), 4)]
 
     async def hold_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Take or keep the lease ``name`` for ``owner``; False while someone else holds it."""
@@ -305,6 +422,20 @@ class RedisStateStore:
             agents={agents[i]: int(agents[i + 1]) for i in range(0, len(agents), 2)},
         )
 
+    async def collector_summary(self) -> CollectorSummary:
+        """What the state collector exports, read in one pass (read-only)."""
+        raw = [str(item) for item in await self._run("collector_summary")]
+        split = raw.index("|")
+        calls, agents = raw[:split], raw[split + 1 :]
+        return CollectorSummary(
+            waiting={calls[i]: int(calls[i + 1]) for i in range(0, len(calls), 3)},
+            oldest_entered_at={calls[i]: float(calls[i + 2]) for i in range(0, len(calls), 3)},
+            profiles=tuple(
+                AgentProfileCount(agents[i], _skills(agents[i + 1]), int(agents[i + 2]))
+                for i in range(0, len(agents), 3)
+            ),
+        )
+
     async def record_latencies(self, latencies_ms: Sequence[float]) -> None:
         if latencies_ms:
             await self.redis.rpush(self.keys.latencies, *[f"{v:.3f}" for v in latencies_ms])
@@ -317,6 +448,20 @@ class RedisStateStore:
             list[tuple[str, dict[str, str]]], await self.redis.xrange(self.keys.decisions, count=count)
         )
         return [json.loads(fields["d"]) for _, fields in entries]
+
+
+def _skills(text: str) -> dict[str, int]:
+    try:
+        skills = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(skills, dict):
+        return {}
+    return {str(k): int(v) for k, v in skills.items() if isinstance(v, int | float)}
+
+
+def _optional(value: float | int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _requirements_text(requirements: Requirements) -> str:
@@ -347,6 +492,15 @@ def _waiting(raw: Sequence[Any]) -> list[WaitingCall]:
             )
         )
     return calls
+
+
+def candidates_in(flat: Sequence[Any]) -> list[AgentCandidate]:
+    """Candidates as the scripts return them: 8 fields per agent."""
+    return [_candidate(flat[i : i + 8]) for i in range(0, len(flat) - 7, 8)]
+
+
+def _terms(requirements: Requirements) -> str:
+    return json.dumps(requirement_terms(requirements))
 
 
 def _candidate(fields: Sequence[Any]) -> AgentCandidate:

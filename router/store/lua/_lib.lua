@@ -3,6 +3,10 @@
 -- of a site's keys live in one slot and these scripts stay atomic.
 local P = ARGV[1]
 
+-- Seconds as text that parses back to the same double, so that Python and Prometheus
+-- see exactly the value compared with the service-level threshold here.
+local function secs(x) return string.format('%.17g', x) end
+
 local function num(v, default)
   if v == false or v == nil then return default end
   return tonumber(v) or default
@@ -24,19 +28,43 @@ local function mark(key, part, off)
   if part ~= '' then redis.call('HSET', key, 'wm:' .. part, off) end
 end
 
-local function skill_keys(skills_json)
+-- Index keys for an agent's skills: one per skill and level up to the agent's level,
+-- under ``kind`` ('avail' for agents free now, 'in' for agents logged in).
+local function skill_keys(skills_json, kind)
   local keys = {}
   local ok, skills = pcall(cjson.decode, skills_json or '{}')
   if not ok then return keys end
   for skill, level in pairs(skills) do
-    for l = 1, tonumber(level) or 0 do keys[#keys + 1] = P .. 'avail:' .. skill .. ':' .. l end
+    for l = 1, tonumber(level) or 0 do
+      keys[#keys + 1] = P .. (kind or 'avail') .. ':' .. skill .. ':' .. l
+    end
   end
   return keys
 end
 
+local function unindex_logged_in(id, skills_json)
+  redis.call('SREM', P .. 'logged_in', id)
+  for _, k in ipairs(skill_keys(skills_json, 'in')) do redis.call('SREM', k, id) end
+  redis.call('HDEL', agent_key(id), 'in_idx')
+end
+
+-- Remove an agent from every index (before its skills change, or when it cannot work).
 local function unindex(id, skills_json)
   redis.call('ZREM', P .. 'available', id)
   for _, k in ipairs(skill_keys(skills_json)) do redis.call('ZREM', k, id) end
+end
+
+-- Logged-in agents by skill (sets): "is anybody qualified logged in?" for overflow.
+-- Only touched when presence or skills change (in_idx remembers it is indexed).
+local function index_logged_in(id, state, skills_json, indexed)
+  local logged_in = state ~= nil and state ~= false and state ~= 'logged_out'
+  if logged_in and indexed ~= '1' then
+    redis.call('SADD', P .. 'logged_in', id)
+    for _, k in ipairs(skill_keys(skills_json, 'in')) do redis.call('SADD', k, id) end
+    redis.call('HSET', agent_key(id), 'in_idx', '1')
+  elseif not logged_in and indexed == '1' then
+    unindex_logged_in(id, skills_json)
+  end
 end
 
 -- The availability indexes hold exactly the agents that may be offered a call now:
@@ -46,9 +74,11 @@ end
 local function reindex(id, now)
   local ak = agent_key(id)
   local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'skills',
-    'idle_since', 'avail_mark')
+    'idle_since', 'avail_mark', 'dev_busy', 'in_idx')
+  index_logged_in(id, a[1], a[5], a[9])
   local active = num(a[3], 0) + num(a[4], 0)
-  if a[1] == 'available' and active < num(a[2], 1) then
+  -- dev_busy: the phone is unavailable, or busy with a call the ACD did not give it.
+  if a[1] == 'available' and active < num(a[2], 1) and a[8] ~= '1' then
     local score = num(a[6], 0)
     redis.call('ZADD', P .. 'available', score, id)
     for _, k in ipairs(skill_keys(a[5])) do redis.call('ZADD', k, score, id) end
@@ -68,16 +98,64 @@ local function reindex(id, now)
   return 0
 end
 
+-- Append an agent as a routing candidate: its id and the 7 fields the policy reads.
+local function push_candidate(out, id)
+  local a = redis.call('HMGET', agent_key(id), 'idle_since', 'skills', 'capacity', 'reserved',
+    'connected', 'handled_s', 'avail_s')
+  out[#out + 1] = id
+  for f = 1, 7 do out[#out + 1] = a[f] or '' end
+end
+
+-- '1' when the agent may be offered a call right now (so the caller should look for one).
+local function free_now(id)
+  if id == nil or id == false or id == '' then return '0' end
+  return redis.call('ZSCORE', P .. 'available', id) and '1' or '0'
+end
+
+-- A script's answer plus, when the agent may take a call now, '1' and its candidate
+-- fields (so the caller can match it without reading it again); '0' otherwise.
+local function with_candidate(out, id)
+  if free_now(id) == '0' then
+    out[#out + 1] = '0'
+    return out
+  end
+  out[#out + 1] = '1'
+  push_candidate(out, id)
+  return out
+end
+
+-- Tell the routing workers an agent changed outside the event stream (operator API), so
+-- the timer's next tick offers it a call instead of the next sweep. ``fields`` is a table.
+local function nudge(fields)
+  redis.call('RPUSH', P .. 'nudges', cjson.encode(fields))
+end
+
 local function waiting_score(priority, entered_at)
   return entered_at - priority * 1e10
+end
+
+-- The waiting line, kept three ways with the same scores: one sorted set across all queues
+-- (line order), one per queue (an agent's search reads only the queues it could serve),
+-- and one of calls carrying their own requirements (they may fit agents their queue would
+-- not, so every agent's search reads it too).
+local function line_add(call_id, queue, score, own_requirements)
+  redis.call('ZADD', P .. 'waiting', score, call_id)
+  redis.call('ZADD', P .. 'waiting:' .. queue, score, call_id)
+  if own_requirements then redis.call('ZADD', P .. 'waiting_own', score, call_id) end
+end
+
+local function line_remove(call_id, queue)
+  redis.call('ZREM', P .. 'waiting', call_id)
+  if queue then redis.call('ZREM', P .. 'waiting:' .. queue, call_id) end
+  redis.call('ZREM', P .. 'waiting_own', call_id)
 end
 
 -- Put a call back in line at its original place (it keeps its wait and priority).
 local function requeue(call_id)
   local ck = call_key(call_id)
-  local c = redis.call('HMGET', ck, 'priority', 'entered_at')
+  local c = redis.call('HMGET', ck, 'priority', 'entered_at', 'queue', 'reqs')
   redis.call('HSET', ck, 'state', 'waiting', 'agent', '', 'offer_id', '')
-  redis.call('ZADD', P .. 'waiting', waiting_score(num(c[1], 0), num(c[2], 0)), call_id)
+  line_add(call_id, c[3], waiting_score(num(c[1], 0), num(c[2], 0)), (c[4] or '') ~= '')
   redis.call('ZREM', P .. 'offers', call_id)
 end
 
@@ -93,10 +171,11 @@ end
 
 local function finish_call(call_id, state, at)
   local ck = call_key(call_id)
+  line_remove(call_id, redis.call('HGET', ck, 'queue'))
   redis.call('HSET', ck, 'state', state, 'ended_at', at)
-  redis.call('ZREM', P .. 'waiting', call_id)
   redis.call('ZREM', P .. 'offers', call_id)
   redis.call('ZREM', P .. 'relax_due', call_id)
+  redis.call('ZREM', P .. 'overflow_due', call_id)
   redis.call('SREM', P .. 'open_calls', call_id)
   redis.call('EXPIRE', ck, 86400)
   redis.call('EXPIRE', P .. 'declined:' .. call_id, 86400)
@@ -126,4 +205,66 @@ local function decline_offer(call_id, agent_id, queue, at, auto_pause, reason)
   end
   release_reservation(agent_id, at)
   return paused
+end
+
+-- Available agents meeting every requirement term, longest idle first: a flat list of 8
+-- fields per agent (id, idle_since, skills, capacity, reserved, connected, handled_s,
+-- avail_s). terms: {{{skill, level}, ...alternatives}, ...}; {} = any available agent.
+local function find_candidates(terms, limit, exclude, max_scan)
+  local function term_keys(term)
+    local keys = {}
+    for _, alt in ipairs(term) do keys[#keys + 1] = P .. 'avail:' .. alt[1] .. ':' .. alt[2] end
+    return keys
+  end
+
+  -- Drive the scan from the smallest term so that no decision walks every agent.
+  local driver, driver_size = nil, math.huge
+  for i, term in ipairs(terms) do
+    local size = 0
+    for _, k in ipairs(term_keys(term)) do size = size + redis.call('ZCARD', k) end
+    if size < driver_size then driver, driver_size = i, size end
+  end
+  local driver_keys = driver and term_keys(terms[driver]) or {P .. 'available'}
+
+  local function meets_others(id)
+    for i, term in ipairs(terms) do
+      if i ~= driver then
+        local ok = false
+        for _, k in ipairs(term_keys(term)) do
+          if redis.call('ZSCORE', k, id) then ok = true break end
+        end
+        if not ok then return false end
+      end
+    end
+    return true
+  end
+
+  -- Pages start small (most decisions need the first few) and grow.
+  local found, picked = {}, {}
+  for _, key in ipairs(driver_keys) do
+    local scanned, start, size = 0, 0, math.max(4, limit * 2)
+    local wanted = #found + limit
+    while #found < wanted and scanned < max_scan do
+      local page = redis.call('ZRANGE', key, start, start + size - 1, 'WITHSCORES')
+      if #page == 0 then break end
+      for j = 1, #page, 2 do
+        local id = page[j]
+        scanned = scanned + 1
+        if not exclude[id] and not picked[id] and meets_others(id) then
+          picked[id] = true
+          found[#found + 1] = {id, tonumber(page[j + 1])}
+          if #found >= wanted then break end
+        end
+      end
+      start = start + size
+      size = size * 4
+    end
+  end
+  table.sort(found, function(x, y)
+    if x[2] == y[2] then return x[1] < y[1] end
+    return x[2] < y[2]
+  end)
+  local out = {}
+  for i = 1, math.min(limit, #found) do push_candidate(out, found[i][1]) end
+  return out
 end

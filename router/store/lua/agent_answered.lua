@@ -1,6 +1,6 @@
 -- The offered agent answered (DialEnd ANSWER): the call is connected.
 -- ARGV: P, call_id, agent_id, at, part, off
--- Returns {'answered', wait_seconds, queue} or {outcome, state}
+-- Returns {'answered', wait_seconds, queue, agent_free} or {outcome, state}
 local call_id, agent_id, at = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end
@@ -21,4 +21,4 @@ local sk = stats_key(c[3])
 redis.call('HINCRBY', sk, 'answered', 1)
 redis.call('HINCRBYFLOAT', sk, 'answer_wait_sum', wait)
 if wait <= num(c[5], 0) then redis.call('HINCRBY', sk, 'answered_within', 1) end
-return {'answered', tostring(wait), c[3]}
+return {'answered', secs(wait), c[3], free_now(agent_id)}

@@ -1,21 +1,23 @@
 -- The caller's channel hung up: abandoned if still queued, completed if connected.
 -- ARGV: P, call_id, at, part, off
--- Returns {outcome, seconds (waited or talked), queue, agent_id}
+-- Returns {outcome, seconds (waited or talked), queue, agent_id, agent_free} and, when the
+-- agent is free, its 8 candidate fields (as the candidates script returns them).
 local call_id, at = ARGV[2], tonumber(ARGV[3])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '0', '', ''} end
-if seen(ck, ARGV[4], ARGV[5]) then return {'duplicate', '0', '', ''} end
-mark(ck, ARGV[4], ARGV[5])
 local c = redis.call('HMGET', ck, 'state', 'queue', 'entered_at', 'agent', 'answered_at', 'sl_t',
   'wrapup_s')
 local state, queue, agent_id = c[1], c[2], c[4] or ''
+-- A redelivery changes nothing, but says which agent to look at again (follow-up matching).
+if seen(ck, ARGV[4], ARGV[5]) then return with_candidate({'duplicate', '0', queue, agent_id}, agent_id) end
+mark(ck, ARGV[4], ARGV[5])
 local sk = stats_key(queue)
 if state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing' then
   finish_call(call_id, 'abandoned', at)
   release_reservation(agent_id, at)
   local waited = math.max(0, at - num(c[3], at))
   record_abandon(queue, waited, num(c[6], 0))
-  return {'abandoned', tostring(waited), queue, agent_id}
+  return with_candidate({'abandoned', secs(waited), queue, agent_id}, agent_id)
 end
 if state ~= 'connected' then return {'ignored', '0', queue, agent_id} end
 finish_call(call_id, 'completed', at)
@@ -38,4 +40,4 @@ if redis.call('EXISTS', ak) == 1 then
   end
   reindex(agent_id, at)
 end
-return {'completed', tostring(talk), queue, agent_id}
+return with_candidate({'completed', secs(talk), queue, agent_id}, agent_id)

@@ -17,7 +17,7 @@ if ARGV[5] == '1' then
   local waited = math.max(0, at - num(c[5], at))
   record_abandon(c[4], waited, num(c[6], 0))
   release_reservation(agent_id, at)
-  return {'abandoned', tostring(waited), agent_id}
+  return {'abandoned', secs(waited), agent_id, c[4]}
 end
 requeue(call_id)
 release_reservation(agent_id, at)

@@ -17,7 +17,7 @@ if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
 end
 redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
   'offered_at', now, 'decision', ARGV[7])
-redis.call('ZREM', P .. 'waiting', call_id)
+line_remove(call_id, c[2])
 redis.call('ZADD', P .. 'offers', ARGV[6], call_id)
 redis.call('HINCRBY', ak, 'reserved', 1)
 redis.call('HSET', ak, 'last_call', call_id)

@@ -1,6 +1,8 @@
 -- After an AMI reconnect, ingest lists every live channel. Open calls that entered before
 -- the snapshot and are not in it ended during the gap: close them instead of leaving them
 -- waiting forever. ARGV: P, snapshot_at, live_ids_json
+-- Returns 4 fields per closed call: id, queue, outcome (completed|abandoned), seconds
+-- (talked or waited), so that the worker's metrics count them like any other call.
 local at = tonumber(ARGV[2])
 local live = {}
 for _, id in ipairs(cjson.decode(ARGV[3])) do live[id] = true end
@@ -17,14 +19,18 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
         reindex(c[4], at)
       end
       redis.call('HINCRBY', stats_key(c[2]), 'completed', 1)
+      local talked = math.max(0, at - num(redis.call('HGET', call_key(id), 'answered_at'), at))
+      redis.call('HINCRBYFLOAT', stats_key(c[2]), 'talk_sum', talked)
+      for _, v in ipairs({id, c[2], 'completed', secs(talked)}) do out[#out + 1] = v end
     elseif c[1] then
       finish_call(id, 'abandoned', at)
       release_reservation(c[4], at)
-      record_abandon(c[2], math.max(0, at - num(c[3], at)), num(c[5], 0))
+      local waited = math.max(0, at - num(c[3], at))
+      record_abandon(c[2], waited, num(c[5], 0))
+      for _, v in ipairs({id, c[2], 'abandoned', secs(waited)}) do out[#out + 1] = v end
     else
       redis.call('SREM', P .. 'open_calls', id)
     end
-    out[#out + 1] = id
   end
 end
 return out

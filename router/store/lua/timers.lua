@@ -13,10 +13,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wrapup', '-inf', now, 'LIM
     local ended = num(a[3], now)
     local seconds = math.max(0, ended - num(a[2], ended))
     redis.call('HINCRBYFLOAT', ak, 'handled_s', seconds)
+    if a[4] and a[4] ~= '' then
+      redis.call('HINCRBYFLOAT', stats_key(a[4]), 'wrapup_sum', seconds)
+      redis.call('HINCRBY', stats_key(a[4]), 'wrapups', 1)
+    end
     redis.call('HSET', ak, 'state', 'available', 'idle_since', ended, 'state_since', ended)
     reindex(id, now)
     out[#out + 1] = id
-    out[#out + 1] = tostring(seconds)
+    out[#out + 1] = secs(seconds)
     out[#out + 1] = a[4] or ''
   end
 end

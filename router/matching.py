@@ -1,0 +1,206 @@
+"""Matching calls and agents, both directions, ending in the store's atomic reservation.
+
+- a call becomes waiting (arrives, is declined, relaxes) -> the best available agent;
+- an agent becomes available (logs in, unpauses, finishes) -> the first call in line.
+
+The policy (router.policy) chooses from what the store reads; the reservation script
+makes the choice stick only if the call still waits and the agent is still free, so
+workers racing for the same agent or call cannot both win. A lost race is retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from router.clock import Clock
+from router.commands import CommandSink, OfferCommand
+from router.domain import AgentCandidate, QueueConfig, Strategy, WaitingCall
+from router.live_config import LiveConfig
+from router.metrics import RoutingMetrics
+from router.policy import Decision, choose_agent, choose_call, requirements_in_force
+from router.settings import RoutingSettings
+from router.store import Outcome, RedisStateStore
+
+logger = logging.getLogger(__name__)
+
+MAX_RESERVE_ATTEMPTS = 5
+WAITING_PAGE = 200
+SHORTLIST = 5
+# How deep into each queue an agent's search reads: the head almost always decides; the
+# deeper reads are for agents declined by, or not yet qualified for, the first calls.
+LINE_DEPTHS = (4, 64, 100_000)
+
+
+class Matcher:
+    """Makes offers; holds no state of its own."""
+
+    def __init__(
+        self,
+        *,
+        store: RedisStateStore,
+        config: LiveConfig,
+        settings: RoutingSettings,
+        clock: Clock,
+        sink: CommandSink,
+        metrics: RoutingMetrics,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.settings = settings
+        self.clock = clock
+        self.sink = sink
+        self.metrics = metrics
+
+    async def match_call_id(self, call_id: str, started: float, trigger: str = "call") -> None:
+        call = await self.store.waiting_call(call_id)
+        if call is not None:
+            await self.match_call(call, started, trigger=trigger)
+
+    async def match_call(
+        self,
+        call: WaitingCall,
+        started: float,
+        *,
+        trigger: str,
+        prefetched: list[AgentCandidate] | None = None,
+    ) -> bool:
+        """Offer ``call`` to the best available agent; False when nobody qualifies now.
+
+        ``prefetched``: candidates already read for this call (by the enqueue script).
+        """
+        queue = self.config.queue(call.queue)
+        for _ in range(MAX_RESERVE_ATTEMPTS):
+            now = self.clock.now()
+            requirements = requirements_in_force(call, queue, now)
+            if prefetched is None:
+                limit = self.candidate_limit(queue)
+                candidates = await self.store.candidates(requirements, exclude=call.declined_by, limit=limit)
+            else:
+                candidates, prefetched = prefetched, None
+            if not candidates:
+                return False
+            round_robin = queue.strategy is Strategy.ROUND_ROBIN
+            rr_after = await self.store.round_robin_last(queue.name) if round_robin else ""
+            decision = choose_agent(call, queue, candidates, now, rr_after=rr_after)
+            if decision is None:
+                return False
+            outcome = await self._reserve(decision, call, candidates, started, trigger)
+            if outcome.status == "ok":
+                return True
+            if outcome.status in ("call_taken", "unknown_call"):
+                return False
+            self.metrics.conflicts.inc()
+        return False
+
+    def candidate_limit(self, queue: QueueConfig) -> int:
+        """Longest idle needs only the first candidate: the store returns them in that order."""
+        return 1 if queue.strategy is Strategy.LONGEST_IDLE else self.settings.candidate_limit
+
+    async def match_agent(self, agent_id: str, started: float, known: AgentCandidate | None = None) -> None:
+        """Give a newly free agent the first call in line it may take (several, if capacity allows).
+
+        ``known``: the agent as a script just returned it, saving a read.
+        """
+        for _ in range(MAX_RESERVE_ATTEMPTS):
+            agent, known = known or await self.store.agent_candidate(agent_id), None
+            if agent is None:
+                return
+            decision, call = await self._first_call_for(agent)
+            if decision is None or call is None:
+                return
+            outcome = await self._reserve(decision, call, [agent], started, "agent")
+            if outcome.status not in ("ok", "call_taken"):
+                return
+            if outcome.status == "call_taken":
+                self.metrics.conflicts.inc()
+
+    async def _first_call_for(self, agent: AgentCandidate) -> tuple[Decision | None, WaitingCall | None]:
+        """Read only the heads of the queues the agent could serve, deeper only if needed."""
+        queues = self.config.eligible_queues(agent.skills)
+        for per_queue in LINE_DEPTHS:
+            calls = await self.store.line_for_agent(queues, per_queue, per_queue * (len(queues) + 1))
+            if not calls:
+                return None, None
+            decision = choose_call(agent, calls, self.config.queues, self.clock.now())
+            if decision is not None:
+                return decision, next(c for c in calls if c.call_id == decision.call_id)
+        return None, None
+
+    async def _reserve(
+        self,
+        decision: Decision,
+        call: WaitingCall,
+        candidates: list[AgentCandidate],
+        started: float,
+        trigger: str,
+    ) -> Outcome:
+        now = self.clock.now()
+        offer_id = uuid.uuid4().hex
+        deadline = now + self.settings.offer_timeout_s * self.clock.time_scale
+        record = self._record(decision, call, candidates, offer_id, now, trigger)
+        outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
+        if outcome.status != "ok":
+            return outcome
+        self.metrics.decisions.labels(decision.queue, trigger).inc()
+        self.metrics.agent_available.inc(outcome.number(1))
+        await self.sink.offer(self._offer(decision, call, offer_id, outcome.detail(0), now), started)
+        logger.debug(
+            "offered call %s to %s: %s",
+            call.call_id,
+            decision.agent_id,
+            decision.reason,
+            extra={"call_id": call.call_id, "agent_id": decision.agent_id},
+        )
+        return outcome
+
+    def _record(
+        self,
+        decision: Decision,
+        call: WaitingCall,
+        candidates: list[AgentCandidate],
+        offer_id: str,
+        now: float,
+        trigger: str,
+    ) -> str:
+        """The audit record: requirements in force, who was considered, why this agent."""
+        skills = next((c.skills for c in candidates if c.agent_id == decision.agent_id), {})
+        return json.dumps(
+            decision.record()
+            | {
+                "offer_id": offer_id,
+                "priority": call.priority,
+                "decided_at": round(now, 3),
+                "agent_skills": skills,
+                "trigger": trigger,
+                "shortlist": [c.agent_id for c in candidates[:SHORTLIST]],
+                "declined_by": sorted(call.declined_by),
+            }
+        )
+
+    def _offer(
+        self, decision: Decision, call: WaitingCall, offer_id: str, device: str, now: float
+    ) -> OfferCommand:
+        agent = self.config.agents.get(decision.agent_id)
+        return OfferCommand(
+            offer_id=offer_id,
+            call_id=call.call_id,
+            channel=call.channel,
+            agent_id=decision.agent_id,
+            device=device,
+            context=self.settings.connect_context,
+            exten=agent.dial_extension if agent else decision.agent_id,
+            queue=decision.queue,
+            decided_at=now,
+        )
+
+    async def sweep(self, started: float, *, limit: int = 10_000) -> None:
+        """Safety net: try waiting calls (line order, up to ``limit``) against available agents."""
+        calls: list[WaitingCall] = []
+        while len(calls) < limit and (page := await self.store.waiting_calls(len(calls), WAITING_PAGE)):
+            calls.extend(page)
+        for call in calls:
+            if not await self.store.any_agent_available():
+                return
+            await self.match_call(call, started, trigger="sweep")

@@ -1,0 +1,36 @@
+-- The head of the line as one agent may see it: the first calls of the queues it could
+-- serve and of the calls with their own requirements, merged in line order (priority,
+-- then longest waiting), in one round trip. ARGV: P, queues_json, per_queue, count
+-- Returns 7 fields per call (as waiting_view): id, queue, priority, entered_at, reqs,
+-- channel, declined_json
+local per_queue, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local heads = {}
+local function take(key)
+  local page = redis.call('ZRANGE', key, 0, per_queue - 1, 'WITHSCORES')
+  for j = 1, #page, 2 do heads[#heads + 1] = {page[j], tonumber(page[j + 1])} end
+end
+for _, queue in ipairs(cjson.decode(ARGV[2])) do take(P .. 'waiting:' .. queue) end
+take(P .. 'waiting_own')
+table.sort(heads, function(x, y)
+  if x[2] == y[2] then return x[1] < y[1] end
+  return x[2] < y[2]
+end)
+local out, seen_ids = {}, {}
+for _, head in ipairs(heads) do
+  local id = head[1]
+  if not seen_ids[id] then
+    seen_ids[id] = true
+    local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel')
+    if c[1] == 'waiting' then
+      out[#out + 1] = id
+      out[#out + 1] = c[2]
+      out[#out + 1] = c[3]
+      out[#out + 1] = c[4]
+      out[#out + 1] = c[5] or ''
+      out[#out + 1] = c[6] or ''
+      out[#out + 1] = cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id))
+      if #out >= count * 7 then break end
+    end
+  end
+end
+return out

@@ -1,0 +1,108 @@
+"""The queueing-theory check's statistics, on the ideal model itself (no pipeline: fast).
+
+The short check through the whole pipeline is in tests/test_loadtest.py; the long one is
+load_tests/scenarios/erlang_check_long.yaml (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from load_tests import erlang_check
+from load_tests.erlang_check import CallTimes, ErlangModel
+from load_tests.scenario import load_scenario
+from router import erlang
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "load_tests" / "scenarios"
+MODEL = ErlangModel(
+    queue="sales", agents=20, calls_per_hour=1980, handle_mean_s=29.5, answer_delay_s=0.5, threshold_s=10
+)
+
+
+def ideal_calls(model: ErlangModel, run_s: float, seed: int, *, slow_down: float = 1.0) -> list[CallTimes]:
+    """Calls of the ideal FCFS queue as the router would record them (ring = the answer delay)."""
+    rng = random.Random(seed)
+    free_at = [0.0] * model.agents
+    calls, now = [], 0.0
+    while (now := now + rng.expovariate(model.arrival_rate)) <= run_s:
+        start = max(now, min(free_at))
+        free_at.remove(min(free_at))
+        talk = max(1.0, rng.expovariate(1 / model.handle_mean_s)) * slow_down
+        answered = start + model.answer_delay_s
+        free_at.append(answered + talk)
+        calls.append(CallTimes(f"c{len(calls)}", now, start, answered, answered + talk))
+    return calls
+
+
+def test_the_check_scenarios_meet_erlang_c_assumptions() -> None:
+    for name in ("erlang_check.yaml", "erlang_check_long.yaml"):
+        model = erlang_check.model_for(load_scenario(SCENARIOS / name))
+        assert isinstance(model, ErlangModel), (name, model)
+        assert model.agents == 20 and model.answer_delay_s == 0.5
+    # The demo abandons, wraps up and has three queues: no Erlang C check there.
+    assert "one queue" in str(erlang_check.model_for(load_scenario(SCENARIOS / "demo.yaml")))
+
+
+def test_expected_talk_time_includes_the_one_second_floor() -> None:
+    # E[max(1, X)] = 1 + m e^(-1/m), a hair above the mean.
+    assert MODEL.talk_mean_s == pytest.approx(1 + 29.5 * math.exp(-1 / 29.5))
+    assert 29.5 < MODEL.talk_mean_s < 29.52
+
+
+def test_reference_replications_converge_to_erlang_c_on_a_long_run() -> None:
+    ref = erlang_check.reference(MODEL, 0.5, run_s=40_000, warmup_s=500, replications=8, seed=3)
+    aht = MODEL.talk_mean_s + 0.5
+    traffic = MODEL.arrival_rate * aht
+    sl = erlang_check.theory_service_level(MODEL.agents, traffic, aht, MODEL.threshold_s, 0.5)
+    asa = erlang.asa_seconds(MODEL.agents, traffic, aht) + 0.5
+    assert ref.sl_mean == pytest.approx(sl, abs=3 * ref.sl_sd / math.sqrt(8) + 0.005)
+    assert ref.asa_mean == pytest.approx(asa, abs=3 * ref.asa_sd / math.sqrt(8) + 0.1)
+
+
+def test_ideal_traffic_agrees_and_slower_agents_do_not() -> None:
+    calls = ideal_calls(MODEL, 20_000, seed=9)
+    fair = erlang_check.compare(MODEL, calls, start_at=0, end_at=20_000, warmup_s=300, replications=60)
+    assert fair is not None and fair.agrees, fair
+    assert fair.calls > 10_000 and fair.not_answered == 0
+    assert fair.offer_to_answer_s == pytest.approx(0.5)
+    assert fair.occupancy == pytest.approx(fair.occupancy_theory, abs=0.03)
+    # Agents that really take 10 % longer than the model says: the check must notice.
+    slow = ideal_calls(MODEL, 20_000, seed=9, slow_down=1.1)
+    unfair = erlang_check.compare(MODEL, slow, start_at=0, end_at=20_000, warmup_s=300, replications=60)
+    assert unfair is not None and not unfair.agrees
+    assert unfair.asa_z > 3
+
+
+def test_only_calls_after_the_warm_up_are_measured() -> None:
+    calls = [
+        CallTimes("early", 10.0, 10.0, 30.0, 60.0),  # waited 20 s, but in the warm-up
+        CallTimes("late", 200.0, 200.0, 200.5, 230.0),
+        CallTimes("open", 250.0, None, None, None),  # still waiting: counted as not answered
+    ]
+    result = erlang_check.compare(MODEL, calls, start_at=0, end_at=300, warmup_s=100, replications=5)
+    assert result is not None
+    assert (result.calls, result.not_answered) == (1, 1)
+    assert result.asa_seconds == pytest.approx(0.5) and result.service_level == 1.0
+
+
+def test_call_times_from_a_router_call_hash() -> None:
+    fields = {"entered_at": "100.5", "offered_at": "101", "answered_at": "102.5", "ended_at": ""}
+    times = erlang_check.call_times("c1", fields)
+    assert times == CallTimes("c1", 100.5, 101.0, 102.5, None)
+    assert times is not None and times.wait_s == pytest.approx(2.0)
+    assert erlang_check.call_times("c2", {"state": "waiting"}) is None
+
+
+def test_batch_means_and_busy_share() -> None:
+    assert erlang_check.batch_means_se([1.0] * 100) == 0.0
+    assert erlang_check.batch_means_se([1.0] * 10) is None  # fewer than 2 values a batch
+    alternating = [float(i % 2) for i in range(1000)]
+    se = erlang_check.batch_means_se(alternating)
+    assert se is not None and se < 0.01
+    calls = [CallTimes("a", 0, 0, 1, 50), CallTimes("b", 40, 60, 61, 200)]
+    # Two agents over [0, 100]: busy 50 + 40 of 200 agent-seconds.
+    assert erlang_check.busy_share(calls, 2, 0, 100) == pytest.approx(0.45)

@@ -1,0 +1,1 @@
+"""`acd api`: agent control, supervisor views, live updates and the built-in wallboard."""

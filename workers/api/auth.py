@@ -1,0 +1,85 @@
+"""Bearer-token authentication.
+
+- State-changing requests (POST, PUT, PATCH, DELETE) need the full-access token.
+- Reads under /api/ need the full-access token or the read token, unless
+  ``public_reads`` is on.
+- /health, /ready, /metrics, /openapi.json and the wallboard page itself are open (the
+  page fetches its data with a token taken from the URL fragment, which browsers never
+  send to the server).
+
+Tokens are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from workers.api.errors import ApiError, Handler
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="acd"'}
+
+
+class Access(Enum):
+    NONE = 0
+    READ = 1
+    FULL = 2
+
+
+class TokenAuth:
+    """Decides what a request's bearer token allows."""
+
+    def __init__(self, token: SecretStr, read_token: SecretStr | None, *, public_reads: bool) -> None:
+        self._token = token.get_secret_value().encode()
+        self._read_token = read_token.get_secret_value().encode() if read_token else None
+        self.public_reads = public_reads
+
+    def access(self, presented: str) -> Access:
+        given = presented.encode()
+        if hmac.compare_digest(given, self._token):
+            return Access.FULL
+        if self._read_token is not None and hmac.compare_digest(given, self._read_token):
+            return Access.READ
+        return Access.NONE
+
+    def check(self, request: web.Request) -> None:
+        if not request.path.startswith("/api/"):
+            return
+        writing = request.method in WRITE_METHODS
+        if not writing and self.public_reads:
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if not header:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing token: send 'Authorization: Bearer <token>' (ACD_API__TOKEN"
+                + ("" if writing else ", or ACD_API__READ_TOKEN for reads")
+                + ")",
+                headers=CHALLENGE,
+            )
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise ApiError(
+                401,
+                "unauthorized",
+                "malformed Authorization header: expected 'Bearer <token>'",
+                headers=CHALLENGE,
+            )
+        access = self.access(presented.strip())
+        if access is Access.NONE:
+            raise ApiError(401, "unauthorized", "invalid token", headers=CHALLENGE)
+        if writing and access is not Access.FULL:
+            raise ApiError(403, "forbidden", "this token may only read; changes need the full-access token")
+
+    def middleware(self) -> web.middleware:  # type: ignore[valid-type]
+        @web.middleware
+        async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+            self.check(request)
+            return await handler(request)
+
+        return authenticate

@@ -1,0 +1,97 @@
+"""Supervisor views, as JSON documents: queues, agents by state, the wallboard.
+
+Figures are the ones Grafana shows: waiting calls and oldest wait come from the same
+state summary the collector exports, service level from the queue statistics with each
+queue's configured formula (router.kpi).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router import kpi
+from router.clock import Clock
+from router.domain import AgentState, QueueConfig
+from router.store import RedisStateStore
+from router.store.admin import AdminStore, AgentView, CallView
+
+# Every AgentState, in the order a wallboard shows them.
+AGENT_ACTIVITIES = tuple(
+    state.value
+    for state in (
+        AgentState.AVAILABLE,
+        AgentState.ON_CALL,
+        AgentState.RESERVED,
+        AgentState.WRAP_UP,
+        AgentState.PAUSED,
+        AgentState.LOGGED_OUT,
+    )
+)
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+class Views:
+    """Reads Redis for the API's GET endpoints and the live feed."""
+
+    def __init__(
+        self, store: RedisStateStore, admin: AdminStore, queues: dict[str, QueueConfig], clock: Clock
+    ) -> None:
+        self.store = store
+        self.admin = admin
+        self.queues = queues
+        self.clock = clock
+
+    async def queue_summaries(self) -> list[dict[str, Any]]:
+        summary = await self.store.state_summary()
+        stats = await self.admin.queue_stats(self.queues)
+        now = self.clock.now()
+        out = []
+        for name, queue in self.queues.items():
+            figures = stats.get(name, {})
+            oldest = summary.oldest_entered_at.get(name)
+            target = queue.service_level
+            level = kpi.service_level(figures, target.formula)
+            out.append(
+                {
+                    "name": name,
+                    "waiting": summary.waiting.get(name, 0),
+                    "oldest_wait_s": _round(max(0.0, now - oldest) if oldest else 0.0, 1),
+                    "service_level": _round(level, 4),
+                    "service_level_target": target.target,
+                    "service_level_threshold_s": target.threshold_s,
+                    "service_level_formula": target.formula,
+                    "service_level_met": None if level is None else level >= target.target,
+                    "offered": int(figures.get("offered", 0)),
+                    "answered": int(figures.get("answered", 0)),
+                    "abandoned": int(figures.get("abandoned", 0)),
+                    "asa_s": _round(kpi.asa_seconds(figures), 1),
+                    "abandon_rate": _round(kpi.abandon_rate(figures), 4),
+                }
+            )
+        return out
+
+    async def agents_by_activity(self) -> dict[str, int]:
+        summary = await self.store.state_summary()
+        return {activity: summary.agents.get(activity, 0) for activity in AGENT_ACTIVITIES}
+
+    async def wallboard(self) -> dict[str, Any]:
+        return {
+            "at": round(self.clock.now(), 3),
+            "queues": await self.queue_summaries(),
+            "agents": await self.agents_by_activity(),
+        }
+
+    async def agents(self, activity: str | None = None) -> list[AgentView]:
+        agents = await self.admin.agents()
+        return [a for a in agents if activity is None or activity in (a.activity, a.state)]
+
+    async def calls(self, queue: str | None = None) -> list[CallView]:
+        calls = await self.admin.queued_calls()
+        return [call for call in calls if queue is None or call.queue == queue]
+
+    def calls_json(self, calls: list[CallView]) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        return [call.as_json(now) for call in calls]
