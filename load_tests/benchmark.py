@@ -59,8 +59,10 @@ class LoadResult:
     offered_per_s: int
     decisions: int
     decisions_per_s: float
-    p50_ms: float | None
+    p50_ms: float | None  # event consumed -> command handed to the Kafka producer
     p99_ms: float | None
+    acked_p50_ms: float | None  # event consumed -> command acknowledged by the broker
+    acked_p99_ms: float | None
 
 
 @dataclass
@@ -71,6 +73,7 @@ class ConfigResult:
     saturation_per_worker: float = 0.0
     saturation_p50_ms: float | None = None
     saturation_p99_ms: float | None = None
+    saturation_acked_p99_ms: float | None = None
     loads: list[LoadResult] = field(default_factory=list)
 
 
@@ -245,7 +248,7 @@ class Bench:
         rng: random.Random,
     ) -> LoadResult:
         await _drain(store)
-        before = await store.redis.llen(store.keys.latencies)
+        before = await _lengths(store)
         started = time.monotonic()
         sent = 0
         while (elapsed := time.monotonic() - started) < config.load_s:
@@ -256,13 +259,15 @@ class Bench:
             await asyncio.sleep(0.002)
         await pbx.producer.flush()
         await _drain(store)
-        latencies = await _latencies_since(store, before)
+        latencies, acked = await _latencies_since(store, before)
         return LoadResult(
             offered_per_s=rate,
             decisions=len(latencies),
             decisions_per_s=round(len(latencies) / config.load_s, 1),
             p50_ms=percentile(latencies, 50),
             p99_ms=percentile(latencies, 99),
+            acked_p50_ms=percentile(acked, 50),
+            acked_p99_ms=percentile(acked, 99),
         )
 
     async def _saturate(
@@ -276,18 +281,19 @@ class Bench:
     ) -> None:
         """A backlog far beyond what the workers can do at once: decisions per second."""
         await _drain(store)
-        before = await store.redis.llen(store.keys.latencies)
+        before = await _lengths(store)
         for n in range(config.saturation_calls):
             await pbx.call(f"S-{n}", rng.choice(queues))
         await pbx.producer.flush()
         started = time.monotonic()
-        finished = await _drain(store, want=before + config.saturation_calls, idle_s=3.0)
+        finished = await _drain(store, want=before[0] + config.saturation_calls, idle_s=3.0)
         elapsed = max(finished - started, 1e-3)
-        latencies = await _latencies_since(store, before)
+        latencies, acked = await _latencies_since(store, before)
         result.saturation_decisions_per_s = round(len(latencies) / elapsed, 1)
         result.saturation_per_worker = round(result.saturation_decisions_per_s / config.workers, 1)
         result.saturation_p50_ms = percentile(latencies, 50)
         result.saturation_p99_ms = percentile(latencies, 99)
+        result.saturation_acked_p99_ms = percentile(acked, 99)
 
 
 async def _wait_agents_in(store: RedisStateStore, count: int, timeout_s: float = 120.0) -> None:
@@ -317,8 +323,14 @@ async def _drain(store: RedisStateStore, *, want: int | None = None, idle_s: flo
         await asyncio.sleep(0.05)
 
 
-async def _latencies_since(store: RedisStateStore, start: int) -> list[float]:
-    return [float(v) for v in await store.redis.lrange(store.keys.latencies, start, -1)]
+async def _lengths(store: RedisStateStore) -> tuple[int, int]:
+    return await store.redis.llen(store.keys.latencies), await store.redis.llen(store.keys.latencies_acked)
+
+
+async def _latencies_since(store: RedisStateStore, start: tuple[int, int]) -> tuple[list[float], list[float]]:
+    decided = await store.redis.lrange(store.keys.latencies, start[0], -1)
+    acked = await store.redis.lrange(store.keys.latencies_acked, start[1], -1)
+    return [float(v) for v in decided], [float(v) for v in acked]
 
 
 async def measure_floor(

@@ -12,12 +12,12 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -60,6 +60,9 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
         "bootstrap_servers": settings.bootstrap_servers,
         "security_protocol": settings.security_protocol,
         "request_timeout_ms": int(settings.request_timeout_s * 1000),
+        # Re-read topic metadata often: after a broker loses its topics (Tansu keeps them in
+        # memory), clients must notice the recreated partitions within seconds, not minutes.
+        "metadata_max_age_ms": settings.metadata_max_age_ms,
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
@@ -103,19 +106,94 @@ async def _close_quietly(client: Any) -> None:
         logger.debug("ignoring error while closing a Kafka client", exc_info=True)
 
 
-async def ensure_topics(settings: KafkaSettings, topics: Sequence[str]) -> None:
-    """Create ``topics`` with the configured partitions if they do not exist yet."""
+async def ensure_topics(settings: KafkaSettings, topics: Sequence[str]) -> list[str]:
+    """Create missing ``topics`` with the configured partitions (and give too-small ones the
+    configured count); returns the topics that had to be created or grown."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await _start_with_retry(admin, settings)
     try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            new = [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
-            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
-                await admin.create_topics(new)
+        return await _repair_topics(admin, settings, topics)
     finally:
         await admin.close()
+
+
+async def _repair_topics(
+    admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: Sequence[str]
+) -> list[str]:
+    existing = set(await admin.list_topics())
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        new = [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+            await admin.create_topics(new)
+    present = [t for t in topics if t in existing]
+    short = [
+        d["topic"] for d in await admin.describe_topics(present) if len(d["partitions"]) < settings.partitions
+    ]
+    if short:
+        # A topic auto-created by a producer after a broker lost its topics has the broker's
+        # default partition count: grow it, or some consumers would read nothing.
+        with contextlib.suppress(KafkaError):
+            await admin.create_partitions({t: NewPartitions(settings.partitions) for t in short})
+    return missing + short
+
+
+class TopicGuardian:
+    """Checks every few seconds that the topics exist with their partitions, and repairs them.
+
+    A broker that restarts empty (Tansu's memory storage; a Kafka cluster rebuilt from
+    scratch) loses topics, offsets and every event not yet consumed. ``on_repaired`` lets the
+    process react (ingest resynchronises from AMI: what was lost is re-listed).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        on_repaired: Callable[[list[str]], None] | None = None,
+        interval_s: float = 2.0,
+        sentinel: str | None = None,
+    ) -> None:
+        self.settings = settings
+        # A sentinel topic only this process creates: another process may recreate the shared
+        # topics first, but the sentinel's absence still tells this one the broker lost them.
+        self.topics = list(topics) + ([sentinel] if sentinel else [])
+        self.on_repaired = on_repaired
+        self.interval_s = interval_s
+        self._baseline = True  # the first check creates what is missing without reporting a loss
+
+    async def run(self) -> None:
+        """Until cancelled; broker outages are waited out, not raised."""
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
+        started = False
+        try:
+            while True:
+                await asyncio.sleep(self.interval_s)
+                started = started or await self._start(admin)
+                if started:
+                    await self._check(admin)
+        finally:
+            if started:
+                await _close_quietly(admin)
+
+    async def _start(self, admin: AIOKafkaAdminClient) -> bool:
+        try:
+            await admin.start()
+        except KafkaError:
+            return False
+        return True
+
+    async def _check(self, admin: AIOKafkaAdminClient) -> None:
+        try:
+            repaired = await _repair_topics(admin, self.settings, self.topics)
+        except KafkaError as exc:
+            logger.debug("topic check skipped: %s", exc)
+            return
+        first, self._baseline = self._baseline, False
+        if repaired and not first:
+            logger.warning("Kafka topics missing or short, recreated: %s", repaired)
+            if self.on_repaired is not None:
+                self.on_repaired(repaired)
 
 
 class KafkaEnvelopeProducer:
@@ -138,6 +216,15 @@ class KafkaEnvelopeProducer:
     async def send(self, topic: str, envelope: Envelope) -> asyncio.Future[Any]:
         """Queue one envelope; the returned future resolves once the broker has it."""
         return await self._producer.send(topic, envelope.encode(), key=envelope.key.encode())  # type: ignore[no-any-return]
+
+    async def has_all_partitions(self, topic: str) -> bool:
+        """Whether the producer sees ``topic`` with its configured partition count (keys map
+        to partitions by that count, so a call's events stay on one partition)."""
+        try:
+            partitions = await self._producer.partitions_for(topic)
+        except KafkaError:
+            return False
+        return len(partitions or ()) >= self.settings.partitions
 
     async def send_and_wait(self, topic: str, envelope: Envelope) -> None:
         await (await self.send(topic, envelope))

@@ -129,8 +129,15 @@ def parse_overflow(envelope: Envelope) -> OverflowCommand:
 
 
 def failure_envelope(
-    command: OfferCommand, reason: str, *, channel_gone: bool, at: float, source: str
+    command: OfferCommand,
+    reason: str,
+    *,
+    channel_gone: bool,
+    at: float,
+    source: str,
+    sequence: tuple[int, int] | None = None,
 ) -> Envelope:
+    """``sequence``: the producer's (session, seq), for deduplication by the routers."""
     data: dict[str, Any] = {
         "outcome": "failed",
         "offer_id": command.offer_id,
@@ -139,6 +146,7 @@ def failure_envelope(
         "reason": reason,
         "channel_gone": channel_gone,
     }
+    session, seq = sequence if sequence is not None else (None, None)
     return Envelope(
         type=DISPATCH_OUTCOME,
         id=uuid.uuid4().hex,
@@ -146,6 +154,8 @@ def failure_envelope(
         ts=at,
         key=f"call:{command.call_id}",
         data=data,
+        session=session,
+        seq=seq,
     )
 
 

@@ -302,18 +302,25 @@ class RoutingEngine:
     # -- recovery and timers --------------------------------------------------------------
 
     async def _on_resync(self, event: ResyncFinished, pos: Position, started: float) -> None:
-        closed = await self.store.resync_close(event.snapshot_at, event.live_call_ids)
-        for call in closed:
-            if call.outcome == "abandoned":
-                self.metrics.abandoned.labels(call.queue).inc()
-                self.metrics.abandon_wait.labels(call.queue).observe(call.seconds)
-            else:
-                self.metrics.talk.labels(call.queue).observe(call.seconds)
-        if closed:
-            self.metrics.calls_closed_by_resync.inc(len(closed))
-            ids = [call.call_id for call in closed[:20]]
-            logger.warning("resync: %d calls ended while AMI was disconnected: %s", len(closed), ids)
-        await self.matcher.sweep(started)
+        """Close what the listing no longer shows, after a grace period: events of those calls
+        sent before the listing may still be on their way through other partitions."""
+        due = self.clock.now() + self.settings.resync_grace_s * self.clock.time_scale
+        await self.store.schedule_resync(event.snapshot_at, event.live_call_ids, due)
+
+    async def _close_after_resync(self, started: float) -> None:
+        for snapshot_at, live_call_ids in await self.store.due_resyncs(self.clock.now()):
+            closed = await self.store.resync_close(snapshot_at, live_call_ids)
+            for call in closed:
+                if call.outcome == "abandoned":
+                    self.metrics.abandoned.labels(call.queue).inc()
+                    self.metrics.abandon_wait.labels(call.queue).observe(call.seconds)
+                else:
+                    self.metrics.talk.labels(call.queue).observe(call.seconds)
+            if closed:
+                self.metrics.calls_closed_by_resync.inc(len(closed))
+                ids = [call.call_id for call in closed[:20]]
+                logger.warning("resync: %d calls ended while AMI was disconnected: %s", len(closed), ids)
+            await self.matcher.sweep(started)
 
     async def tick(self, started: float) -> None:
         """Time-driven work: wrap-ups ending, offers expiring, requirements relaxing, overflow."""
@@ -326,6 +333,7 @@ class RoutingEngine:
             logger.warning(
                 "offer for call %s expired before it rang; back in line", call_id, extra=ids(call_id)
             )
+        await self._close_after_resync(started)
         await self.overflows.run_due(started)
         if started - self._last_unstaffed_check >= UNSTAFFED_CHECK_EVERY_S:
             self._last_unstaffed_check = started

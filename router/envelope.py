@@ -42,9 +42,14 @@ class Envelope:
     key: str
     data: dict[str, Any] = field(default_factory=dict)
     v: int = ENVELOPE_VERSION
+    # Producer sequence: ``session`` (the producer's start, ms since the epoch) and ``seq``
+    # (counting from 1 in that session). Consumers deduplicate on them, which survives what
+    # Kafka offsets do not: a broker that restarts empty and numbers from 0 again.
+    session: int | None = None
+    seq: int | None = None
 
     def encode(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "v": self.v,
             "id": self.id,
             "type": self.type,
@@ -53,6 +58,8 @@ class Envelope:
             "key": self.key,
             "data": self.data,
         }
+        if self.session is not None and self.seq is not None:
+            body["session"], body["seq"] = self.session, self.seq
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -84,6 +91,7 @@ def _validated(body: dict[str, Any]) -> Envelope:
     data = body.get("data", {})
     if not isinstance(data, dict):
         raise MalformedEventError("field 'data' must be an object")
+    session, seq = _sequence(body)
     return Envelope(
         type=body["type"],
         id=body["id"],
@@ -92,4 +100,17 @@ def _validated(body: dict[str, Any]) -> Envelope:
         key=body["key"],
         data=data,
         v=version,
+        session=session,
+        seq=seq,
     )
+
+
+def _sequence(body: dict[str, Any]) -> tuple[int | None, int | None]:
+    session, seq = body.get("session"), body.get("seq")
+    if session is None and seq is None:
+        return None, None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (session, seq)):
+        raise MalformedEventError(
+            f"fields 'session' and 'seq' must be non-negative integers, got {session!r}, {seq!r}"
+        )
+    return session, seq

@@ -18,7 +18,7 @@ from prometheus_client.utils import floatToGoString
 WAIT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
 TALK_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 WRAPUP_BUCKETS = (5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 def wait_buckets(thresholds: Iterable[float]) -> tuple[float, ...]:
@@ -72,7 +72,13 @@ class RoutingMetrics:
         )
         self.decision_latency = Histogram(
             "acd_routing_decision_latency_seconds",
-            "Real time from event consumed to routing command acknowledged by Kafka",
+            "Real time from event consumed to routing command produced (handed to the Kafka producer)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.command_acked_latency = Histogram(
+            "acd_routing_command_acked_seconds",
+            "Real time from event consumed to routing command acknowledged by Kafka (acks=all)",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

@@ -73,6 +73,7 @@ class KafkaSettings(Frozen):
     sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     request_timeout_s: float = Field(default=10.0, gt=0)
+    metadata_max_age_ms: int = Field(default=5_000, ge=100, description="how soon recreated topics are seen")
     startup_timeout_s: float = Field(default=30.0, gt=0, description="keep trying to reach Kafka at start-up")
     # Tansu does not wake a waiting fetch when data arrives, so a long fetch wait is
     # pure latency; 10 ms keeps the routing loop's p99 low at a small CPU cost.
@@ -134,6 +135,9 @@ class RoutingSettings(Frozen):
     candidate_limit: int = Field(default=64, ge=1, le=10_000)
     timer_interval_s: float = Field(default=0.2, gt=0, description="real seconds between timer ticks")
     connect_context: str = "acd-connect"
+    resync_grace_s: float = Field(
+        default=3.0, ge=0, description="real seconds before a resync closes calls it no longer lists"
+    )
 
 
 PAUSE_REASON_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"

@@ -12,9 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from redis.asyncio import Redis
 
 from workers.embedded import EmbeddedKafka, EmbeddedRedis
+
+# Shared, noisy machines: no per-example deadline (timing is not what these tests check).
+settings.register_profile("acd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("acd")
 
 REDIS_FIXTURES = {"redis", "redis_server", "store"}
 KAFKA_FIXTURES = {"kafka_bootstrap", "kafka_settings"}

@@ -95,6 +95,8 @@ async def test_agent_control_through_the_whole_pipeline(pipe: tuple[Pipeline, st
         api = Client(session, base)
         desk = asyncio.create_task(desk_states(session, base, seen))
         try:
+            # The desktop is connected (it has its first state) before anything happens.
+            await until(lambda: _true(bool(seen)), "the desktop stream's first state")
             await _scenario(harness, api, seen)
         finally:
             desk.cancel()

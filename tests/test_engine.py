@@ -198,3 +198,17 @@ async def test_wrap_up_finished_through_the_api_gets_the_next_call_at_the_next_t
     await engine.tick(0)
     assert sink(engine).last() == ("c2", "senior")
     assert engine.metrics.wrapup.labels("billing")._sum.get() == 2.0
+
+
+async def test_resync_closes_missing_calls_after_a_grace_period(engine: RoutingEngine) -> None:
+    from router.events import ResyncFinished
+
+    await arrive(engine, "gone")
+    await arrive(engine, "alive")
+    clock(engine).t += 10
+    await engine.handle(ResyncFinished(frozenset({"alive"}), clock(engine).now()), NO_POSITION, 0)
+    assert (await engine.store.call("gone"))["state"] == "waiting"  # its events may still be on the way
+    clock(engine).t += engine.settings.resync_grace_s
+    await engine.tick(0)
+    assert (await engine.store.call("gone"))["state"] == "abandoned"
+    assert (await engine.store.call("alive"))["state"] == "waiting"

@@ -183,3 +183,16 @@ def test_helpers() -> None:
     assert parse_duration("01:02:03") == 3723
     assert parse_duration("17") == 17
     assert parse_duration("nonsense") == 0
+
+
+def test_resync_listing_of_a_bridged_agent_leg_means_the_call_was_answered() -> None:
+    leg = {
+        "Event": "CoreShowChannel",
+        "Channel": "PJSIP/a1-00000009",
+        "Uniqueid": "1700000000.9",
+        "Linkedid": "1700000000.1",
+        "BridgeId": "b-7",
+        "Duration": "00:00:40",
+    }
+    assert translate(ami(leg, ts=1000.0)) == AgentAnswered("1700000000.1", "PJSIP/a1", 960.0)
+    assert translate(ami(leg | {"BridgeId": ""})) is None

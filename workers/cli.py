@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
             "loadtest", help="load test: a scenario's traffic, measured, with an optional report"
         )
     )
+    from workers.chaos import add_chaos_arguments
+
+    add_chaos_arguments(commands.add_parser("chaos", help="fault scenarios against the real components"))
     from workers.staffing import add_staffing_arguments
 
     add_staffing_arguments(
@@ -97,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from workers.loadtest import run_loadtest_command
 
             return run_loadtest_command(args)
+        if args.command == "chaos":
+            from workers.chaos import run_chaos_command
+
+            return run_chaos_command(args)
         if args.command == "staffing":
             from workers.staffing import run_staffing_command
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import shutil
 import sys
@@ -97,15 +98,24 @@ class Demo:
 
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
-            redis_server = await stack.enter_async_context(EmbeddedRedis(self.run_dir / "redis"))
+            redis_server = await stack.enter_async_context(self._redis_server())
             kafka = await stack.enter_async_context(EmbeddedKafka())
             pbx = Pbx(self.clock, seed=self.scenario.seed)
             stack.push_async_callback(pbx.aclose)
             simulator = AmiSimulator(pbx, users={AMI_USER: AmiUser(self.secret, AMI_READ, AMI_WRITE)})
             await simulator.start()
             stack.push_async_callback(simulator.stop)
-            children = ChildProcesses(self.run_dir)
+            children = ChildProcesses(
+                self.run_dir, log_level=os.environ.get("ACD_DEMO_CHILD_LOG_LEVEL", "INFO")
+            )
             stack.push_async_callback(children.stop)
+            # Kept for subclasses that act on the running system (fault injection).
+            self.redis_server, self.kafka, self.simulator, self.children = (
+                redis_server,
+                kafka,
+                simulator,
+                children,
+            )
             config = self._write_config(redis_server.url, kafka.bootstrap_servers, simulator.port)
             await children.start(self._child_specs(config))
             self._banner(children)
@@ -123,6 +133,9 @@ class Demo:
         if not self.args.keep:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         return summary
+
+    def _redis_server(self) -> EmbeddedRedis:
+        return EmbeddedRedis(self.run_dir / "redis")
 
     def _write_config(self, redis_url: str, bootstrap: str, ami_port: int) -> Path:
         config = {

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.ami.gateway import AmiGateway
-from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
+from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
 from router.commands import (
     OfferCommand,
@@ -69,10 +73,14 @@ class Dispatcher:
         self.metrics = metrics
         self.topics = Topics(settings.kafka.topic_prefix)
         self.source = f"dispatcher:{settings.ami.host}:{settings.ami.port}"
+        self._session, self._seq = int(time.time() * 1000), 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        guardian = TopicGuardian(self.settings.kafka, self.topics.all())
         await run_until_stopped(
-            stop, draining=[self.consume(stop)], background=[self.gateway.run(on_connected=self._connected)]
+            stop,
+            draining=[self.consume(stop)],
+            background=[self.gateway.run(on_connected=self._connected), guardian.run()],
         )
 
     async def _connected(self) -> None:
@@ -84,11 +92,35 @@ class Dispatcher:
             if not self.gateway.connected:
                 await wait_or_stop(stop, 0.1)
                 continue
-            batch = await self.reader.read(timeout_ms=100)
+            try:
+                batch = await self.reader.read(timeout_ms=100)
+            except KafkaError as exc:  # a broker restarting, a rebalance: wait and read again
+                logger.warning("reading routing commands failed (%s); retrying", exc)
+                await wait_or_stop(stop, 0.5)
+                continue
             for message in batch:
-                await self._execute(message)
-            await self.producer.flush()
+                await self._execute_until_done(message, stop)
+            try:
+                await self.producer.flush()
+            except KafkaError as exc:
+                logger.error("Kafka did not take dispatch outcomes (%s); the offers expire instead", exc)
             await self.reader.commit(batch)
+
+    async def _execute_until_done(self, message: Consumed, stop: asyncio.Event) -> None:
+        """Execute one command; while Redis is down, wait for it (the command is not skipped)."""
+        while True:
+            try:
+                await self._execute(message)
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.warning("Redis unavailable while dispatching %s (%s); retrying", message.part, exc)
+                if await wait_or_stop(stop, 0.5):
+                    return
+            except KafkaError as exc:
+                # Only outcomes are produced here; an offer whose failure could not be reported
+                # goes back in line at its dispatch deadline.
+                logger.error("Kafka error while dispatching %s@%s: %s", message.part, message.offset, exc)
+                return
 
     async def _execute(self, message: Consumed) -> None:
         try:
@@ -149,8 +181,14 @@ class Dispatcher:
             reason,
             extra={"call_id": command.call_id, "agent_id": command.agent_id},
         )
+        self._seq += 1
         envelope = failure_envelope(
-            command, reason, channel_gone=gone, at=self.clock.now(), source=self.source
+            command,
+            reason,
+            channel_gone=gone,
+            at=self.clock.now(),
+            source=self.source,
+            sequence=(self._session, self._seq),
         )
         await self.producer.send_and_wait(self.topics.routing_outcomes, envelope)
 

@@ -102,11 +102,19 @@ class _ChildServer:
 class EmbeddedRedis(_ChildServer):
     """``redis-server`` in ``workdir``; TCP on a free port unless ``unix_socket_only``."""
 
-    def __init__(self, workdir: Path, *, unix_socket_only: bool = False, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        unix_socket_only: bool = False,
+        appendonly: bool = False,
+        fsync: str = "everysec",
+    ) -> None:
         self.workdir = workdir
         self.unix_socket = workdir / "redis.sock"
         self.port = 0 if unix_socket_only else free_port()
         self.appendonly = appendonly
+        self.fsync = fsync
 
     @property
     def url(self) -> str:
@@ -122,9 +130,11 @@ class EmbeddedRedis(_ChildServer):
                 "or `apt-get install redis-server`"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.unix_socket.unlink(missing_ok=True)  # left behind by a killed server
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         args += ["--unixsocket", str(self.unix_socket), "--save", "", "--daemonize", "no"]
         args += ["--appendonly", "yes" if self.appendonly else "no", "--logfile", "redis.log"]
+        args += ["--appendfsync", self.fsync]
         self.proc = await asyncio.create_subprocess_exec(
             *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent
         )
@@ -138,10 +148,27 @@ class EmbeddedRedis(_ChildServer):
             if self.proc.returncode is not None:
                 log = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
                 raise EmbeddedServerError(f"redis-server exited at start-up:\n{log}")
-            if self.unix_socket.exists():
+            if await self._answers_ping():
                 return
             await asyncio.sleep(0.02)
         raise EmbeddedServerError(f"redis-server not ready within {timeout_s}s")
+
+    async def _answers_ping(self) -> bool:
+        """PONG, not just a socket: a restarted server may still be loading its AOF."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(self.unix_socket))
+        except OSError:
+            return False
+        try:
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            return (await asyncio.wait_for(reader.readline(), 1.0)).startswith(b"+PONG")
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 class EmbeddedKafka(_ChildServer):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
+import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from router.ami.gateway import AmiGateway
 from router.ami.translate import AmiFields, partition_key
-from router.bus import KafkaEnvelopeProducer, Topics, ensure_topics
+from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
 from router.errors import AmiError
@@ -32,6 +33,8 @@ from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
 logger = logging.getLogger(__name__)
 
 LIST_EVENTS_TO_SKIP = frozenset({"coreshowchannelscomplete", "queuestatuscomplete"})
+RECENT_S = 30.0  # real seconds of sent envelopes kept, in case the broker loses them
+MAX_HELD = 200_000  # AMI envelopes kept while Kafka refuses them (a few minutes of a big site)
 
 
 @dataclass(frozen=True)
@@ -63,20 +66,45 @@ class IngestWorker:
         self.clock = clock
         self.metrics = metrics
         self.source = f"ami://{settings.ami.host}:{settings.ami.port}"
-        self._session = uuid.uuid4().hex[:12]
+        # Envelopes carry (session, seq): the routers deduplicate on them, so that resending
+        # what a restarted broker lost is harmless.
+        self._session = int(time.time() * 1000)
         self._seq = 0
+        self._recent: deque[tuple[float, Envelope]] = deque()
         self._inbox: asyncio.Queue[Message | _Snapshot] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
+        self._held: deque[Envelope] = deque()
+        self._blocked_keys: set[str] = set()
         self._needs_resync = asyncio.Event()
         self.gateway = AmiGateway(settings.ami, on_message=self._inbox.put_nowait)
+        sentinel = f"{settings.kafka.topic_prefix}.ingest.sentinel.v1"
+        self.guardian = TopicGuardian(settings.kafka, self.topics.all(), self._topics_lost, sentinel=sentinel)
         metrics.connected.set_function(lambda: float(self.gateway.connected))
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_until_stopped(
             stop,
             draining=[self._pump(stop)],
-            background=[self.gateway.run(on_connected=self._resync), self._resync_when_needed(stop)],
+            background=[
+                self.gateway.run(on_connected=self._resync),
+                self._resync_when_needed(stop),
+                self.guardian.run(),
+            ],
         )
+
+    def _topics_lost(self, topics: list[str]) -> None:
+        """The broker lost topics (and with them events not yet consumed): send the recent
+        ones again (the routers skip what they already applied), then list AMI again."""
+        logger.error("Kafka lost topics %s: resending the last %ss of events, then resync", topics, RECENT_S)
+        self._resend_recent()
+
+    def _resend_recent(self) -> None:
+        again = {envelope.seq: envelope for _, envelope in self._recent}
+        again.update({envelope.seq: envelope for envelope in self._held})
+        self._held = deque(again[seq] for seq in sorted(s for s in again if s is not None))
+        self._blocked_keys.update(envelope.key for envelope in self._held)
+        self._recent.clear()
+        self._needs_resync.set()
 
     async def _pump(self, stop: asyncio.Event) -> None:
         """Publish inbox items in arrival order; on stop, publish what is queued, then return."""
@@ -97,6 +125,8 @@ class IngestWorker:
         return Envelope(
             type=kind,
             id=f"{self._session}-{self._seq}",
+            session=self._session,
+            seq=self._seq,
             source=self.source,
             ts=at,
             key=partition_key(fields) if kind == AMI_EVENT else "ami:resync",
@@ -107,22 +137,71 @@ class IngestWorker:
         if kind == AMI_EVENT:
             self._remember_hangup(fields)
         envelope = self._envelope(fields, at, kind=kind)
+        if envelope.key in self._blocked_keys:
+            self._hold(envelope)  # behind an earlier one of its call or agent that failed
+            return
         future = await self.producer.send(self.topics.ami_events, envelope)
-        future.add_done_callback(self._delivered)
+        future.add_done_callback(lambda f: self._delivered(f, envelope))
+        self._remember_recent(envelope)
+
+    def _remember_recent(self, envelope: Envelope) -> None:
+        """Keep the last RECENT_S seconds of envelopes: Kafka acknowledged them, but a broker
+        that restarts empty loses what the routers had not consumed yet."""
+        now = time.monotonic()
+        self._recent.append((now, envelope))
+        while self._recent and now - self._recent[0][0] > RECENT_S:
+            self._recent.popleft()
 
     def _remember_hangup(self, fields: dict[str, Any]) -> None:
         ami = AmiFields(fields)
         if ami.get("Event").lower() == "hangup":
             self._hung_up_since_resync.add(ami.get("Uniqueid"))
 
-    def _delivered(self, future: asyncio.Future[Any]) -> None:
+    def _delivered(self, future: asyncio.Future[Any], envelope: Envelope) -> None:
         if future.cancelled() or future.exception() is not None:
             self.metrics.produce_errors.inc()
             if not self._needs_resync.is_set():
-                logger.error("Kafka did not take an AMI envelope (%s): will resync", future.exception())
+                logger.error(
+                    "Kafka did not take an AMI envelope (%s): will resend, then resync", future.exception()
+                )
+            self._hold(envelope)
+            if self._recent:
+                # A refusal may mean the broker restarted and lost what it had acknowledged.
+                self._resend_recent()
             self._needs_resync.set()
         else:
             self.metrics.produced.inc()
+
+    def _hold(self, envelope: Envelope) -> None:
+        """Keep an envelope Kafka did not take, and every later one of the same key, in order."""
+        self._blocked_keys.add(envelope.key)
+        if len(self._held) >= MAX_HELD:
+            self._held.popleft()  # the resync that follows covers what is dropped here
+            logger.error("more than %d AMI envelopes waiting for Kafka: dropping the oldest", MAX_HELD)
+        self._held.append(envelope)
+
+    async def _resend_held(self) -> bool:
+        """Send what Kafka refused, in order and in bulk; True once nothing is held any more."""
+        if self._held and not await self.producer.has_all_partitions(self.topics.ami_events):
+            return False  # a recreated topic not complete yet: keys would land on other partitions
+        while self._held:
+            batch = list(self._held)
+            futures = [await self.producer.send(self.topics.ami_events, envelope) for envelope in batch]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for _ in batch:
+                self._held.popleft()  # newer ones may have joined behind them meanwhile
+            failed = [
+                env for env, result in zip(batch, results, strict=True) if isinstance(result, BaseException)
+            ]
+            self.metrics.produced.inc(len(batch) - len(failed))
+            if failed:
+                self._held.extendleft(reversed(failed))
+                logger.warning(
+                    "Kafka still refuses %d of %d held AMI envelopes; retrying", len(failed), len(batch)
+                )
+                return False
+        self._blocked_keys.clear()
+        return True
 
     async def _resync(self) -> None:
         """After (re)connect: list live channels and roster members, queue them as a snapshot."""
@@ -165,6 +244,10 @@ class IngestWorker:
                 if await wait_or_stop(stop, 0.5):
                     return
             await wait_or_stop(stop, 1.0)  # let a recovering broker settle
+            # First what happened (late, but in order per call and agent), then the listing.
+            while not await self._resend_held():
+                if await wait_or_stop(stop, 1.0):
+                    return
             await self._resync()
 
 

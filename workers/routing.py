@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
+from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
 from router.commands import (
     OfferCommand,
@@ -32,7 +32,7 @@ from router.commands import (
     pause_envelope,
 )
 from router.engine import RoutingEngine
-from router.envelope import decode
+from router.envelope import Envelope, decode
 from router.errors import AcdError, ConfigError, MalformedEventError
 from router.inbound import domain_event
 from router.metrics import RoutingMetrics
@@ -45,6 +45,22 @@ logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
 LAG_EVERY_S = 1.0
+
+
+def position_of(envelope: Envelope, message: Consumed) -> Position:
+    """Deduplicate on the producer's sequence when the envelope has one (it survives a broker
+    that restarts empty), else on the Kafka offset."""
+    if envelope.session is not None and envelope.seq is not None:
+        return Position(envelope.source, envelope.seq, envelope.session)
+    return Position(message.part, message.offset)
+
+
+def by_partition(batch: list[Consumed]) -> list[list[Consumed]]:
+    """A batch split per topic partition, each in offset order."""
+    parts: dict[str, list[Consumed]] = {}
+    for message in batch:
+        parts.setdefault(message.part, []).append(message)
+    return list(parts.values())
 
 
 class KafkaCommandSink:
@@ -63,9 +79,13 @@ class KafkaCommandSink:
         self.source = source
         self._pending: list[asyncio.Future[Any]] = []
         self.latencies_ms: list[float] = []
+        self.acked_ms: list[float] = []
 
     async def offer(self, command: OfferCommand, started: float) -> None:
         future = await self.producer.send(self.topics.routing_commands, offer_envelope(command, self.source))
+        elapsed = time.monotonic() - started
+        self.metrics.decision_latency.observe(elapsed)
+        self.latencies_ms.append(elapsed * 1000)
         future.add_done_callback(lambda f: self._acked(f, started))
         self._pending.append(future)
         self.metrics.commands.labels("offer").inc()
@@ -85,8 +105,8 @@ class KafkaCommandSink:
     def _acked(self, future: asyncio.Future[Any], started: float) -> None:
         if not future.cancelled() and future.exception() is None:
             elapsed = time.monotonic() - started
-            self.metrics.decision_latency.observe(elapsed)
-            self.latencies_ms.append(elapsed * 1000)
+            self.metrics.command_acked_latency.observe(elapsed)
+            self.acked_ms.append(elapsed * 1000)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -118,7 +138,7 @@ class RoutingWorker:
         self._last_sweep = 0.0
 
     async def run(self, stop: asyncio.Event, *, reloader: ConfigReloader | None = None) -> None:
-        background = [self.report_lag(stop)]
+        background = [self.report_lag(stop), TopicGuardian(self.settings.kafka, self.topics.all()).run()]
         if reloader is not None:
             background.append(reloader.run())
         await run_until_stopped(stop, draining=[self.consume(stop), self.timers(stop)], background=background)
@@ -139,28 +159,61 @@ class RoutingWorker:
 
     async def consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            batch = await self.reader.read(timeout_ms=100)
-            for message in batch:
-                await self._process(message, stop)
-            await self.sink.flush()
-            await self.engine.store.record_latencies(self._take_latencies())
-            await self.reader.commit(batch)
+            batch = await self._read(stop)
+            # Partitions are independent: handle them side by side (each one in order) so
+            # one partition's Redis round trips overlap another's.
+            await asyncio.gather(*(self._process_in_order(part, stop) for part in by_partition(batch)))
+            if await self._flush_commands():
+                await self._record_latencies()
+                await self.reader.commit(batch)
 
-    def _take_latencies(self) -> list[float]:
-        taken, self.sink.latencies_ms = self.sink.latencies_ms, []
-        return taken
+    async def _record_latencies(self) -> None:
+        """Latency samples for reports; losing some while Redis is down is acceptable."""
+        try:
+            await self.engine.store.record_latencies(*self._take_latencies())
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            logger.debug("latency samples dropped: %s", exc)
+
+    async def _read(self, stop: asyncio.Event) -> list[Consumed]:
+        try:
+            return await self.reader.read(timeout_ms=100)
+        except KafkaError as exc:  # a broker restarting, a rebalance: wait and read again
+            logger.warning("reading from Kafka failed (%s); retrying", exc)
+            await wait_or_stop(stop, 0.5)
+            return []
+
+    async def _process_in_order(self, messages: list[Consumed], stop: asyncio.Event) -> None:
+        for message in messages:
+            await self._process(message, stop)
+
+    async def _flush_commands(self) -> bool:
+        """Wait until Kafka has the batch's commands; False (offsets not committed) if it refused."""
+        try:
+            await self.sink.flush()
+        except KafkaError as exc:
+            # The events are applied; offers whose command was lost go back in line at their
+            # deadline (routing.offer_timeout_s), so nothing waits on a command that never left.
+            logger.error("Kafka did not take routing commands (%s); offsets not committed", exc)
+            return False
+        return True
+
+    def _take_latencies(self) -> tuple[list[float], list[float]]:
+        decided, self.sink.latencies_ms = self.sink.latencies_ms, []
+        acked, self.sink.acked_ms = self.sink.acked_ms, []
+        return decided, acked
 
     async def _process(self, message: Consumed, stop: asyncio.Event) -> None:
         self.metrics.events_consumed.labels(message.topic).inc()
         try:
-            event = domain_event(decode(message.value))
+            envelope = decode(message.value)
+            event = domain_event(envelope)
         except MalformedEventError as exc:
             self.metrics.events_malformed.labels(message.topic).inc()
             await self._dead_letter(message, f"malformed: {exc}")
             return
         if event is None:
             return
-        position = Position(message.part, message.offset)
+        position = position_of(envelope, message)
         while True:
             try:
                 await self.engine.handle(event, position, message.received_at)
@@ -170,7 +223,12 @@ class RoutingWorker:
                 logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
                 if await wait_or_stop(stop, 0.5):
                     raise
-            except (AcdError, ValueError, KeyError, TypeError) as exc:
+            except KafkaError as exc:
+                # A command could not be produced: the event is applied; an offer whose
+                # command never left goes back in line at its deadline.
+                logger.error("Kafka error while handling %s@%s: %s", message.part, message.offset, exc)
+                return
+            except Exception as exc:  # a poison message must not stop the partition
                 logger.exception(
                     "could not handle %s@%s (%s); dead-lettered", message.part, message.offset, event
                 )
@@ -195,7 +253,7 @@ class RoutingWorker:
                 if started - self._last_sweep > SWEEP_EVERY_S:
                     self._last_sweep = started
                     await self.engine.sweep(started)
-                await self.sink.flush()
+                await self._flush_commands()
             except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
                 logger.warning("timers skipped: Redis unavailable (%s)", exc)
 

@@ -211,9 +211,15 @@ def _device_state(fields: AmiFields, at: float) -> DomainEvent | None:
 
 
 def _core_show_channel(fields: AmiFields, at: float) -> DomainEvent | None:
-    """A resync listing of a caller still waiting on hold re-announces its call (idempotent)."""
+    """A resync listing: a caller still waiting on hold re-announces its call; an agent's leg
+    in a bridge says its call was answered while the link was down (both idempotent)."""
     variables = fields.chan_variables()
     is_caller = fields.get("Uniqueid") == (fields.get("Linkedid") or fields.get("Uniqueid"))
+    if not is_caller and fields.get("BridgeId") and fields.get("Linkedid"):
+        # The answer time is not listed: the leg's start (when the agent's phone began to
+        # ring) is the closest known moment.
+        started = at - parse_duration(fields.get("Duration"))
+        return AgentAnswered(fields.get("Linkedid"), device_of(fields.get("Channel")), started)
     # channelvars puts ACD_QUEUE= on every channel, empty where the dialplan never set it.
     if not is_caller or not variables.get("ACD_QUEUE", "").strip() or fields.get("BridgeId"):
         return None

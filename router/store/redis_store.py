@@ -9,6 +9,7 @@ agent cannot both win.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +28,8 @@ from router.domain import (
     parse_requirements,
 )
 from router.store.keys import Keys
+
+logger = logging.getLogger(__name__)
 
 _SCRIPTS = (
     "agent_profile",
@@ -59,13 +62,19 @@ MAX_SCAN = 5000  # agents a candidate search reads at most before giving up on a
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where an event came from: ``topic:partition`` and offset. Empty for timer work."""
+    """Where an event stands in its stream, for deduplication. Empty for timer work.
+
+    ``part`` names the stream: the producer (envelope source) when the envelope carries a
+    producer sequence, else the Kafka ``topic:partition``; ``offset`` is the sequence number
+    or Kafka offset, ``session`` the producer session (0 for Kafka offsets).
+    """
 
     part: str = ""
     offset: int = -1
+    session: int = 0
 
     def args(self) -> list[str]:
-        return [self.part, str(self.offset)]
+        return [self.part, f"{self.session}:{self.offset}"]
 
 
 NO_POSITION = Position()
@@ -199,7 +208,10 @@ class RedisStateStore:
         }
 
     async def _run(self, name: str, *args: str | int | float) -> Any:
-        return await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
+        result = await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
+        if isinstance(result, list) and result and result[0] == "duplicate":
+            logger.debug("%s: redelivery ignored %s", name, args)
+        return result
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -357,6 +369,21 @@ class RedisStateStore:
         found = await self.redis.zrangebyscore(self.keys.overflow_due, "-inf", now, start=0, num=limit)
         return [str(call_id) for call_id in found]
 
+    async def schedule_resync(self, snapshot_at: float, live_call_ids: Iterable[str], due: float) -> None:
+        """Remember a resync listing, to close what it misses once ``due``."""
+        payload = json.dumps({"at": snapshot_at, "live": sorted(live_call_ids)})
+        await self.redis.zadd(self.keys.resync_due, {payload: due})
+
+    async def due_resyncs(self, now: float) -> list[tuple[float, list[str]]]:
+        """Resync listings whose grace period is over (each taken by exactly one caller)."""
+        taken = []
+        payloads = cast(list[str], await self.redis.zrangebyscore(self.keys.resync_due, "-inf", now))
+        for payload in payloads:
+            if await self.redis.zrem(self.keys.resync_due, payload):
+                body = json.loads(payload)
+                taken.append((float(body["at"]), [str(c) for c in body["live"]]))
+        return taken
+
     async def resync_close(self, snapshot_at: float, live_call_ids: Iterable[str]) -> list[ClosedCall]:
         """Close open calls the snapshot no longer lists (they ended while AMI was down)."""
         raw = [
@@ -436,12 +463,18 @@ class RedisStateStore:
             ),
         )
 
-    async def record_latencies(self, latencies_ms: Sequence[float]) -> None:
-        if latencies_ms:
-            await self.redis.rpush(self.keys.latencies, *[f"{v:.3f}" for v in latencies_ms])
+    async def record_latencies(self, decided_ms: Sequence[float], acked_ms: Sequence[float] = ()) -> None:
+        """Decision latencies (to the producer) and end-to-end ones (to Kafka's ack), for reports."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if decided_ms:
+                pipe.rpush(self.keys.latencies, *[f"{v:.3f}" for v in decided_ms])
+            if acked_ms:
+                pipe.rpush(self.keys.latencies_acked, *[f"{v:.3f}" for v in acked_ms])
+            await pipe.execute()
 
-    async def latencies(self) -> list[float]:
-        return [float(v) for v in await self.redis.lrange(self.keys.latencies, 0, -1)]
+    async def latencies(self, *, acked: bool = False) -> list[float]:
+        key = self.keys.latencies_acked if acked else self.keys.latencies
+        return [float(v) for v in await self.redis.lrange(key, 0, -1)]
 
     async def decisions(self, count: int = 100_000) -> list[dict[str, Any]]:
         entries = cast(

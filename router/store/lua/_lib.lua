@@ -19,9 +19,21 @@ local function stats_key(queue) return P .. 'stats:' .. queue end
 -- Kafka delivers at least once. Each entity remembers, per topic partition, the offset
 -- of the last event applied to it; a redelivered event at or below it is a no-op.
 -- part is "topic:partition", or '' for work that does not come from Kafka (timers).
+-- Positions are "session:seq": an event of an older session than the one last applied is
+-- a stale redelivery too (a newer session means the producer restarted after it).
+local function split_position(pos)
+  local session, seq = string.match(pos or '', '^(%d+):(%-?%d+)$')
+  return tonumber(session) or 0, tonumber(seq) or tonumber(pos) or -1
+end
+
 local function seen(key, part, off)
   if part == '' then return false end
-  return tonumber(off) <= num(redis.call('HGET', key, 'wm:' .. part), -1)
+  local last = redis.call('HGET', key, 'wm:' .. part)
+  if not last then return false end
+  local session, seq = split_position(off)
+  local last_session, last_seq = split_position(last)
+  if session ~= last_session then return session < last_session end
+  return seq <= last_seq
 end
 
 local function mark(key, part, off)

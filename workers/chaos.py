@@ -1,0 +1,312 @@
+"""`acd chaos`: fault scenarios against the real components while traffic flows.
+
+Each fault runs on a fresh system (the demo's: redis-server, Tansu, the AMI simulator, the
+worker processes) with the chaos scenario's traffic. Some seconds in, the fault strikes;
+the traffic keeps coming; at the end the referee compares the router's account of every
+call with the simulator's ledger:
+
+- ``lost``: calls the router accounts for as neither answered, abandoned, overflowed nor
+  waiting; ``double_assigned``: Redirects that reached an agent already at capacity;
+- ``leaked_reservations``: agents still holding a reservation no open offer explains;
+- ``recovery_s``: real seconds from the fault until a call that arrived after it was
+  answered (routing works end to end again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from load_tests.amisim import Pbx
+from load_tests.scenario import Scenario, load_scenario
+from load_tests.traffic import TrafficGenerator
+from router.store import RedisStateStore
+from workers.children import ChildProcesses
+from workers.demo import Demo
+from workers.embedded import EmbeddedRedis
+from workers.runtime import install_stop_signals
+
+logger = logging.getLogger(__name__)
+
+SCENARIO = Path(__file__).resolve().parent.parent / "load_tests" / "scenarios" / "chaos.yaml"
+PROBE_QUEUE = "probe"
+PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ringing
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A named fault: ``strike`` breaks something (and repairs it, when repair is part of it)."""
+
+    name: str
+    description: str
+    strike: Callable[[FaultRun], Awaitable[None]]
+
+
+class FaultRun(Demo):
+    """One fault on a fresh system: traffic, the fault at ``fault_at_s``, the verdict."""
+
+    def __init__(self, scenario: Scenario, args: argparse.Namespace, fault: Fault, fault_at_s: float) -> None:
+        super().__init__(scenario, args)
+        self.fault = fault
+        self.fault_at_s = fault_at_s
+        self.struck_at: float | None = None  # simulated time the fault began
+        # Until when nobody could see Asterisk (AMI down): a call that came and went entirely
+        # in that window left no event anywhere, so no router could account for it.
+        self.blind_until: float | None = None
+        self.store: RedisStateStore | None = None
+        self.pbx: Pbx | None = None
+
+    def _redis_server(self) -> EmbeddedRedis:
+        # Every write reaches the disk before it is acknowledged: a killed Redis loses nothing.
+        return EmbeddedRedis(self.run_dir / "redis", appendonly=True, fsync="always")
+
+    async def _drive(
+        self, traffic: TrafficGenerator, store: RedisStateStore, children: ChildProcesses, stop: asyncio.Event
+    ) -> None:
+        self.store, self.pbx = store, traffic.pbx
+        traffic_stop = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(traffic.run(traffic_stop))
+            group.create_task(children.watch(traffic_stop))
+            await asyncio.sleep(self.fault_at_s)
+            self.struck_at = self.clock.now()
+            logger.warning("chaos: %s", self.fault.description)
+            await self.fault.strike(self)
+            remaining = max(0.0, self.args.duration - self.fault_at_s)
+            await _sleep_unless(stop, remaining)
+            traffic_stop.set()
+
+    async def _finish(self, store: RedisStateStore, pbx: Pbx, children: ChildProcesses) -> dict[str, Any]:
+        summary = await super()._finish(store, pbx, children)
+        summary["leaked_reservations"] = len(await leaked_reservations(store))
+        return self.verdict(summary, pbx)
+
+    def verdict(self, summary: dict[str, Any], pbx: Pbx) -> dict[str, Any]:
+        truth = summary["ground_truth"]
+        unseen = [c for c in summary["lost_call_ids"] if self._unobservable(pbx, c)]
+        summary["lost_calls"] -= len(unseen)
+        summary["lost_call_ids"] = [c for c in summary["lost_call_ids"] if c not in unseen]
+        # Answered and ended while AMI was down: the router can only see that the call is gone.
+        blind = [m for m in summary["mismatched_calls"] if self._unobservable(pbx, m[0], since_answer=True)]
+        summary["mismatched_calls"] = [m for m in summary["mismatched_calls"] if m not in blind]
+        summary["state_mismatches"] -= len(blind)
+        return {
+            "name": self.fault.name,
+            "description": self.fault.description,
+            "calls": truth["offered"],
+            "answered": truth["answered"],
+            "abandoned": truth["abandoned"],
+            "lost": summary["lost_calls"],
+            "double_assigned": truth["double_assignments"],
+            "state_mismatches": summary["state_mismatches"],
+            "leaked_reservations": summary.get("leaked_reservations", 0),
+            "unobservable": len(unseen),
+            "outcome_unobservable": len(blind),
+            "recovery_s": self.recovery_s(pbx),
+            "process_exit_codes": summary["process_exit_codes"],
+            "lost_call_ids": summary["lost_call_ids"],
+            "lost_calls_truth": [self._truth(pbx, call_id) for call_id in summary["lost_call_ids"]],
+            "mismatched_calls": summary["mismatched_calls"],
+        }
+
+    def _unobservable(self, pbx: Pbx, call_id: str, *, since_answer: bool = False) -> bool:
+        """Arrived (or, ``since_answer``, was answered) and ended while AMI was down: no event
+        of it (of its outcome) ever existed for anyone to see."""
+        call = pbx.ledger.calls[call_id]
+        if self.struck_at is None or self.blind_until is None or call.ended_at is None:
+            return False
+        began = call.answered_at if since_answer else call.entered_at
+        return began is not None and began >= self.struck_at and call.ended_at <= self.blind_until
+
+    def _truth(self, pbx: Pbx, call_id: str) -> dict[str, Any]:
+        """What the phones say of a call, in real seconds relative to the fault."""
+        call = pbx.ledger.calls[call_id]
+        base = self.struck_at or 0.0
+
+        def rel(at: float | None) -> float | None:
+            return None if at is None else round((at - base) / self.clock.time_scale, 2)
+
+        return {"state": call.state, "entered": rel(call.entered_at), "ended": rel(call.ended_at)}
+
+    def recovery_s(self, pbx: Pbx) -> float | None:
+        """Real seconds from the fault until service is normal again: from then on every probe
+        call (a queue whose agent is never busy, so a probe waits only on the routing path)
+        is answered within PROBE_OK_S. None: it never was."""
+        if self.struck_at is None:
+            return None
+        probes = sorted(
+            (
+                c
+                for c in pbx.ledger.calls.values()
+                if c.queue == PROBE_QUEUE and c.entered_at >= self.struck_at
+            ),
+            key=lambda c: c.entered_at,
+        )
+        good_since: float | None = None
+        for probe in probes:
+            ok = probe.answered_at is not None and probe.answered_at - probe.entered_at <= PROBE_OK_S
+            if not ok:
+                good_since = None
+            elif good_since is None:
+                good_since = probe.entered_at
+        if good_since is None:
+            return None
+        return round((good_since - self.struck_at) / self.clock.time_scale, 2)
+
+
+async def leaked_reservations(store: RedisStateStore) -> list[str]:
+    """Agents whose reserved count is not explained by the calls being offered to them."""
+    states = await store.call_states(await store.open_call_ids())
+    offering: dict[str, int] = {}
+    for call_id, state in states.items():
+        if state in ("offered", "dispatching", "ringing"):
+            agent = (await store.call(call_id)).get("agent", "")
+            offering[agent] = offering.get(agent, 0) + 1
+    leaked = []
+    for agent_id in await store.agent_ids():
+        reserved = int((await store.agent(agent_id)).get("reserved", "0") or 0)
+        if reserved != offering.get(agent_id, 0):
+            leaked.append(agent_id)
+    return leaked
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+# -- the faults -------------------------------------------------------------------------------
+
+
+async def kill_routing_worker(run: FaultRun) -> None:
+    """SIGKILL one routing worker while it works; the others take over its partitions."""
+    await run.children.kill("route-1", signal.SIGKILL)
+
+
+async def restart_broker(run: FaultRun) -> None:
+    """Stop the Kafka broker, keep it down for a while, start it again (empty: Tansu keeps
+    its data in memory, so this is harsher than a Kafka restart, which keeps its logs)."""
+    await run.kafka.stop()
+    await asyncio.sleep(run.args.outage_s)
+    await run.kafka.start()
+
+
+async def restart_redis(run: FaultRun) -> None:
+    """SIGKILL redis-server, keep it down for a while, restart it from its append-only file."""
+    await run.redis_server.stop(kill=True)
+    await asyncio.sleep(run.args.outage_s)
+    await run.redis_server.start()
+
+
+async def drop_ami_link(run: FaultRun) -> None:
+    """Cut every AMI connection and refuse new ones for a while, then let them back."""
+    sessions = run.simulator.authenticated_sessions
+    await run.simulator.set_listening(False)
+    await run.simulator.drop_connections()
+    await asyncio.sleep(run.args.outage_s)
+    await run.simulator.set_listening(True)
+    while run.simulator.authenticated_sessions < sessions:  # noqa: ASYNC110 - polls the simulator
+        await asyncio.sleep(0.05)
+    run.blind_until = run.clock.now()
+
+
+async def redirect_of_a_gone_caller(run: FaultRun) -> None:
+    """Freeze the dispatcher, hang up callers whose offer it holds, thaw it: its Redirects
+    fail with Asterisk's "Channel does not exist" and the agents must be released."""
+    dispatcher = run.children.children["dispatch"].process
+    dispatcher.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(run.args.outage_s)
+        assert run.store is not None and run.pbx is not None
+        for call_id in await _offered_calls(run.store):
+            run.pbx.hangup_call(call_id)
+    finally:
+        dispatcher.send_signal(signal.SIGCONT)
+
+
+async def _offered_calls(store: RedisStateStore) -> list[str]:
+    states = await store.call_states(await store.open_call_ids())
+    return [call_id for call_id, state in states.items() if state in ("offered", "dispatching")]
+
+
+FAULTS = (
+    Fault("routing_worker_killed", "SIGKILL of a routing worker mid-decision", kill_routing_worker),
+    Fault("broker_restarted", "Kafka broker stopped and restarted (empty)", restart_broker),
+    Fault("redis_restarted", "redis-server killed and restarted from its AOF", restart_redis),
+    Fault("ami_link_dropped", "AMI connections cut and refused, then restored", drop_ami_link),
+    Fault(
+        "redirect_failed",
+        "Redirect of callers who hung up meanwhile (No such channel)",
+        redirect_of_a_gone_caller,
+    ),
+)
+
+
+def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object last on stdout")
+    parser.add_argument("--short", action="store_true", help="short runs (the version `make test` runs)")
+    parser.add_argument("--only", default="", help="comma-separated fault names (default: all)")
+    parser.add_argument("--scenario", type=Path, default=None, help="traffic (default: the chaos scenario)")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory (config, logs)")
+
+
+def chaos_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """The demo arguments each fault run uses."""
+    duration, outage, fault_at = (16.0, 2.0, 3.0) if args.short else (40.0, 8.0, 5.0)
+    return argparse.Namespace(
+        duration=duration,
+        outage_s=outage,
+        fault_at_s=fault_at,
+        json=True,
+        assignments=None,
+        workers=2,
+        metrics_port=0,
+        keep=args.keep,
+    )
+
+
+async def run_chaos(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, Any]:
+    scenario = load_scenario(args.scenario or SCENARIO)
+    wanted = {name for name in args.only.split(",") if name}
+    unknown = wanted - {fault.name for fault in FAULTS}
+    if unknown:
+        raise SystemExit(f"acd chaos: unknown fault(s) {sorted(unknown)}; known: {[f.name for f in FAULTS]}")
+    settings = chaos_settings(args)
+    results = []
+    for fault in FAULTS:
+        if (wanted and fault.name not in wanted) or stop.is_set():
+            continue
+        started = time.monotonic()
+        result = await FaultRun(scenario, settings, fault, settings.fault_at_s).run(stop)
+        result["run_s"] = round(time.monotonic() - started, 1)
+        print(json.dumps(result), file=sys.stderr, flush=True)
+        results.append(result)
+    return {"faults": results}
+
+
+def clean(report: dict[str, Any]) -> bool:
+    return all(
+        f["lost"] == 0 and f["double_assigned"] == 0 and f["leaked_reservations"] == 0
+        for f in report["faults"]
+    )
+
+
+def run_chaos_command(args: argparse.Namespace) -> int:
+    async def main() -> dict[str, Any]:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        return await run_chaos(args, stop)
+
+    report = asyncio.run(main())
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0 if clean(report) else 1
