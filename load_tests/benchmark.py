@@ -411,18 +411,17 @@ async def run_benchmark(
     return {"floor": floor, "configs": results}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="routing-loop benchmark")
+def add_benchmark_arguments(parser: Any) -> None:
     parser.add_argument("--agents", default="100,1000,10000", help="agent counts, comma-separated")
     parser.add_argument("--workers", default="1,2,4", help="routing worker process counts, comma-separated")
     parser.add_argument("--loads", default="100,500", help="offered calls per second for the latency runs")
     parser.add_argument("--load-s", type=float, default=8.0, help="seconds per fixed-load run")
-    parser.add_argument("--saturation-calls", type=int, default=6000)
+    parser.add_argument("--saturation-calls", type=int, default=6000, help="backlog for the throughput run")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/acd-bench"))
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    args = parser.parse_args(argv)
+
+
+def run_benchmark_command(args: Any) -> int:
     report = asyncio.run(
         run_benchmark(
             args.workdir,
@@ -433,8 +432,37 @@ def main(argv: list[str] | None = None) -> int:
             saturation_calls=args.saturation_calls,
         )
     )
-    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    print(json.dumps(report) if args.json else render(report))
     return 0
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as the table docs/performance.md shows."""
+    floor = report["floor"]
+    lines = [
+        f"floor: Redis reservation script p50 {floor['redis_reserve_p50_ms']:.3f} ms, "
+        f"Kafka produce->consume p50 {floor['kafka_round_trip_p50_ms']:.2f} ms",
+        "agents workers | saturation dec/s/worker p50 p99 ms | load dec/s p50 p99 ms (acked p99)",
+    ]
+    for c in report["configs"]:
+        loads = "; ".join(
+            f"{x['offered_per_s']}/s: {x['decisions_per_s']} {x['p50_ms']:.2f} {x['p99_ms']:.2f} "
+            f"({x['acked_p99_ms']:.2f})"
+            for x in c["loads"]
+        )
+        lines.append(
+            f"{c['agents']:>6} {c['workers']:>7} | {c['saturation_per_worker']:>8} "
+            f"{c['saturation_p50_ms']:.1f} {c['saturation_p99_ms']:.1f} | {loads}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="routing-loop benchmark")
+    add_benchmark_arguments(parser)
+    return run_benchmark_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

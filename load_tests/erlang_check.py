@@ -9,10 +9,13 @@ arrival rate.
   ``offered_at``, ``answered_at``, ``ended_at``, simulated seconds) of the calls that
   arrived after a warm-up (the system starts empty, which flatters early service level):
   wait = answered_at - entered_at, as the router counts it for ASA and service level.
-- **Theory**: Erlang C with the scenario's arrival rate and AHT = the agent's busy time per
-  call = expected talk time (the scenario's distribution) + the measured mean time from
-  offer to answer (dispatch + ringing). The wait the router measures ends at the answer,
-  so it is Erlang C's queue wait plus that offer-to-answer time: the theory adds it.
+- **Theory**: Erlang C with the scenario's arrival rate and AHT = the time an agent is
+  unavailable to the router per call = expected talk time (the scenario's distribution)
+  + the measured mean time from offer to answer (dispatch + ringing) + the measured mean
+  time from a hang-up to the router's next offer to that agent when calls were waiting
+  (the pipeline's reaction time). The wait the router measures ends at the answer, so it
+  is Erlang C's queue wait plus the offer-to-answer time, and, for a call that found an
+  agent free, the time the router took to offer it: the theory adds both.
 - **Sampling error**: waits in a queue are strongly autocorrelated, so the naive standard
   error of a run's mean is far too small, and batch means need batches many times longer
   than the queue's relaxation time (several AHTs) to be right. The standard error used is
@@ -25,6 +28,8 @@ arrival rate.
 from __future__ import annotations
 
 import heapq
+import itertools
+import json
 import math
 import random
 import statistics
@@ -33,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from load_tests.scenario import Scenario
+from load_tests.summary import percentile
 from router import erlang
 from router.domain import requirements_met
 
@@ -74,10 +80,23 @@ class CallTimes:
     offered_at: float | None
     answered_at: float | None
     ended_at: float | None
+    agent_id: str = ""
+    trigger: str = ""  # what started the decision that offered it: call, agent, relax, ...
 
     @property
     def wait_s(self) -> float | None:
         return None if self.answered_at is None else self.answered_at - self.entered_at
+
+
+@dataclass(frozen=True, slots=True)
+class Overheads:
+    """The pipeline's own times per call, measured in the run (simulated seconds)."""
+
+    offer_to_answer_s: float  # Redirect through Kafka and the dispatcher, then ringing
+    free_lag_s: float  # hang-up -> next offer to that agent, when a call was waiting
+    arrival_lag_s: float  # arrival -> offer, for calls that found an agent free
+    free_lag_p99_s: float = 0.0
+    arrival_lag_p99_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +123,10 @@ class Comparison:
     calls: int
     not_answered: int
     offer_to_answer_s: float
+    free_lag_s: float
+    free_lag_p99_s: float
+    arrival_lag_s: float
+    arrival_lag_p99_s: float
     aht_s: float
     aht_measured_s: float | None
     traffic_erlangs: float
@@ -187,7 +210,53 @@ def call_times(call_id: str, fields: Mapping[str, str]) -> CallTimes | None:
     entered = number("entered_at")
     if entered is None:
         return None
-    return CallTimes(call_id, entered, number("offered_at"), number("answered_at"), number("ended_at"))
+    offered, answered, ended = number("offered_at"), number("answered_at"), number("ended_at")
+    return CallTimes(call_id, entered, offered, answered, ended, fields.get("agent") or "", _trigger(fields))
+
+
+def _trigger(fields: Mapping[str, str]) -> str:
+    try:
+        decision = json.loads(fields.get("decision") or "{}")
+    except ValueError:
+        return ""
+    return str(decision.get("trigger", "")) if isinstance(decision, dict) else ""
+
+
+def measure_overheads(
+    calls: Sequence[CallTimes], measured: Sequence[CallTimes], answer_delay_s: float
+) -> Overheads:
+    """Offer-to-answer and arrival lag over the ``measured`` calls; the freeing lag over all."""
+    rings = [c.answered_at - c.offered_at for c in measured if c.offered_at is not None and c.answered_at]
+    arrivals = [
+        c.offered_at - c.entered_at for c in measured if c.offered_at is not None and c.trigger == "call"
+    ]
+    freeing = free_lags(calls)
+    return Overheads(
+        offer_to_answer_s=statistics.fmean(rings) if rings else answer_delay_s,
+        free_lag_s=_mean_or_zero(freeing),
+        arrival_lag_s=_mean_or_zero(arrivals),
+        free_lag_p99_s=percentile(freeing, 99) or 0.0,
+        arrival_lag_p99_s=percentile(arrivals, 99) or 0.0,
+    )
+
+
+def free_lags(calls: Sequence[CallTimes]) -> list[float]:
+    """Per agent, hang-up to the next offer when that offer was the agent's freeing (trigger agent)."""
+    by_agent: dict[str, list[CallTimes]] = {}
+    for call in calls:
+        if call.agent_id and call.offered_at is not None:
+            by_agent.setdefault(call.agent_id, []).append(call)
+    lags = []
+    for own in by_agent.values():
+        own.sort(key=lambda c: c.offered_at or 0.0)
+        for before, after in itertools.pairwise(own):
+            if after.trigger == "agent" and before.ended_at is not None and after.offered_at is not None:
+                lags.append(max(0.0, after.offered_at - before.ended_at))
+    return lags
+
+
+def _mean_or_zero(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
 
 
 def compare(
@@ -212,13 +281,11 @@ def compare(
     if not answered:
         return None
     waits = [c.wait_s for c in answered if c.wait_s is not None]
-    offered = [c.answered_at - c.offered_at for c in answered if c.offered_at is not None and c.answered_at]
-    ring = statistics.fmean(offered) if offered else model.answer_delay_s
-    aht = model.talk_mean_s + ring
+    lags = measure_overheads(calls, answered, model.answer_delay_s)
+    aht = effective_aht(model, lags)
     traffic = model.arrival_rate * aht
-    sl_theory = theory_service_level(model.agents, traffic, aht, model.threshold_s, ring)
-    asa_theory = erlang.asa_seconds(model.agents, traffic, aht) + ring
-    ref = reference(model, ring, end_at - start_at, warmup_s, replications, seed)
+    sl_theory, asa_theory = theory(model, traffic, aht, lags)
+    ref = reference(model, lags, end_at - start_at, warmup_s, replications, seed)
     sl = sum(w <= model.threshold_s for w in waits) / len(waits)
     asa = statistics.fmean(waits)
     busy = [
@@ -233,7 +300,11 @@ def compare(
         window_s=end_at - start_at - warmup_s,
         calls=len(answered),
         not_answered=len(window) - len(answered),
-        offer_to_answer_s=ring,
+        offer_to_answer_s=lags.offer_to_answer_s,
+        free_lag_s=lags.free_lag_s,
+        free_lag_p99_s=lags.free_lag_p99_s,
+        arrival_lag_s=lags.arrival_lag_s,
+        arrival_lag_p99_s=lags.arrival_lag_p99_s,
         aht_s=aht,
         aht_measured_s=statistics.fmean(busy) if busy else None,
         traffic_erlangs=traffic,
@@ -249,7 +320,10 @@ def compare(
         asa_seconds_batch_se=batch_means_se(waits),
         asa_z=_z(asa, asa_theory, ref.asa_sd),
         occupancy=busy_share(calls, model.agents, start_at + warmup_s, end_at),
-        occupancy_theory=min(1.0, traffic / model.agents),
+        # Like for like: the share of time from offer to hang-up (the lags are idle time).
+        occupancy_theory=min(
+            1.0, model.arrival_rate * (model.talk_mean_s + lags.offer_to_answer_s) / model.agents
+        ),
         finite_run_service_level=ref.sl_mean,
         finite_run_asa_seconds=ref.asa_mean,
         replications=ref.replications,
@@ -257,6 +331,29 @@ def compare(
         agrees=abs(_z(sl, sl_theory, ref.sl_sd)) <= Z_LIMIT
         and abs(_z(asa, asa_theory, ref.asa_sd)) <= Z_LIMIT,
     )
+
+
+def effective_aht(model: ErlangModel, lags: Overheads) -> float:
+    """Time an agent is held per call: talk + offer-to-answer + freeing lag, and the arrival lag
+    of the calls that find it free (it is kept for them meanwhile)."""
+    held = model.talk_mean_s + lags.offer_to_answer_s + lags.free_lag_s
+    found_free = 1 - erlang.p_wait(model.agents, model.arrival_rate * held)
+    return held + found_free * lags.arrival_lag_s
+
+
+def theory(model: ErlangModel, traffic: float, aht_s: float, lags: Overheads) -> tuple[float, float]:
+    """(service level, ASA) of the wait the router measures, by Erlang C.
+
+    Queued calls wait Erlang C's queue wait, then the offer-to-answer time; calls that find
+    an agent free wait the arrival lag, then the offer-to-answer time.
+    """
+    ring = lags.offer_to_answer_s
+    pw = erlang.p_wait(model.agents, traffic)
+    asa = erlang.asa_seconds(model.agents, traffic, aht_s) + ring + (1 - pw) * lags.arrival_lag_s
+    sl = theory_service_level(model.agents, traffic, aht_s, model.threshold_s, ring)
+    if lags.arrival_lag_s + ring > model.threshold_s:
+        sl -= 1 - pw  # calls that found an agent free still miss the threshold
+    return max(0.0, sl), asa
 
 
 def theory_service_level(
@@ -298,12 +395,12 @@ def busy_share(calls: Sequence[CallTimes], agents: int, start: float, end: float
 
 
 def reference(
-    model: ErlangModel, ring_s: float, run_s: float, warmup_s: float, replications: int, seed: int
+    model: ErlangModel, lags: Overheads, run_s: float, warmup_s: float, replications: int, seed: int
 ) -> Reference:
     """Replicate the ideal M/G/N run: the statistics' finite-run mean and sampling spread."""
     sls, asas = [], []
     for rep in range(replications):
-        waits = simulate_waits(model, ring_s, run_s, warmup_s, random.Random(seed * 1_000_003 + rep))
+        waits = simulate_waits(model, lags, run_s, warmup_s, random.Random(seed * 1_000_003 + rep))
         if waits:
             sls.append(sum(w <= model.threshold_s for w in waits) / len(waits))
             asas.append(statistics.fmean(waits))
@@ -315,7 +412,7 @@ def reference(
 
 
 def simulate_waits(
-    model: ErlangModel, ring_s: float, run_s: float, warmup_s: float, rng: random.Random
+    model: ErlangModel, lags: Overheads, run_s: float, warmup_s: float, rng: random.Random
 ) -> list[float]:
     """One run of the ideal queue, started empty: waits (queue + ring) of calls after the warm-up."""
     free_at = [0.0] * model.agents
@@ -328,10 +425,13 @@ def simulate_waits(
             return waits
         first_free = heapq.heappop(free_at)
         start = max(now, first_free)
-        service = ring_s + max(MIN_HANDLE_S, rng.expovariate(1.0 / mean))
-        heapq.heappush(free_at, start + service)
+        talk = max(MIN_HANDLE_S, rng.expovariate(1.0 / mean))
+        # A queued call is offered the moment an agent is free again (the freeing lag is in
+        # its busy time); a call that finds an agent free is offered after the arrival lag.
+        offered = start if start > now else now + lags.arrival_lag_s
+        heapq.heappush(free_at, offered + lags.offer_to_answer_s + talk + lags.free_lag_s)
         if now >= warmup_s:
-            waits.append(start - now + ring_s)
+            waits.append(offered - now + lags.offer_to_answer_s)
 
 
 def summary_lines(comparison: Comparison) -> list[str]:

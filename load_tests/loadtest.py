@@ -4,8 +4,8 @@
   agent hashes in Redis: handling (talk + wrap-up, ``handled_s``) / (handling + idle while
   available, ``avail_s``, plus the idle stretch still open when it is read). Read when the
   traffic stops; a call still in progress then has not been added to ``handled_s`` yet.
-- ``decisions_per_second``: routing decisions made (one latency entry per decision) / real
-  seconds of traffic.
+- ``decisions_per_second``: routing decisions made while the traffic ran (one latency entry
+  per decision, counted when the arrivals stop) / real seconds of traffic.
 - ``erlang_c``: the queueing-theory check (load_tests.erlang_check) when it applies.
 """
 

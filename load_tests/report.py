@@ -13,8 +13,8 @@ traffic started:
 
 from __future__ import annotations
 
-import itertools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from typing import Any
 
 from load_tests.erlang_check import Comparison
 from load_tests.scenario import Scenario
+from load_tests.summary import percentile
 from load_tests.timeseries import Sample, window_figures, write_csv
 
 PLOTS = {
@@ -128,6 +129,17 @@ def _decorate(axis: Any, data: ReportInput, *, warmup: bool = False) -> None:
     axis.grid(True, alpha=0.3)
 
 
+def _label_phases(axis: Any, data: ReportInput) -> None:
+    """Phase names along the top of the plot, in the middle of each phase that was reached."""
+    end = _traffic_end_sim(data) or (data.samples[-1].t_sim_s if data.samples else 0.0)
+    start = 0.0
+    for phase in data.scenario.phases:
+        if phase.name and start < end:
+            middle = (start + min(start + phase.duration_s, end)) / 2 / 60
+            axis.text(middle, 1.01, phase.name, transform=axis.get_xaxis_transform(), ha="center", fontsize=8)
+        start += phase.duration_s
+
+
 def _traffic_end_sim(data: ReportInput) -> float | None:
     traffic_s = data.summary.get("traffic_s")
     if traffic_s is None:
@@ -156,6 +168,7 @@ def _plot_sl_asa(data: ReportInput) -> Any:
     top.set_ylabel(f"service level within {'/'.join(f'{t:g}' for t in thresholds)} s (%)")
     top.set_ylim(0, 105)
     _decorate(top, data, warmup=True)
+    _label_phases(top, data)
     _legend_right(top)
     bottom.plot(x, [s.asa_seconds for s in samples], label="cumulative", color="#6a1b9a")
     bottom.plot(x, rolling_asa, label=f"rolling ({width} s real)", color="#ce93d8")
@@ -219,14 +232,51 @@ def _plot_agents(data: ReportInput) -> Any:
     return fig
 
 
+MAX_LATENCY_BINS = 100
+
+
+@dataclass(frozen=True)
+class LatencyBin:
+    """Decisions of consecutive samples taken together (long runs would be a blur otherwise)."""
+
+    minute: float  # simulated minutes at the end of the bin
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    per_second: float
+
+
+def latency_bins(samples: Sequence[Sample], max_bins: int = MAX_LATENCY_BINS) -> list[LatencyBin]:
+    """Latency percentiles and decisions per real second, over bins of consecutive samples."""
+    size = max(1, math.ceil(len(samples) / max_bins))
+    bins = []
+    for start in range(0, len(samples), size):
+        group = samples[start : start + size]
+        before = samples[start - 1] if start else None
+        last = group[-1]
+        elapsed = last.t_real_s - (before.t_real_s if before else 0.0)
+        made = last.decisions - (before.decisions if before else 0)
+        values = [v for sample in group for v in getattr(sample, "interval_latencies_ms", ())]
+        if not values and size == 1:  # samples without the raw values: their own percentiles
+            p50, p90, p99 = (
+                last.interval_latency_p50_ms,
+                last.interval_latency_p90_ms,
+                last.interval_latency_p99_ms,
+            )
+        else:
+            p50, p90, p99 = (percentile(values, q) for q in (50, 90, 99))
+        bins.append(LatencyBin(last.t_sim_s / 60, p50, p90, p99, made / elapsed if elapsed > 0 else 0.0))
+    return bins
+
+
 def _plot_latency(data: ReportInput) -> Any:
     import matplotlib.pyplot as plt
 
-    samples = data.samples
-    x = _minutes(samples)
+    bins = latency_bins(data.samples)
+    x = [b.minute for b in bins]
     fig, axis = plt.subplots(figsize=(10, 4.5))
     for name, colour in (("p50", "#2e7d32"), ("p90", "#f9a825"), ("p99", "#c62828")):
-        values = [getattr(s, f"interval_latency_{name}_ms") for s in samples]
+        values = [getattr(b, name) for b in bins]
         axis.plot(x, values, marker=".", linestyle="-", linewidth=0.8, markersize=3, color=colour, label=name)
     for key, style in (("routing_latency_p50_ms", "--"), ("routing_latency_p99_ms", "-.")):
         value = data.summary.get(key)
@@ -237,34 +287,43 @@ def _plot_latency(data: ReportInput) -> Any:
     axis.set_ylabel("decision latency (real ms, log scale)")
     axis.set_yscale("log")
     axis.yaxis.set_major_formatter(_plain_formatter())
-    axis.yaxis.set_minor_formatter(_plain_formatter())
+    axis.yaxis.set_minor_formatter(_plain_formatter(only=(2, 5)))
     axis.set_xlabel(_x_label(data))
     _decorate(axis, data)
     rate = axis.twinx()
-    rate.step(x, _per_second(samples), where="pre", color="#78909c", linewidth=1, label="decisions/s")
-    rate.fill_between(x, _per_second(samples), step="pre", color="#90a4ae", alpha=0.2)
+    per_second = [b.per_second for b in bins]
+    rate.step(x, per_second, where="pre", color="#78909c", linewidth=1, label="decisions/s")
+    rate.fill_between(x, per_second, step="pre", color="#90a4ae", alpha=0.2)
     rate.set_ylabel("decisions per real second")
     rate.set_ylim(bottom=0)
     rate.set_zorder(axis.get_zorder() - 1)
     axis.patch.set_visible(False)
     _merged_legend(axis, rate)
-    fig.suptitle("Routing decision latency (event consumed -> command acknowledged), per sample interval")
+    seconds = _bin_seconds(data.samples, len(bins))
+    fig.suptitle(
+        f"Routing decision latency (event consumed -> routing command produced), per {seconds} real s"
+    )
     fig.tight_layout()
     return fig
 
 
-def _per_second(samples: Sequence[Sample]) -> list[float]:
-    rates = [0.0]
-    for before, after in itertools.pairwise(samples):
-        elapsed = after.t_real_s - before.t_real_s
-        rates.append((after.decisions - before.decisions) / elapsed if elapsed > 0 else 0.0)
-    return rates
+def _bin_seconds(samples: Sequence[Sample], bins: int) -> str:
+    if not samples or not bins:
+        return "1"
+    return f"{samples[-1].t_real_s / bins:.0f}"
 
 
-def _plain_formatter() -> Any:
+def _plain_formatter(only: tuple[int, ...] = ()) -> Any:
+    """Tick labels as plain numbers (``only``: just those leading digits, for minor ticks)."""
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda value, _: f"{value:g}")
+    def label(value: float, _: object) -> str:
+        if value <= 0:
+            return ""
+        leading = round(value / 10 ** math.floor(math.log10(value)))
+        return f"{value:g}" if not only or leading in only else ""
+
+    return FuncFormatter(label)
 
 
 def _legend_right(
@@ -415,9 +474,11 @@ def _erlang_section(data: ReportInput) -> list[str]:
     return [
         "## Erlang C comparison",
         "",
-        f"{c.agents} agents, {c.calls_per_hour:g} calls/h, AHT {c.aht_s:.2f} s (expected talk + measured "
-        f"offer-to-answer {c.offer_to_answer_s:.2f} s; measured busy time per call "
-        f"{_fmt(c.aht_measured_s)} s), traffic {c.traffic_erlangs:.3f} Erlangs, P(wait) {c.p_wait:.4f}. "
+        f"{c.agents} agents, {c.calls_per_hour:g} calls/h, AHT {c.aht_s:.2f} s (expected talk, plus the "
+        f"pipeline's times measured in this run: offer to answer {c.offer_to_answer_s:.2f} s, hang-up to the "
+        f"agent's next offer {c.free_lag_s:.2f} s, arrival to offer when an agent was free "
+        f"{c.arrival_lag_s:.2f} s; measured offer-to-hang-up per call {_fmt(c.aht_measured_s)} s), "
+        f"traffic {c.traffic_erlangs:.3f} Erlangs, P(wait) {c.p_wait:.4f}. "
         f"Measured: the router's records of the {c.calls} calls that arrived after a {c.warmup_s:g} s warm-up "
         f"({c.not_answered} not answered).",
         "",

@@ -40,6 +40,8 @@ class Sample:
     interval_latency_p50_ms: float | None = None
     interval_latency_p90_ms: float | None = None
     interval_latency_p99_ms: float | None = None
+    # The decisions' latencies themselves, for percentiles over longer stretches (not in the CSV).
+    interval_latencies_ms: tuple[float, ...] = field(default=(), repr=False)
 
     @property
     def service_level(self) -> float | None:
@@ -106,6 +108,7 @@ class Sampler:
             interval_latency_p50_ms=percentile(fresh, 50),
             interval_latency_p90_ms=percentile(fresh, 90),
             interval_latency_p99_ms=percentile(fresh, 99),
+            interval_latencies_ms=tuple(fresh),
         )
         self.samples.append(sample)
         return sample
@@ -122,7 +125,9 @@ def write_csv(path: Path, samples: Sequence[Sample]) -> None:
     states = sorted({state for sample in samples for state in sample.agents})
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
-        names = [name for name in Sample.__dataclass_fields__ if name != "agents"]
+        names = [
+            name for name in Sample.__dataclass_fields__ if name not in ("agents", "interval_latencies_ms")
+        ]
         writer.writerow([*names, "service_level", "asa_seconds", *(f"agents_{s}" for s in states)])
         for sample in samples:
             row = asdict(sample)

@@ -130,12 +130,31 @@ async def _repair_topics(
     short = [
         d["topic"] for d in await admin.describe_topics(present) if len(d["partitions"]) < settings.partitions
     ]
-    if short:
-        # A topic auto-created by a producer after a broker lost its topics has the broker's
-        # default partition count: grow it, or some consumers would read nothing.
-        with contextlib.suppress(KafkaError):
-            await admin.create_partitions({t: NewPartitions(settings.partitions) for t in short})
-    return missing + short
+    return missing + await _grow(admin, settings, short)
+
+
+async def _grow(admin: AIOKafkaAdminClient, settings: KafkaSettings, short: list[str]) -> list[str]:
+    """A topic a client auto-created (after a broker lost its topics) has the broker's default
+    partition count: grow it where the broker can; where it cannot (Tansu), work with it:
+    keys still map to one partition each, only the parallelism is smaller."""
+    if not short:
+        return []
+    try:
+        await admin.create_partitions({t: NewPartitions(settings.partitions) for t in short})
+    except KafkaError as exc:
+        if short != _warned_short.get("topics"):
+            _warned_short["topics"] = short
+            logger.warning(
+                "topics %s have fewer than %d partitions and cannot grow here (%s)",
+                short,
+                settings.partitions,
+                exc,
+            )
+        return []
+    return short
+
+
+_warned_short: dict[str, list[str]] = {}
 
 
 class TopicGuardian:
@@ -217,14 +236,15 @@ class KafkaEnvelopeProducer:
         """Queue one envelope; the returned future resolves once the broker has it."""
         return await self._producer.send(topic, envelope.encode(), key=envelope.key.encode())  # type: ignore[no-any-return]
 
-    async def has_all_partitions(self, topic: str) -> bool:
-        """Whether the producer sees ``topic`` with its configured partition count (keys map
-        to partitions by that count, so a call's events stay on one partition)."""
+    async def knows_partitions(self, topic: str) -> bool:
+        """Whether the producer has fresh partitions for ``topic`` (after a broker lost its
+        topics, sending before that would map keys by a partition count about to change)."""
         try:
+            await self._producer.client.force_metadata_update()
             partitions = await self._producer.partitions_for(topic)
         except KafkaError:
             return False
-        return len(partitions or ()) >= self.settings.partitions
+        return bool(partitions)
 
     async def send_and_wait(self, topic: str, envelope: Envelope) -> None:
         await (await self.send(topic, envelope))

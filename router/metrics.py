@@ -76,6 +76,12 @@ class RoutingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.event_age = Histogram(
+            "acd_event_age_seconds",
+            "Real time from the producer seeing an event (envelope ts) to a routing worker consuming it",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.command_acked_latency = Histogram(
             "acd_routing_command_acked_seconds",
             "Real time from event consumed to routing command acknowledged by Kafka (acks=all)",

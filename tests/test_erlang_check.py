@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from load_tests import erlang_check
-from load_tests.erlang_check import CallTimes, ErlangModel
+from load_tests.erlang_check import CallTimes, ErlangModel, Overheads
 from load_tests.scenario import load_scenario
 from router import erlang
 
@@ -54,11 +54,15 @@ def test_expected_talk_time_includes_the_one_second_floor() -> None:
 
 
 def test_reference_replications_converge_to_erlang_c_on_a_long_run() -> None:
-    ref = erlang_check.reference(MODEL, 0.5, run_s=40_000, warmup_s=500, replications=8, seed=3)
-    aht = MODEL.talk_mean_s + 0.5
+    lags = Overheads(offer_to_answer_s=0.5, free_lag_s=0.3, arrival_lag_s=0.2)
+    ref = erlang_check.reference(MODEL, lags, run_s=40_000, warmup_s=500, replications=8, seed=3)
+    aht = erlang_check.effective_aht(MODEL, lags)
+    assert aht == pytest.approx(MODEL.talk_mean_s + 0.8 + 0.2 * (1 - 0.33), abs=0.02)
     traffic = MODEL.arrival_rate * aht
-    sl = erlang_check.theory_service_level(MODEL.agents, traffic, aht, MODEL.threshold_s, 0.5)
-    asa = erlang.asa_seconds(MODEL.agents, traffic, aht) + 0.5
+    sl, asa = erlang_check.theory(MODEL, traffic, aht, lags)
+    assert asa == pytest.approx(
+        erlang.asa_seconds(MODEL.agents, traffic, aht) + 0.5 + 0.2 * (1 - erlang.p_wait(20, traffic))
+    )
     assert ref.sl_mean == pytest.approx(sl, abs=3 * ref.sl_sd / math.sqrt(8) + 0.005)
     assert ref.asa_mean == pytest.approx(asa, abs=3 * ref.asa_sd / math.sqrt(8) + 0.1)
 
@@ -91,8 +95,9 @@ def test_only_calls_after_the_warm_up_are_measured() -> None:
 
 def test_call_times_from_a_router_call_hash() -> None:
     fields = {"entered_at": "100.5", "offered_at": "101", "answered_at": "102.5", "ended_at": ""}
+    fields |= {"agent": "e07", "decision": '{"trigger": "agent", "agent_id": "e07"}'}
     times = erlang_check.call_times("c1", fields)
-    assert times == CallTimes("c1", 100.5, 101.0, 102.5, None)
+    assert times == CallTimes("c1", 100.5, 101.0, 102.5, None, "e07", "agent")
     assert times is not None and times.wait_s == pytest.approx(2.0)
     assert erlang_check.call_times("c2", {"state": "waiting"}) is None
 
@@ -106,3 +111,21 @@ def test_batch_means_and_busy_share() -> None:
     calls = [CallTimes("a", 0, 0, 1, 50), CallTimes("b", 40, 60, 61, 200)]
     # Two agents over [0, 100]: busy 50 + 40 of 200 agent-seconds.
     assert erlang_check.busy_share(calls, 2, 0, 100) == pytest.approx(0.45)
+
+
+def test_pipeline_lags_are_measured_from_the_router_records() -> None:
+    calls = [
+        CallTimes("a", 0.0, 0.25, 0.75, 40.0, "e1", "call"),  # found e1 free: offered 0.25 s later
+        CallTimes("b", 30.0, 40.5, 41.0, 90.0, "e1", "agent"),  # waited; e1 hung up at 40, offer at 40.5
+        CallTimes("c", 50.0, 50.25, 50.75, 60.0, "e2", "call"),
+        CallTimes("d", 55.0, 60.25, 60.75, 70.0, "e2", "agent"),  # e2 hung up at 60, offer at 60.25
+    ]
+    assert sorted(erlang_check.free_lags(calls)) == [0.25, 0.5]
+    lags = erlang_check.measure_overheads(calls, calls, 0.5)
+    assert lags == Overheads(
+        offer_to_answer_s=0.5,
+        free_lag_s=0.375,
+        arrival_lag_s=0.25,
+        free_lag_p99_s=0.5,
+        arrival_lag_p99_s=0.25,
+    )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from load_tests.loadtest import CONTRACT_FIELDS, contract_view, decisions_per_second
-from load_tests.report import ReportInput, write_report
+from load_tests.report import ReportInput, latency_bins, write_report
 from load_tests.scenario import load_scenario
 from load_tests.timeseries import Sample, window_figures
 from workers.cli import build_parser
@@ -140,3 +140,29 @@ def test_cli_knows_the_loadtest_flags() -> None:
         30.0,
     )
     assert args.drain > 0 and args.workers == 2 and args.metrics_port == 0
+
+
+def test_latency_bins_take_percentiles_over_consecutive_samples() -> None:
+    series = [
+        Sample(
+            float(i),
+            10.0 * i,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            decisions=2 * (i + 1),
+            interval_latencies_ms=(1.0, 9.0),
+        )
+        for i in range(10)
+    ]
+    bins = latency_bins(series, max_bins=5)
+    assert len(bins) == 5 and bins[-1].minute == pytest.approx(1.5)
+    assert (bins[0].p50, bins[0].p99) == (1.0, 9.0)
+    assert bins[1].per_second == pytest.approx(4 / 2)  # 4 decisions between t=1 s and t=3 s
+    # Without the raw values (one sample a bin), each sample's own percentiles are used.
+    assert latency_bins(samples(3))[2].p99 == 22.0

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
             "loadtest", help="load test: a scenario's traffic, measured, with an optional report"
         )
     )
+    from load_tests.benchmark import add_benchmark_arguments
+
+    add_benchmark_arguments(commands.add_parser("benchmark", help="routing-loop benchmark against its floor"))
     from workers.chaos import add_chaos_arguments
 
     add_chaos_arguments(commands.add_parser("chaos", help="fault scenarios against the real components"))
@@ -100,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from workers.loadtest import run_loadtest_command
 
             return run_loadtest_command(args)
+        if args.command == "benchmark":
+            from load_tests.benchmark import run_benchmark_command
+
+            return run_benchmark_command(args)
         if args.command == "chaos":
             from workers.chaos import run_chaos_command
 

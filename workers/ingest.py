@@ -182,7 +182,7 @@ class IngestWorker:
 
     async def _resend_held(self) -> bool:
         """Send what Kafka refused, in order and in bulk; True once nothing is held any more."""
-        if self._held and not await self.producer.has_all_partitions(self.topics.ami_events):
+        if self._held and not await self.producer.knows_partitions(self.topics.ami_events):
             return False  # a recreated topic not complete yet: keys would land on other partitions
         while self._held:
             batch = list(self._held)

@@ -211,6 +211,10 @@ class RoutingWorker:
             self.metrics.events_malformed.labels(message.topic).inc()
             await self._dead_letter(message, f"malformed: {exc}")
             return
+        # How far behind the producer this worker reads (a stall upstream of the decision).
+        self.metrics.event_age.observe(
+            max(0.0, self.engine.clock.real_seconds(self.engine.clock.now() - envelope.ts))
+        )
         if event is None:
             return
         position = position_of(envelope, message)

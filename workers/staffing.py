@@ -93,7 +93,14 @@ class StaffingEstimator:
         talk = window.talk_per_call()
         if window.span_s < self.min_span_s or talk is None:
             return None
-        return advise(queue, window.arrival_rate(), talk + queue.wrapup_s)
+        return advise(queue, window.arrival_rate(), talk + wrapup_per_call(queue, stats))
+
+
+def wrapup_per_call(queue: QueueConfig, stats: Mapping[str, float]) -> float:
+    """Measured after-call work per call (it can be ended early or extended through the API);
+    the queue's configured wrap-up until one has been measured."""
+    wrapups = stats.get("wrapups", 0.0)
+    return stats.get("wrapup_sum", 0.0) / wrapups if wrapups > 0 else queue.wrapup_s
 
 
 def advise(queue: QueueConfig, arrival_rate_per_s: float, aht_s: float) -> StaffingAdvice:

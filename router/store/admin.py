@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from router.domain import AgentConfig
 from router.store.keys import Keys
-from router.store.redis_store import Outcome, _load_script_text, _outcome
+from router.store.redis_store import Outcome, _outcome
+from router.store.scripts import LuaScripts
 
 _SCRIPTS = ("agent_profile", "agent_skills", "wrapup_extend", "wrapup_finish")
 
@@ -162,12 +162,10 @@ class AdminStore:
     def __init__(self, redis: Redis, site: str) -> None:
         self.redis = redis
         self.keys = Keys(site)
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_load_script_text(name)) for name in _SCRIPTS
-        }
+        self._scripts = LuaScripts(redis, self.keys, _SCRIPTS)
 
     async def _run(self, name: str, *args: str | int | float) -> Any:
-        return await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
+        return await self._scripts.run(name, *args)
 
     # -- operator actions -----------------------------------------------------------------
 

@@ -12,11 +12,9 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from router.domain import (
     AgentCandidate,
@@ -28,6 +26,7 @@ from router.domain import (
     parse_requirements,
 )
 from router.store.keys import Keys
+from router.store.scripts import LuaScripts
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +56,7 @@ _SCRIPTS = (
 )
 
 
+MAX_LATENCY_SAMPLES = 1_000_000  # per list, ~10 MB: hours of decisions at a busy site
 MAX_SCAN = 5000  # agents a candidate search reads at most before giving up on a term
 
 
@@ -183,11 +183,6 @@ def _outcome(raw: Any) -> Outcome:
     return Outcome(items[0], tuple(items[1:]))
 
 
-def _load_script_text(name: str) -> str:
-    package = resources.files("router.store") / "lua"
-    return (package / "_lib.lua").read_text() + "\n" + (package / f"{name}.lua").read_text()
-
-
 def requirement_terms(requirements: Requirements) -> list[list[list[str | int]]]:
     """Requirements as the candidates script reads them: terms of alternatives."""
     terms: list[list[list[str | int]]] = []
@@ -203,15 +198,10 @@ class RedisStateStore:
     def __init__(self, redis: Redis, site: str) -> None:
         self.redis = redis
         self.keys = Keys(site)
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_load_script_text(name)) for name in _SCRIPTS
-        }
+        self._scripts = LuaScripts(redis, self.keys, _SCRIPTS)
 
     async def _run(self, name: str, *args: str | int | float) -> Any:
-        result = await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
-        if isinstance(result, list) and result and result[0] == "duplicate":
-            logger.debug("%s: redelivery ignored %s", name, args)
-        return result
+        return await self._scripts.run(name, *args)
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -466,10 +456,10 @@ class RedisStateStore:
     async def record_latencies(self, decided_ms: Sequence[float], acked_ms: Sequence[float] = ()) -> None:
         """Decision latencies (to the producer) and end-to-end ones (to Kafka's ack), for reports."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            if decided_ms:
-                pipe.rpush(self.keys.latencies, *[f"{v:.3f}" for v in decided_ms])
-            if acked_ms:
-                pipe.rpush(self.keys.latencies_acked, *[f"{v:.3f}" for v in acked_ms])
+            for key, values in ((self.keys.latencies, decided_ms), (self.keys.latencies_acked, acked_ms)):
+                if values:
+                    pipe.rpush(key, *[f"{v:.3f}" for v in values])
+                    pipe.ltrim(key, -MAX_LATENCY_SAMPLES, -1)  # bounded: the most recent ones
             await pipe.execute()
 
     async def latencies(self, *, acked: bool = False) -> list[float]:

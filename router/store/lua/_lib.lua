@@ -280,3 +280,53 @@ local function find_candidates(terms, limit, exclude, max_scan)
   for i = 1, math.min(limit, #found) do push_candidate(out, found[i][1]) end
   return out
 end
+
+-- Calls waiting per queue and the oldest one's entry time, appended to ``out`` as
+-- queue, count, oldest_entered_at triples. A call waits until it is answered (offered
+-- and ringing included: the caller still waits).
+local function push_waiting_by_queue(out)
+  local waiting, oldest = {}, {}
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
+    local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'entered_at')
+    if c[1] and c[1] ~= 'connected' then
+      local q = c[2] or ''
+      waiting[q] = (waiting[q] or 0) + 1
+      local at = num(c[3], 0)
+      if oldest[q] == nil or at < oldest[q] then oldest[q] = at end
+    end
+  end
+  for q, n in pairs(waiting) do
+    out[#out + 1] = q
+    out[#out + 1] = n
+    out[#out + 1] = tostring(oldest[q])
+  end
+end
+
+-- A waiting call as the policy reads it (7 fields: id, queue, priority, entered_at,
+-- reqs, channel, declined_json), appended to ``out``; nothing if it no longer waits.
+local function push_waiting_call(out, id)
+  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel')
+  if c[1] ~= 'waiting' then return end
+  for _, v in ipairs({id, c[2], c[3], c[4], c[5] or '', c[6] or ''}) do out[#out + 1] = v end
+  out[#out + 1] = cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id))
+end
+
+-- End an agent's after-call work at ``ended`` (the timer's scheduled end, or now when an
+-- operator ends it): the agent becomes available. Returns the seconds and the queue, or
+-- nil when the agent is not in wrap-up.
+local function end_wrapup(id, ended, now)
+  local ak = agent_key(id)
+  local a = redis.call('HMGET', ak, 'state', 'wrapup_start', 'wrapup_queue')
+  redis.call('ZREM', P .. 'wrapup', id)
+  if a[1] ~= 'wrap_up' then return nil end
+  local seconds = math.max(0, ended - num(a[2], ended))
+  redis.call('HINCRBYFLOAT', ak, 'handled_s', seconds)
+  if a[3] and a[3] ~= '' then
+    redis.call('HINCRBYFLOAT', stats_key(a[3]), 'wrapup_sum', seconds)
+    redis.call('HINCRBY', stats_key(a[3]), 'wrapups', 1)
+  end
+  redis.call('HSET', ak, 'state', 'available', 'idle_since', ended, 'state_since', ended,
+    'wrapup_until', ended)
+  reindex(id, now)
+  return seconds, a[3] or ''
+end

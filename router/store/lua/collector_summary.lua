@@ -5,22 +5,8 @@
 -- (state, skills) so that the collector checks each distinct skill set against each
 -- queue's requirements once: a site of 10,000 agents has a few hundred skill profiles.
 -- An agent's state is what it is doing: on a call or reserved first, then its presence.
-local waiting, oldest = {}, {}
-for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
-  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'entered_at')
-  if c[1] and c[1] ~= 'connected' then
-    local q = c[2] or ''
-    waiting[q] = (waiting[q] or 0) + 1
-    local at = num(c[3], 0)
-    if oldest[q] == nil or at < oldest[q] then oldest[q] = at end
-  end
-end
 local out = {}
-for q, n in pairs(waiting) do
-  out[#out + 1] = q
-  out[#out + 1] = n
-  out[#out + 1] = tostring(oldest[q])
-end
+push_waiting_by_queue(out)
 out[#out + 1] = '|'
 local groups, order = {}, {}
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'agents')) do

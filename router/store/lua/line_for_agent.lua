@@ -20,17 +20,8 @@ for _, head in ipairs(heads) do
   local id = head[1]
   if not seen_ids[id] then
     seen_ids[id] = true
-    local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel')
-    if c[1] == 'waiting' then
-      out[#out + 1] = id
-      out[#out + 1] = c[2]
-      out[#out + 1] = c[3]
-      out[#out + 1] = c[4]
-      out[#out + 1] = c[5] or ''
-      out[#out + 1] = c[6] or ''
-      out[#out + 1] = cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id))
-      if #out >= count * 7 then break end
-    end
+    push_waiting_call(out, id)
+    if #out >= count * 7 then break end
   end
 end
 return out

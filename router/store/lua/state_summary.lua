@@ -3,22 +3,8 @@
 -- A call counts as waiting until it is answered (offered and ringing included: the
 -- caller still waits). Agents count by what they are doing: on a call or reserved
 -- first, then their presence state.
-local waiting, oldest = {}, {}
-for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
-  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'entered_at')
-  if c[1] and c[1] ~= 'connected' then
-    local q = c[2] or ''
-    waiting[q] = (waiting[q] or 0) + 1
-    local at = num(c[3], 0)
-    if oldest[q] == nil or at < oldest[q] then oldest[q] = at end
-  end
-end
 local out = {}
-for q, n in pairs(waiting) do
-  out[#out + 1] = q
-  out[#out + 1] = n
-  out[#out + 1] = tostring(oldest[q])
-end
+push_waiting_by_queue(out)
 out[#out + 1] = '|'
 local states = {}
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'agents')) do

@@ -11,17 +11,5 @@ else
   for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
 local out = {}
-for _, id in ipairs(ids) do
-  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel')
-  if c[1] == 'waiting' then
-    local declined = redis.call('SMEMBERS', P .. 'declined:' .. id)
-    out[#out + 1] = id
-    out[#out + 1] = c[2]
-    out[#out + 1] = c[3]
-    out[#out + 1] = c[4]
-    out[#out + 1] = c[5] or ''
-    out[#out + 1] = c[6] or ''
-    out[#out + 1] = cjson.encode(declined)
-  end
-end
+for _, id in ipairs(ids) do push_waiting_call(out, id) end
 return out

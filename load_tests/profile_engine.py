@@ -1,0 +1,109 @@
+"""Profile the routing engine in-process: real Redis, no Kafka, commands kept in memory.
+
+    python -m load_tests.profile_engine --agents 1000 --calls 2000 [--cprofile]
+
+Each call is three events (queued, answered, hung up), as in the benchmark; prints calls per
+second and, with --cprofile, where the time went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from load_tests.benchmark import site
+from router.clock import ScaledClock
+from router.commands import OfferCommand, OverflowCommand, PauseCommand
+from router.engine import RoutingEngine
+from router.events import AgentAnswered, AgentPresenceChanged, CallerHungUp, CallQueued
+from router.metrics import RoutingMetrics
+from router.settings import RoutingSettings
+from router.store import NO_POSITION, RedisStateStore
+from workers.embedded import EmbeddedRedis
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.offers: list[OfferCommand] = []
+
+    async def offer(self, command: OfferCommand, started: float) -> None:
+        self.offers.append(command)
+
+    async def pause(self, command: PauseCommand) -> None:
+        return None
+
+    async def overflow(self, command: OverflowCommand) -> None:
+        return None
+
+
+async def run(agents: int, calls: int, profile: cProfile.Profile | None) -> float:
+    """Calls per second through RoutingEngine.handle."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with EmbeddedRedis(Path(tmp), unix_socket_only=True) as server:
+            redis = Redis.from_url(server.url, decode_responses=True)
+            queues, roster = site(agents, 1)
+            sink = _Sink()
+            engine = RoutingEngine(
+                store=RedisStateStore(redis, "profile"),
+                queues={q.name: q for q in queues},
+                agents={a.id: a for a in roster},
+                settings=RoutingSettings(candidate_limit=16),
+                clock=ScaledClock(),
+                sink=sink,
+                metrics=RoutingMetrics(CollectorRegistry()),
+            )
+            await engine.seed_agents()
+            for agent in roster:
+                await engine.handle(
+                    AgentPresenceChanged(agent.device, agent.id, "available", "", time.time()), NO_POSITION, 0
+                )
+            rate = await _calls(engine, sink, [q.name for q in queues], calls, profile)
+            await redis.aclose()
+            return rate
+
+
+async def _calls(
+    engine: RoutingEngine, sink: _Sink, queues: list[str], calls: int, profile: cProfile.Profile | None
+) -> float:
+    rng = random.Random(1)
+    started = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    for n in range(calls):
+        await engine.handle(
+            CallQueued(f"c{n}", f"PJSIP/t-{n}", rng.choice(queues), time.time()), NO_POSITION, 0
+        )
+        while sink.offers:
+            offer = sink.offers.pop()
+            await engine.handle(AgentAnswered(offer.call_id, offer.device, time.time()), NO_POSITION, 0)
+            await engine.handle(CallerHungUp(offer.call_id, "16", time.time()), NO_POSITION, 0)
+    if profile is not None:
+        profile.disable()
+    return calls / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--cprofile", action="store_true", help="print the 30 costliest functions")
+    args = parser.parse_args()
+    profile = cProfile.Profile() if args.cprofile else None
+    rate = asyncio.run(run(args.agents, args.calls, profile))
+    print(f"{args.calls} calls, {args.agents} agents: {rate:.0f} calls/s (3 events each)")
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
