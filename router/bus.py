@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
@@ -273,13 +273,31 @@ class Consumed:
         return f"{self.topic}:{self.partition}"
 
 
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_assigned: Callable[[], None] | None) -> None:
+        self.on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        if self.on_assigned is not None:
+            self.on_assigned()
+
+
 class KafkaGroupReader:
     """A consumer-group member that reads batches and commits only what it is told to."""
 
-    def __init__(self, settings: KafkaSettings, topics: Sequence[str], group_id: str) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        group_id: str,
+        on_assigned: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_assigned`` runs after every rebalance, before messages of the new assignment."""
         self.settings = settings
         self._consumer = AIOKafkaConsumer(
-            *topics,
             **client_options(settings),
             group_id=group_id,
             enable_auto_commit=False,
@@ -290,6 +308,7 @@ class KafkaGroupReader:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_records=500,
         )
+        self._consumer.subscribe(topics=list(topics), listener=_AssignmentListener(on_assigned))
 
     async def start(self) -> None:
         await _start_with_retry(self._consumer, self.settings)

@@ -47,6 +47,9 @@ class Envelope:
     # Kafka offsets do not: a broker that restarts empty and numbers from 0 again.
     session: int | None = None
     seq: int | None = None
+    # ``seq`` of the previous envelope with the same ``key`` in this session (None for the
+    # first): a consumer that has not seen that one knows an earlier event is still missing.
+    prev: int | None = None
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {
@@ -60,6 +63,8 @@ class Envelope:
         }
         if self.session is not None and self.seq is not None:
             body["session"], body["seq"] = self.session, self.seq
+            if self.prev is not None:
+                body["prev"] = self.prev
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -91,7 +96,7 @@ def _validated(body: dict[str, Any]) -> Envelope:
     data = body.get("data", {})
     if not isinstance(data, dict):
         raise MalformedEventError("field 'data' must be an object")
-    session, seq = _sequence(body)
+    session, seq, prev = _sequence(body)
     return Envelope(
         type=body["type"],
         id=body["id"],
@@ -102,15 +107,24 @@ def _validated(body: dict[str, Any]) -> Envelope:
         v=version,
         session=session,
         seq=seq,
+        prev=prev,
     )
 
 
-def _sequence(body: dict[str, Any]) -> tuple[int | None, int | None]:
-    session, seq = body.get("session"), body.get("seq")
+def _sequence(body: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    session, seq, prev = body.get("session"), body.get("seq"), body.get("prev")
     if session is None and seq is None:
-        return None, None
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (session, seq)):
+        if prev is not None:
+            raise MalformedEventError("field 'prev' needs 'session' and 'seq'")
+        return None, None, None
+    if not all(_counter(v) for v in (session, seq)):
         raise MalformedEventError(
             f"fields 'session' and 'seq' must be non-negative integers, got {session!r}, {seq!r}"
         )
-    return session, seq
+    if prev is not None and not (_counter(prev) and prev < seq):
+        raise MalformedEventError(f"field 'prev' must be an integer below 'seq' ({seq}), got {prev!r}")
+    return session, seq, prev
+
+
+def _counter(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -53,6 +53,13 @@ class RoutingMetrics:
             ["topic"],
             registry=registry,
         )
+        self.events_reordered = Counter(
+            "acd_events_reordered_total",
+            "AMI envelopes that arrived before an earlier one of their call or agent (after a broker "
+            "lost events): held_back, released (in order), released_after_wait, dropped_on_rebalance",
+            ["result"],
+            registry=registry,
+        )
         self.event_errors = Counter(
             "acd_event_errors_total",
             "Envelopes whose handling raised an error (sent to the dead-letter topic)",

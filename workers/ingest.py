@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 LIST_EVENTS_TO_SKIP = frozenset({"coreshowchannelscomplete", "queuestatuscomplete"})
 RECENT_S = 30.0  # real seconds of sent envelopes kept, in case the broker loses them
 MAX_HELD = 200_000  # AMI envelopes kept while Kafka refuses them (a few minutes of a big site)
+MAX_CHAINED_KEYS = 500_000  # calls and agents whose last envelope is remembered (see Envelope.prev)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class IngestWorker:
         # what a restarted broker lost is harmless.
         self._session = int(time.time() * 1000)
         self._seq = 0
+        self._last_seq_of_key: OrderedDict[str, int] = OrderedDict()
         self._recent: deque[tuple[float, Envelope]] = deque()
         self._inbox: asyncio.Queue[Message | _Snapshot] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
@@ -122,16 +124,26 @@ class IngestWorker:
 
     def _envelope(self, fields: dict[str, Any], at: float, *, kind: str = AMI_EVENT) -> Envelope:
         self._seq += 1
+        key = partition_key(fields) if kind == AMI_EVENT else "ami:resync"
         return Envelope(
             type=kind,
             id=f"{self._session}-{self._seq}",
             session=self._session,
             seq=self._seq,
+            prev=self._chain(key, self._seq),
             source=self.source,
             ts=at,
-            key=partition_key(fields) if kind == AMI_EVENT else "ami:resync",
+            key=key,
             data=fields,
         )
+
+    def _chain(self, key: str, seq: int) -> int | None:
+        """The seq of the key's previous envelope (None: first, or forgotten long ago)."""
+        prev = self._last_seq_of_key.pop(key, None)
+        self._last_seq_of_key[key] = seq
+        if len(self._last_seq_of_key) > MAX_CHAINED_KEYS:
+            self._last_seq_of_key.popitem(last=False)
+        return prev
 
     async def _publish(self, fields: dict[str, Any], at: float, *, kind: str = AMI_EVENT) -> None:
         if kind == AMI_EVENT:
@@ -185,14 +197,18 @@ class IngestWorker:
         if self._held and not await self.producer.knows_partitions(self.topics.ami_events):
             return False  # a recreated topic not complete yet: keys would land on other partitions
         while self._held:
-            batch = list(self._held)
+            # In producer order: a refusal may arrive after newer envelopes of its key were held.
+            batch = sorted(self._held, key=lambda envelope: envelope.seq or 0)
             futures = [await self.producer.send(self.topics.ami_events, envelope) for envelope in batch]
             results = await asyncio.gather(*futures, return_exceptions=True)
             for _ in batch:
                 self._held.popleft()  # newer ones may have joined behind them meanwhile
-            failed = [
-                env for env, result in zip(batch, results, strict=True) if isinstance(result, BaseException)
-            ]
+            failed = []
+            for envelope, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    failed.append(envelope)
+                else:
+                    self._remember_recent(envelope)  # a second broker loss must resend it too
             self.metrics.produced.inc(len(batch) - len(failed))
             if failed:
                 self._held.extendleft(reversed(failed))

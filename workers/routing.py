@@ -36,8 +36,9 @@ from router.envelope import Envelope, decode
 from router.errors import AcdError, ConfigError, MalformedEventError
 from router.inbound import domain_event
 from router.metrics import RoutingMetrics
+from router.sequencing import KeySequencer
 from router.settings import AcdSettings, load_settings
-from router.store import Position, RedisStateStore
+from router.store import Position, RedisChainStore, RedisStateStore
 from router.store.connect import open_redis
 from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
 
@@ -126,9 +127,11 @@ class RoutingWorker:
         producer: KafkaEnvelopeProducer,
         sink: KafkaCommandSink,
         metrics: RoutingMetrics,
+        sequencer: KeySequencer[Consumed],
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.sequencer = sequencer
         self.reader = reader
         self.producer = producer
         self.sink = sink
@@ -163,7 +166,8 @@ class RoutingWorker:
             # Partitions are independent: handle them side by side (each one in order) so
             # one partition's Redis round trips overlap another's.
             await asyncio.gather(*(self._process_in_order(part, stop) for part in by_partition(batch)))
-            if await self._flush_commands():
+            await self._apply_overdue(stop)
+            if await self._flush_commands() and await self._save_chains():
                 await self._record_latencies()
                 await self.reader.commit(batch)
 
@@ -206,6 +210,47 @@ class RoutingWorker:
         self.metrics.events_consumed.labels(message.topic).inc()
         try:
             envelope = decode(message.value)
+        except MalformedEventError as exc:
+            self.metrics.events_malformed.labels(message.topic).inc()
+            await self._dead_letter(message, f"malformed: {exc}")
+            return
+        if not await self._admit(envelope, message):
+            self.metrics.events_reordered.labels(result="held_back").inc()
+            return
+        await self._apply_in_line(envelope, message, stop)
+
+    async def _admit(self, envelope: Envelope, message: Consumed) -> bool:
+        try:
+            return await self.sequencer.admit(envelope, message)
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            logger.warning("order of %s not checked (Redis unavailable: %s)", envelope.key, exc)
+            return True
+
+    async def _apply_in_line(self, envelope: Envelope, message: Consumed, stop: asyncio.Event) -> None:
+        """Apply an envelope, then those of its key held back waiting for it, in order."""
+        item: tuple[Envelope, Consumed] | None = (envelope, message)
+        while item is not None:
+            await self._apply(*item, stop)
+            item = self.sequencer.applied(item[0])
+            if item is not None:
+                self.metrics.events_reordered.labels(result="released").inc()
+
+    async def _apply_overdue(self, stop: asyncio.Event) -> None:
+        """Envelopes held back too long for a predecessor that never came: apply them now."""
+        for envelope, message in self.sequencer.overdue():
+            self.metrics.events_reordered.labels(result="released_after_wait").inc()
+            await self._apply_in_line(envelope, message, stop)
+
+    async def _save_chains(self) -> bool:
+        try:
+            await self.sequencer.save()
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            logger.warning("event order not saved (Redis unavailable: %s); offsets not committed", exc)
+            return False
+        return True
+
+    async def _apply(self, envelope: Envelope, message: Consumed, stop: asyncio.Event) -> None:
+        try:
             event = domain_event(envelope)
         except MalformedEventError as exc:
             self.metrics.events_malformed.labels(message.topic).inc()
@@ -299,8 +344,12 @@ async def run_routing(
     redis = await open_redis(settings.redis)
     await ensure_topics(settings.kafka, topics.all())
     producer = KafkaEnvelopeProducer(settings.kafka)
+    sequencer: KeySequencer[Consumed] = KeySequencer(RedisChainStore(redis, settings.site))
     reader = KafkaGroupReader(
-        settings.kafka, [topics.ami_events, topics.routing_outcomes], settings.kafka.consumer_group
+        settings.kafka,
+        [topics.ami_events, topics.routing_outcomes],
+        settings.kafka.consumer_group,
+        on_assigned=lambda: _forget_order(sequencer, metrics),
     )
     try:
         await producer.start()
@@ -308,7 +357,13 @@ async def run_routing(
         sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
         engine = await build_engine(settings, redis, clock, sink, metrics)
         worker = RoutingWorker(
-            settings, engine=engine, reader=reader, producer=producer, sink=sink, metrics=metrics
+            settings,
+            engine=engine,
+            reader=reader,
+            producer=producer,
+            sink=sink,
+            metrics=metrics,
+            sequencer=sequencer,
         )
         reloader = None if reload is None else ConfigReloader(engine, settings, config_path, reload, clock)
         endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: True)
@@ -321,6 +376,14 @@ async def run_routing(
         await reader.stop()
         await producer.stop()
         await redis.aclose()
+
+
+def _forget_order(sequencer: KeySequencer[Consumed], metrics: RoutingMetrics) -> None:
+    """Partitions moved: what this worker knew of their keys' order may be stale now."""
+    dropped = sequencer.forget()
+    if dropped:
+        metrics.events_reordered.labels(result="dropped_on_rebalance").inc(dropped)
+        logger.warning("rebalance: %d envelopes held back for order dropped (ingest resends them)", dropped)
 
 
 # Sections a reload does not apply: they shape connections and loops set up at start-up.

@@ -1,5 +1,6 @@
 """Routing state in Redis."""
 
+from router.store.chains import RedisChainStore
 from router.store.keys import Keys
 from router.store.redis_store import (
     NO_POSITION,
@@ -18,6 +19,7 @@ __all__ = [
     "Outcome",
     "OverflowMove",
     "Position",
+    "RedisChainStore",
     "RedisStateStore",
     "WrapUpEnded",
 ]

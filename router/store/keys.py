@@ -41,5 +41,8 @@ class Keys:
     def skill_index(self, skill: str, level: int) -> str:
         return f"{self.prefix}avail:{skill}:{level}"
 
+    def chain(self, envelope_key: str) -> str:
+        return f"{self.prefix}chain:{envelope_key}"
+
     def declined(self, call_id: str) -> str:
         return f"{self.prefix}declined:{call_id}"
