@@ -97,8 +97,23 @@ def site(agents: int, seed: int) -> tuple[list[QueueConfig], list[AgentConfig]]:
     return queues, roster
 
 
-def _envelope(fields: dict[str, Any], key: str, seq: int) -> Envelope:
-    return Envelope(type=AMI_EVENT, id=f"bench-{seq}", source="bench", ts=time.time(), key=key, data=fields)
+SESSION = int(time.time() * 1000)
+
+
+def _envelope(fields: dict[str, Any], key: str, seq: int, prev: int | None) -> Envelope:
+    """As ingest sends them: sequenced and chained per key, so the routers' ordering and
+    deduplication work is part of what is measured."""
+    return Envelope(
+        type=AMI_EVENT,
+        id=f"bench-{seq}",
+        source="bench",
+        ts=time.time(),
+        key=key,
+        data=fields,
+        session=SESSION,
+        seq=seq,
+        prev=prev,
+    )
 
 
 class SyntheticPbx:
@@ -109,12 +124,15 @@ class SyntheticPbx:
         self.topics = topics
         self.talk_s = talk_s
         self.seq = 0
+        self._last_seq_of_key: dict[str, int] = {}
         self.answered = 0
         self._hangups: list[asyncio.Task[None]] = []
 
     async def send(self, fields: dict[str, Any], key: str) -> None:
         self.seq += 1
-        await self.producer.send(self.topics.ami_events, _envelope(fields, key, self.seq))
+        prev = self._last_seq_of_key.get(key)
+        self._last_seq_of_key[key] = self.seq
+        await self.producer.send(self.topics.ami_events, _envelope(fields, key, self.seq, prev))
 
     async def login(self, agent: AgentConfig) -> None:
         member = {"Event": "QueueMemberAdded", "Queue": "acd-agents", "MemberName": agent.id}
@@ -377,13 +395,13 @@ async def _kafka_round_trips(kafka: EmbeddedKafka, samples: int) -> list[float]:
     await producer.start()
     reader = KafkaGroupReader(settings, [topic], "floor")
     await reader.start()
-    await producer.send_and_wait(topic, _envelope({}, "k", 0))
+    await producer.send_and_wait(topic, _envelope({}, "k", 0, None))
     while not await reader.read(timeout_ms=200):
         pass
     timings = []
     for n in range(samples):
         started = time.perf_counter()
-        await producer.send_and_wait(topic, _envelope({}, "k", n))
+        await producer.send_and_wait(topic, _envelope({}, "k", n, None))
         while not await reader.read(timeout_ms=100):
             pass
         timings.append((time.perf_counter() - started) * 1000)

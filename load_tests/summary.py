@@ -44,9 +44,10 @@ def queue_figures(stats: Mapping[str, float], queue: QueueConfig) -> dict[str, A
 
 
 async def run_summary(
-    store: RedisStateStore, queues: Mapping[str, QueueConfig], ledger: Ledger
+    store: RedisStateStore, queues: Mapping[str, QueueConfig], ledger: Ledger, *, listed: int | None = 20
 ) -> dict[str, Any]:
-    """Router measurements (Redis) next to the simulator's ground truth (ledger)."""
+    """Router measurements (Redis) next to the simulator's ground truth (ledger); the first
+    ``listed`` lost and mismatched calls by id (None: all of them)."""
     per_queue = {name: await store.queue_stats(name) for name in queues}
     total = kpi.combine(per_queue.values())
     parts = [kpi.service_level_parts(per_queue[n], q.service_level.formula) for n, q in queues.items()]
@@ -76,8 +77,8 @@ async def run_summary(
         "decisions": len(latencies),
         "queues": {name: queue_figures(per_queue[name], queue) for name, queue in queues.items()},
         "ground_truth": ledger.summary(),
-        "lost_call_ids": verdict.lost[:20],
-        "mismatched_calls": [list(m) for m in verdict.mismatched[:20]],
+        "lost_call_ids": verdict.lost[:listed],
+        "mismatched_calls": [list(m) for m in verdict.mismatched[:listed]],
     }
 
 

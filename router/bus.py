@@ -12,7 +12,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,14 +325,21 @@ class KafkaGroupReader:
             for m in messages
         ]
 
-    async def commit(self, processed: Sequence[Consumed]) -> None:
-        """Commit past the highest processed offset of each partition."""
+    async def commit(self, processed: Sequence[Consumed], not_past: Mapping[str, int] | None = None) -> None:
+        """Commit past the highest processed offset of each partition, but not past
+        ``not_past[part]`` (a message read but not handled yet, to be read again after a
+        rebalance)."""
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for message in processed:
             tp = TopicPartition(message.topic, message.partition)
             current = offsets.get(tp)
             if current is None or message.offset + 1 > current.offset:
                 offsets[tp] = OffsetAndMetadata(message.offset + 1, "")
+        for part, offset in (not_past or {}).items():
+            topic, _, partition = part.rpartition(":")
+            tp = TopicPartition(topic, int(partition))
+            if tp in offsets and offsets[tp].offset > offset:
+                offsets[tp] = OffsetAndMetadata(offset, "")
         if offsets:
             try:
                 await self._consumer.commit(offsets)

@@ -56,7 +56,7 @@ class RoutingMetrics:
         self.events_reordered = Counter(
             "acd_events_reordered_total",
             "AMI envelopes that arrived before an earlier one of their call or agent (after a broker "
-            "lost events): held_back, released (in order), released_after_wait, dropped_on_rebalance",
+            "lost events): held_back, released (in order), released_after_wait, reread_after_rebalance",
             ["result"],
             registry=registry,
         )

@@ -9,7 +9,9 @@ look abandoned).
 
 The sequencer holds such an envelope back (parks it) until its predecessor has been applied,
 then hands it out. If the predecessor never comes (ingest had to drop it), the parked
-envelopes are applied anyway after ``wait_s``, in order.
+envelopes are applied anyway after ``wait_s``, in order. A parked envelope is not handled
+yet: its offset is not committed, so after a rebalance its partition's new owner reads it
+again.
 
 Where each key's chain stands is kept in memory for the partitions this worker owns, and in
 Redis (``ChainStore``) for whoever owns them after a rebalance.
@@ -141,9 +143,13 @@ class KeySequencer[Item]:
                     self._unsaved[key] = max(link, self._unsaved.get(key, link))
                 raise
 
+    def held(self) -> list[Item]:
+        """The items of every parked envelope (their offsets must not be committed yet)."""
+        return [item for parked in self._parked.values() for _, item in parked.by_prev.values()]
+
     def forget(self) -> int:
-        """Partitions moved (a rebalance): drop what is cached and parked; returns the number
-        of parked envelopes dropped (ingest resends them if their predecessor was lost)."""
+        """Partitions moved (a rebalance): drop what is cached and parked (Kafka delivers the
+        parked envelopes again: their offsets were not committed); returns how many."""
         dropped = self.parked
         self._known.clear()
         self._parked.clear()

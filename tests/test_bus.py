@@ -70,3 +70,30 @@ async def test_unreachable_broker_is_a_clear_retriable_error() -> None:
     with pytest.raises(BrokerUnavailableError, match=r"cannot reach Kafka at 127\.0\.0\.1") as caught:
         await ensure_topics(settings, ["x"])
     assert caught.value.retriable
+
+
+async def test_a_commit_stops_before_a_message_not_handled_yet(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
+    topic = Topics(topic_prefix).ami_events
+    await ensure_topics(settings, [topic])
+    producer = KafkaEnvelopeProducer(settings)
+    await producer.start()
+    for i in range(10):
+        await producer.send(topic, envelope(i, "call:0"))
+    await producer.flush()
+    await producer.stop()
+
+    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
+    await reader.start()
+    first = await read_until(reader, 10)
+    held_back = first[4]  # e.g. an envelope waiting for its predecessor
+    await reader.commit(first, not_past={held_back.part: held_back.offset})
+    await reader.stop()
+
+    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
+    await reader.start()
+    again = await read_until(reader, 6)
+    await reader.stop()
+    assert [decode(m.value).data["n"] for m in again] == [4, 5, 6, 7, 8, 9]

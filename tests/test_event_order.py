@@ -233,3 +233,11 @@ async def test_a_hangup_that_overtakes_the_answer_does_not_make_the_call_abandon
     finally:
         await producer.stop()
     assert "arrived before its predecessor" in route.log("route")
+
+
+async def test_what_is_held_back_is_listed_until_it_is_applied() -> None:
+    sequencer: KeySequencer[str] = KeySequencer(MemoryChains())
+    assert await apply_all(sequencer, [envelope(1, None), envelope(3, 2)]) == [1]
+    assert sequencer.held() == [f"{SESSION}-3"]
+    assert await apply_all(sequencer, [envelope(2, 1)]) == [2, 3]
+    assert sequencer.held() == []

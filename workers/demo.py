@@ -87,6 +87,7 @@ class Demo:
     """One demo run; ``run`` returns the summary."""
 
     observer: DemoObserver | None = None
+    listed_calls: int | None = 20  # lost and mismatched calls listed by id in the summary
 
     def __init__(self, scenario: Scenario, args: argparse.Namespace) -> None:
         self.scenario = scenario
@@ -204,10 +205,10 @@ class Demo:
             await self.observer.finishing(store)
         queues = {q.name: q for q in self.scenario.queues}
         deadline = time.monotonic() + SETTLE_S
-        summary = await run_summary(store, queues, pbx.ledger)
+        summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
         while not _settled(summary) and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
-            summary = await run_summary(store, queues, pbx.ledger)
+            summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
         if self.args.assignments:
             await write_assignments(self.args.assignments, store, list(pbx.ledger.calls))
         summary["metrics"] = await scrape_totals(children.http_ports(), METRIC_TOTALS)

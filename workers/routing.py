@@ -169,7 +169,14 @@ class RoutingWorker:
             await self._apply_overdue(stop)
             if await self._flush_commands() and await self._save_chains():
                 await self._record_latencies()
-                await self.reader.commit(batch)
+                await self.reader.commit(batch, not_past=self._held_back_offsets())
+
+    def _held_back_offsets(self) -> dict[str, int]:
+        """Per partition, the first envelope held back for order: not committed until applied."""
+        first: dict[str, int] = {}
+        for message in self.sequencer.held():
+            first[message.part] = min(message.offset, first.get(message.part, message.offset))
+        return first
 
     async def _record_latencies(self) -> None:
         """Latency samples for reports; losing some while Redis is down is acceptable."""
@@ -382,8 +389,8 @@ def _forget_order(sequencer: KeySequencer[Consumed], metrics: RoutingMetrics) ->
     """Partitions moved: what this worker knew of their keys' order may be stale now."""
     dropped = sequencer.forget()
     if dropped:
-        metrics.events_reordered.labels(result="dropped_on_rebalance").inc(dropped)
-        logger.warning("rebalance: %d envelopes held back for order dropped (ingest resends them)", dropped)
+        metrics.events_reordered.labels(result="reread_after_rebalance").inc(dropped)
+        logger.warning("rebalance: %d envelopes held back for order will be read again from Kafka", dropped)
 
 
 # Sections a reload does not apply: they shape connections and loops set up at start-up.
