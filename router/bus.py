@@ -267,6 +267,9 @@ class Consumed:
     key: bytes | None
     value: bytes | None
     received_at: float
+    # The reader's assignment when it was read: after a rebalance (a broker that restarted
+    # empty causes one) its offset may belong to a topic that no longer exists.
+    generation: int = 0
 
     @property
     def part(self) -> str:
@@ -274,15 +277,14 @@ class Consumed:
 
 
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_assigned: Callable[[], None] | None) -> None:
+    def __init__(self, on_assigned: Callable[[], None]) -> None:
         self.on_assigned = on_assigned
 
     async def on_partitions_revoked(self, revoked: object) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned: object) -> None:
-        if self.on_assigned is not None:
-            self.on_assigned()
+        self.on_assigned()
 
 
 class KafkaGroupReader:
@@ -308,7 +310,14 @@ class KafkaGroupReader:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_records=500,
         )
-        self._consumer.subscribe(topics=list(topics), listener=_AssignmentListener(on_assigned))
+        self.generation = 0
+        self._on_assigned = on_assigned
+        self._consumer.subscribe(topics=list(topics), listener=_AssignmentListener(self._assigned))
+
+    def _assigned(self) -> None:
+        self.generation += 1
+        if self._on_assigned is not None:
+            self._on_assigned()
 
     async def start(self) -> None:
         await _start_with_retry(self._consumer, self.settings)
@@ -320,7 +329,7 @@ class KafkaGroupReader:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms)
         now = time.monotonic()
         return [
-            Consumed(tp.topic, tp.partition, m.offset, m.key, m.value, now)
+            Consumed(tp.topic, tp.partition, m.offset, m.key, m.value, now, self.generation)
             for tp, messages in batches.items()
             for m in messages
         ]
@@ -328,9 +337,12 @@ class KafkaGroupReader:
     async def commit(self, processed: Sequence[Consumed], not_past: Mapping[str, int] | None = None) -> None:
         """Commit past the highest processed offset of each partition, but not past
         ``not_past[part]`` (a message read but not handled yet, to be read again after a
-        rebalance)."""
+        rebalance). Messages read before the latest rebalance are not committed: their
+        partition may have moved, or been recreated empty with offsets counting from 0."""
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for message in processed:
+            if message.generation != self.generation:
+                continue
             tp = TopicPartition(message.topic, message.partition)
             current = offsets.get(tp)
             if current is None or message.offset + 1 > current.offset:

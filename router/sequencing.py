@@ -69,9 +69,12 @@ class KeySequencer[Item]:
         and comes back from ``applied`` (or ``overdue``)."""
         if envelope.prev is None or envelope.session is None or envelope.seq is None:
             return True
-        known = await self._link(envelope.key)
-        if known is None or known[0] != envelope.session or envelope.prev <= known[1]:
-            return True  # first seen, another ingest session, next in line or a redelivery
+        if _in_line(envelope, await self._link(envelope.key)):
+            return True
+        # The cache may be behind: after a rebalance it starts from whatever this worker
+        # applied first (a resent envelope, say), while another worker got further.
+        if _in_line(envelope, await self._refresh(envelope.key)):
+            return True
         if self.parked >= MAX_PARKED:
             logger.error("%d envelopes parked: applying %s out of order", MAX_PARKED, envelope.id)
             return True
@@ -155,6 +158,13 @@ class KeySequencer[Item]:
         self._parked.clear()
         return dropped
 
+    async def _refresh(self, key: str) -> Link | None:
+        stored = (await self.store.positions([key])).get(key)
+        cached = self._known.get(key)
+        if stored is not None and (cached is None or cached < stored):
+            self._known[key] = stored
+        return self._known.get(key)
+
     async def _link(self, key: str) -> Link | None:
         link = self._known.get(key)
         if link is None:
@@ -162,3 +172,11 @@ class KeySequencer[Item]:
             if link is not None:
                 self._known[key] = link
         return link
+
+
+def _in_line(envelope: Envelope, known: Link | None) -> bool:
+    """Nothing to wait for: the first of its key, another ingest session, next in line or a
+    redelivery. A key never seen with a predecessor named: that one is still missing."""
+    if known is None:
+        return envelope.prev is None
+    return known[0] != envelope.session or (envelope.prev or 0) <= known[1]

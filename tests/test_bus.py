@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -97,3 +98,32 @@ async def test_a_commit_stops_before_a_message_not_handled_yet(
     again = await read_until(reader, 6)
     await reader.stop()
     assert [decode(m.value).data["n"] for m in again] == [4, 5, 6, 7, 8, 9]
+
+
+async def test_messages_read_before_a_rebalance_are_not_committed(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
+    topic = Topics(topic_prefix).ami_events
+    await ensure_topics(settings, [topic])
+    producer = KafkaEnvelopeProducer(settings)
+    await producer.start()
+    for i in range(3):
+        await producer.send(topic, envelope(i, "call:0"))
+    await producer.flush()
+    await producer.stop()
+
+    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
+    await reader.start()
+    first = await read_until(reader, 3)
+    assert {m.generation for m in first} == {reader.generation} and reader.generation >= 1
+    # As if a rebalance (after a broker lost its topics) happened since they were read:
+    stale = [dataclasses.replace(m, generation=reader.generation - 1) for m in first]
+    await reader.commit(stale)
+    await reader.stop()
+
+    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
+    await reader.start()
+    again = await read_until(reader, 3)
+    await reader.stop()
+    assert [decode(m.value).data["n"] for m in again] == [0, 1, 2]

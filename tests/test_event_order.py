@@ -241,3 +241,18 @@ async def test_what_is_held_back_is_listed_until_it_is_applied() -> None:
     assert sequencer.held() == [f"{SESSION}-3"]
     assert await apply_all(sequencer, [envelope(2, 1)]) == [2, 3]
     assert sequencer.held() == []
+
+
+async def test_a_cache_behind_another_workers_progress_is_refreshed_before_holding_back() -> None:
+    chains = MemoryChains()
+    chains.links["call:c1"] = (SESSION, 9)  # another worker applied up to 9
+    sequencer: KeySequencer[str] = KeySequencer(chains)
+    # A resent first envelope (no prev) fills this worker's cache with 1; 5 is not missing.
+    assert await apply_all(sequencer, [envelope(1, None), envelope(5, 4)]) == [1, 5]
+    assert sequencer.parked == 0
+
+
+async def test_a_key_never_seen_waits_for_the_predecessor_it_names() -> None:
+    sequencer: KeySequencer[str] = KeySequencer(MemoryChains())
+    # The broker lost a new call's first envelope (1); its hangup (2) arrives, then 1 again.
+    assert await apply_all(sequencer, [envelope(2, 1), envelope(1, None)]) == [1, 2]

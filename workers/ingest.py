@@ -101,9 +101,7 @@ class IngestWorker:
         self._resend_recent()
 
     def _resend_recent(self) -> None:
-        again = {envelope.seq: envelope for _, envelope in self._recent}
-        again.update({envelope.seq: envelope for envelope in self._held})
-        self._held = deque(again[seq] for seq in sorted(s for s in again if s is not None))
+        self._held = _in_producer_order([*(envelope for _, envelope in self._recent), *self._held])
         self._blocked_keys.update(envelope.key for envelope in self._held)
         self._recent.clear()
         self._needs_resync.set()
@@ -193,16 +191,15 @@ class IngestWorker:
         self._held.append(envelope)
 
     async def _resend_held(self) -> bool:
-        """Send what Kafka refused, in order and in bulk; True once nothing is held any more."""
+        """Send what Kafka refused, in producer order and in bulk; True once nothing is held."""
         if self._held and not await self.producer.knows_partitions(self.topics.ami_events):
             return False  # a recreated topic not complete yet: keys would land on other partitions
         while self._held:
-            # In producer order: a refusal may arrive after newer envelopes of its key were held.
-            batch = sorted(self._held, key=lambda envelope: envelope.seq or 0)
+            # Taken out whole: while it is in flight, newer envelopes of its keys are held
+            # behind it, and a broker loss noticed meanwhile replaces ``_held`` altogether.
+            batch, self._held = list(_in_producer_order(self._held)), deque()
             futures = [await self.producer.send(self.topics.ami_events, envelope) for envelope in batch]
             results = await asyncio.gather(*futures, return_exceptions=True)
-            for _ in batch:
-                self._held.popleft()  # newer ones may have joined behind them meanwhile
             failed = []
             for envelope, result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
@@ -211,7 +208,7 @@ class IngestWorker:
                     self._remember_recent(envelope)  # a second broker loss must resend it too
             self.metrics.produced.inc(len(batch) - len(failed))
             if failed:
-                self._held.extendleft(reversed(failed))
+                self._held = _in_producer_order([*failed, *self._held])
                 logger.warning(
                     "Kafka still refuses %d of %d held AMI envelopes; retrying", len(failed), len(batch)
                 )
@@ -265,6 +262,12 @@ class IngestWorker:
                 if await wait_or_stop(stop, 1.0):
                     return
             await self._resync()
+
+
+def _in_producer_order(envelopes: Iterable[Envelope]) -> deque[Envelope]:
+    """By seq, each once (a resend may meet the same envelope twice)."""
+    by_seq = {envelope.seq or 0: envelope for envelope in envelopes}
+    return deque(by_seq[seq] for seq in sorted(by_seq))
 
 
 def _list_events(response: Any) -> list[Message]:
