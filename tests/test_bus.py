@@ -73,47 +73,49 @@ async def test_unreachable_broker_is_a_clear_retriable_error() -> None:
     assert caught.value.retriable
 
 
-async def test_a_commit_stops_before_a_message_not_handled_yet(
-    kafka_bootstrap: str, topic_prefix: str
-) -> None:
+async def one_partition_with(kafka_bootstrap: str, topic_prefix: str, count: int) -> KafkaSettings:
+    """A one-partition events topic holding envelopes 0..count-1 of one call."""
     settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
     topic = Topics(topic_prefix).ami_events
     await ensure_topics(settings, [topic])
     producer = KafkaEnvelopeProducer(settings)
     await producer.start()
-    for i in range(10):
+    for i in range(count):
         await producer.send(topic, envelope(i, "call:0"))
     await producer.flush()
     await producer.stop()
+    return settings
 
-    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
+
+async def reread(settings: KafkaSettings, count: int) -> list[int]:
+    """What a new member of the group reads (from the committed offsets)."""
+    reader = KafkaGroupReader(
+        settings, [Topics(settings.topic_prefix).ami_events], f"{settings.topic_prefix}-g"
+    )
+    await reader.start()
+    again = await read_until(reader, count)
+    await reader.stop()
+    return [decode(m.value).data["n"] for m in again]
+
+
+async def test_a_commit_stops_before_a_message_not_handled_yet(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = await one_partition_with(kafka_bootstrap, topic_prefix, 10)
+    reader = KafkaGroupReader(settings, [Topics(topic_prefix).ami_events], f"{topic_prefix}-g")
     await reader.start()
     first = await read_until(reader, 10)
     held_back = first[4]  # e.g. an envelope waiting for its predecessor
     await reader.commit(first, not_past={held_back.part: held_back.offset})
     await reader.stop()
-
-    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
-    await reader.start()
-    again = await read_until(reader, 6)
-    await reader.stop()
-    assert [decode(m.value).data["n"] for m in again] == [4, 5, 6, 7, 8, 9]
+    assert await reread(settings, 6) == [4, 5, 6, 7, 8, 9]
 
 
 async def test_messages_read_before_a_rebalance_are_not_committed(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
-    topic = Topics(topic_prefix).ami_events
-    await ensure_topics(settings, [topic])
-    producer = KafkaEnvelopeProducer(settings)
-    await producer.start()
-    for i in range(3):
-        await producer.send(topic, envelope(i, "call:0"))
-    await producer.flush()
-    await producer.stop()
-
-    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
+    settings = await one_partition_with(kafka_bootstrap, topic_prefix, 3)
+    reader = KafkaGroupReader(settings, [Topics(topic_prefix).ami_events], f"{topic_prefix}-g")
     await reader.start()
     first = await read_until(reader, 3)
     assert {m.generation for m in first} == {reader.generation} and reader.generation >= 1
@@ -121,9 +123,4 @@ async def test_messages_read_before_a_rebalance_are_not_committed(
     stale = [dataclasses.replace(m, generation=reader.generation - 1) for m in first]
     await reader.commit(stale)
     await reader.stop()
-
-    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-g")
-    await reader.start()
-    again = await read_until(reader, 3)
-    await reader.stop()
-    assert [decode(m.value).data["n"] for m in again] == [0, 1, 2]
+    assert await reread(settings, 3) == [0, 1, 2]
