@@ -30,6 +30,7 @@ from load_tests.summary import run_summary, write_assignments
 from load_tests.traffic import TrafficGenerator
 from router import kpi
 from router.clock import ScaledClock
+from router.domain import QueueConfig
 from router.store import RedisStateStore
 from workers.children import ChildProcesses, ChildSpec, scrape_totals
 from workers.embedded import EmbeddedKafka, EmbeddedRedis
@@ -199,6 +200,26 @@ class Demo:
             flush=True,
         )
 
+    async def _with_metrics(
+        self,
+        summary: dict[str, Any],
+        store: RedisStateStore,
+        queues: dict[str, QueueConfig],
+        pbx: Pbx,
+        children: ChildProcesses,
+    ) -> dict[str, Any]:
+        """The Prometheus totals beside the summary, read so that they describe the same
+        moment: the phones keep going (a ringing call may be answered between two reads), so
+        read until the summary did not move while the metrics were scraped."""
+        for _ in range(20):
+            metrics = await scrape_totals(children.http_ports(), METRIC_TOTALS)
+            again = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
+            if _counts(again) == _counts(summary):
+                break
+            summary = again
+        summary["metrics"] = metrics
+        return summary
+
     async def _finish(self, store: RedisStateStore, pbx: Pbx, children: ChildProcesses) -> dict[str, Any]:
         """Let in-flight events land, judge the run, then stop the processes cleanly."""
         if self.observer is not None:
@@ -211,7 +232,7 @@ class Demo:
             summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
         if self.args.assignments:
             await write_assignments(self.args.assignments, store, list(pbx.ledger.calls))
-        summary["metrics"] = await scrape_totals(children.http_ports(), METRIC_TOTALS)
+        summary = await self._with_metrics(summary, store, queues, pbx, children)
         exit_codes = await children.stop()
         summary["duration_s"] = self.args.duration
         summary["simulated_s"] = round(self.args.duration * self.clock.time_scale, 1)
@@ -219,6 +240,10 @@ class Demo:
         summary["routing_workers"] = self.args.workers
         summary["process_exit_codes"] = exit_codes
         return summary
+
+
+def _counts(summary: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(summary[key] for key in ("offered", "answered", "abandoned", "overflowed"))
 
 
 def _settled(summary: dict[str, Any]) -> bool:
