@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from load_tests.summary import percentile
 from router.bus import KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
 from router.domain import AgentConfig, QueueConfig, SkillRequirement
-from router.envelope import AMI_EVENT, Envelope, decode
+from router.envelope import AMI_EVENT, Envelope, KeyChain, decode
 from router.settings import KafkaSettings
 from router.store import RedisStateStore
 from workers.children import ChildProcesses, ChildSpec
@@ -124,14 +124,13 @@ class SyntheticPbx:
         self.topics = topics
         self.talk_s = talk_s
         self.seq = 0
-        self._last_seq_of_key: dict[str, int] = {}
+        self._chain = KeyChain()
         self.answered = 0
         self._hangups: list[asyncio.Task[None]] = []
 
     async def send(self, fields: dict[str, Any], key: str) -> None:
         self.seq += 1
-        prev = self._last_seq_of_key.get(key)
-        self._last_seq_of_key[key] = self.seq
+        prev = self._chain.link(key, self.seq)
         await self.producer.send(self.topics.ami_events, _envelope(fields, key, self.seq, prev))
 
     async def login(self, agent: AgentConfig) -> None:

@@ -43,8 +43,15 @@ def queue_figures(stats: Mapping[str, float], queue: QueueConfig) -> dict[str, A
     }
 
 
+LISTED_CALLS = 20  # lost and mismatched calls a summary lists by id (all are counted)
+
+
 async def run_summary(
-    store: RedisStateStore, queues: Mapping[str, QueueConfig], ledger: Ledger, *, listed: int | None = 20
+    store: RedisStateStore,
+    queues: Mapping[str, QueueConfig],
+    ledger: Ledger,
+    *,
+    listed: int | None = LISTED_CALLS,
 ) -> dict[str, Any]:
     """Router measurements (Redis) next to the simulator's ground truth (ledger); the first
     ``listed`` lost and mismatched calls by id (None: all of them)."""

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,11 +334,11 @@ class KafkaGroupReader:
             for m in messages
         ]
 
-    async def commit(self, processed: Sequence[Consumed], not_past: Mapping[str, int] | None = None) -> None:
-        """Commit past the highest processed offset of each partition, but not past
-        ``not_past[part]`` (a message read but not handled yet, to be read again after a
-        rebalance). Messages read before the latest rebalance are not committed: their
-        partition may have moved, or been recreated empty with offsets counting from 0."""
+    async def commit(self, processed: Sequence[Consumed], unhandled: Sequence[Consumed] = ()) -> None:
+        """Commit past the highest processed offset of each partition, but not past a message
+        in ``unhandled`` (read, not handled yet: to be read again after a rebalance).
+        Messages read before the latest rebalance are not committed: their partition may
+        have moved, or been recreated empty with offsets counting from 0."""
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for message in processed:
             if message.generation != self.generation:
@@ -347,11 +347,10 @@ class KafkaGroupReader:
             current = offsets.get(tp)
             if current is None or message.offset + 1 > current.offset:
                 offsets[tp] = OffsetAndMetadata(message.offset + 1, "")
-        for part, offset in (not_past or {}).items():
-            topic, _, partition = part.rpartition(":")
-            tp = TopicPartition(topic, int(partition))
-            if tp in offsets and offsets[tp].offset > offset:
-                offsets[tp] = OffsetAndMetadata(offset, "")
+        for message in unhandled:
+            tp = TopicPartition(message.topic, message.partition)
+            if tp in offsets and offsets[tp].offset > message.offset:
+                offsets[tp] = OffsetAndMetadata(message.offset, "")
         if offsets:
             try:
                 await self._consumer.commit(offsets)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,23 @@ class Envelope:
             if self.prev is not None:
                 body["prev"] = self.prev
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class KeyChain:
+    """What a producer needs for ``Envelope.prev``: the last seq it sent per key, for the
+    ``max_keys`` keys used most recently (a key forgotten starts a new chain: prev None)."""
+
+    def __init__(self, max_keys: int = 500_000) -> None:
+        self.max_keys = max_keys
+        self._last: OrderedDict[str, int] = OrderedDict()
+
+    def link(self, key: str, seq: int) -> int | None:
+        """Record ``seq`` as the key's latest; the seq before it."""
+        prev = self._last.pop(key, None)
+        self._last[key] = seq
+        if len(self._last) > self.max_keys:
+            self._last.popitem(last=False)
+        return prev
 
 
 def decode(raw: bytes | None) -> Envelope:

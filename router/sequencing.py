@@ -69,10 +69,10 @@ class KeySequencer[Item]:
         and comes back from ``applied`` (or ``overdue``)."""
         if envelope.prev is None or envelope.session is None or envelope.seq is None:
             return True
-        if _in_line(envelope, await self._link(envelope.key)):
+        if _in_line(envelope, self._known.get(envelope.key)):
             return True
-        # The cache may be behind: after a rebalance it starts from whatever this worker
-        # applied first (a resent envelope, say), while another worker got further.
+        # Not cached, or the cache is behind: after a rebalance it starts from whatever this
+        # worker applied first (a resent envelope, say), while another worker got further.
         if _in_line(envelope, await self._refresh(envelope.key)):
             return True
         if self.parked >= MAX_PARKED:
@@ -164,14 +164,6 @@ class KeySequencer[Item]:
         if stored is not None and (cached is None or cached < stored):
             self._known[key] = stored
         return self._known.get(key)
-
-    async def _link(self, key: str) -> Link | None:
-        link = self._known.get(key)
-        if link is None:
-            link = (await self.store.positions([key])).get(key)
-            if link is not None:
-                self._known[key] = link
-        return link
 
 
 def _in_line(envelope: Envelope, known: Link | None) -> bool:

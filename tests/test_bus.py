@@ -106,7 +106,7 @@ async def test_a_commit_stops_before_a_message_not_handled_yet(
     await reader.start()
     first = await read_until(reader, 10)
     held_back = first[4]  # e.g. an envelope waiting for its predecessor
-    await reader.commit(first, not_past={held_back.part: held_back.offset})
+    await reader.commit(first, unhandled=[held_back])
     await reader.stop()
     assert await reread(settings, 6) == [4, 5, 6, 7, 8, 9]
 

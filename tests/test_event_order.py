@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from router.bus import KafkaEnvelopeProducer, Topics
-from router.envelope import AMI_EVENT, Envelope, decode
+from router.envelope import AMI_EVENT, Envelope, KeyChain, decode
 from router.errors import MalformedEventError
 from router.metrics import IngestMetrics
 from router.sequencing import KeySequencer, Link
@@ -256,3 +256,12 @@ async def test_a_key_never_seen_waits_for_the_predecessor_it_names() -> None:
     sequencer: KeySequencer[str] = KeySequencer(MemoryChains())
     # The broker lost a new call's first envelope (1); its hangup (2) arrives, then 1 again.
     assert await apply_all(sequencer, [envelope(2, 1), envelope(1, None)]) == [1, 2]
+
+
+def test_a_key_chain_forgets_the_least_recently_used_key_first() -> None:
+    chain = KeyChain(max_keys=2)
+    assert [chain.link("a", 1), chain.link("b", 2), chain.link("a", 3), chain.link("c", 4)] == [None] * 2 + [
+        1,
+        None,
+    ]
+    assert (chain.link("b", 5), chain.link("c", 6)) == (None, 4)  # b went first: used least recently

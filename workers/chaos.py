@@ -29,6 +29,7 @@ from typing import Any
 
 from load_tests.amisim import Pbx
 from load_tests.scenario import Scenario, load_scenario
+from load_tests.summary import LISTED_CALLS
 from load_tests.traffic import TrafficGenerator
 from router.store import RedisStateStore
 from workers.children import ChildProcesses
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 SCENARIO = Path(__file__).resolve().parent.parent / "load_tests" / "scenarios" / "chaos.yaml"
 PROBE_QUEUE = "probe"
 PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ringing
-SHOWN = 20  # lost and mismatched calls listed by id (all of them are counted)
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,9 @@ class FaultRun(Demo):
             "outcome_unobservable": len(judged_mismatched) - len(mismatched),
             "recovery_s": self.recovery_s(pbx),
             "process_exit_codes": summary["process_exit_codes"],
-            "lost_call_ids": lost[:SHOWN],
-            "lost_calls_truth": [self._truth(pbx, call_id) for call_id in lost[:SHOWN]],
-            "mismatched_calls": mismatched[:SHOWN],
+            "lost_call_ids": lost[:LISTED_CALLS],
+            "lost_calls_truth": [self._truth(pbx, call_id) for call_id in lost[:LISTED_CALLS]],
+            "mismatched_calls": mismatched[:LISTED_CALLS],
         }
 
     def _unobservable(self, pbx: Pbx, call_id: str, *, since_answer: bool = False) -> bool:

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from load_tests.amisim import AmiSimulator, AmiUser, Pbx
 from load_tests.scenario import Scenario, default_scenario_path, load_scenario
-from load_tests.summary import run_summary, write_assignments
+from load_tests.summary import LISTED_CALLS, run_summary, write_assignments
 from load_tests.traffic import TrafficGenerator
 from router import kpi
 from router.clock import ScaledClock
@@ -88,7 +88,7 @@ class Demo:
     """One demo run; ``run`` returns the summary."""
 
     observer: DemoObserver | None = None
-    listed_calls: int | None = 20  # lost and mismatched calls listed by id in the summary
+    listed_calls: int | None = LISTED_CALLS
 
     def __init__(self, scenario: Scenario, args: argparse.Namespace) -> None:
         self.scenario = scenario

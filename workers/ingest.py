@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,7 @@ from router.ami.gateway import AmiGateway
 from router.ami.translate import AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
-from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
+from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
 from router.errors import AmiError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 LIST_EVENTS_TO_SKIP = frozenset({"coreshowchannelscomplete", "queuestatuscomplete"})
 RECENT_S = 30.0  # real seconds of sent envelopes kept, in case the broker loses them
 MAX_HELD = 200_000  # AMI envelopes kept while Kafka refuses them (a few minutes of a big site)
-MAX_CHAINED_KEYS = 500_000  # calls and agents whose last envelope is remembered (see Envelope.prev)
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class IngestWorker:
         # what a restarted broker lost is harmless.
         self._session = int(time.time() * 1000)
         self._seq = 0
-        self._last_seq_of_key: OrderedDict[str, int] = OrderedDict()
+        self._chain = KeyChain()
         self._recent: deque[tuple[float, Envelope]] = deque()
         self._inbox: asyncio.Queue[Message | _Snapshot] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
@@ -128,20 +127,12 @@ class IngestWorker:
             id=f"{self._session}-{self._seq}",
             session=self._session,
             seq=self._seq,
-            prev=self._chain(key, self._seq),
+            prev=self._chain.link(key, self._seq),
             source=self.source,
             ts=at,
             key=key,
             data=fields,
         )
-
-    def _chain(self, key: str, seq: int) -> int | None:
-        """The seq of the key's previous envelope (None: first, or forgotten long ago)."""
-        prev = self._last_seq_of_key.pop(key, None)
-        self._last_seq_of_key[key] = seq
-        if len(self._last_seq_of_key) > MAX_CHAINED_KEYS:
-            self._last_seq_of_key.popitem(last=False)
-        return prev
 
     async def _publish(self, fields: dict[str, Any], at: float, *, kind: str = AMI_EVENT) -> None:
         if kind == AMI_EVENT:

@@ -169,14 +169,8 @@ class RoutingWorker:
             await self._apply_overdue(stop)
             if await self._flush_commands() and await self._save_chains():
                 await self._record_latencies()
-                await self.reader.commit(batch, not_past=self._held_back_offsets())
-
-    def _held_back_offsets(self) -> dict[str, int]:
-        """Per partition, the first envelope held back for order: not committed until applied."""
-        first: dict[str, int] = {}
-        for message in self.sequencer.held():
-            first[message.part] = min(message.offset, first.get(message.part, message.offset))
-        return first
+                # Envelopes held back for order are not handled yet: not committed past.
+                await self.reader.commit(batch, unhandled=self.sequencer.held())
 
     async def _record_latencies(self) -> None:
         """Latency samples for reports; losing some while Redis is down is acceptable."""
