@@ -77,6 +77,7 @@ class ChildProcesses:
                 stdout=log,
                 stderr=log,
                 preexec_fn=die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches the parent only: it stops them in order
             )
         child = Child(spec, process, port, log_path)
         self.children[spec.name] = child

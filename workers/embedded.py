@@ -136,7 +136,7 @@ class EmbeddedRedis(_ChildServer):
         args += ["--appendonly", "yes" if self.appendonly else "no", "--logfile", "redis.log"]
         args += ["--appendfsync", self.fsync]
         self.proc = await asyncio.create_subprocess_exec(
-            *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent
+            *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent, start_new_session=True
         )
         await self._wait_ready()
 
@@ -186,7 +186,7 @@ class EmbeddedKafka(_ChildServer):
         args = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
         args += ["--storage-engine", "memory://tansu/"]
         self.proc = await asyncio.create_subprocess_exec(
-            *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent
+            *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent, start_new_session=True
         )
         await wait_for_port("127.0.0.1", self.port, 15.0, self.proc, "tansu")
 
