@@ -215,22 +215,97 @@ class TopicGuardian:
                 self.on_repaired(repaired)
 
 
+def bootstrap_addresses(bootstrap_servers: str) -> list[tuple[str, int]]:
+    """``host:port,[v6]:port,host`` as (host, port) pairs; Kafka's port 9092 where none is given."""
+    addresses = []
+    for server in filter(None, (s.strip() for s in bootstrap_servers.split(","))):
+        host, colon, port = server.rpartition(":")
+        if colon and port.isdigit() and (host.startswith("[") or ":" not in host):
+            addresses.append((host.strip("[]"), int(port)))
+        else:
+            addresses.append((server.strip("[]"), 9092))
+    return addresses
+
+
+async def broker_reachable(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection (cheap enough to ask often)."""
+    for host, port in bootstrap_addresses(settings.bootstrap_servers):
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+def _fail_buffered(producer: AIOKafkaProducer, reason: BaseException) -> None:
+    """Fail every batch the producer holds, so that stop() returns at once instead of
+    delivering them. aiokafka has no public way to drop what it buffers."""
+    accumulator = producer._message_accumulator
+    batches = [batch for queued in accumulator._batches.values() for batch in queued]
+    batches += list(accumulator._pending_batches)
+    accumulator.fail_all(reason)
+    for batch in batches:  # the sends' futures carry the failure; nobody waits on these
+        waiter = batch._drain_waiter
+        if waiter.done() and not waiter.cancelled():
+            waiter.exception()
+
+
 class KafkaEnvelopeProducer:
     """Produces envelopes keyed by ``envelope.key`` with ``acks=all``."""
 
     def __init__(self, settings: KafkaSettings, *, linger_ms: int = 1) -> None:
         self.settings = settings
+        self.linger_ms = linger_ms
+        self._producer = self._new_producer()
+        self.started = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
         # Idempotent producers need InitProducerId, which Tansu does not implement; the
         # consumers are idempotent instead (router.store watermarks).
-        self._producer = AIOKafkaProducer(
-            **client_options(settings), acks="all", linger_ms=linger_ms, enable_idempotence=False
+        return AIOKafkaProducer(
+            **client_options(self.settings), acks="all", linger_ms=self.linger_ms, enable_idempotence=False
         )
 
     async def start(self) -> None:
         await _start_with_retry(self._producer, self.settings)
+        self.started = True
 
     async def stop(self) -> None:
+        self.started = False
         await self._producer.stop()
+
+    async def abandon(self, reason: BaseException) -> None:
+        """Fail every envelope not acknowledged yet with ``reason`` and close the connections.
+
+        aiokafka would retry them into whichever broker answers next. After a broker restarted
+        empty, that writes into topics that do not exist there yet: Kafka auto-creates them
+        with its default partition count, Tansu acknowledges the writes and later serves them
+        interleaved with the recreated topic's, so that envelopes acknowledged after the
+        topic was recreated are never read. ``restart`` makes a fresh producer.
+        """
+        if not self.started:
+            return
+        self.started = False
+        _fail_buffered(self._producer, reason)
+        await _close_quietly(self._producer)
+        self._producer = self._new_producer()
+
+    async def restart(self) -> bool:
+        """Start a fresh producer after ``abandon``; False while the broker refuses it."""
+        if self.started:
+            return True
+        try:
+            await self._producer.start()
+        except KafkaError:
+            await _close_quietly(self._producer)
+            self._producer = self._new_producer()
+            return False
+        self.started = True
+        return True
 
     async def send(self, topic: str, envelope: Envelope) -> asyncio.Future[Any]:
         """Queue one envelope; the returned future resolves once the broker has it."""

@@ -210,6 +210,11 @@ class IngestMetrics:
         self.resyncs = Counter(
             "acd_ami_resyncs_total", "Resynchronisations after (re)connect", registry=registry
         )
+        self.held = Gauge(
+            "acd_ami_events_held",
+            "AMI envelopes held back while Kafka is unreachable or refusing, to be resent in order",
+            registry=registry,
+        )
 
 
 class DispatchMetrics:

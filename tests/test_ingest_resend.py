@@ -1,11 +1,12 @@
 """Ingest's resend of what Kafka refused or lost: nothing dropped, nothing out of order,
-also when the broker loses more while a resend is in flight."""
+also when the broker loses more while a resend is in flight, and nothing written while it is gone."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from router.envelope import Envelope
@@ -19,6 +20,8 @@ class ControlledProducer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[Envelope, asyncio.Future[Any]]] = []
+        self.started = True
+        self.reachable = True
 
     async def knows_partitions(self, topic: str) -> bool:
         return True
@@ -27,6 +30,16 @@ class ControlledProducer:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sent.append((envelope, future))
         return future
+
+    async def abandon(self, reason: BaseException) -> None:
+        self.started = False
+        for _, future in self.sent:
+            if not future.done():
+                future.set_exception(reason)
+
+    async def restart(self) -> bool:
+        self.started = self.reachable
+        return self.started
 
     def settle(self, *, refuse: set[int] = frozenset()) -> None:  # type: ignore[assignment]
         for envelope, future in self.sent:
@@ -69,3 +82,38 @@ async def test_a_loss_noticed_while_a_resend_is_in_flight_drops_nothing() -> Non
     assert delivered.count(2) == 2, delivered  # sent, then resent after the refusal
     assert set(delivered) == {1, 2, 3, 4}
     assert not worker._held and not worker._blocked_keys
+
+
+async def test_while_kafka_is_unreachable_everything_is_held_then_sent_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = ControlledProducer()
+    ensured: list[tuple[str, ...]] = []
+
+    async def ensure_topics(settings: object, topics: tuple[str, ...]) -> list[str]:
+        ensured.append(topics)
+        return []
+
+    monkeypatch.setattr("workers.ingest.ensure_topics", ensure_topics)
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    await worker._publish(call_event(1), 1.0)  # seq 1: acknowledged
+    producer.settle()
+    await worker._publish(call_event(2), 1.0)  # seq 2: buffered when Kafka goes away
+    producer.reachable = False
+    await worker._fence()
+    await asyncio.sleep(0)  # the failed send's callback
+    await worker._publish(call_event(3), 1.0)  # seq 3, a new call: held too, not sent
+    assert [e.seq for e, _ in producer.sent] == [1, 2]
+
+    assert not await worker._resend_held()  # the broker still refuses a producer
+    assert [e.seq for e, _ in producer.sent] == [1, 2] and not ensured
+
+    producer.reachable = True
+    resend = asyncio.create_task(worker._resend_held())
+    async with asyncio.timeout(5):
+        while not resend.done():
+            await asyncio.sleep(0)
+            producer.settle()
+    assert resend.result() and ensured  # topics made before anything was written
+    await worker._publish(call_event(4), 1.0)  # seq 4: straight out again
+    assert [e.seq for e, _ in producer.sent] == [1, 2, 1, 2, 3, 4]  # 1 resent: it may be lost

@@ -4,6 +4,8 @@ Keyed by call (Linkedid) or agent device, so each call's and agent's events stay
 on one partition. After every (re)connect, and after Kafka refused envelopes, it lists
 every live channel (CoreShowChannels) and roster member (QueueStatus) and publishes the
 listing plus a resync marker, so that routing workers learn what happened during a gap.
+While Kafka is unreachable it writes nothing (not even what the client buffered) and holds
+every envelope, to resend them in order once the broker is back with its topics.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from panoramisk.message import Message
 from prometheus_client import CollectorRegistry
 
 from router.ami.gateway import AmiGateway
 from router.ami.translate import AmiFields, partition_key
-from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, ensure_topics
+from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, broker_reachable, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
-from router.errors import AmiError
+from router.errors import AmiError, BrokerUnavailableError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
 from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
@@ -35,6 +38,7 @@ logger = logging.getLogger(__name__)
 LIST_EVENTS_TO_SKIP = frozenset({"coreshowchannelscomplete", "queuestatuscomplete"})
 RECENT_S = 30.0  # real seconds of sent envelopes kept, in case the broker loses them
 MAX_HELD = 200_000  # AMI envelopes kept while Kafka refuses them (a few minutes of a big site)
+BROKER_PROBE_S = 0.25  # how often ingest checks that Kafka is reachable
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class IngestWorker:
         metrics: IngestMetrics,
     ) -> None:
         self.topics = Topics(settings.kafka.topic_prefix)
+        self.kafka = settings.kafka
         self.producer = producer
         self.clock = clock
         self.metrics = metrics
@@ -76,11 +81,14 @@ class IngestWorker:
         self._hung_up_since_resync: set[str] = set()
         self._held: deque[Envelope] = deque()
         self._blocked_keys: set[str] = set()
+        # Kafka was unreachable: everything is held until a fresh producer sees the topics.
+        self._fenced = False
         self._needs_resync = asyncio.Event()
         self.gateway = AmiGateway(settings.ami, on_message=self._inbox.put_nowait)
         sentinel = f"{settings.kafka.topic_prefix}.ingest.sentinel.v1"
         self.guardian = TopicGuardian(settings.kafka, self.topics.all(), self._topics_lost, sentinel=sentinel)
         metrics.connected.set_function(lambda: float(self.gateway.connected))
+        metrics.held.set_function(lambda: float(len(self._held)))
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_until_stopped(
@@ -89,6 +97,7 @@ class IngestWorker:
             background=[
                 self.gateway.run(on_connected=self._resync),
                 self._resync_when_needed(stop),
+                self._watch_broker(stop),
                 self.guardian.run(),
             ],
         )
@@ -138,10 +147,14 @@ class IngestWorker:
         if kind == AMI_EVENT:
             self._remember_hangup(fields)
         envelope = self._envelope(fields, at, kind=kind)
-        if envelope.key in self._blocked_keys:
-            self._hold(envelope)  # behind an earlier one of its call or agent that failed
+        if self._fenced or envelope.key in self._blocked_keys:
+            self._hold(envelope)  # Kafka unreachable, or behind an earlier one of its key that failed
             return
-        future = await self.producer.send(self.topics.ami_events, envelope)
+        try:
+            future = await self.producer.send(self.topics.ami_events, envelope)
+        except KafkaError as exc:  # no buffer space or no topic metadata in time
+            self._refused(envelope, exc)
+            return
         future.add_done_callback(lambda f: self._delivered(f, envelope))
         self._remember_recent(envelope)
 
@@ -159,19 +172,22 @@ class IngestWorker:
             self._hung_up_since_resync.add(ami.get("Uniqueid"))
 
     def _delivered(self, future: asyncio.Future[Any], envelope: Envelope) -> None:
-        if future.cancelled() or future.exception() is not None:
-            self.metrics.produce_errors.inc()
-            if not self._needs_resync.is_set():
-                logger.error(
-                    "Kafka did not take an AMI envelope (%s): will resend, then resync", future.exception()
-                )
-            self._hold(envelope)
-            if self._recent:
-                # A refusal may mean the broker restarted and lost what it had acknowledged.
-                self._resend_recent()
-            self._needs_resync.set()
+        if future.cancelled():
+            self._refused(envelope, "cancelled")
+        elif future.exception() is not None:
+            self._refused(envelope, future.exception())
         else:
             self.metrics.produced.inc()
+
+    def _refused(self, envelope: Envelope, reason: object) -> None:
+        self.metrics.produce_errors.inc()
+        if not self._needs_resync.is_set():
+            logger.error("Kafka did not take an AMI envelope (%s): will resend, then resync", reason)
+        self._hold(envelope)
+        if self._recent:
+            # A refusal may mean the broker restarted and lost what it had acknowledged.
+            self._resend_recent()
+        self._needs_resync.set()
 
     def _hold(self, envelope: Envelope) -> None:
         """Keep an envelope Kafka did not take, and every later one of the same key, in order."""
@@ -181,10 +197,39 @@ class IngestWorker:
             logger.error("more than %d AMI envelopes waiting for Kafka: dropping the oldest", MAX_HELD)
         self._held.append(envelope)
 
+    async def _watch_broker(self, stop: asyncio.Event) -> None:
+        """Fence ingest off Kafka as soon as the broker is unreachable (see ``_fence``)."""
+        while not await wait_or_stop(stop, BROKER_PROBE_S):
+            if not self._fenced and not await broker_reachable(self.kafka):
+                await self._fence()
+
+    async def _fence(self) -> None:
+        """Hold every envelope, those aiokafka still buffers included, until a fresh producer
+        finds the topics again: a broker that comes back empty must not receive a write
+        before its topics are recreated (see ``KafkaEnvelopeProducer.abandon``)."""
+        logger.error("Kafka unreachable: holding AMI events until it is back with its topics")
+        self._fenced = True
+        self._resend_recent()  # it may come back empty, without what it had acknowledged
+        await self.producer.abandon(BrokerUnavailableError("Kafka became unreachable before it acknowledged"))
+
+    async def _producer_ready(self) -> bool:
+        if self._fenced:
+            if not await self.producer.restart():
+                return False
+            # Before the first question about the topics: a metadata request for a missing
+            # topic makes the broker auto-create it with its default partition count.
+            try:
+                await ensure_topics(self.kafka, self.guardian.topics)
+            except (KafkaError, BrokerUnavailableError) as exc:
+                logger.warning("Kafka topics not checked yet (%s); retrying", exc)
+                return False
+        # A recreated topic not complete yet: keys would land on other partitions.
+        return await self.producer.knows_partitions(self.topics.ami_events)
+
     async def _resend_held(self) -> bool:
         """Send what Kafka refused, in producer order and in bulk; True once nothing is held."""
-        if self._held and not await self.producer.knows_partitions(self.topics.ami_events):
-            return False  # a recreated topic not complete yet: keys would land on other partitions
+        if (self._held or self._fenced) and not await self._producer_ready():
+            return False
         while self._held:
             # Taken out whole: while it is in flight, newer envelopes of its keys are held
             # behind it, and a broker loss noticed meanwhile replaces ``_held`` altogether.
@@ -204,7 +249,10 @@ class IngestWorker:
                     "Kafka still refuses %d of %d held AMI envelopes; retrying", len(failed), len(batch)
                 )
                 return False
+        if not self.producer.started:
+            return False  # fenced again while the resend was in flight
         self._blocked_keys.clear()
+        self._fenced = False
         return True
 
     async def _resync(self) -> None:
