@@ -87,12 +87,18 @@ async def one_partition_with(kafka_bootstrap: str, topic_prefix: str, count: int
     return settings
 
 
-async def reread(settings: KafkaSettings, count: int) -> list[int]:
-    """What a new member of the group reads (from the committed offsets)."""
+async def group_member(settings: KafkaSettings) -> KafkaGroupReader:
+    """A started member of the test's group, reading the events topic."""
     reader = KafkaGroupReader(
         settings, [Topics(settings.topic_prefix).ami_events], f"{settings.topic_prefix}-g"
     )
     await reader.start()
+    return reader
+
+
+async def reread(settings: KafkaSettings, count: int) -> list[int]:
+    """What a new member of the group reads (from the committed offsets)."""
+    reader = await group_member(settings)
     again = await read_until(reader, count)
     await reader.stop()
     return [decode(m.value).data["n"] for m in again]
@@ -102,8 +108,7 @@ async def test_a_commit_stops_before_a_message_not_handled_yet(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     settings = await one_partition_with(kafka_bootstrap, topic_prefix, 10)
-    reader = KafkaGroupReader(settings, [Topics(topic_prefix).ami_events], f"{topic_prefix}-g")
-    await reader.start()
+    reader = await group_member(settings)
     first = await read_until(reader, 10)
     held_back = first[4]  # e.g. an envelope waiting for its predecessor
     await reader.commit(first, unhandled=[held_back])
@@ -115,8 +120,7 @@ async def test_messages_read_before_a_rebalance_are_not_committed(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     settings = await one_partition_with(kafka_bootstrap, topic_prefix, 3)
-    reader = KafkaGroupReader(settings, [Topics(topic_prefix).ami_events], f"{topic_prefix}-g")
-    await reader.start()
+    reader = await group_member(settings)
     first = await read_until(reader, 3)
     assert {m.generation for m in first} == {reader.generation} and reader.generation >= 1
     # As if a rebalance (after a broker lost its topics) happened since they were read:

@@ -45,6 +45,8 @@ from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
+# What Redis being down or restarting raises (redis-py's errors, or the socket's own).
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError)
 LAG_EVERY_S = 1.0
 
 
@@ -212,8 +214,7 @@ class RoutingWorker:
         try:
             envelope = decode(message.value)
         except MalformedEventError as exc:
-            self.metrics.events_malformed.labels(message.topic).inc()
-            await self._dead_letter(message, f"malformed: {exc}")
+            await self._malformed(message, exc)
             return
         if not await self._admit(envelope, message):
             self.metrics.events_reordered.labels(result="held_back").inc()
@@ -223,7 +224,7 @@ class RoutingWorker:
     async def _admit(self, envelope: Envelope, message: Consumed) -> bool:
         try:
             return await self.sequencer.admit(envelope, message)
-        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             logger.warning("order of %s not checked (Redis unavailable: %s)", envelope.key, exc)
             return True
 
@@ -245,7 +246,7 @@ class RoutingWorker:
     async def _save_chains(self) -> bool:
         try:
             await self.sequencer.save()
-        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             logger.warning("event order not saved (Redis unavailable: %s); offsets not committed", exc)
             return False
         return True
@@ -254,8 +255,7 @@ class RoutingWorker:
         try:
             event = domain_event(envelope)
         except MalformedEventError as exc:
-            self.metrics.events_malformed.labels(message.topic).inc()
-            await self._dead_letter(message, f"malformed: {exc}")
+            await self._malformed(message, exc)
             return
         # How far behind the producer this worker reads (a stall upstream of the decision).
         self.metrics.event_age.observe(
@@ -268,7 +268,7 @@ class RoutingWorker:
             try:
                 await self.engine.handle(event, position, message.received_at)
                 return
-            except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 # Redis is down: hold the partition (no commit) and retry until it is back.
                 logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
                 if await wait_or_stop(stop, 0.5):
@@ -285,6 +285,10 @@ class RoutingWorker:
                 self.metrics.event_errors.labels(type(event).__name__).inc()
                 await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
                 return
+
+    async def _malformed(self, message: Consumed, exc: MalformedEventError) -> None:
+        self.metrics.events_malformed.labels(message.topic).inc()
+        await self._dead_letter(message, f"malformed: {exc}")
 
     async def _dead_letter(self, message: Consumed, reason: str) -> None:
         logger.warning("dead-lettering %s offset %s: %s", message.part, message.offset, reason)
@@ -304,7 +308,7 @@ class RoutingWorker:
                     self._last_sweep = started
                     await self.engine.sweep(started)
                 await self._flush_commands()
-            except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 logger.warning("timers skipped: Redis unavailable (%s)", exc)
 
 
