@@ -45,6 +45,7 @@ class CallState(StrEnum):
     COMPLETED = "completed"
     ABANDONED = "abandoned"
     OVERFLOWED = "overflowed"
+    TRANSFERRED = "transferred"  # its agent handed the caller on, out of the ACD
 
     @property
     def is_final(self) -> bool:
@@ -56,7 +57,9 @@ class CallState(StrEnum):
         return self in _QUEUED_CALL_STATES
 
 
-_FINAL_CALL_STATES = frozenset({CallState.COMPLETED, CallState.ABANDONED, CallState.OVERFLOWED})
+_FINAL_CALL_STATES = frozenset(
+    {CallState.COMPLETED, CallState.ABANDONED, CallState.OVERFLOWED, CallState.TRANSFERRED}
+)
 _QUEUED_CALL_STATES = frozenset(
     {CallState.WAITING, CallState.OFFERED, CallState.DISPATCHING, CallState.RINGING}
 )

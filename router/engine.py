@@ -19,11 +19,13 @@ from router.events import (
     AgentAnswered,
     AgentDeclined,
     AgentDeviceChanged,
+    AgentLegEnded,
     AgentPresenceChanged,
     AgentRang,
     CallerHeld,
     CallerHungUp,
     CallQueued,
+    CallTransferred,
     DomainEvent,
     OfferFailed,
     ResyncFinished,
@@ -84,6 +86,8 @@ class RoutingEngine:
             AgentDeclined: self._on_agent_declined,
             CallerHeld: self._on_caller_held,
             CallerHungUp: self._on_caller_hung_up,
+            CallTransferred: self._on_call_transferred,
+            AgentLegEnded: self._on_agent_leg_ended,
             AgentPresenceChanged: self._on_presence,
             AgentDeviceChanged: self._on_device,
             ResyncFinished: self._on_resync,
@@ -130,11 +134,15 @@ class RoutingEngine:
         )
         requirements = requirements_in_force(waiting, queue, self.clock.now())
         limit = self.matcher.candidate_limit(queue)
-        outcome, candidates = await self.store.enqueue(call, pos, candidates_for=requirements, limit=limit)
-        if outcome.status != "queued":  # a redelivery or a resync listing: match the state it is in
+        outcome, candidates = await self.store.enqueue(
+            call, pos, candidates_for=requirements, limit=limit, requeue_transferred=not event.resynced
+        )
+        if outcome.status not in ("queued", "requeued"):  # a redelivery or a resync listing
             await self.matcher.match_call_id(event.call_id, started)
             return
         self.metrics.offered.labels(queue.name).inc()
+        if outcome.status == "requeued":
+            await self._after_requeue(event.call_id, queue.name, outcome.detail(0), started)
         logger.debug(
             "call %s queued in %s (priority %s)",
             event.call_id,
@@ -145,6 +153,13 @@ class RoutingEngine:
         if not candidates and await self.overflows.nobody_to_answer(queue, event.call_id):
             return
         await self.matcher.match_call(waiting, started, trigger="call", prefetched=candidates)
+
+    async def _after_requeue(self, call_id: str, queue: str, released: str, started: float) -> None:
+        """A transferred caller is back in a queue; its transferring agent may have been
+        released by this very announcement (its leg's end not seen yet)."""
+        logger.info("call %s transferred back into %s", call_id, queue, extra=ids(call_id))
+        if released:
+            await self.matcher.match_agent(released, started)
 
     def _new_call(self, event: CallQueued, queue: QueueConfig) -> NewCall:
         next_relax = queue.next_relax_after(max(0.0, self.clock.now() - event.at))
@@ -233,10 +248,42 @@ class RoutingEngine:
             logger.info(
                 "call %s abandoned after %.1fs", event.call_id, outcome.number(0), extra=ids(event.call_id)
             )
-        elif outcome.status == "completed":
+        elif outcome.status in ("completed", "transferred"):  # transferred: its leg's end was missed
             self.metrics.talk.labels(queue).observe(outcome.number(0))
             self.metrics.agent_handling.inc(outcome.number(0))
         if agent_id and outcome.detail(3) == "1":
+            await self.matcher.match_agent(agent_id, started, known=_candidate_after(outcome, 4))
+
+    async def _on_call_transferred(self, event: CallTransferred, pos: Position, started: float) -> None:
+        agent_id = await self._agent_for_device(event.device) if event.device else None
+        outcome = await self.store.call_transferred(
+            event.call_id, agent_id or "", event.kind, event.target, event.at, pos
+        )
+        if outcome.status in ("marked", "transferred"):
+            self.metrics.transferred.labels(outcome.detail(1)).inc()
+            logger.info(
+                "call %s: %s transfer by %s to %s",
+                event.call_id,
+                event.kind,
+                outcome.detail(2),
+                event.target,
+                extra=ids(event.call_id, outcome.detail(2)),
+            )
+        await self._after_transfer_step(outcome, started)
+
+    async def _on_agent_leg_ended(self, event: AgentLegEnded, pos: Position, started: float) -> None:
+        agent_id = await self._agent_for_device(event.device)
+        if agent_id is not None:
+            outcome = await self.store.agent_leg_ended(event.call_id, agent_id, event.at, pos)
+            await self._after_transfer_step(outcome, started)
+
+    async def _after_transfer_step(self, outcome: Outcome, started: float) -> None:
+        """The transferring agent's talk ended (or a redelivery): count it, offer it a call."""
+        if outcome.status == "transferred":
+            self.metrics.talk.labels(outcome.detail(1)).observe(outcome.number(0))
+            self.metrics.agent_handling.inc(outcome.number(0))
+        agent_id = outcome.detail(2)
+        if agent_id and outcome.status in ("transferred", "duplicate") and outcome.detail(3) == "1":
             await self.matcher.match_agent(agent_id, started, known=_candidate_after(outcome, 4))
 
     async def _on_offer_failed(self, event: OfferFailed, pos: Position, started: float) -> None:

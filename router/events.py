@@ -64,6 +64,30 @@ class CallerHungUp:
 
 
 @dataclass(frozen=True, slots=True)
+class CallTransferred:
+    """The agent's leg handed the caller on (BlindTransfer / AttendedTransfer, Result Success).
+
+    ``device`` is the transferring leg's device (empty when the event did not name it);
+    ``target`` is ``context,exten`` (blind) or the attended transfer's destination.
+    """
+
+    call_id: str
+    device: str
+    kind: str  # blind | attended
+    target: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLegEnded:
+    """An agent's leg of a call left its bridge or hung up (the caller's channel may live on)."""
+
+    call_id: str
+    device: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AgentPresenceChanged:
     """Login, logout, pause or unpause of an agent's roster membership."""
 
@@ -110,6 +134,8 @@ DomainEvent = (
     | AgentDeclined
     | CallerHeld
     | CallerHungUp
+    | CallTransferred
+    | AgentLegEnded
     | AgentPresenceChanged
     | AgentDeviceChanged
     | ResyncFinished

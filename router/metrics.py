@@ -107,6 +107,12 @@ class RoutingMetrics:
         self.abandoned = Counter(
             "acd_calls_abandoned_total", "Callers who hung up while queued", ["queue"], registry=registry
         )
+        self.transferred = Counter(
+            "acd_calls_transferred_total",
+            "Answered calls their agent transferred (blind or attended; out, or back into a queue)",
+            ["queue"],
+            registry=registry,
+        )
         self.overflowed = Counter(
             "acd_calls_overflowed_total",
             "Calls sent to another queue or target",
@@ -181,6 +187,7 @@ class RoutingMetrics:
             self.answered,
             self.abandoned,
             self.overflowed,
+            self.transferred,
             self.declined,
             self.answer_wait,
             self.abandon_wait,

@@ -10,6 +10,7 @@ from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
 from router.events import (
     AgentAnswered,
     AgentDeclined,
+    AgentLegEnded,
     AgentPresenceChanged,
     AgentRang,
     CallerHeld,
@@ -132,7 +133,8 @@ def test_only_the_callers_hangup_ends_the_call() -> None:
         "Uniqueid": "1700000000.2",
         "Linkedid": "1700000000.1",
     }
-    assert translate(ami(agent_leg)) is None
+    # The agent's leg ending is its own event (it matters after a transfer), never the call's end.
+    assert translate(ami(agent_leg)) == AgentLegEnded("1700000000.1", "PJSIP/a1", 100.0)
 
 
 def test_roster_events_become_presence() -> None:

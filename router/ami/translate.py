@@ -18,11 +18,13 @@ from router.events import (
     AgentAnswered,
     AgentDeclined,
     AgentDeviceChanged,
+    AgentLegEnded,
     AgentPresenceChanged,
     AgentRang,
     CallerHeld,
     CallerHungUp,
     CallQueued,
+    CallTransferred,
     DomainEvent,
     ResyncFinished,
 )
@@ -30,6 +32,9 @@ from router.events import (
 logger = logging.getLogger(__name__)
 
 QUEUED_USER_EVENT = "acdcallqueued"
+# Transfer events carry no bare Linkedid: only the prefixed snapshots of the legs involved
+# (main/manager_bridges.c). All legs of one call share it; the first present is the call.
+TRANSFER_LINKEDIDS = ("TransfererLinkedid", "OrigTransfererLinkedid", "TransfereeLinkedid")
 DECLINED_DIAL_STATUSES = frozenset(
     {"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"}
 )
@@ -72,13 +77,17 @@ def device_of(channel: str) -> str:
 def partition_key(data: Mapping[str, Any]) -> str:
     """Kafka key: the call (Linkedid) or the agent's device, so each one's events stay in order."""
     fields = AmiFields(data)
-    linkedid = fields.get("Linkedid") or fields.get("Uniqueid")
+    linkedid = fields.get("Linkedid") or fields.get("Uniqueid") or _transfer_linkedid(fields)
     if linkedid:
         return f"call:{linkedid}"
     device = fields.get("StateInterface") or fields.get("Interface") or fields.get("Device")
     if device:
         return f"agent:{device}"
     return f"ami:{fields.get('Event').lower() or 'response'}"
+
+
+def _transfer_linkedid(fields: AmiFields) -> str:
+    return next((fields.get(name) for name in TRANSFER_LINKEDIDS if fields.get(name)), "")
 
 
 def translate(envelope: Envelope) -> DomainEvent | None:
@@ -178,9 +187,43 @@ def _music_on_hold_start(fields: AmiFields, at: float) -> DomainEvent | None:
 
 def _hangup(fields: AmiFields, at: float) -> DomainEvent | None:
     uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
-    if not uniqueid or (linkedid and linkedid != uniqueid):
-        return None  # an agent leg: the call ends with the caller's channel
+    if not uniqueid:
+        return None
+    if linkedid and linkedid != uniqueid:
+        # An agent leg: the call ends with the caller's channel, but after a transfer the
+        # caller lives on while the agent's part ends here.
+        return _agent_leg_ended(fields, at)
     return CallerHungUp(uniqueid, fields.get("Cause"), at)
+
+
+def _agent_leg_ended(fields: AmiFields, at: float) -> DomainEvent | None:
+    """An agent's leg (not the caller's channel) left its bridge or hung up."""
+    uniqueid, linkedid, channel = fields.get("Uniqueid"), fields.get("Linkedid"), fields.get("Channel")
+    if not uniqueid or not linkedid or linkedid == uniqueid or not channel:
+        return None
+    return AgentLegEnded(linkedid, device_of(channel), at)
+
+
+def _blind_transfer(fields: AmiFields, at: float) -> DomainEvent | None:
+    call_id = _transfer_linkedid(fields)
+    if fields.get("Result") != "Success" or not call_id:
+        return None  # a failed transfer leaves the call where it was
+    target = f"{fields.get('Context')},{fields.get('Extension')}"
+    return CallTransferred(call_id, _leg_device(fields, "Transferer"), "blind", target, at)
+
+
+def _attended_transfer(fields: AmiFields, at: float) -> DomainEvent | None:
+    call_id = _transfer_linkedid(fields)
+    if fields.get("Result") != "Success" or not call_id or fields.get("DestType") == "Fail":
+        return None
+    dest_type = fields.get("DestType")
+    target = fields.get("TransferTargetChannel") or fields.get("DestApp") or dest_type
+    return CallTransferred(call_id, _leg_device(fields, "OrigTransferer"), "attended", target, at)
+
+
+def _leg_device(fields: AmiFields, prefix: str) -> str:
+    channel = fields.get(f"{prefix}Channel")
+    return device_of(channel) if channel else ""
 
 
 def _member_device(fields: AmiFields) -> str:
@@ -260,6 +303,9 @@ _HANDLERS = {
     "dialbegin": _dial_begin,
     "dialend": _dial_end,
     "hangup": _hangup,
+    "bridgeleave": _agent_leg_ended,
+    "blindtransfer": _blind_transfer,
+    "attendedtransfer": _attended_transfer,
     "musiconholdstart": _music_on_hold_start,
     "queuememberadded": _member_presence,
     "queuemember": _member_presence,

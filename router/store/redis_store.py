@@ -53,6 +53,8 @@ _SCRIPTS = (
     "call_overflow",
     "any_logged_in",
     "agent_device",
+    "call_transfer",
+    "agent_leg_ended",
 )
 
 
@@ -244,9 +246,20 @@ class RedisStateStore:
     # -- calls ----------------------------------------------------------------------------
 
     async def enqueue(
-        self, call: NewCall, pos: Position, *, candidates_for: Requirements | None = None, limit: int = 1
+        self,
+        call: NewCall,
+        pos: Position,
+        *,
+        candidates_for: Requirements | None = None,
+        limit: int = 1,
+        requeue_transferred: bool = True,
     ) -> tuple[Outcome, list[AgentCandidate]]:
-        """Put a new call in line; with ``candidates_for``, also find agents for it (one round trip)."""
+        """Put a new call in line; with ``candidates_for``, also find agents for it (one round trip).
+
+        A call its agent transferred back into the ACD waits again (status ``requeued``,
+        detail 0 the agent released by it, if any) unless ``requeue_transferred`` is False
+        (a resync listing cannot tell a caller transferred out from one sent back).
+        """
         reqs = "" if call.requirements is None else _requirements_text(call.requirements)
         args = (
             call.call_id,
@@ -262,7 +275,8 @@ class RedisStateStore:
             "1" if call.priority_explicit else "0",
         )
         search = ("", 0, 0) if candidates_for is None else (_terms(candidates_for), limit, MAX_SCAN)
-        raw = await self._run("call_enqueue", *args, *pos.args(), *search)
+        requeue = "1" if requeue_transferred else "0"
+        raw = await self._run("call_enqueue", *args, *pos.args(), *search, requeue)
         return _outcome(raw[:2]), candidates_in(raw[2:])
 
     async def waiting_calls(self, start: int = 0, count: int = 100) -> list[WaitingCall]:
@@ -305,6 +319,16 @@ class RedisStateStore:
 
     async def caller_hung_up(self, call_id: str, at: float, pos: Position) -> Outcome:
         return _outcome(await self._run("call_hangup", call_id, at, *pos.args()))
+
+    async def call_transferred(
+        self, call_id: str, agent_id: str, kind: str, target: str, at: float, pos: Position
+    ) -> Outcome:
+        """The agent transferred the call; ``transferred`` when its leg had already ended."""
+        return _outcome(await self._run("call_transfer", call_id, agent_id, kind, target, at, *pos.args()))
+
+    async def agent_leg_ended(self, call_id: str, agent_id: str, at: float, pos: Position) -> Outcome:
+        """The agent's leg ended; ``transferred`` when that ends its part in a transferred call."""
+        return _outcome(await self._run("agent_leg_ended", call_id, agent_id, at, *pos.args()))
 
     async def offer_failed(
         self, call_id: str, offer_id: str, at: float, *, channel_gone: bool, pos: Position

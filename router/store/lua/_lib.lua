@@ -330,3 +330,64 @@ local function end_wrapup(id, ended, now)
   reindex(id, now)
   return seconds, a[3] or ''
 end
+
+-- Transfers ------------------------------------------------------------------------------
+
+-- The agent's part of a call is over (it hung up or handed the caller on): one call less,
+-- its talk counts as handling, and it enters the call's wrap-up (or is idle from now).
+local function agent_call_done(agent_id, queue, talk, wrapup, at)
+  local ak = agent_key(agent_id)
+  if redis.call('EXISTS', ak) == 0 then return end
+  if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
+  redis.call('HINCRBYFLOAT', ak, 'handled_s', talk)
+  if redis.call('HGET', ak, 'state') == 'available' then
+    if wrapup > 0 then
+      redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', at, 'wrapup_start', at,
+        'wrapup_until', at + wrapup, 'wrapup_queue', queue)
+      redis.call('ZADD', P .. 'wrapup', at + wrapup, agent_id)
+    else
+      redis.call('HSET', ak, 'idle_since', at)
+    end
+  end
+  reindex(agent_id, at)
+end
+
+-- A transferred call leaves its agent at ``at`` (the agent's leg ended): talk stops there,
+-- the agent goes to wrap-up, and the call leaves the ACD as 'transferred' unless the caller
+-- comes back to a queue (call_enqueue). The talk counts as a completed call's, so AHT and
+-- staffing keep their meaning. Returns the talk seconds, the queue and the agent.
+local function end_transferred_call(call_id, at)
+  local ck = call_key(call_id)
+  local c = redis.call('HMGET', ck, 'queue', 'agent', 'answered_at', 'wrapup_s')
+  local queue, agent_id = c[1] or '', c[2] or ''
+  finish_call(call_id, 'transferred', at)
+  local talk = math.max(0, at - num(c[3], at))
+  redis.call('HSET', ck, 'outcome', 'transferred', 'talk_s', secs(talk))
+  redis.call('HINCRBY', stats_key(queue), 'completed', 1)
+  redis.call('HINCRBYFLOAT', stats_key(queue), 'talk_sum', talk)
+  agent_call_done(agent_id, queue, talk, num(c[4], 0), at)
+  return talk, queue, agent_id
+end
+
+-- A known call announced again by [acd-inbound] comes back to the ACD when its agent had
+-- transferred it there (live announcements only: ``allowed`` is '1').
+local function back_from_transfer(ck, state, allowed)
+  if allowed ~= '1' then return false end
+  return state == 'transferred' or (state == 'connected' and redis.call('HEXISTS', ck, 'xfer_at') == 1)
+end
+
+-- Clear what the call's last connection left before it waits again; an agent whose leg's
+-- end has not been seen yet is released now. Returns that agent's id, or ''.
+local function forget_transfer(call_id, ck, state, at)
+  local released = ''
+  if state == 'connected' then
+    local leg_end = num(redis.call('HGET', ck, 'leg_ended_at'), at)
+    local _, _, agent_id = end_transferred_call(call_id, leg_end)
+    released = agent_id
+  end
+  redis.call('HDEL', ck, 'xfer_at', 'xfer_kind', 'xfer_to', 'leg_ended_at', 'outcome', 'ended_at',
+    'answered_at', 'talk_s')
+  redis.call('PERSIST', ck)
+  redis.call('DEL', P .. 'declined:' .. call_id)
+  return released
+end

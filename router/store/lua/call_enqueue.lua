@@ -1,19 +1,33 @@
--- A caller entered a queue. Idempotent: a call already known is left as it is.
+-- A caller entered a queue. Idempotent: a call already known is left as it is, except a
+-- caller its agent transferred back into the ACD ([acd-inbound]): that is a new wait in
+-- the queue it announces (a redelivery of the same envelope still changes nothing).
 -- ARGV: P, call_id, queue, priority, reqs ('' = queue's), channel, entered_at,
 --       relax_due ('' = none), overflow_due ('' = none), sl_threshold, wrapup_s,
 --       priority_explicit ('1' when the call set its own priority), part, off,
 --       terms_json, limit, max_scan (optional: also return the candidates for these
---       requirements, saving the routing decision a round trip)
+--       requirements, saving the routing decision a round trip), requeue ('1': a live
+--       announcement may bring a transferred call back; resync listings may not)
+-- Returns {'queued', 'waiting'} or {'requeued', agent_released ('' = none)}, then the
+-- candidates; or {'exists', state}.
 -- The queue's service-level threshold and wrap-up time travel with the call, so that a
 -- configuration change does not re-judge calls already in flight.
 local id = ARGV[2]
 local ck = call_key(id)
-if redis.call('EXISTS', ck) == 1 then return {'exists', redis.call('HGET', ck, 'state')} end
+local requeued = false
+local released = ''
+if redis.call('EXISTS', ck) == 1 then
+  local state = redis.call('HGET', ck, 'state')
+  if not back_from_transfer(ck, state, ARGV[18]) or seen(ck, ARGV[13], ARGV[14]) then
+    return {'exists', state}
+  end
+  requeued, released = true, forget_transfer(id, ck, state, tonumber(ARGV[7]))
+end
 local priority, entered_at = tonumber(ARGV[4]), tonumber(ARGV[7])
 redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', priority,
-  'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', entered_at, 'first_entered_at', entered_at,
+  'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', entered_at,
   'agent', '', 'offer_id', '', 'sl_t', ARGV[10], 'wrapup_s', ARGV[11], 'prio_set', ARGV[12],
   'hops', 0)
+redis.call('HSETNX', ck, 'first_entered_at', entered_at)
 mark(ck, ARGV[13], ARGV[14])
 line_add(id, ARGV[3], waiting_score(priority, entered_at), ARGV[5] ~= '')
 redis.call('SADD', P .. 'open_calls', id)
@@ -21,6 +35,11 @@ if ARGV[8] ~= '' then redis.call('ZADD', P .. 'relax_due', ARGV[8], id) end
 if ARGV[9] ~= '' then redis.call('ZADD', P .. 'overflow_due', ARGV[9], id) end
 redis.call('HINCRBY', stats_key(ARGV[3]), 'offered', 1)
 local out = {'queued', 'waiting'}
+if requeued then
+  -- Counted as offered to the queue again; transfer_in lets a site total count it once.
+  redis.call('HINCRBY', stats_key(ARGV[3]), 'transfer_in', 1)
+  out = {'requeued', released}
+end
 if (ARGV[15] or '') ~= '' then
   for _, field in ipairs(find_candidates(cjson.decode(ARGV[15]), tonumber(ARGV[16]), {}, tonumber(ARGV[17]))) do
     out[#out + 1] = field

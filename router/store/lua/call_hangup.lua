@@ -1,4 +1,5 @@
--- The caller's channel hung up: abandoned if still queued, completed if connected.
+-- The caller's channel hung up: abandoned if still queued, completed if connected
+-- (transferred if its agent had transferred it).
 -- ARGV: P, call_id, at, part, off
 -- Returns {outcome, seconds (waited or talked), queue, agent_id, agent_free} and, when the
 -- agent is free, its 8 candidate fields (as the candidates script returns them).
@@ -19,6 +20,12 @@ if state == 'waiting' or state == 'offered' or state == 'dispatching' or state =
   record_abandon(queue, waited, num(c[6], 0))
   return with_candidate({'abandoned', secs(waited), queue, agent_id}, agent_id)
 end
+if state == 'connected' and redis.call('HEXISTS', ck, 'xfer_at') == 1 then
+  -- Transferred, and the agent's leg was never seen ending: the agent is done by now.
+  local talk = end_transferred_call(call_id, at)
+  return with_candidate({'transferred', secs(talk), queue, agent_id}, agent_id)
+end
+-- 'transferred' too: the caller hung up after the ACD handed it on; nothing to count.
 if state ~= 'connected' then return {'ignored', '0', queue, agent_id} end
 finish_call(call_id, 'completed', at)
 local talk = math.max(0, at - num(c[5], at))
