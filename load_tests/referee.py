@@ -16,7 +16,9 @@ from load_tests.amisim import CallRecord, Ledger
 
 QUEUED = frozenset({"waiting", "offered", "dispatching", "ringing"})
 ANSWERED = frozenset({"connected", "completed"})
-ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed"}
+ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed", "transferred"}
+# Transferred out: the router may not have seen the agent's leg end yet (still connected).
+TRANSFERRED = frozenset({"transferred", "connected"})
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Verdict:
 def expected_states(call: CallRecord) -> frozenset[str]:
     if call.waiting:
         return QUEUED
+    if call.state == "transferred":
+        return TRANSFERRED
     if call.answered_at is not None:
         return ANSWERED
     if call.state == "overflowed":

@@ -95,6 +95,19 @@ class Breaks(Frozen):
     logout_share: float = Field(default=0.0, ge=0, le=1)
 
 
+class Transfers(Frozen):
+    """A share of answered calls that the agent transfers after the handle time instead of
+    hanging up: blind or attended out of the ACD, or blind back into a queue (acd-inbound,
+    where the caller is announced and waits again). The weights pick among the three."""
+
+    share: float = Field(default=0.0, ge=0, le=1)
+    blind_out: float = Field(default=1.0, ge=0)
+    attended_out: float = Field(default=1.0, ge=0)
+    back_to_queue: float = Field(default=1.0, ge=0)
+    target: str = Field(default="acd-transfer,900", pattern=r"^[A-Za-z0-9_-]+,[A-Za-z0-9*#+_-]+$")
+    stay_s: Distribution = Distribution(dist="exponential", mean=60.0)
+
+
 class AgentBehaviour(Frozen):
     """How the simulated agents handle their phones."""
 
@@ -102,6 +115,7 @@ class AgentBehaviour(Frozen):
     answer_probability: float = Field(default=1.0, ge=0, le=1)
     unpause_after_s: float = Field(default=30.0, gt=0, description="back from a ring-no-answer pause")
     breaks: Breaks | None = None  # omitted: agents never step away
+    transfers: Transfers = Transfers()  # share 0: nobody transfers
 
 
 class Scenario(Frozen):

@@ -65,10 +65,13 @@ async def run_summary(
     verdict = judge(ledger, states)
     return {
         # A call overflowing to another queue is offered to both; the site saw it once.
-        "offered": int(total.get("offered", 0) - total.get("overflow_in", 0)),
+        # So is a caller transferred back into a queue (transfer_in).
+        "offered": int(total.get("offered", 0) - total.get("overflow_in", 0) - total.get("transfer_in", 0)),
         "answered": int(total.get("answered", 0)),
         "abandoned": int(total.get("abandoned", 0)),
         "overflowed": int(total.get("overflowed", 0)),
+        "transferred": int(total.get("transferred", 0)),
+        "transferred_back": int(total.get("transfer_in", 0)),
         "waiting_at_end": sum(1 for state in states.values() if state in QUEUED),
         "asa_seconds": _rounded(kpi.asa_seconds(total), 3),
         "service_level": _rounded(numerator / denominator if denominator else None, 4),

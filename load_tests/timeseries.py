@@ -95,7 +95,7 @@ class Sampler:
         sample = Sample(
             t_real_s=time.monotonic() - self._started_real,
             t_sim_s=now - self._started_sim,
-            offered=int(total.get("offered", 0) - total.get("overflow_in", 0)),
+            offered=int(total.get("offered", 0) - total.get("overflow_in", 0) - total.get("transfer_in", 0)),
             answered=int(total.get("answered", 0)),
             abandoned=int(total.get("abandoned", 0)),
             sl_numerator=sum(p[0] for p in parts),

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import random
 
-from load_tests.amisim import Pbx
-from load_tests.scenario import Breaks, Scenario, TrafficLine
+from load_tests.amisim import Pbx, TransferPlan
+from load_tests.scenario import Breaks, Scenario, TrafficLine, Transfers
 from router.clock import Clock
 from router.domain import format_requirements
 
@@ -80,8 +80,23 @@ class TrafficGenerator:
             requirements=format_requirements(line.requirements) if line.requirements is not None else None,
             handle_time_s=max(1.0, line.handle_time_s.sample(self.rng)),
             patience_s=patience,
+            transfer=self._transfer_plan(line),
         )
         self.placed += 1
+
+    def _transfer_plan(self, line: TrafficLine) -> TransferPlan | None:
+        """Whether the agent who answers transfers this call, and where to."""
+        transfers = self.scenario.agent_behaviour.transfers
+        if transfers.share <= 0 or self.rng.random() >= transfers.share:
+            return None
+        kind = self.rng.choices(
+            ("blind_out", "attended_out", "back_to_queue"),
+            weights=(transfers.blind_out, transfers.attended_out, transfers.back_to_queue),
+        )[0]
+        stay = transfers.stay_s.sample(self.rng)
+        if kind == "back_to_queue":
+            return TransferPlan("blind", ("acd-inbound", "5000"), stay)
+        return TransferPlan("blind" if kind == "blind_out" else "attended", _target(transfers), stay)
 
     async def _return_from_rna_pauses(self, stop: asyncio.Event) -> None:
         """Agents auto-paused after a missed call come back after ``unpause_after_s``."""
@@ -122,3 +137,8 @@ class TrafficGenerator:
         except TimeoutError:
             return False
         return True
+
+
+def _target(transfers: Transfers) -> tuple[str, str]:
+    context, _, exten = transfers.target.partition(",")
+    return context, exten

@@ -48,6 +48,7 @@ METRIC_TOTALS = (
     "acd_calls_offered_total",
     "acd_calls_answered_total",
     "acd_calls_abandoned_total",
+    "acd_calls_transferred_total",
     "acd_routing_decisions_total",
     "acd_ami_events_produced_total",
 )

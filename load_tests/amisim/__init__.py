@@ -6,13 +6,14 @@ Asterisk 18-22 would, and ``Ledger`` records the ground truth referees compare t
 router's view with. See docs/ami-simulator.md.
 """
 
-from load_tests.amisim.calls import SimCall
+from load_tests.amisim.calls import SimCall, TransferPlan
 from load_tests.amisim.ledger import (
     AgentRecord,
     CallRecord,
     DoubleAssignment,
     Ledger,
     OfferRecord,
+    TransferRecord,
     UnavailableOffer,
     UnexpectedRedirect,
 )
@@ -34,6 +35,8 @@ __all__ = [
     "SessionInfo",
     "SimAgent",
     "SimCall",
+    "TransferPlan",
+    "TransferRecord",
     "UnavailableOffer",
     "UnexpectedRedirect",
 ]

@@ -294,6 +294,31 @@ def _hangup_matching(ctx: Ctx, name: str, cause: int) -> None:
     ctx.session.send(list_complete("ChannelsHungupListComplete", ctx.msg.action_id, len(matched)))
 
 
+@action("BlindTransfer", perms.CALL)
+def _blind_transfer(ctx: Ctx) -> None:
+    """manager.c action_blind_transfer: the transfer runs before the response goes out."""
+    if not ctx.h("Channel"):
+        ctx.error("No channel specified")
+    elif not ctx.h("Exten"):
+        ctx.error("No extension specified")
+    else:
+        error = ctx.pbx.transfer_channel(ctx.h("Channel"), "blind", ctx.h("Context"), ctx.h("Exten"))
+        ctx.reply(error, "Transfer succeeded")
+
+
+@action("Atxfer", perms.CALL)
+def _atxfer(ctx: Ctx) -> None:
+    """manager.c action_atxfer: queued on the channel; the transfer follows the response.
+    The agent's consultation is immediate here: the target answers and the agent completes."""
+    if not ctx.h("Channel"):
+        ctx.error("No channel specified")
+    elif not ctx.h("Exten"):
+        ctx.error("No extension specified")
+    else:
+        error = ctx.pbx.transfer_channel(ctx.h("Channel"), "attended", ctx.h("Context"), ctx.h("Exten"))
+        ctx.reply(error, "Atxfer successfully queued")
+
+
 @action("Setvar", perms.CALL)
 def _setvar(ctx: Ctx) -> None:
     variable = ctx.h("Variable")

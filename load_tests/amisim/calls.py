@@ -14,15 +14,23 @@ from typing import Literal
 
 from load_tests.amisim import perms
 from load_tests.amisim.core import Core
-from load_tests.amisim.ledger import CallRecord, DoubleAssignment, OfferRecord, Outcome, UnavailableOffer
+from load_tests.amisim.ledger import (
+    CallRecord,
+    DoubleAssignment,
+    OfferRecord,
+    Outcome,
+    TransferRecord,
+    UnavailableOffer,
+)
 from load_tests.amisim.phones import Phones, SimAgent
 from load_tests.amisim.roster import Roster
 from load_tests.amisim.snapshot import RING, Bridge, Channel
 from load_tests.amisim.timers import Timer
 from load_tests.amisim.wire import EOL
 
-Phase = Literal["holding", "ringing", "talking", "overflowed", "ended"]
+Phase = Literal["holding", "ringing", "talking", "overflowed", "transferred", "ended"]
 OVERFLOW_STAY_S = 30.0  # how long an overflowed caller stays (voicemail) before hanging up
+TransferKind = Literal["blind", "attended"]
 HangupBy = Literal["caller", "agent", "ami", "dialplan"]
 NORMAL_CLEARING = 16
 USER_BUSY = 17
@@ -41,6 +49,25 @@ class Dial:
     bridge: Bridge | None = None
 
 
+@dataclass(frozen=True)
+class TransferPlan:
+    """The answering agent transfers the caller after the handle time instead of hanging up:
+    to ``to`` (context, exten); into ``acd-inbound`` it is queued again. ``stay_s``: how long
+    a caller transferred out talks on before hanging up."""
+
+    kind: TransferKind
+    to: tuple[str, str]
+    stay_s: float = 30.0
+
+
+@dataclass(eq=False)
+class Outside:
+    """Where a transferred-out caller went: the target's channel and bridge (attended)."""
+
+    target: Channel | None = None
+    bridge: Bridge | None = None
+
+
 @dataclass(eq=False)
 class SimCall:
     """A caller in the system; ``call_id`` is the caller channel's Uniqueid."""
@@ -50,6 +77,8 @@ class SimCall:
     phase: Phase = "holding"
     patience: Timer | None = None
     dial: Dial | None = None
+    transfer_plan: TransferPlan | None = None
+    outside: Outside | None = None
 
     @property
     def call_id(self) -> str:
@@ -338,7 +367,17 @@ class CallFlow:
         record = call.record
         record.state, record.answered_at, record.agent_id = "talking", now, agent.agent_id
         dial.offer.outcome, dial.offer.ended_at = "ANSWER", now
-        dial.timer = core.timers.call_later(record.handle_time_s, lambda: self._agent_hangup(dial))
+        dial.timer = core.timers.call_later(record.handle_time_s, lambda: self._handled(dial))
+
+    def _handled(self, dial: Dial) -> None:
+        """The handle time is over: the agent hangs up, or transfers as the call's plan says."""
+        plan, dial.call.transfer_plan = dial.call.transfer_plan, None
+        if plan is None:
+            self._agent_hangup(dial)
+        elif plan.kind == "blind":
+            self.blind_transfer(dial, plan.to, stay_s=plan.stay_s)
+        else:
+            self.attended_transfer(dial, plan.to, stay_s=plan.stay_s)
 
     def _bridge_enter(self, bridge: Bridge, channel: Channel) -> None:
         bridge.members.append(channel)
@@ -391,6 +430,9 @@ class CallFlow:
     def caller_hangup(self, call: SimCall, cause: int, by: HangupBy) -> None:
         if call.phase == "ended":
             return
+        if call.phase == "transferred":
+            self._outside_hangup(call, cause, by)
+            return
         if call.patience is not None:
             call.patience.cancel()
         dial = call.dial
@@ -414,7 +456,7 @@ class CallFlow:
         now = self._core.now()
         record = call.record
         record.ended_at, record.hangup_by = now, by
-        if record.state == "overflowed":
+        if record.state in ("overflowed", "transferred"):
             pass  # left the ACD before; the hangup only ends the channel
         elif record.answered_at is None:
             record.state, record.abandoned_at = "abandoned", now
@@ -424,3 +466,120 @@ class CallFlow:
         call.dial = None
         self.calls.pop(call.call_id, None)
         self.by_channel.pop(call.channel.name, None)
+
+    # -- transfers (main/bridge.c, main/stasis_bridges.c; traces of Asterisk 22.10.1) -------
+
+    def blind_transfer(
+        self, dial: Dial, to: tuple[str, str], *, external: bool = False, stay_s: float = 30.0
+    ) -> None:
+        """The agent's leg blind-transfers the caller: Unhold, BlindTransfer, both leave the
+        bridge, the agent's leg hangs up, and the caller runs ``to`` from priority 1."""
+        core, call, bridge = self._core, dial.call, dial.bridge
+        assert bridge is not None, "only a bridged (answered) call can be transferred"
+        context, exten = to
+        core.emit_channel("Unhold", dial.leg)
+        body = (
+            f"Result: Success{EOL}{dial.leg.snapshot('Transferer')}{call.channel.snapshot('Transferee')}"
+            f"{bridge.snapshot()}IsExternal: {'Yes' if external else 'No'}{EOL}"
+            f"Context: {context}{EOL}Extension: {exten}{EOL}"
+        )
+        core.emit("BlindTransfer", perms.CALL, body)
+        # The caller's async goto happens before it is kicked out of the bridge.
+        call.channel.update(context=context, exten=exten, priority=1)
+        self._bridge_leave(bridge, dial.leg)
+        self._bridge_leave(bridge, call.channel)
+        self._end_leg(dial, NORMAL_CLEARING)
+        core.emit("BridgeDestroy", perms.CALL, bridge.snapshot())
+        dial.bridge, call.dial = None, None
+        self._phones.refresh(dial.agent)
+        self._note_transfer(call, dial, "blind", to)
+        self._continue_after_transfer(call, to, stay_s)
+
+    def attended_transfer(self, dial: Dial, to: tuple[str, str], *, stay_s: float = 30.0) -> None:
+        """The agent consults ``to`` on a second leg, then completes: AttendedTransfer
+        (DestType Bridge), the agent's legs leave and hang up, the target joins the caller."""
+        core, call, bridge = self._core, dial.call, dial.bridge
+        assert bridge is not None, "only a bridged (answered) call can be transferred"
+        second, target, consult = self._consult(dial, to)
+        body = (
+            f"Result: Success{EOL}{dial.leg.snapshot('OrigTransferer')}{_bridge_prefixed(bridge, 'Orig')}"
+            f"{second.snapshot('SecondTransferer')}{_bridge_prefixed(consult, 'Second')}"
+            f"{call.channel.snapshot('Transferee')}{target.snapshot('TransferTarget')}"
+            f"IsExternal: No{EOL}DestType: Bridge{EOL}DestBridgeUniqueid: {bridge.uniqueid}{EOL}"
+        )
+        core.emit("AttendedTransfer", perms.CALL, body)
+        self._bridge_leave(bridge, dial.leg)
+        self._bridge_leave(consult, second)
+        self._bridge_leave(consult, target)
+        core.emit("BridgeDestroy", perms.CALL, consult.snapshot())
+        self._bridge_enter(bridge, target)
+        core.emit_channel("MusicOnHoldStop", call.channel)
+        self._end_leg(dial, NORMAL_CLEARING)
+        core.hangup(second, NORMAL_CLEARING)
+        dial.bridge, call.dial = None, None
+        self._phones.refresh(dial.agent)
+        self._note_transfer(call, dial, "attended", to)
+        call.outside = Outside(target, bridge)
+        self._continue_after_transfer(call, to, stay_s, outside=True)
+
+    def _consult(self, dial: Dial, to: tuple[str, str]) -> tuple[Channel, Channel, Bridge]:
+        """Atxfer: the caller is held, the agent's second leg calls the target, they talk."""
+        core, caller = self._core, dial.call.channel
+        context, exten = to
+        core.emit_channel("Hold", dial.leg)
+        core.emit_channel("MusicOnHoldStart", caller, f"Class: default{EOL}")
+        second = core.new_channel(
+            dial.leg.name.rsplit("-", 1)[0],
+            linkedid=caller.linkedid,
+            context=context,
+            exten=exten,
+            caller_num=dial.leg.caller_num,
+            caller_name=dial.leg.caller_name,
+        )
+        target = core.new_channel(
+            f"Local/{exten}@{context}", linkedid=caller.linkedid, context=context, exten=exten
+        )
+        for channel in (second, target):
+            core.answer(channel)
+        consult = Bridge(core.new_bridge_id())
+        core.emit("BridgeCreate", perms.CALL, consult.snapshot())
+        self._bridge_enter(consult, second)
+        self._bridge_enter(consult, target)
+        return second, target, consult
+
+    def _note_transfer(self, call: SimCall, dial: Dial, kind: TransferKind, to: tuple[str, str]) -> None:
+        entry = TransferRecord(kind, dial.agent.agent_id, to[0], to[1], self._core.now())
+        call.record.transfers.append(entry)
+
+    def _continue_after_transfer(
+        self, call: SimCall, to: tuple[str, str], stay_s: float, *, outside: bool = False
+    ) -> None:
+        """Into [acd-inbound] the caller is announced and held again; anywhere else it has
+        left the ACD, talks on with the target and hangs up after ``stay_s``."""
+        context, exten = to
+        if context == "acd-inbound" and not outside:
+            call.record.answered_at, call.record.agent_id = None, None  # a new wait
+            self.reenter(call, exten)
+            return
+        call.phase = "transferred"
+        call.record.state = "transferred"
+        if not outside:
+            call.channel.update(application="Dial", app_data=f"Local/{exten}@{context}")
+        self._core.timers.call_later(stay_s, lambda: self.caller_hangup(call, NORMAL_CLEARING, "caller"))
+
+    def _outside_hangup(self, call: SimCall, cause: int, by: HangupBy) -> None:
+        outside = call.outside
+        if outside is not None and outside.bridge is not None and outside.target is not None:
+            self._bridge_leave(outside.bridge, call.channel)
+            self._bridge_leave(outside.bridge, outside.target)
+            self._core.emit("BridgeDestroy", perms.CALL, outside.bridge.snapshot())
+        self._core.hangup(call.channel, cause)
+        if outside is not None and outside.target is not None:
+            self._core.hangup(outside.target, NORMAL_CLEARING)
+        call.outside = None
+        self.finish(call, by)
+
+
+def _bridge_prefixed(bridge: Bridge, prefix: str) -> str:
+    """A bridge block with a prefix (ast_manager_build_bridge_state_string_prefix)."""
+    return "".join(f"{prefix}{line}{EOL}" for line in bridge.snapshot().split(EOL) if line)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CallState = Literal["holding", "ringing", "talking", "completed", "abandoned", "overflowed"]
+CallState = Literal["holding", "ringing", "talking", "completed", "abandoned", "overflowed", "transferred"]
 Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
 WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
 
@@ -27,6 +27,21 @@ class OfferRecord:
     ended_at: float | None = None
 
 
+@dataclass(frozen=True)
+class TransferRecord:
+    """An agent handed the caller on: to ``context,exten`` (into acd-inbound: queued again)."""
+
+    kind: Literal["blind", "attended"]
+    agent_id: str
+    context: str
+    exten: str
+    at: float
+
+    @property
+    def requeued(self) -> bool:
+        return self.context == "acd-inbound"
+
+
 @dataclass
 class CallRecord:
     call_id: str
@@ -38,13 +53,14 @@ class CallRecord:
     handle_time_s: float
     channel: str
     state: CallState = "holding"
-    answered_at: float | None = None
+    answered_at: float | None = None  # of its current stay in the ACD (None again after a requeue)
     agent_id: str | None = None
     abandoned_at: float | None = None
     overflowed_at: float | None = None  # sent out of the ACD (acd-overflow context)
     ended_at: float | None = None
     hangup_by: Literal["caller", "agent", "ami", "dialplan"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
+    transfers: list[TransferRecord] = field(default_factory=list)
 
     @property
     def waiting(self) -> bool:
@@ -113,15 +129,20 @@ class Ledger:
         counts = {state: 0 for state in ("holding", "ringing", "talking", "completed")}
         counts["abandoned"] = 0
         counts["overflowed"] = 0
+        counts["transferred"] = 0
         for call in self.calls.values():
             counts[call.state] += 1
         offers = [offer for call in self.calls.values() for offer in call.offers]
         return {
             "offered": len(self.calls),
-            "answered": sum(1 for c in self.calls.values() if c.answered_at is not None),
+            # Answers, not calls: a caller transferred back into a queue may be answered again.
+            "answered": sum(1 for o in offers if o.outcome == "ANSWER"),
             "abandoned": counts["abandoned"],
             "overflowed": counts["overflowed"],
             "completed": counts["completed"],
+            "transferred_out": counts["transferred"],
+            "transfers": sum(len(c.transfers) for c in self.calls.values()),
+            "requeued_by_transfer": sum(1 for c in self.calls.values() for t in c.transfers if t.requeued),
             "talking": counts["talking"],
             "still_waiting": counts["holding"] + counts["ringing"],
             "holding": counts["holding"],

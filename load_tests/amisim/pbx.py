@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Literal
 
-from load_tests.amisim.calls import NORMAL_CLEARING, CallFlow, SimCall
+from load_tests.amisim.calls import NORMAL_CLEARING, CallFlow, SimCall, TransferKind, TransferPlan
 from load_tests.amisim.core import DEFAULT_CHANNELVARS, Core, EventListener, clean
 from load_tests.amisim.ledger import AgentRecord, Ledger, UnexpectedRedirect
 from load_tests.amisim.originate import OriginateDone, OriginateRequest, Originator
@@ -222,12 +222,14 @@ class Pbx:
         patience_s: float | None = None,
         caller_id: str | None = None,
         did: str = "5000",
+        transfer: TransferPlan | None = None,
     ) -> SimCall:
-        """A caller dials in through acd-inbound and waits on hold."""
+        """A caller dials in through acd-inbound and waits on hold; with ``transfer``, the
+        agent who answers transfers it after the handle time instead of hanging up."""
         if self._core.timers.closed:
             raise RuntimeError("the PBX is closed")
         self._caller_seq += 1
-        return self._flow.arrive(
+        call = self._flow.arrive(
             queue=clean(queue),
             priority=priority,
             requirements=None if requirements is None else clean(requirements),
@@ -236,6 +238,36 @@ class Pbx:
             caller_id=clean(caller_id or f"+1555{self._caller_seq:07d}"),
             did=clean(did),
         )
+        call.transfer_plan = transfer
+        return call
+
+    def transfer(
+        self, call_id: str, kind: TransferKind, to: tuple[str, str], *, stay_s: float = 30.0
+    ) -> str | None:
+        """The agent talking with the caller transfers it now (its phone's transfer key)."""
+        call = self._flow.calls.get(call_id)
+        if call is None or call.phase != "talking" or call.dial is None:
+            return "Transfer invalid"
+        to = (clean(to[0]), clean(to[1]))
+        if kind == "blind":
+            self._flow.blind_transfer(call.dial, to, stay_s=stay_s)
+        else:
+            self._flow.attended_transfer(call.dial, to, stay_s=stay_s)
+        return None
+
+    def transfer_channel(self, name: str, kind: TransferKind, context: str, exten: str) -> str | None:
+        """AMI BlindTransfer / Atxfer on an agent's leg (the transferer)."""
+        if self._core.find_channel(name) is None:
+            return f"No such channel: {name}" if kind == "blind" else "No such channel"
+        dial = self._flow.dials_by_leg.get(name)
+        if dial is None or dial.bridge is None:
+            return "Transfer invalid"  # not bridged, or the caller's own channel (not modelled)
+        if kind == "blind":
+            self._flow.blind_transfer(dial, (clean(context), clean(exten)), external=True)
+        else:
+            to = (clean(context), clean(exten))
+            self._core.timers.call_later(0, lambda: self._flow.attended_transfer(dial, to))
+        return None
 
     def hangup_call(self, call_id: str) -> bool:
         """The caller hangs up now; False if the call is already over."""
