@@ -23,6 +23,7 @@ from router.events import (
     AgentRang,
     CallerHeld,
     CallerHungUp,
+    CallerLeftHold,
     CallQueued,
     DomainEvent,
     OfferFailed,
@@ -83,6 +84,7 @@ class RoutingEngine:
             AgentAnswered: self._on_agent_answered,
             AgentDeclined: self._on_agent_declined,
             CallerHeld: self._on_caller_held,
+            CallerLeftHold: self._on_caller_left_hold,
             CallerHungUp: self._on_caller_hung_up,
             AgentPresenceChanged: self._on_presence,
             AgentDeviceChanged: self._on_device,
@@ -203,6 +205,9 @@ class RoutingEngine:
         if outcome.status == "declined":
             await self._after_decline(outcome, event.call_id, outcome.detail(1), "CHANUNAVAIL", started)
 
+    async def _on_caller_left_hold(self, event: CallerLeftHold, pos: Position, started: float) -> None:
+        await self.store.caller_left_hold(event.call_id, event.at, pos)
+
     async def _after_decline(
         self, outcome: Outcome, call_id: str, agent_id: str, status: str, started: float
     ) -> None:
@@ -267,7 +272,12 @@ class RoutingEngine:
                 event.device,
             )
             return
-        outcome = await self.store.agent_presence(agent_id, event.state, event.reason, event.at, pos)
+        outcome = await self.store.agent_presence(
+            agent_id, event.state, event.reason, event.at, pos, event.device_state
+        )
+        if outcome.status == "device_changed":
+            self.metrics.agent_available.inc(outcome.number(1))
+            logger.info("agent %s phone %s", agent_id, event.device_state, extra=ids(agent_id=agent_id))
         if outcome.status == "changed":
             self.metrics.agent_available.inc(outcome.number(1))
             logger.info(

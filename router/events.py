@@ -57,6 +57,14 @@ class CallerHeld:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerLeftHold:
+    """Music on hold stopped on the caller's channel (a Redirect took it off hold)."""
+
+    call_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallerHungUp:
     call_id: str
     cause: str
@@ -72,6 +80,8 @@ class AgentPresenceChanged:
     state: str  # AgentState value: available, paused or logged_out
     reason: str
     at: float
+    # The member's phone as app_queue lists it (NOT_INUSE, UNAVAILABLE, ...); '' if not given.
+    device_state: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +119,7 @@ DomainEvent = (
     | AgentAnswered
     | AgentDeclined
     | CallerHeld
+    | CallerLeftHold
     | CallerHungUp
     | AgentPresenceChanged
     | AgentDeviceChanged

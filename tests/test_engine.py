@@ -15,6 +15,7 @@ from router.events import (
     AgentRang,
     CallerHeld,
     CallerHungUp,
+    CallerLeftHold,
     CallQueued,
     OfferFailed,
 )
@@ -144,6 +145,9 @@ async def test_caller_back_on_hold_without_a_dial_counts_as_declined(engine: Rou
     )  # the first hold: no offer failed
     assert (await engine.store.call("c1"))["state"] == "offered"
     clock(engine).t += 2
+    await engine.handle(CallerHeld("c1", clock(engine).now()), NO_POSITION, 0)  # still not after a Redirect
+    assert (await engine.store.call("c1"))["state"] == "offered"
+    await engine.handle(CallerLeftHold("c1", clock(engine).now()), NO_POSITION, 0)  # the Redirect moved it
     await engine.handle(CallerHeld("c1", clock(engine).now()), NO_POSITION, 0)
     assert (await engine.store.call("c1"))["state"] == "waiting"
     assert sink(engine).pauses[-1].agent_id == "senior"

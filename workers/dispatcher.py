@@ -41,11 +41,13 @@ from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_GONE_MARKERS = ("no such channel", "does not exist", "not found")
+# "Redirect failed, channel not up." is Asterisk's answer for a channel already hanging up
+# (main/manager.c action_redirect): its Hangup follows, so the caller is as good as gone.
+CHANNEL_GONE_MARKERS = ("no such channel", "does not exist", "not found", "channel not up")
 
 
 def channel_gone(message: str) -> bool:
-    """Whether Asterisk's error text says the caller's channel no longer exists."""
+    """Whether Asterisk's error text says the caller's channel no longer exists or is hanging up."""
     lowered = message.lower()
     return any(marker in lowered for marker in CHANNEL_GONE_MARKERS)
 
@@ -217,6 +219,8 @@ class Dispatcher:
     async def pause(self, command: PauseCommand) -> None:
         action = {
             "Action": "QueuePause",
+            # Without Queue, app_queue pauses the interface in every queue on the PBX.
+            "Queue": self.settings.ami.roster_queue,
             "Interface": command.device,
             "Paused": "true",
             "Reason": command.reason,

@@ -71,6 +71,7 @@ class IngestWorker:
         self.clock = clock
         self.metrics = metrics
         self.source = f"ami://{settings.ami.host}:{settings.ami.port}"
+        self.roster_queue = settings.ami.roster_queue
         # Envelopes carry (session, seq): the routers deduplicate on them, so that resending
         # what a restarted broker lost is harmless.
         self._session = int(time.time() * 1000)
@@ -263,7 +264,8 @@ class IngestWorker:
         taken_at = self.clock.now()
         try:
             channels = await self.gateway.send_action({"Action": "CoreShowChannels"})
-            members = await self.gateway.send_action({"Action": "QueueStatus"})
+            # Without Queue, QueueStatus lists every queue on the PBX.
+            members = await self.gateway.send_action({"Action": "QueueStatus", "Queue": self.roster_queue})
         except AmiError as exc:
             logger.error("resync failed (%s); it will be retried", exc)
             self._needs_resync.set()

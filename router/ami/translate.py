@@ -22,6 +22,7 @@ from router.events import (
     AgentRang,
     CallerHeld,
     CallerHungUp,
+    CallerLeftHold,
     CallQueued,
     DomainEvent,
     ResyncFinished,
@@ -30,6 +31,14 @@ from router.events import (
 logger = logging.getLogger(__name__)
 
 QUEUED_USER_EVENT = "acdcallqueued"
+DEFAULT_ROSTER_QUEUE = "acd-agents"
+ROSTER_EVENTS = frozenset(
+    {"queuememberadded", "queuemember", "queuememberpause", "queuememberstatus", "queuememberremoved"}
+)
+# QueueMember / QueueMemberStatus ``Status:`` is a device state number (include/asterisk/devicestate.h).
+DEVICE_STATE_NAMES = (
+    "UNKNOWN", "NOT_INUSE", "INUSE", "BUSY", "INVALID", "UNAVAILABLE", "RINGING", "RINGINUSE", "ONHOLD",
+)
 DECLINED_DIAL_STATUSES = frozenset(
     {"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"}
 )
@@ -81,14 +90,21 @@ def partition_key(data: Mapping[str, Any]) -> str:
     return f"ami:{fields.get('Event').lower() or 'response'}"
 
 
-def translate(envelope: Envelope) -> DomainEvent | None:
-    """The domain event an envelope means, or None when routing does not care."""
+def translate(envelope: Envelope, *, roster_queue: str = DEFAULT_ROSTER_QUEUE) -> DomainEvent | None:
+    """The domain event an envelope means, or None when routing does not care.
+
+    Queue member events count only for ``roster_queue``: app_queue raises them for every
+    queue on the PBX, and a member of another queue is not an ACD agent.
+    """
     if envelope.type == AMI_RESYNC:
         return _resync(envelope)
     if envelope.type != AMI_EVENT:
         return None
     fields = AmiFields(envelope.data)
-    handler = _HANDLERS.get(fields.get("Event").lower())
+    name = fields.get("Event").lower()
+    if name in ROSTER_EVENTS and fields.get("Queue").lower() != roster_queue.lower():
+        return None
+    handler = _HANDLERS.get(name)
     return handler(fields, envelope.ts) if handler else None
 
 
@@ -176,6 +192,14 @@ def _music_on_hold_start(fields: AmiFields, at: float) -> DomainEvent | None:
     return CallerHeld(uniqueid, at)
 
 
+def _music_on_hold_stop(fields: AmiFields, at: float) -> DomainEvent | None:
+    """The caller left hold: while an offer is out, its Redirect moved the caller."""
+    uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
+    if not uniqueid or (linkedid and linkedid != uniqueid):
+        return None
+    return CallerLeftHold(uniqueid, at)
+
+
 def _hangup(fields: AmiFields, at: float) -> DomainEvent | None:
     uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
     if not uniqueid or (linkedid and linkedid != uniqueid):
@@ -198,7 +222,15 @@ def _member_presence(fields: AmiFields, at: float, *, removed: bool = False) -> 
         state = AgentState.PAUSED if paused else AgentState.AVAILABLE
     reason = fields.get("PausedReason") if paused else ""
     member_name = fields.get("MemberName") or fields.get("Name")
-    return AgentPresenceChanged(device, member_name, state.value, reason, at)
+    device_state = "" if removed else device_state_name(fields.get("Status"))
+    return AgentPresenceChanged(device, member_name, state.value, reason, at, device_state)
+
+
+def device_state_name(status: str) -> str:
+    """``Status: 5`` -> ``UNAVAILABLE``; '' when absent or not a known number."""
+    if status.isdigit() and int(status) < len(DEVICE_STATE_NAMES):
+        return DEVICE_STATE_NAMES[int(status)]
+    return ""
 
 
 def _member_removed(fields: AmiFields, at: float) -> DomainEvent | None:
@@ -261,9 +293,11 @@ _HANDLERS = {
     "dialend": _dial_end,
     "hangup": _hangup,
     "musiconholdstart": _music_on_hold_start,
+    "musiconholdstop": _music_on_hold_stop,
     "queuememberadded": _member_presence,
     "queuemember": _member_presence,
     "queuememberpause": _member_presence,
+    "queuememberstatus": _member_presence,
     "queuememberremoved": _member_removed,
     "coreshowchannel": _core_show_channel,
     "devicestatechange": _device_state,

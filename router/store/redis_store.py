@@ -41,6 +41,7 @@ _SCRIPTS = (
     "agent_answered",
     "agent_declined",
     "caller_held",
+    "caller_left_hold",
     "call_hangup",
     "offer_failed",
     "timers",
@@ -56,6 +57,7 @@ _SCRIPTS = (
 )
 
 
+CANDIDATE_FIELDS = ("state", "idle_since", "skills", "capacity", "reserved", "connected", "handled_s", "avail_s")
 MAX_LATENCY_SAMPLES = 1_000_000  # per list, ~10 MB: hours of decisions at a busy site
 MAX_SCAN = 5000  # agents a candidate search reads at most before giving up on a term
 
@@ -213,9 +215,12 @@ class RedisStateStore:
         await self._run("agent_profile", agent.id, skills, agent.capacity, agent.device, now, flag)
 
     async def agent_presence(
-        self, agent_id: str, state: str, reason: str, at: float, pos: Position
+        self, agent_id: str, state: str, reason: str, at: float, pos: Position, device_state: str = ""
     ) -> Outcome:
-        return _outcome(await self._run("agent_presence", agent_id, state, reason, at, *pos.args()))
+        """Roster change; ``device_state`` is the member's phone as app_queue lists it ('' if not)."""
+        return _outcome(
+            await self._run("agent_presence", agent_id, state, reason, at, *pos.args(), device_state)
+        )
 
     async def agent_device(self, agent_id: str, device_state: str, at: float, pos: Position) -> Outcome:
         return _outcome(await self._run("agent_device", agent_id, device_state, at, *pos.args()))
@@ -303,6 +308,10 @@ class RedisStateStore:
         flag = "1" if auto_pause else "0"
         return _outcome(await self._run("caller_held", call_id, at, flag, reason, *pos.args()))
 
+    async def caller_left_hold(self, call_id: str, at: float, pos: Position) -> Outcome:
+        """Music on hold stopped on the caller's channel: during an offer, its Redirect took effect."""
+        return _outcome(await self._run("caller_left_hold", call_id, at, *pos.args()))
+
     async def caller_hung_up(self, call_id: str, at: float, pos: Position) -> Outcome:
         return _outcome(await self._run("call_hangup", call_id, at, *pos.args()))
 
@@ -389,11 +398,11 @@ class RedisStateStore:
         """The agent as the policy sees it, or None unless it may take a call now."""
         fields = await self.redis.hmget(
             self.keys.agent(agent_id),
-            ["state", "idle_since", "skills", "capacity", "reserved", "connected", "handled_s", "avail_s"],
+            [*CANDIDATE_FIELDS, "dev_busy"],
         )
-        if fields[0] != "available":
+        if fields[0] != "available" or fields[8] == "1":  # dev_busy: its phone cannot take a call
             return None
-        candidate = _candidate([agent_id, *fields[1:]])
+        candidate = _candidate([agent_id, *fields[1:8]])
         return candidate if candidate.active < candidate.capacity else None
 
     async def any_agent_available(self) -> bool:
