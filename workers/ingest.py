@@ -324,7 +324,7 @@ async def run_ingest(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -
     producer = KafkaEnvelopeProducer(settings.kafka)
     await producer.start()
     worker = IngestWorker(settings, producer, clock, metrics)
-    endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: worker.gateway.connected)
+    endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: worker.gateway.ready)
     await endpoints.start()
     try:
         await worker.run(stop)
