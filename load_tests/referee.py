@@ -16,7 +16,8 @@ from load_tests.amisim import CallRecord, Ledger
 
 QUEUED = frozenset({"waiting", "offered", "dispatching", "ringing"})
 ANSWERED = frozenset({"connected", "completed"})
-ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed"}
+# pbx_restart: a waiting caller an Asterisk restart cut off (the ledger's ended_by_restart).
+ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed", "pbx_restart"}
 
 
 @dataclass
@@ -38,6 +39,8 @@ def expected_states(call: CallRecord) -> frozenset[str]:
         return ANSWERED
     if call.state == "overflowed":
         return frozenset({"overflowed"})
+    if call.state == "ended_by_restart":
+        return frozenset({"pbx_restart"})  # an abandon here would be the bug this guards
     # A caller who hung up just as the router overflowed it: either is an honest account.
     return frozenset({"abandoned", "overflowed"})
 

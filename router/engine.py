@@ -36,7 +36,7 @@ from router.overflow import Overflows, first_due
 from router.policy import requirements_in_force
 from router.settings import RoutingSettings
 from router.store import NewCall, Outcome, Position, RedisStateStore
-from router.store.redis_store import candidates_in
+from router.store.redis_store import ClosedCall, ResyncGap, candidates_in
 
 logger = logging.getLogger(__name__)
 
@@ -230,9 +230,16 @@ class RoutingEngine:
         await self.sink.pause(PauseCommand(agent_id, device, reason, self.clock.now()))
 
     async def _on_caller_hung_up(self, event: CallerHungUp, pos: Position, started: float) -> None:
-        outcome = await self.store.caller_hung_up(event.call_id, event.at, pos)
+        outcome = await self.store.caller_hung_up(
+            event.call_id, event.at, pos, by_pbx_shutdown=event.by_pbx_shutdown
+        )
         queue, agent_id = outcome.detail(1), outcome.detail(2)
-        if outcome.status == "abandoned":
+        if outcome.status == "pbx_restart":
+            self.metrics.ended_by_pbx_restart.labels(queue).inc()
+            logger.warning(
+                "call %s cut off by Asterisk shutting down", event.call_id, extra=ids(event.call_id)
+            )
+        elif outcome.status == "abandoned":
             self.metrics.abandoned.labels(queue).inc()
             self.metrics.abandon_wait.labels(queue).observe(outcome.number(0))
             logger.info(
@@ -315,22 +322,30 @@ class RoutingEngine:
         """Close what the listing no longer shows, after a grace period: events of those calls
         sent before the listing may still be on their way through other partitions."""
         due = self.clock.now() + self.settings.resync_grace_s * self.clock.time_scale
-        await self.store.schedule_resync(event.snapshot_at, event.live_call_ids, due)
+        gap = ResyncGap(event.link_lost_at, event.pbx_restart)
+        await self.store.schedule_resync(event.snapshot_at, event.live_call_ids, due, gap=gap)
 
     async def _close_after_resync(self, started: float) -> None:
-        for snapshot_at, live_call_ids in await self.store.due_resyncs(self.clock.now()):
-            closed = await self.store.resync_close(snapshot_at, live_call_ids)
+        for listing in await self.store.due_resyncs(self.clock.now()):
+            closed = await self.store.resync_close(
+                listing.snapshot_at, listing.live_call_ids, gap=listing.gap
+            )
             for call in closed:
-                if call.outcome == "abandoned":
-                    self.metrics.abandoned.labels(call.queue).inc()
-                    self.metrics.abandon_wait.labels(call.queue).observe(call.seconds)
-                else:
-                    self.metrics.talk.labels(call.queue).observe(call.seconds)
+                self._count_closed(call)
             if closed:
                 self.metrics.calls_closed_by_resync.inc(len(closed))
                 ids = [call.call_id for call in closed[:20]]
                 logger.warning("resync: %d calls ended while AMI was disconnected: %s", len(closed), ids)
             await self.matcher.sweep(started)
+
+    def _count_closed(self, call: ClosedCall) -> None:
+        if call.outcome == "abandoned":
+            self.metrics.abandoned.labels(call.queue).inc()
+            self.metrics.abandon_wait.labels(call.queue).observe(call.seconds)
+        elif call.outcome == "pbx_restart":
+            self.metrics.ended_by_pbx_restart.labels(call.queue).inc()
+        else:
+            self.metrics.talk.labels(call.queue).observe(call.seconds)
 
     async def tick(self, started: float) -> None:
         """Time-driven work: wrap-ups ending, offers expiring, requirements relaxing, overflow."""

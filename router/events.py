@@ -69,6 +69,8 @@ class CallerHungUp:
     call_id: str
     cause: str
     at: float
+    # Asterisk was shutting down when it hung up (ingest asked): the PBX cut the caller off.
+    by_pbx_shutdown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,10 @@ class ResyncFinished:
 
     live_call_ids: frozenset[str]
     snapshot_at: float
+    # The last moment ingest still saw Asterisk (link lost, or Event: Shutdown): calls not
+    # listed ended after it, and nobody knows how much later; None: the link never dropped.
+    link_lost_at: float | None = None
+    pbx_restart: bool = False  # the gap began with Event: Shutdown: Asterisk ended the calls
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from router.commands import (
     parse_pause,
 )
 from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, decode
-from router.errors import AmiActionError, AmiConnectionError, MalformedEventError
+from router.errors import AmiActionError, AmiConnectionError, AmiShuttingDownError, MalformedEventError
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
 from router.store import RedisStateStore
@@ -91,7 +91,8 @@ class Dispatcher:
 
     async def consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if not self.gateway.connected:
+            # While Asterisk shuts down every Redirect would be refused: commands wait.
+            if not self.gateway.ready:
                 await wait_or_stop(stop, 0.1)
                 continue
             try:
@@ -159,6 +160,11 @@ class Dispatcher:
         }
         try:
             await self.gateway.send_action(action)
+        except AmiShuttingDownError as exc:
+            # Refused without touching the caller: the offer goes back in line.
+            self.metrics.actions.labels("Redirect", "error").inc()
+            await self._report_failure(command, exc.ami_message, gone=False)
+            return
         except AmiActionError as exc:
             self.metrics.actions.labels("Redirect", "error").inc()
             await self._report_failure(command, exc.ami_message)
@@ -174,8 +180,8 @@ class Dispatcher:
             return
         self.metrics.actions.labels("Redirect", "ok").inc()
 
-    async def _report_failure(self, command: OfferCommand, reason: str) -> None:
-        gone = channel_gone(reason)
+    async def _report_failure(self, command: OfferCommand, reason: str, *, gone: bool | None = None) -> None:
+        gone = channel_gone(reason) if gone is None else gone
         logger.info(
             "Redirect of %s for call %s refused: %s",
             command.channel,
@@ -258,7 +264,7 @@ async def run_dispatcher(settings: AcdSettings, clock: Clock, stop: asyncio.Even
             clock=clock,
             metrics=metrics,
         )
-        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: gateway.connected)
+        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: gateway.ready)
         await endpoints.start()
         try:
             await dispatcher.run(stop)

@@ -23,7 +23,7 @@ from load_tests.amisim.wire import EOL
 
 Phase = Literal["holding", "ringing", "talking", "overflowed", "ended"]
 OVERFLOW_STAY_S = 30.0  # how long an overflowed caller stays (voicemail) before hanging up
-HangupBy = Literal["caller", "agent", "ami", "dialplan"]
+HangupBy = Literal["caller", "agent", "ami", "dialplan", "restart"]
 NORMAL_CLEARING = 16
 USER_BUSY = 17
 NO_CAUSE = 0  # app_dial hangs unanswered legs up without setting a cause
@@ -460,6 +460,8 @@ class CallFlow:
         record.ended_at, record.hangup_by = now, by
         if record.state == "overflowed":
             pass  # left the ACD before; the hangup only ends the channel
+        elif record.answered_at is None and by == "restart":
+            record.state = "ended_by_restart"  # the PBX cut the caller off: not an abandon
         elif record.answered_at is None:
             record.state, record.abandoned_at = "abandoned", now
         else:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CallState = Literal["holding", "ringing", "talking", "completed", "abandoned", "overflowed"]
+CallState = Literal[
+    "holding", "ringing", "talking", "completed", "abandoned", "overflowed", "ended_by_restart"
+]
 Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
 WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
 
@@ -43,7 +45,7 @@ class CallRecord:
     abandoned_at: float | None = None
     overflowed_at: float | None = None  # sent out of the ACD (acd-overflow context)
     ended_at: float | None = None
-    hangup_by: Literal["caller", "agent", "ami", "dialplan"] | None = None
+    hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
 
     @property
@@ -113,6 +115,7 @@ class Ledger:
         counts = {state: 0 for state in ("holding", "ringing", "talking", "completed")}
         counts["abandoned"] = 0
         counts["overflowed"] = 0
+        counts["ended_by_restart"] = 0
         for call in self.calls.values():
             counts[call.state] += 1
         offers = [offer for call in self.calls.values() for offer in call.offers]
@@ -122,6 +125,8 @@ class Ledger:
             "abandoned": counts["abandoned"],
             "overflowed": counts["overflowed"],
             "completed": counts["completed"],
+            # Waiting callers an Asterisk restart cut off (answered ones count as completed).
+            "ended_by_pbx_restart": counts["ended_by_restart"],
             "talking": counts["talking"],
             "still_waiting": counts["holding"] + counts["ringing"],
             "holding": counts["holding"],

@@ -24,6 +24,13 @@ from router.clock import Clock
 
 Target = Literal["hold", "dial", "inbound", "overflow"]
 NO_SUCH_CHANNEL = "No such channel"
+# What a channel hung up by ast_softhangup_all() reports: nothing sets a cause on the way
+# (main/channel.c ast_softhangup_all, main/pbx.c), so Hangup says 0 / Unknown.
+SHUTDOWN_CAUSE = 0
+
+
+class PbxRefusedCallError(RuntimeError):
+    """A call placed while the PBX is shutting down or down (a real one answers 503)."""
 
 
 def _dialplan_target(context: str, exten: str, priority: int) -> Target | None:
@@ -98,6 +105,7 @@ class Pbx:
         )
         self._core.globals["ACD_RING_TIMEOUT"] = f"{ring_timeout_s:g}"
         self._caller_seq = 0
+        self.accepting_calls = True
 
     # -- read-only views --------------------------------------------------------------
 
@@ -237,6 +245,8 @@ class Pbx:
         """A caller dials in through acd-inbound and waits on hold."""
         if self._core.timers.closed:
             raise RuntimeError("the PBX is closed")
+        if not self.accepting_calls:
+            raise PbxRefusedCallError("the PBX is shutting down or restarting")
         self._caller_seq += 1
         return self._flow.arrive(
             queue=clean(queue),
@@ -392,6 +402,20 @@ class Pbx:
             return list(self.queues.values())
         roster = self.queues.get(queue.lower())
         return [roster] if roster is not None else []
+
+    # -- restart ------------------------------------------------------------------------
+
+    def hang_up_everything(self, cause: int = SHUTDOWN_CAUSE) -> int:
+        """``ast_softhangup_all()``: every channel hangs up; callers' calls end "by restart"."""
+        cut = 0
+        for call in list(self._flow.calls.values()):
+            self._flow.caller_hangup(call, cause, "restart")
+            cut += 1
+        for channel in self._core.channels.copy().values():
+            self._originator.hangup(channel, cause)
+        for channel in self._core.channels.copy().values():
+            self._core.hangup(channel, cause)
+        return cut
 
     # -- lifecycle ----------------------------------------------------------------------
 

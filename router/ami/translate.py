@@ -39,6 +39,8 @@ ROSTER_EVENTS = frozenset(
 DEVICE_STATE_NAMES = (
     "UNKNOWN", "NOT_INUSE", "INUSE", "BUSY", "INVALID", "UNAVAILABLE", "RINGING", "RINGINUSE", "ONHOLD",
 )
+# Header ingest adds to a Hangup that Asterisk sent while shutting down (not an AMI header).
+PBX_SHUTTING_DOWN = "AcdPbxShuttingDown"
 DECLINED_DIAL_STATUSES = frozenset(
     {"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"}
 )
@@ -204,7 +206,9 @@ def _hangup(fields: AmiFields, at: float) -> DomainEvent | None:
     uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
     if not uniqueid or (linkedid and linkedid != uniqueid):
         return None  # an agent leg: the call ends with the caller's channel
-    return CallerHungUp(uniqueid, fields.get("Cause"), at)
+    return CallerHungUp(
+        uniqueid, fields.get("Cause"), at, by_pbx_shutdown=fields.get(PBX_SHUTTING_DOWN) == "1"
+    )
 
 
 def _member_device(fields: AmiFields) -> str:
@@ -284,7 +288,13 @@ def _resync(envelope: Envelope) -> DomainEvent | None:
     if not isinstance(channels, list):
         logger.warning("resync envelope %s without live_call_ids ignored", envelope.id)
         return None
-    return ResyncFinished(frozenset(str(c) for c in channels), envelope.ts)
+    lost_at = envelope.data.get("link_lost_at")
+    return ResyncFinished(
+        frozenset(str(c) for c in channels),
+        envelope.ts,
+        link_lost_at=float(lost_at) if isinstance(lost_at, int | float) else None,
+        pbx_restart=envelope.data.get("pbx_restart") is True,
+    )
 
 
 _HANDLERS = {
