@@ -16,7 +16,8 @@ from load_tests.amisim import CallRecord, Ledger
 
 QUEUED = frozenset({"waiting", "offered", "dispatching", "ringing"})
 ANSWERED = frozenset({"connected", "completed"})
-ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed", "transferred"}
+# pbx_restart: a waiting caller an Asterisk restart cut off (the ledger's ended_by_restart).
+ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed", "transferred", "pbx_restart"}
 # Transferred out: the router may not have seen the agent's leg end yet (still connected).
 TRANSFERRED = frozenset({"transferred", "connected"})
 
@@ -42,6 +43,8 @@ def expected_states(call: CallRecord) -> frozenset[str]:
         return ANSWERED
     if call.state == "overflowed":
         return frozenset({"overflowed"})
+    if call.state == "ended_by_restart":
+        return frozenset({"pbx_restart"})  # an abandon here would be the bug this guards
     # A caller who hung up just as the router overflowed it: either is an honest account.
     return frozenset({"abandoned", "overflowed"})
 

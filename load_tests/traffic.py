@@ -12,6 +12,7 @@ import logging
 import random
 
 from load_tests.amisim import Pbx, TransferPlan
+from load_tests.amisim.pbx import PbxRefusedCallError
 from load_tests.scenario import Breaks, Scenario, TrafficLine, Transfers
 from router.clock import Clock
 from router.domain import format_requirements
@@ -30,6 +31,7 @@ class TrafficGenerator:
         self.clock = clock
         self.rng = random.Random(scenario.seed if seed is None else seed)
         self.placed = 0
+        self.refused = 0  # calls a restarting PBX turned away
         self.breaks_taken = 0
         self._started_at = clock.now()
 
@@ -74,14 +76,20 @@ class TrafficGenerator:
 
     def _place(self, line: TrafficLine) -> None:
         patience = line.patience_s.sample(self.rng) if line.patience_s else None
-        self.pbx.place_call(
-            line.queue,
-            priority=line.priority,
-            requirements=format_requirements(line.requirements) if line.requirements is not None else None,
-            handle_time_s=max(1.0, line.handle_time_s.sample(self.rng)),
-            patience_s=patience,
-            transfer=self._transfer_plan(line),
-        )
+        try:
+            self.pbx.place_call(
+                line.queue,
+                priority=line.priority,
+                requirements=format_requirements(line.requirements)
+                if line.requirements is not None
+                else None,
+                handle_time_s=max(1.0, line.handle_time_s.sample(self.rng)),
+                patience_s=patience,
+                transfer=self._transfer_plan(line),
+            )
+        except PbxRefusedCallError:
+            self.refused += 1  # Asterisk restarting: the call never got in, as on a real PBX
+            return
         self.placed += 1
 
     def _transfer_plan(self, line: TrafficLine) -> TransferPlan | None:

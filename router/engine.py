@@ -24,6 +24,7 @@ from router.events import (
     AgentRang,
     CallerHeld,
     CallerHungUp,
+    CallerLeftHold,
     CallQueued,
     CallTransferred,
     DomainEvent,
@@ -37,7 +38,7 @@ from router.overflow import Overflows, first_due
 from router.policy import requirements_in_force
 from router.settings import RoutingSettings
 from router.store import NewCall, Outcome, Position, RedisStateStore
-from router.store.redis_store import candidates_in
+from router.store.redis_store import ClosedCall, ResyncGap, candidates_in
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class RoutingEngine:
             AgentAnswered: self._on_agent_answered,
             AgentDeclined: self._on_agent_declined,
             CallerHeld: self._on_caller_held,
+            CallerLeftHold: self._on_caller_left_hold,
             CallerHungUp: self._on_caller_hung_up,
             CallTransferred: self._on_call_transferred,
             AgentLegEnded: self._on_agent_leg_ended,
@@ -218,6 +220,9 @@ class RoutingEngine:
         if outcome.status == "declined":
             await self._after_decline(outcome, event.call_id, outcome.detail(1), "CHANUNAVAIL", started)
 
+    async def _on_caller_left_hold(self, event: CallerLeftHold, pos: Position, started: float) -> None:
+        await self.store.caller_left_hold(event.call_id, event.at, pos)
+
     async def _after_decline(
         self, outcome: Outcome, call_id: str, agent_id: str, status: str, started: float
     ) -> None:
@@ -240,9 +245,16 @@ class RoutingEngine:
         await self.sink.pause(PauseCommand(agent_id, device, reason, self.clock.now()))
 
     async def _on_caller_hung_up(self, event: CallerHungUp, pos: Position, started: float) -> None:
-        outcome = await self.store.caller_hung_up(event.call_id, event.at, pos)
+        outcome = await self.store.caller_hung_up(
+            event.call_id, event.at, pos, by_pbx_shutdown=event.by_pbx_shutdown
+        )
         queue, agent_id = outcome.detail(1), outcome.detail(2)
-        if outcome.status == "abandoned":
+        if outcome.status == "pbx_restart":
+            self.metrics.ended_by_pbx_restart.labels(queue).inc()
+            logger.warning(
+                "call %s cut off by Asterisk shutting down", event.call_id, extra=ids(event.call_id)
+            )
+        elif outcome.status == "abandoned":
             self.metrics.abandoned.labels(queue).inc()
             self.metrics.abandon_wait.labels(queue).observe(outcome.number(0))
             logger.info(
@@ -314,7 +326,12 @@ class RoutingEngine:
                 event.device,
             )
             return
-        outcome = await self.store.agent_presence(agent_id, event.state, event.reason, event.at, pos)
+        outcome = await self.store.agent_presence(
+            agent_id, event.state, event.reason, event.at, pos, event.device_state
+        )
+        if outcome.status == "device_changed":
+            self.metrics.agent_available.inc(outcome.number(1))
+            logger.info("agent %s phone %s", agent_id, event.device_state, extra=ids(agent_id=agent_id))
         if outcome.status == "changed":
             self.metrics.agent_available.inc(outcome.number(1))
             logger.info(
@@ -352,22 +369,30 @@ class RoutingEngine:
         """Close what the listing no longer shows, after a grace period: events of those calls
         sent before the listing may still be on their way through other partitions."""
         due = self.clock.now() + self.settings.resync_grace_s * self.clock.time_scale
-        await self.store.schedule_resync(event.snapshot_at, event.live_call_ids, due)
+        gap = ResyncGap(event.link_lost_at, event.pbx_restart)
+        await self.store.schedule_resync(event.snapshot_at, event.live_call_ids, due, gap=gap)
 
     async def _close_after_resync(self, started: float) -> None:
-        for snapshot_at, live_call_ids in await self.store.due_resyncs(self.clock.now()):
-            closed = await self.store.resync_close(snapshot_at, live_call_ids)
+        for listing in await self.store.due_resyncs(self.clock.now()):
+            closed = await self.store.resync_close(
+                listing.snapshot_at, listing.live_call_ids, gap=listing.gap
+            )
             for call in closed:
-                if call.outcome == "abandoned":
-                    self.metrics.abandoned.labels(call.queue).inc()
-                    self.metrics.abandon_wait.labels(call.queue).observe(call.seconds)
-                else:
-                    self.metrics.talk.labels(call.queue).observe(call.seconds)
+                self._count_closed(call)
             if closed:
                 self.metrics.calls_closed_by_resync.inc(len(closed))
                 ids = [call.call_id for call in closed[:20]]
                 logger.warning("resync: %d calls ended while AMI was disconnected: %s", len(closed), ids)
             await self.matcher.sweep(started)
+
+    def _count_closed(self, call: ClosedCall) -> None:
+        if call.outcome == "abandoned":
+            self.metrics.abandoned.labels(call.queue).inc()
+            self.metrics.abandon_wait.labels(call.queue).observe(call.seconds)
+        elif call.outcome == "pbx_restart":
+            self.metrics.ended_by_pbx_restart.labels(call.queue).inc()
+        else:
+            self.metrics.talk.labels(call.queue).observe(call.seconds)
 
     async def tick(self, started: float) -> None:
         """Time-driven work: wrap-ups ending, offers expiring, requirements relaxing, overflow."""

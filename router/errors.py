@@ -44,6 +44,19 @@ class AmiActionError(AmiError):
         self.ami_message = message
 
 
+SHUTTING_DOWN_MESSAGE = "Asterisk is shutting down"
+
+
+class AmiShuttingDownError(AmiActionError):
+    """Asterisk refused an action because it is shutting down or restarting.
+
+    Not a verdict on the action (a Redirect refused so did not touch the caller): the PBX is
+    going away, and the same action can succeed once it is back.
+    """
+
+    retriable = True
+
+
 class BrokerUnavailableError(AcdError):
     """The Kafka bootstrap servers cannot be reached."""
 

@@ -57,10 +57,20 @@ class CallerHeld:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerLeftHold:
+    """Music on hold stopped on the caller's channel (a Redirect took it off hold)."""
+
+    call_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallerHungUp:
     call_id: str
     cause: str
     at: float
+    # Asterisk was shutting down when it hung up (ingest asked): the PBX cut the caller off.
+    by_pbx_shutdown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,8 @@ class AgentPresenceChanged:
     state: str  # AgentState value: available, paused or logged_out
     reason: str
     at: float
+    # The member's phone as app_queue lists it (NOT_INUSE, UNAVAILABLE, ...); '' if not given.
+    device_state: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,10 @@ class ResyncFinished:
 
     live_call_ids: frozenset[str]
     snapshot_at: float
+    # The last moment ingest still saw Asterisk (link lost, or Event: Shutdown): calls not
+    # listed ended after it, and nobody knows how much later; None: the link never dropped.
+    link_lost_at: float | None = None
+    pbx_restart: bool = False  # the gap began with Event: Shutdown: Asterisk ended the calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +149,7 @@ DomainEvent = (
     | AgentAnswered
     | AgentDeclined
     | CallerHeld
+    | CallerLeftHold
     | CallerHungUp
     | CallTransferred
     | AgentLegEnded

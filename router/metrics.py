@@ -168,6 +168,12 @@ class RoutingMetrics:
             "Open calls closed because a resync after an AMI reconnect no longer listed them",
             registry=registry,
         )
+        self.ended_by_pbx_restart = Counter(
+            "acd_calls_ended_by_pbx_restart_total",
+            "Queued callers an Asterisk restart or shutdown cut off (not abandons, not in service level)",
+            ["queue"],
+            registry=registry,
+        )
         self.timer_runs = Counter(
             "acd_timer_runs_total", "Timer ticks this worker ran while holding the lease", registry=registry
         )
@@ -193,6 +199,7 @@ class RoutingMetrics:
             self.abandon_wait,
             self.talk,
             self.wrapup,
+            self.ended_by_pbx_restart,
         )
         for queue in queues:
             for metric in per_queue:

@@ -25,6 +25,7 @@ from router.domain import AgentConfig, Frozen, QueueConfig
 from router.errors import ConfigError, UnknownQueueError
 
 ENV_PREFIX = "ACD_"
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 def _read_secret_file(path: Path | None, what: str) -> SecretStr | None:
@@ -49,6 +50,11 @@ class AmiSettings(Frozen):
     ping_interval_s: float = Field(default=5.0, gt=0)
     reconnect_min_s: float = Field(default=0.2, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
+    # app_queue raises QueueMember* events for every queue on the PBX: only this one's
+    # members are the ACD's agents, and every roster action names it.
+    roster_queue: str = Field(
+        default="acd-agents", pattern=QUEUE_NAME_PATTERN, description="the app_queue queue agents log in to"
+    )
 
     @model_validator(mode="after")
     def _secret_from_file(self) -> Self:
@@ -155,7 +161,8 @@ class ApiSettings(Frozen):
     read_token: SecretStr | None = None
     read_token_file: Path | None = None
     public_reads: bool = Field(default=False, description="serve the read endpoints without a token")
-    roster_queue: str = Field(default="acd-agents", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Kept for configurations written before ami.roster_queue; both name the same queue.
+    roster_queue: str = Field(default="acd-agents", pattern=QUEUE_NAME_PATTERN)
     # Comma-separated pause reason codes agents may use; empty accepts any well-formed code.
     pause_reasons: str = ""
     max_wrapup_extend_s: float = Field(default=3600.0, gt=0)
@@ -237,6 +244,21 @@ class AcdSettings(BaseSettings):
     @model_validator(mode="after")
     def _queues_consistent(self) -> Self:
         check_queue_references(self.queues, self.routing.unknown_queue)
+        return self
+
+    @model_validator(mode="after")
+    def _one_roster_queue(self) -> Self:
+        """``ami.roster_queue`` and the older ``api.roster_queue`` must name one queue."""
+        ami_set = "roster_queue" in self.ami.model_fields_set
+        api_set = "roster_queue" in self.api.model_fields_set
+        if ami_set and api_set and self.ami.roster_queue != self.api.roster_queue:
+            raise ValueError(
+                f"ami.roster_queue {self.ami.roster_queue!r} and api.roster_queue {self.api.roster_queue!r} "
+                "differ: set only ami.roster_queue (ACD_AMI__ROSTER_QUEUE), the queue agents log in to"
+            )
+        name = self.api.roster_queue if api_set and not ami_set else self.ami.roster_queue
+        object.__setattr__(self, "ami", self.ami.model_copy(update={"roster_queue": name}))
+        object.__setattr__(self, "api", self.api.model_copy(update={"roster_queue": name}))
         return self
 
     def queue_map(self) -> dict[str, QueueConfig]:

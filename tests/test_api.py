@@ -126,7 +126,9 @@ async def test_login_pause_ready_logout_go_to_asterisk_as_roster_actions(api: Ap
     assert status == 202 and body["sent"] == "QueueAdd" and body["status"] == "accepted"
     assert roster["a3"].logged_in and not roster["a3"].paused
     member = api.pbx.roster.members["PJSIP/2003"]
-    assert member.name == "a3"  # MemberName: how the router maps the roster event to the agent
+    # MemberName as the recipe's *51 feature code gives it (the phone's endpoint), so that
+    # `queue show` lists API and phone logins alike; the router maps the Interface.
+    assert member.name == "2003"
 
     status, body = await api.call("POST", "/api/v1/agents/a3/login")
     assert status == 409 and body["error"]["code"] == "already_logged_in"

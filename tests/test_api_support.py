@@ -254,9 +254,10 @@ async def pipeline(
     queues: list[dict[str, Any]],
     agents: list[dict[str, Any]],
     site: str = "pipe",
+    pbx_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Pipeline]:
     clock = ScaledClock()
-    pbx = Pbx(clock, seed=11)
+    pbx = Pbx(clock, seed=11, **(pbx_options or {}))
     for agent in agents:
         pbx.add_agent(agent["id"], answer_delay_s=0.5)
     everything = frozenset({"all"})

@@ -15,6 +15,7 @@ from router.events import (
     AgentRang,
     CallerHeld,
     CallerHungUp,
+    CallerLeftHold,
     CallQueued,
     OfferFailed,
 )
@@ -144,6 +145,9 @@ async def test_caller_back_on_hold_without_a_dial_counts_as_declined(engine: Rou
     )  # the first hold: no offer failed
     assert (await engine.store.call("c1"))["state"] == "offered"
     clock(engine).t += 2
+    await engine.handle(CallerHeld("c1", clock(engine).now()), NO_POSITION, 0)  # still not after a Redirect
+    assert (await engine.store.call("c1"))["state"] == "offered"
+    await engine.handle(CallerLeftHold("c1", clock(engine).now()), NO_POSITION, 0)  # the Redirect moved it
     await engine.handle(CallerHeld("c1", clock(engine).now()), NO_POSITION, 0)
     assert (await engine.store.call("c1"))["state"] == "waiting"
     assert sink(engine).pauses[-1].agent_id == "senior"
@@ -183,7 +187,9 @@ async def test_scaled_clock_runs_faster() -> None:
         ScaledClock(time_scale=0)
 
 
-async def test_wrap_up_finished_through_the_api_gets_the_next_call_at_the_next_tick(engine: RoutingEngine) -> None:
+async def test_wrap_up_finished_through_the_api_gets_the_next_call_at_the_next_tick(
+    engine: RoutingEngine,
+) -> None:
     from router.store.admin import AdminStore
 
     await login(engine, "senior")
@@ -212,3 +218,53 @@ async def test_resync_closes_missing_calls_after_a_grace_period(engine: RoutingE
     await engine.tick(0)
     assert (await engine.store.call("gone"))["state"] == "abandoned"
     assert (await engine.store.call("alive"))["state"] == "waiting"
+
+
+async def test_a_call_abandoned_during_an_ami_gap_waited_until_the_link_was_lost(
+    engine: RoutingEngine,
+) -> None:
+    """Waiting 10 s when the link dropped, listing 10 s later: the wait is 10 s, not 20."""
+    from router.events import ResyncFinished
+
+    await arrive(engine, "gone")
+    clock(engine).t += 10
+    lost_at = clock(engine).now()
+    clock(engine).t += 10
+    await engine.handle(
+        ResyncFinished(frozenset(), clock(engine).now(), link_lost_at=lost_at), NO_POSITION, 0
+    )
+    clock(engine).t += engine.settings.resync_grace_s
+    await engine.tick(0)
+    call = await engine.store.call("gone")
+    assert call["state"] == "abandoned" and float(call["ended_at"]) == lost_at
+    assert engine.metrics.abandon_wait.labels("billing")._sum.get() == 10.0
+    assert (await engine.store.queue_stats("billing"))["abandon_wait_sum"] == 10.0
+
+
+async def test_calls_a_pbx_restart_ended_are_not_abandons(engine: RoutingEngine) -> None:
+    """Cut by Asterisk shutting down: live (Hangup sent while shutting down) or found
+    missing by the resync after a gap that began with Event: Shutdown."""
+    from router.events import ResyncFinished
+
+    await arrive(engine, "hung-up-live")
+    await arrive(engine, "missing")
+    clock(engine).t += 5
+    await engine.handle(
+        CallerHungUp("hung-up-live", "0", clock(engine).now(), by_pbx_shutdown=True), NO_POSITION, 0
+    )
+    lost_at = clock(engine).now()
+    clock(engine).t += 30
+    await engine.handle(
+        ResyncFinished(frozenset(), clock(engine).now(), link_lost_at=lost_at, pbx_restart=True),
+        NO_POSITION,
+        0,
+    )
+    clock(engine).t += engine.settings.resync_grace_s
+    await engine.tick(0)
+    for call_id in ("hung-up-live", "missing"):
+        assert (await engine.store.call(call_id))["state"] == "pbx_restart"
+    assert engine.metrics.abandoned.labels("billing")._value.get() == 0
+    assert engine.metrics.ended_by_pbx_restart.labels("billing")._value.get() == 2
+    assert engine.metrics.calls_closed_by_resync._value.get() == 1
+    stats = await engine.store.queue_stats("billing")
+    assert stats.get("abandoned", 0) == 0 and stats["ended_by_pbx_restart"] == 2

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from load_tests.amisim import AmiSimulator, AmiUser, Pbx
 from router.ami.gateway import AmiGateway
 from router.clock import ScaledClock
-from router.errors import AmiActionError, AmiAuthenticationError, AmiConnectionError
+from router.errors import AmiActionError, AmiAuthenticationError, AmiConnectionError, AmiShuttingDownError
 from router.settings import AmiSettings
 
 USER = AmiUser(
@@ -141,3 +141,59 @@ async def test_run_cancels_promptly_while_connecting() -> None:
     async with asyncio.timeout(1):
         with pytest.raises(asyncio.CancelledError):
             await run
+
+
+async def test_run_rides_out_an_asterisk_restart_and_reconnects(simulator: AmiSimulator) -> None:
+    """`core restart gracefully`: Pings answered "Asterisk is shutting down" while a call
+    remains, then Event: Shutdown, the socket closes, the port refuses; run() stays up,
+    says not ready, and logs in again (hook and all) once the fresh Asterisk listens."""
+    connects: list[int] = []
+    shutdown_events: list[Message] = []
+    gateway = AmiGateway(
+        settings_for(simulator, ping_interval_s=0.05),
+        on_message=lambda m: shutdown_events.append(m) if m.get("Event") == "Shutdown" else None,
+    )
+
+    async def on_connected() -> None:
+        connects.append(gateway.connects)
+
+    run = asyncio.create_task(gateway.run(on_connected))
+    await eventually(lambda: connects == [1] and gateway.ready)
+    call = simulator.pbx.place_call("sales", handle_time_s=60)
+    restart = asyncio.create_task(simulator.restart("gracefully", down_s=0.5))
+    await eventually(lambda: gateway.pbx_shutting_down)
+    assert gateway.connected and not gateway.ready
+    with pytest.raises(AmiShuttingDownError) as refused:
+        await gateway.send_action({"Action": "Ping"})
+    assert refused.value.retriable and refused.value.ami_message == "Asterisk is shutting down"
+    await asyncio.sleep(0.3)  # several Pings refused meanwhile: run() must not have ended
+    assert not run.done()
+    simulator.pbx.hangup_call(call.call_id)
+    assert await asyncio.wait_for(restart, 5) == 0
+    assert [m.get("Restart") for m in shutdown_events] == ["True"]
+    await eventually(lambda: connects == [1, 2] and gateway.ready)
+    assert not run.done()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await gateway.close()
+
+
+async def test_a_restart_now_hangs_every_call_up_and_the_gateway_logs_in_again(
+    simulator: AmiSimulator,
+) -> None:
+    lost: list[bool] = []
+    gateway = AmiGateway(settings_for(simulator, ping_interval_s=0.05), on_lost=lambda: lost.append(True))
+    run = asyncio.create_task(gateway.run())
+    await eventually(lambda: gateway.ready)
+    calls = [simulator.pbx.place_call("sales", handle_time_s=60) for _ in range(3)]
+    assert await simulator.restart("now", down_s=0.3) == 3
+    assert [simulator.pbx.ledger.calls[c.call_id].state for c in calls] == ["ended_by_restart"] * 3
+    assert simulator.pbx.ledger.summary()["ended_by_pbx_restart"] == 3
+    assert lost == [True]
+    await eventually(lambda: gateway.connects == 2 and gateway.ready)
+    assert not run.done()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await gateway.close()

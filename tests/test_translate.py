@@ -150,8 +150,9 @@ def test_roster_events_become_presence() -> None:
     assert paused == AgentPresenceChanged("PJSIP/a1", "a1", "paused", "lunch", 100.0)
     removed = translate(ami(member | {"Event": "QueueMemberRemoved"}))
     assert isinstance(removed, AgentPresenceChanged) and removed.state == "logged_out"
-    status = translate(ami({"Event": "QueueMember", "Name": "a2", "Location": "PJSIP/a2", "Paused": "0"}))
-    assert status == AgentPresenceChanged("PJSIP/a2", "a2", "available", "", 100.0)
+    listed = {"Event": "QueueMember", "Queue": "acd-agents", "Name": "a2", "Location": "PJSIP/a2", "Paused": "0"}
+    status = translate(ami(listed | {"Status": "5"}))
+    assert status == AgentPresenceChanged("PJSIP/a2", "a2", "available", "", 100.0, "UNAVAILABLE")
 
 
 def test_resync_listing_reannounces_waiting_callers() -> None:

@@ -107,6 +107,7 @@ class FaultRun(Demo):
             "calls": truth["offered"],
             "answered": truth["answered"],
             "abandoned": truth["abandoned"],
+            "ended_by_pbx_restart": truth.get("ended_by_pbx_restart", 0),
             "lost": len(lost),
             "double_assigned": truth["double_assignments"],
             "state_mismatches": len(mismatched),
@@ -221,6 +222,16 @@ async def drop_ami_link(run: FaultRun) -> None:
     run.blind_until = run.clock.now()
 
 
+async def restart_asterisk(run: FaultRun) -> None:
+    """``core restart now``: every call hung up, Event: Shutdown, the port refuses for a
+    while, then a fresh Asterisk; the processes holding AMI must ride it out."""
+    sessions = run.simulator.authenticated_sessions
+    await run.simulator.restart("now", down_s=run.args.outage_s, settle_s=1.0)
+    while run.simulator.authenticated_sessions < sessions:  # noqa: ASYNC110 - polls the simulator
+        await asyncio.sleep(0.05)
+    run.blind_until = run.clock.now()
+
+
 async def redirect_of_a_gone_caller(run: FaultRun) -> None:
     """Freeze the dispatcher, hang up callers whose offer it holds, thaw it: its Redirects
     fail with Asterisk's "Channel does not exist" and the agents must be released."""
@@ -245,6 +256,11 @@ FAULTS = (
     Fault("broker_restarted", "Kafka broker stopped and restarted (empty)", restart_broker),
     Fault("redis_restarted", "redis-server killed and restarted from its AOF", restart_redis),
     Fault("ami_link_dropped", "AMI connections cut and refused, then restored", drop_ami_link),
+    Fault(
+        "asterisk_restarted",
+        "Asterisk core restart now: calls cut, link closed, back fresh",
+        restart_asterisk,
+    ),
     Fault(
         "redirect_failed",
         "Redirect of callers who hung up meanwhile (No such channel)",

@@ -32,7 +32,7 @@ from router.commands import (
     parse_pause,
 )
 from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, decode
-from router.errors import AmiActionError, AmiConnectionError, MalformedEventError
+from router.errors import AmiActionError, AmiConnectionError, AmiShuttingDownError, MalformedEventError
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
 from router.store import RedisStateStore
@@ -41,11 +41,13 @@ from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_GONE_MARKERS = ("no such channel", "does not exist", "not found")
+# "Redirect failed, channel not up." is Asterisk's answer for a channel already hanging up
+# (main/manager.c action_redirect): its Hangup follows, so the caller is as good as gone.
+CHANNEL_GONE_MARKERS = ("no such channel", "does not exist", "not found", "channel not up")
 
 
 def channel_gone(message: str) -> bool:
-    """Whether Asterisk's error text says the caller's channel no longer exists."""
+    """Whether Asterisk's error text says the caller's channel no longer exists or is hanging up."""
     lowered = message.lower()
     return any(marker in lowered for marker in CHANNEL_GONE_MARKERS)
 
@@ -89,7 +91,8 @@ class Dispatcher:
 
     async def consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if not self.gateway.connected:
+            # While Asterisk shuts down every Redirect would be refused: commands wait.
+            if not self.gateway.ready:
                 await wait_or_stop(stop, 0.1)
                 continue
             try:
@@ -157,6 +160,11 @@ class Dispatcher:
         }
         try:
             await self.gateway.send_action(action)
+        except AmiShuttingDownError as exc:
+            # Refused without touching the caller: the offer goes back in line.
+            self.metrics.actions.labels("Redirect", "error").inc()
+            await self._report_failure(command, exc.ami_message, gone=False)
+            return
         except AmiActionError as exc:
             self.metrics.actions.labels("Redirect", "error").inc()
             await self._report_failure(command, exc.ami_message)
@@ -172,8 +180,8 @@ class Dispatcher:
             return
         self.metrics.actions.labels("Redirect", "ok").inc()
 
-    async def _report_failure(self, command: OfferCommand, reason: str) -> None:
-        gone = channel_gone(reason)
+    async def _report_failure(self, command: OfferCommand, reason: str, *, gone: bool | None = None) -> None:
+        gone = channel_gone(reason) if gone is None else gone
         logger.info(
             "Redirect of %s for call %s refused: %s",
             command.channel,
@@ -217,6 +225,8 @@ class Dispatcher:
     async def pause(self, command: PauseCommand) -> None:
         action = {
             "Action": "QueuePause",
+            # Without Queue, app_queue pauses the interface in every queue on the PBX.
+            "Queue": self.settings.ami.roster_queue,
             "Interface": command.device,
             "Paused": "true",
             "Reason": command.reason,
@@ -254,7 +264,7 @@ async def run_dispatcher(settings: AcdSettings, clock: Clock, stop: asyncio.Even
             clock=clock,
             metrics=metrics,
         )
-        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: gateway.connected)
+        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: gateway.ready)
         await endpoints.start()
         try:
             await dispatcher.run(stop)

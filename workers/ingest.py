@@ -24,7 +24,7 @@ from panoramisk.message import Message
 from prometheus_client import CollectorRegistry
 
 from router.ami.gateway import AmiGateway
-from router.ami.translate import AmiFields, partition_key
+from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, broker_reachable, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
@@ -48,6 +48,15 @@ class _Snapshot:
     items: list[dict[str, Any]]
     live_call_ids: list[str]
     taken_at: float
+    gap: dict[str, Any]  # link_lost_at, pbx_restart: what the routers need to close the rest
+
+
+@dataclass(frozen=True)
+class _ProbedHangup:
+    """A caller's Hangup, and the Ping asking whether Asterisk is shutting down behind it."""
+
+    message: Message
+    probe: asyncio.Future[bool]
 
 
 def message_fields(message: Message) -> dict[str, Any]:
@@ -71,20 +80,25 @@ class IngestWorker:
         self.clock = clock
         self.metrics = metrics
         self.source = f"ami://{settings.ami.host}:{settings.ami.port}"
+        self.roster_queue = settings.ami.roster_queue
         # Envelopes carry (session, seq): the routers deduplicate on them, so that resending
         # what a restarted broker lost is harmless.
         self._session = int(time.time() * 1000)
         self._seq = 0
         self._chain = KeyChain()
         self._recent: deque[tuple[float, Envelope]] = deque()
-        self._inbox: asyncio.Queue[Message | _Snapshot] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Message | _Snapshot | _ProbedHangup] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
         self._held: deque[Envelope] = deque()
         self._blocked_keys: set[str] = set()
         # Kafka was unreachable: everything is held until a fresh producer sees the topics.
         self._fenced = False
         self._needs_resync = asyncio.Event()
-        self.gateway = AmiGateway(settings.ami, on_message=self._inbox.put_nowait)
+        # The last moment Asterisk was seen before a gap (link lost or Event: Shutdown), and
+        # whether the gap began with its shutdown: carried in the next resync envelope.
+        self._link_lost_at: float | None = None
+        self._pbx_restart = False
+        self.gateway = AmiGateway(settings.ami, on_message=self._received, on_lost=self._link_lost)
         sentinel = f"{settings.kafka.topic_prefix}.ingest.sentinel.v1"
         self.guardian = TopicGuardian(settings.kafka, self.topics.all(), self._topics_lost, sentinel=sentinel)
         metrics.connected.set_function(lambda: float(self.gateway.connected))
@@ -101,6 +115,22 @@ class IngestWorker:
                 self.guardian.run(),
             ],
         )
+
+    def _received(self, message: Message) -> None:
+        """panoramisk callback: only enqueue (a caller's Hangup with its shutdown probe)."""
+        if str(message.get("Event", "")).lower() == "shutdown":
+            # The link closes next; calls not listed by the resync ended with this restart.
+            self._link_lost_at = self._link_lost_at or self.clock.now()
+            self._pbx_restart = True
+        if _is_caller_hangup(message):
+            probe = asyncio.ensure_future(self.gateway.probe_shutting_down())
+            self._inbox.put_nowait(_ProbedHangup(message, probe))
+        else:
+            self._inbox.put_nowait(message)
+
+    def _link_lost(self) -> None:
+        if self._link_lost_at is None:
+            self._link_lost_at = self.clock.now()
 
     def _topics_lost(self, topics: list[str]) -> None:
         """The broker lost topics (and with them events not yet consumed): send the recent
@@ -125,8 +155,18 @@ class IngestWorker:
                 await self._publish_snapshot(item)
             else:
                 self.metrics.events.inc()
-                await self._publish(message_fields(item), self.clock.now())
+                await self._publish(await self._fields_of(item), self.clock.now())
         await self.producer.flush()
+
+    async def _fields_of(self, item: Message | _ProbedHangup) -> dict[str, Any]:
+        if isinstance(item, _ProbedHangup):
+            fields = message_fields(item.message)
+            # ``core restart now`` hangs every caller up after refusing actions: this Hangup
+            # is the PBX cutting the call off, not the caller abandoning.
+            if await item.probe:
+                fields[PBX_SHUTTING_DOWN] = "1"
+            return fields
+        return message_fields(item)
 
     def _envelope(self, fields: dict[str, Any], at: float, *, kind: str = AMI_EVENT) -> Envelope:
         self._seq += 1
@@ -261,9 +301,11 @@ class IngestWorker:
             self.metrics.reconnects.inc()
         self._hung_up_since_resync.clear()
         taken_at = self.clock.now()
+        gap = {"link_lost_at": self._link_lost_at, "pbx_restart": self._pbx_restart}
         try:
             channels = await self.gateway.send_action({"Action": "CoreShowChannels"})
-            members = await self.gateway.send_action({"Action": "QueueStatus"})
+            # Without Queue, QueueStatus lists every queue on the PBX.
+            members = await self.gateway.send_action({"Action": "QueueStatus", "Queue": self.roster_queue})
         except AmiError as exc:
             logger.error("resync failed (%s); it will be retried", exc)
             self._needs_resync.set()
@@ -274,7 +316,8 @@ class IngestWorker:
             for i in items
             if AmiFields(i).get("Event").lower() == "coreshowchannel"
         ]
-        self._inbox.put_nowait(_Snapshot(items, live, taken_at))
+        self._inbox.put_nowait(_Snapshot(items, live, taken_at, gap))
+        self._link_lost_at, self._pbx_restart = None, False
 
     async def _publish_snapshot(self, snapshot: _Snapshot) -> None:
         for fields in snapshot.items:
@@ -284,7 +327,7 @@ class IngestWorker:
             fields["Resync"] = "1"
             await self._publish(fields, snapshot.taken_at)
         live = sorted(set(snapshot.live_call_ids) - self._hung_up_since_resync)
-        await self._publish({"live_call_ids": live}, snapshot.taken_at, kind=AMI_RESYNC)
+        await self._publish({"live_call_ids": live, **snapshot.gap}, snapshot.taken_at, kind=AMI_RESYNC)
         self.metrics.resyncs.inc()
         logger.info("resync published: %d channels live, %d listed items", len(live), len(snapshot.items))
 
@@ -301,6 +344,12 @@ class IngestWorker:
                 if await wait_or_stop(stop, 1.0):
                     return
             await self._resync()
+
+
+def _is_caller_hangup(message: Message) -> bool:
+    fields = AmiFields(message_fields(message))
+    uniqueid = fields.get("Uniqueid")
+    return fields.get("Event").lower() == "hangup" and uniqueid == (fields.get("Linkedid") or uniqueid)
 
 
 def _in_producer_order(envelopes: Iterable[Envelope]) -> deque[Envelope]:
@@ -324,7 +373,7 @@ async def run_ingest(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -
     producer = KafkaEnvelopeProducer(settings.kafka)
     await producer.start()
     worker = IngestWorker(settings, producer, clock, metrics)
-    endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: worker.gateway.connected)
+    endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: worker.gateway.ready)
     await endpoints.start()
     try:
         await worker.run(stop)

@@ -253,7 +253,7 @@ class RoutingWorker:
 
     async def _apply(self, envelope: Envelope, message: Consumed, stop: asyncio.Event) -> None:
         try:
-            event = domain_event(envelope)
+            event = domain_event(envelope, roster_queue=self.settings.ami.roster_queue)
         except MalformedEventError as exc:
             await self._malformed(message, exc)
             return

@@ -440,33 +440,32 @@ def parse_callerid(text: str) -> tuple[str, str]:
 
 @action("QueueStatus", 0)
 def _queue_status(ctx: Ctx) -> None:
-    roster, action_id = ctx.pbx.roster, ctx.msg.action_id
+    """Without ``Queue``, app_queue lists every queue on the PBX."""
+    action_id = ctx.msg.action_id
     ctx.ok("Queue status will follow", list_flag="start")
-    count = 0
-    queue_filter, member_filter = ctx.h("Queue"), ctx.h("Member")
-    if not queue_filter or queue_filter == roster.queue:
-        items = [("QueueParams", roster.params_pairs())]
+    member_filter = ctx.h("Member")
+    items = []
+    for roster in ctx.pbx.rosters(ctx.h("Queue")):
+        items.append(("QueueParams", roster.params_pairs()))
         items += [
             ("QueueMember", roster.status_member_pairs(member))
             for member in roster.members.values()
             if not member_filter or member_filter in (member.interface, member.name)
         ]
-        for name, pairs in items:
-            ctx.session.send(list_event(name, action_id, render_lines(pairs), id_first=False))
-        count = len(items)
-    ctx.session.send(list_complete("QueueStatusComplete", action_id, count))
+    for name, pairs in items:
+        ctx.session.send(list_event(name, action_id, render_lines(pairs), id_first=False))
+    ctx.session.send(list_complete("QueueStatusComplete", action_id, len(items)))
 
 
 @action("QueueSummary", 0)
 def _queue_summary(ctx: Ctx) -> None:
-    roster, action_id = ctx.pbx.roster, ctx.msg.action_id
+    action_id = ctx.msg.action_id
     ctx.ok("Queue summary will follow", list_flag="start")
-    count = 0
-    if not ctx.h("Queue") or ctx.h("Queue") == roster.queue:
+    rosters = ctx.pbx.rosters(ctx.h("Queue"))
+    for roster in rosters:
         body = render_lines(roster.summary_pairs())
         ctx.session.send(list_event("QueueSummary", action_id, body, id_first=False))
-        count = 1
-    ctx.session.send(list_complete("QueueSummaryComplete", action_id, count))
+    ctx.session.send(list_complete("QueueSummaryComplete", action_id, len(rosters)))
 
 
 @action("QueuePause", perms.AGENT)

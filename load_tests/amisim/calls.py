@@ -31,7 +31,7 @@ from load_tests.amisim.wire import EOL
 Phase = Literal["holding", "ringing", "talking", "overflowed", "transferred", "ended"]
 OVERFLOW_STAY_S = 30.0  # how long an overflowed caller stays (voicemail) before hanging up
 TransferKind = Literal["blind", "attended"]
-HangupBy = Literal["caller", "agent", "ami", "dialplan"]
+HangupBy = Literal["caller", "agent", "ami", "dialplan", "restart"]
 NORMAL_CLEARING = 16
 USER_BUSY = 17
 NO_CAUSE = 0  # app_dial hangs unanswered legs up without setting a cause
@@ -79,6 +79,8 @@ class SimCall:
     dial: Dial | None = None
     transfer_plan: TransferPlan | None = None
     outside: Outside | None = None
+    music_on: bool = False  # MusicOnHoldStart published and not stopped yet
+    music_timer: Timer | None = None
 
     @property
     def call_id(self) -> str:
@@ -96,12 +98,19 @@ class CallFlow:
         *,
         ring_timeout_s: float,
         agent_context: str,
+        first_hold_delay_s: float = 0.0,
+        hangup_linger_s: float = 0.0,
     ) -> None:
         self._core = core
         self._phones = phones
         self._roster = roster
         self.ring_timeout_s = ring_timeout_s
         self.agent_context = agent_context
+        # On a loaded PBX, MusicOnHoldStart trails the UserEvent that announced the call.
+        self.first_hold_delay_s = first_hold_delay_s
+        # A caller's hangup: HangupRequest, then the channel lingers (Redirect refused with
+        # "channel not up") for this long before its Hangup.
+        self.hangup_linger_s = hangup_linger_s
         self.calls: dict[str, SimCall] = {}  # by caller Uniqueid
         self.by_channel: dict[str, SimCall] = {}
         self.dials_by_leg: dict[str, Dial] = {}
@@ -161,7 +170,7 @@ class CallFlow:
         channel.update(priority=3, application="Set")
         core.set_var(channel, "ACD_QUEUE", record.queue)
         self._announce(call)
-        self.hold(call)
+        self.hold(call, first=True)
 
     def _announce(self, call: SimCall) -> None:
         channel = call.channel
@@ -182,9 +191,10 @@ class CallFlow:
         queue = channel.variables.get("ACD_QUEUE") or core.globals["ACD_DEFAULT_QUEUE"]
         core.set_var(channel, "ACD_QUEUE", queue)
         self._announce(call)
-        self.hold(call)
+        self.hold(call, first=True)
 
-    def hold(self, call: SimCall) -> None:
+    def hold(self, call: SimCall, *, first: bool = False) -> None:
+        """acd-hold: MusicOnHold; right after the UserEvent, the start may come late."""
         call.channel.update(
             context="acd-hold",
             exten="s",
@@ -194,10 +204,27 @@ class CallFlow:
         )
         call.phase = "holding"
         call.record.state = "holding"
-        self._core.emit_channel("MusicOnHoldStart", call.channel, f"Class: default{EOL}")
+        if first and self.first_hold_delay_s > 0:
+            call.music_timer = self._core.timers.call_later(
+                self.first_hold_delay_s, lambda: self._start_music(call)
+            )
+        else:
+            self._start_music(call)
+
+    def _start_music(self, call: SimCall) -> None:
+        call.music_timer = None
+        if call.phase == "holding" and not call.music_on and not call.channel.hangup_pending:
+            call.music_on = True
+            self._core.emit_channel("MusicOnHoldStart", call.channel, f"Class: default{EOL}")
 
     def leave_hold(self, call: SimCall) -> None:
-        self._core.emit_channel("MusicOnHoldStop", call.channel)
+        """The caller leaves MusicOnHold; a hold whose music never started sends nothing."""
+        if call.music_timer is not None:
+            call.music_timer.cancel()
+            call.music_timer = None
+        if call.music_on:
+            call.music_on = False
+            self._core.emit_channel("MusicOnHoldStop", call.channel)
 
     def overflow(self, call: SimCall, exten: str) -> None:
         """acd-overflow: the caller leaves the ACD (voicemail here) and hangs up later."""
@@ -428,13 +455,16 @@ class CallFlow:
             self.caller_hangup(call, NORMAL_CLEARING, "caller")
 
     def caller_hangup(self, call: SimCall, cause: int, by: HangupBy) -> None:
-        if call.phase == "ended":
+        if call.phase == "ended" or call.channel.hangup_pending:
             return
         if call.phase == "transferred":
             self._outside_hangup(call, cause, by)
             return
         if call.patience is not None:
             call.patience.cancel()
+        if by == "caller" and call.phase == "holding" and self.hangup_linger_s > 0:
+            self._request_hangup(call, cause)
+            return
         dial = call.dial
         if call.phase == "holding":
             self.leave_hold(call)
@@ -450,6 +480,20 @@ class CallFlow:
         self._core.hangup(call.channel, cause)
         self.finish(call, by)
 
+    def _request_hangup(self, call: SimCall, cause: int) -> None:
+        """The caller's side hung up: the channel is soft-hung-up at once (a Redirect now gets
+        "channel not up") and goes away once its PBX thread notices."""
+        channel = call.channel
+        self._core.emit_channel("HangupRequest", channel, f"Cause: {cause}{EOL}")
+        channel.update(hangup_pending=True)
+
+        def gone() -> None:
+            self.leave_hold(call)
+            self._core.hangup(channel, cause)
+            self.finish(call, "caller")
+
+        self._core.timers.call_later(self.hangup_linger_s, gone)
+
     def finish(self, call: SimCall, by: HangupBy) -> None:
         if call.patience is not None:
             call.patience.cancel()
@@ -458,6 +502,8 @@ class CallFlow:
         record.ended_at, record.hangup_by = now, by
         if record.state in ("overflowed", "transferred"):
             pass  # left the ACD before; the hangup only ends the channel
+        elif record.answered_at is None and by == "restart":
+            record.state = "ended_by_restart"  # the PBX cut the caller off: not an abandon
         elif record.answered_at is None:
             record.state, record.abandoned_at = "abandoned", now
         else:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CallState = Literal["holding", "ringing", "talking", "completed", "abandoned", "overflowed", "transferred"]
+CallState = Literal[
+    "holding", "ringing", "talking", "completed", "abandoned", "overflowed", "transferred", "ended_by_restart"
+]
 Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
 WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
 
@@ -58,7 +60,7 @@ class CallRecord:
     abandoned_at: float | None = None
     overflowed_at: float | None = None  # sent out of the ACD (acd-overflow context)
     ended_at: float | None = None
-    hangup_by: Literal["caller", "agent", "ami", "dialplan"] | None = None
+    hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
     transfers: list[TransferRecord] = field(default_factory=list)
 
@@ -130,6 +132,7 @@ class Ledger:
         counts["abandoned"] = 0
         counts["overflowed"] = 0
         counts["transferred"] = 0
+        counts["ended_by_restart"] = 0
         for call in self.calls.values():
             counts[call.state] += 1
         offers = [offer for call in self.calls.values() for offer in call.offers]
@@ -143,6 +146,8 @@ class Ledger:
             "transferred_out": counts["transferred"],
             "transfers": sum(len(c.transfers) for c in self.calls.values()),
             "requeued_by_transfer": sum(1 for c in self.calls.values() for t in c.transfers if t.requeued),
+            # Waiting callers an Asterisk restart cut off (answered ones count as completed).
+            "ended_by_pbx_restart": counts["ended_by_restart"],
             "talking": counts["talking"],
             "still_waiting": counts["holding"] + counts["ringing"],
             "holding": counts["holding"],

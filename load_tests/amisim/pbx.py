@@ -24,6 +24,13 @@ from router.clock import Clock
 
 Target = Literal["hold", "dial", "inbound", "overflow"]
 NO_SUCH_CHANNEL = "No such channel"
+# What a channel hung up by ast_softhangup_all() reports: nothing sets a cause on the way
+# (main/channel.c ast_softhangup_all, main/pbx.c), so Hangup says 0 / Unknown.
+SHUTDOWN_CAUSE = 0
+
+
+class PbxRefusedCallError(RuntimeError):
+    """A call placed while the PBX is shutting down or down (a real one answers 503)."""
 
 
 def _dialplan_target(context: str, exten: str, priority: int) -> Target | None:
@@ -69,16 +76,26 @@ class Pbx:
         channelvars: tuple[str, ...] = DEFAULT_CHANNELVARS,
         agent_context: str = "acd-agent-features",
         originate_talk_s: float = 30.0,
+        other_queues: tuple[str, ...] = (),
+        first_hold_delay_s: float = 0.0,
+        hangup_linger_s: float = 0.0,
     ) -> None:
         self._core = Core(clock, seed=seed, channelvars=channelvars)
         self._phones = Phones(self._core)
         self.roster = Roster(self._core, self._phones, roster_queue)
+        # Every app_queue queue on the PBX, the roster queue first; app_queue names are
+        # case-insensitive.
+        self.queues: dict[str, Roster] = {roster_queue.lower(): self.roster}
+        for name in other_queues:
+            self.queues[name.lower()] = Roster(self._core, self._phones, name)
         self._flow = CallFlow(
             self._core,
             self._phones,
             self.roster,
             ring_timeout_s=ring_timeout_s,
             agent_context=agent_context,
+            first_hold_delay_s=first_hold_delay_s,
+            hangup_linger_s=hangup_linger_s,
         )
         self._originator = Originator(
             self._core,
@@ -88,6 +105,7 @@ class Pbx:
         )
         self._core.globals["ACD_RING_TIMEOUT"] = f"{ring_timeout_s:g}"
         self._caller_seq = 0
+        self.accepting_calls = True
 
     # -- read-only views --------------------------------------------------------------
 
@@ -167,9 +185,10 @@ class Pbx:
         return agent
 
     def login(self, agent_id: str, *, paused: bool = False, reason: str = "") -> bool:
-        """AddQueueMember from the agent's phone (*51); False if already logged in."""
+        """AddQueueMember from the agent's phone (*51): the member is named ${CALLERID(num)},
+        the phone's extension; False if already logged in."""
         agent = self._phones.get(agent_id)
-        if not self.roster.add(agent.interface, agent_id, paused=paused, reason=clean(reason)):
+        if not self.roster.add(agent.interface, agent.extension, paused=paused, reason=clean(reason)):
             return False
         # The *51 feature call has just ended on the agent's phone.
         self._phones.publish(agent)
@@ -228,6 +247,8 @@ class Pbx:
         agent who answers transfers it after the handle time instead of hanging up."""
         if self._core.timers.closed:
             raise RuntimeError("the PBX is closed")
+        if not self.accepting_calls:
+            raise PbxRefusedCallError("the PBX is shutting down or restarting")
         self._caller_seq += 1
         call = self._flow.arrive(
             queue=clean(queue),
@@ -379,28 +400,54 @@ class Pbx:
     def queue_add(
         self, queue: str, interface: str, member_name: str, paused: bool, reason: str
     ) -> str | None:
-        if queue != self.roster.queue:
+        roster = self.queues.get(queue.lower())
+        if roster is None:
             return "Unable to add interface to queue: No such queue"
-        if not self.roster.add(interface, clean(member_name), paused=paused, reason=clean(reason)):
+        if not roster.add(interface, clean(member_name), paused=paused, reason=clean(reason)):
             return "Unable to add interface: Already there"
         self._sync_agent(interface)
         return None
 
     def queue_remove(self, queue: str, interface: str) -> str | None:
-        if queue != self.roster.queue:
+        roster = self.queues.get(queue.lower())
+        if roster is None:
             return "Unable to remove interface from queue: No such queue"
-        if not self.roster.remove(interface):
+        if not roster.remove(interface):
             return "Unable to remove interface: Not there"
         self._sync_agent(interface)
         return None
 
     def queue_pause(self, interface: str, paused: bool, queue: str, reason: str) -> str | None:
-        if queue and queue != self.roster.queue:
-            return "Interface not found"
-        if not self.roster.set_paused(interface, paused, clean(reason)):
+        """QueuePause; without ``queue`` app_queue pauses the interface in every queue it is in."""
+        rosters = [self.queues[queue.lower()]] if queue.lower() in self.queues else []
+        if not queue:
+            rosters = list(self.queues.values())
+        changed = [r for r in rosters if r.set_paused(interface, paused, clean(reason))]
+        if not changed:
             return "Interface not found"
         self._sync_agent(interface)
         return None
+
+    def rosters(self, queue: str = "") -> list[Roster]:
+        """The queues QueueStatus/QueueSummary list: one by name, or all without a name."""
+        if not queue:
+            return list(self.queues.values())
+        roster = self.queues.get(queue.lower())
+        return [roster] if roster is not None else []
+
+    # -- restart ------------------------------------------------------------------------
+
+    def hang_up_everything(self, cause: int = SHUTDOWN_CAUSE) -> int:
+        """``ast_softhangup_all()``: every channel hangs up; callers' calls end "by restart"."""
+        cut = 0
+        for call in list(self._flow.calls.values()):
+            self._flow.caller_hangup(call, cause, "restart")
+            cut += 1
+        for channel in self._core.channels.copy().values():
+            self._originator.hangup(channel, cause)
+        for channel in self._core.channels.copy().values():
+            self._core.hangup(channel, cause)
+        return cut
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from load_tests.amisim import perms
 from load_tests.amisim.actions import dispatch
@@ -22,6 +23,8 @@ from load_tests.amisim.pbx import Pbx
 from load_tests.amisim.wire import EOL, ActionParser, Event, encode, render_event, timestamp
 
 logger = logging.getLogger(__name__)
+
+RestartMode = Literal["now", "gracefully"]
 
 
 @dataclass(frozen=True)
@@ -250,9 +253,49 @@ class AmiSimulator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), timeout=1.0)
 
-    def _broadcast_shutdown(self) -> None:
+    def _broadcast_shutdown(self, *, restart: bool = False) -> None:
         clean = "Uncleanly" if self.pbx.channels() else "Cleanly"
-        self._on_event(Event("Shutdown", perms.SYSTEM, f"Shutdown: {clean}{EOL}Restart: False{EOL}"))
+        again = "True" if restart else "False"
+        self._on_event(Event("Shutdown", perms.SYSTEM, f"Shutdown: {clean}{EOL}Restart: {again}{EOL}"))
+
+    async def restart(
+        self,
+        mode: RestartMode = "now",
+        *,
+        down_s: float = 1.0,
+        settle_s: float = 0.2,
+        grace_s: float = 0.5,
+    ) -> int:
+        """``core restart now|gracefully``; returns how many callers the restart cut off.
+
+        As main/asterisk.c does it: from the start every action is answered "Asterisk is
+        shutting down" and no call gets in; "now" hangs every channel up at once
+        (ast_softhangup_all), "gracefully" waits until the last call has ended by itself.
+        Then (after a moment, as Asterisk sleeps 1 s when it had to wait) ``Event:
+        Shutdown`` (Cleanly, Restart: True), every socket closes, the port refuses
+        connections for ``down_s`` and a fresh Asterisk listens on the same port: no
+        channels; roster members back (app_queue persistentmembers=yes restores them).
+        """
+        if self._port is None or self.shutting_down:
+            raise RuntimeError("the simulator is not running")
+        self.shutting_down = True
+        self.pbx.accepting_calls = False
+        cut = 0
+        if mode == "now":
+            with self.pbx.holding_events():
+                cut = self.pbx.hang_up_everything()
+        else:
+            while self.pbx.channels():  # noqa: ASYNC110 - waits on the phone system's state
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(settle_s)
+        self._broadcast_shutdown(restart=True)
+        self._stop_listening()
+        await self._close_sessions(grace_s)
+        await asyncio.sleep(down_s)
+        self.shutting_down = False
+        self.pbx.accepting_calls = True
+        self._server = await self._listen(self.port)
+        return cut
 
     async def _close_sessions(self, grace_s: float) -> None:
         self._all_gone = asyncio.Event()

@@ -10,6 +10,11 @@ module owns the connection's life cycle instead of panoramisk's built-in behavio
   reconnect (panoramisk would): a Redirect whose response was lost may have happened,
   and sending it twice could ring a second agent. Their callers get an error instead.
 - a Ping every ``ping_interval_s`` detects a dead peer that TCP alone would not notice.
+- an Asterisk that is shutting down (``core restart now|gracefully``) answers every action
+  "Asterisk is shutting down" and then sends ``Event: Shutdown`` and closes the socket:
+  that is the PBX going away, not a fault of ours. Such answers raise
+  ``AmiShuttingDownError`` (retriable), ``ready`` turns False, and ``run`` keeps going:
+  it reconnects with backoff once Asterisk listens again.
 
 panoramisk's callbacks only hand messages to ``on_message`` (which should just enqueue);
 the work happens in the caller's supervised task, so ordering and exceptions are kept.
@@ -27,7 +32,13 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from router.errors import AmiActionError, AmiAuthenticationError, AmiConnectionError
+from router.errors import (
+    SHUTTING_DOWN_MESSAGE,
+    AmiActionError,
+    AmiAuthenticationError,
+    AmiConnectionError,
+    AmiShuttingDownError,
+)
 from router.settings import AmiSettings
 
 logger = logging.getLogger(__name__)
@@ -79,10 +90,16 @@ class AmiGateway:
     """One AMI session to Asterisk, kept alive for as long as ``run`` runs."""
 
     def __init__(
-        self, settings: AmiSettings, *, on_message: OnMessage | None = None, events: bool = True
+        self,
+        settings: AmiSettings,
+        *,
+        on_message: OnMessage | None = None,
+        events: bool = True,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_message = on_message
+        self._on_lost = on_lost
         self._events = "on" if events else "off"
         self._manager: _Manager | None = None
         self._lost = asyncio.Event()
@@ -90,6 +107,9 @@ class AmiGateway:
         self.state = AmiLinkState.DISCONNECTED
         self.version = ""
         self.connects = 0
+        # Asterisk said it is shutting down (an answer or Event: Shutdown); cleared by the
+        # next login, which only a fresh Asterisk accepts.
+        self.pbx_shutting_down = False
 
     @property
     def address(self) -> str:
@@ -98,6 +118,11 @@ class AmiGateway:
     @property
     def connected(self) -> bool:
         return self.state is AmiLinkState.CONNECTED
+
+    @property
+    def ready(self) -> bool:
+        """Connected to an Asterisk that is not shutting down (what /ready reports)."""
+        return self.connected and not self.pbx_shutting_down
 
     async def connect(self) -> None:
         """One connection attempt with login; raises AmiAuthenticationError or AmiConnectionError."""
@@ -117,6 +142,7 @@ class AmiGateway:
             self._drop(manager)
             raise
         self.state = AmiLinkState.CONNECTED
+        self.pbx_shutting_down = False
         self.version = manager.protocol.version or ""
         self.connects += 1
         logger.info(
@@ -134,10 +160,26 @@ class AmiGateway:
             loop=asyncio.get_running_loop(),
             ping_delay=10**9,
         )
+        manager.register_event("Shutdown", lambda _manager, message: self._pbx_shutdown(message))
         if self._on_message is not None:
             on_message = self._on_message
             manager.register_event("*", lambda _manager, message: on_message(message))
         return manager
+
+    def _pbx_shutdown(self, message: Message) -> None:
+        """Event: Shutdown: the link is about to close; run reconnects when Asterisk is back."""
+        self._note_shutting_down()
+        logger.warning(
+            "Asterisk at %s is shutting down (Shutdown: %s, Restart: %s): the AMI link will close",
+            self.address,
+            message.get("Shutdown", "?"),
+            message.get("Restart", "?"),
+        )
+
+    def _note_shutting_down(self) -> None:
+        if not self.pbx_shutting_down:
+            logger.warning("Asterisk at %s is shutting down: not ready until it is back", self.address)
+        self.pbx_shutting_down = True
 
     async def _open(self, manager: _Manager) -> None:
         try:
@@ -148,6 +190,9 @@ class AmiGateway:
                 "runs, that manager.conf has enabled = yes on that port, and ACD_AMI__HOST / ACD_AMI__PORT"
             ) from None
         response = await manager.authenticated_future
+        if not response.success and response.message == SHUTTING_DOWN_MESSAGE:
+            self._note_shutting_down()
+            raise AmiShuttingDownError("Login", SHUTTING_DOWN_MESSAGE)
         if not response.success:
             raise AmiAuthenticationError(
                 f"Asterisk at {self.address} refused AMI login for user {self.settings.username!r} "
@@ -159,6 +204,7 @@ class AmiGateway:
         if manager is self._manager:
             if self.state is AmiLinkState.CONNECTED:
                 logger.warning("AMI connection to %s lost", self.address)
+                self._link_lost()
             self.state = AmiLinkState.DISCONNECTED
             self._lost.set()
         # Fail what was in flight now rather than at its timeout.
@@ -171,7 +217,13 @@ class AmiGateway:
     def _drop(self, manager: _Manager) -> None:
         manager.close()
         if manager is self._manager:
+            if self.state is AmiLinkState.CONNECTED:
+                self._link_lost()
             self.state = AmiLinkState.DISCONNECTED
+
+    def _link_lost(self) -> None:
+        if self._on_lost is not None:
+            self._on_lost()
 
     async def run(self, on_connected: Callable[[], Awaitable[None]] | None = None) -> None:
         """Stay connected until cancelled; wrong credentials end it with AmiAuthenticationError."""
@@ -179,7 +231,7 @@ class AmiGateway:
         while True:
             try:
                 await self.connect()
-            except AmiConnectionError as exc:
+            except (AmiConnectionError, AmiShuttingDownError) as exc:
                 attempt += 1
                 delay = self._backoff(attempt)
                 logger.warning("%s; retrying in %.1fs", exc, delay)
@@ -204,6 +256,8 @@ class AmiGateway:
                 pass
             try:
                 await self.send_action({"Action": "Ping"})
+            except AmiShuttingDownError:
+                continue  # the link is alive; Asterisk closes it when it goes
             except AmiConnectionError as exc:
                 logger.warning("AMI ping failed (%s): reconnecting", exc)
                 if self._manager is not None:
@@ -235,8 +289,29 @@ class AmiGateway:
             self._in_flight.discard(future)
         first = result[0] if isinstance(result, list) else result
         if str(first.get("Response", "")).lower() == "error":
-            raise AmiActionError(name, str(first.get("Message", "")))
+            message = str(first.get("Message", ""))
+            if message == SHUTTING_DOWN_MESSAGE:
+                self._note_shutting_down()
+                raise AmiShuttingDownError(name, message)
+            raise AmiActionError(name, message)
         return result
+
+    async def probe_shutting_down(self, timeout_s: float = 2.0) -> bool:
+        """Whether Asterisk is shutting down right now (asks with a Ping unless known).
+
+        A call that ``core restart now`` hangs up looks like any other Hangup on AMI; only
+        an action sent after it tells the two apart (Asterisk refuses every action from the
+        moment its shutdown begins, before it hangs anything up).
+        """
+        if self.pbx_shutting_down or not self.connected:
+            return self.pbx_shutting_down
+        try:
+            await self.send_action({"Action": "Ping"}, timeout_s=timeout_s)
+        except AmiShuttingDownError:
+            return True
+        except (AmiActionError, AmiConnectionError):
+            return self.pbx_shutting_down
+        return False
 
     async def close(self) -> None:
         """Log off and close; idempotent."""

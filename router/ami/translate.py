@@ -23,6 +23,7 @@ from router.events import (
     AgentRang,
     CallerHeld,
     CallerHungUp,
+    CallerLeftHold,
     CallQueued,
     CallTransferred,
     DomainEvent,
@@ -35,6 +36,16 @@ QUEUED_USER_EVENT = "acdcallqueued"
 # Transfer events carry no bare Linkedid: only the prefixed snapshots of the legs involved
 # (main/manager_bridges.c). All legs of one call share it; the first present is the call.
 TRANSFER_LINKEDIDS = ("TransfererLinkedid", "OrigTransfererLinkedid", "TransfereeLinkedid")
+DEFAULT_ROSTER_QUEUE = "acd-agents"
+ROSTER_EVENTS = frozenset(
+    {"queuememberadded", "queuemember", "queuememberpause", "queuememberstatus", "queuememberremoved"}
+)
+# QueueMember / QueueMemberStatus ``Status:`` is a device state number (include/asterisk/devicestate.h).
+DEVICE_STATE_NAMES = (
+    "UNKNOWN", "NOT_INUSE", "INUSE", "BUSY", "INVALID", "UNAVAILABLE", "RINGING", "RINGINUSE", "ONHOLD",
+)
+# Header ingest adds to a Hangup that Asterisk sent while shutting down (not an AMI header).
+PBX_SHUTTING_DOWN = "AcdPbxShuttingDown"
 DECLINED_DIAL_STATUSES = frozenset(
     {"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"}
 )
@@ -90,14 +101,21 @@ def _transfer_linkedid(fields: AmiFields) -> str:
     return next((fields.get(name) for name in TRANSFER_LINKEDIDS if fields.get(name)), "")
 
 
-def translate(envelope: Envelope) -> DomainEvent | None:
-    """The domain event an envelope means, or None when routing does not care."""
+def translate(envelope: Envelope, *, roster_queue: str = DEFAULT_ROSTER_QUEUE) -> DomainEvent | None:
+    """The domain event an envelope means, or None when routing does not care.
+
+    Queue member events count only for ``roster_queue``: app_queue raises them for every
+    queue on the PBX, and a member of another queue is not an ACD agent.
+    """
     if envelope.type == AMI_RESYNC:
         return _resync(envelope)
     if envelope.type != AMI_EVENT:
         return None
     fields = AmiFields(envelope.data)
-    handler = _HANDLERS.get(fields.get("Event").lower())
+    name = fields.get("Event").lower()
+    if name in ROSTER_EVENTS and fields.get("Queue").lower() != roster_queue.lower():
+        return None
+    handler = _HANDLERS.get(name)
     return handler(fields, envelope.ts) if handler else None
 
 
@@ -185,6 +203,14 @@ def _music_on_hold_start(fields: AmiFields, at: float) -> DomainEvent | None:
     return CallerHeld(uniqueid, at)
 
 
+def _music_on_hold_stop(fields: AmiFields, at: float) -> DomainEvent | None:
+    """The caller left hold: while an offer is out, its Redirect moved the caller."""
+    uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
+    if not uniqueid or (linkedid and linkedid != uniqueid):
+        return None
+    return CallerLeftHold(uniqueid, at)
+
+
 def _hangup(fields: AmiFields, at: float) -> DomainEvent | None:
     uniqueid, linkedid = fields.get("Uniqueid"), fields.get("Linkedid")
     if not uniqueid:
@@ -193,7 +219,9 @@ def _hangup(fields: AmiFields, at: float) -> DomainEvent | None:
         # An agent leg: the call ends with the caller's channel, but after a transfer the
         # caller lives on while the agent's part ends here.
         return _agent_leg_ended(fields, at)
-    return CallerHungUp(uniqueid, fields.get("Cause"), at)
+    return CallerHungUp(
+        uniqueid, fields.get("Cause"), at, by_pbx_shutdown=fields.get(PBX_SHUTTING_DOWN) == "1"
+    )
 
 
 def _agent_leg_ended(fields: AmiFields, at: float) -> DomainEvent | None:
@@ -241,7 +269,15 @@ def _member_presence(fields: AmiFields, at: float, *, removed: bool = False) -> 
         state = AgentState.PAUSED if paused else AgentState.AVAILABLE
     reason = fields.get("PausedReason") if paused else ""
     member_name = fields.get("MemberName") or fields.get("Name")
-    return AgentPresenceChanged(device, member_name, state.value, reason, at)
+    device_state = "" if removed else device_state_name(fields.get("Status"))
+    return AgentPresenceChanged(device, member_name, state.value, reason, at, device_state)
+
+
+def device_state_name(status: str) -> str:
+    """``Status: 5`` -> ``UNAVAILABLE``; '' when absent or not a known number."""
+    if status.isdigit() and int(status) < len(DEVICE_STATE_NAMES):
+        return DEVICE_STATE_NAMES[int(status)]
+    return ""
 
 
 def _member_removed(fields: AmiFields, at: float) -> DomainEvent | None:
@@ -295,7 +331,13 @@ def _resync(envelope: Envelope) -> DomainEvent | None:
     if not isinstance(channels, list):
         logger.warning("resync envelope %s without live_call_ids ignored", envelope.id)
         return None
-    return ResyncFinished(frozenset(str(c) for c in channels), envelope.ts)
+    lost_at = envelope.data.get("link_lost_at")
+    return ResyncFinished(
+        frozenset(str(c) for c in channels),
+        envelope.ts,
+        link_lost_at=float(lost_at) if isinstance(lost_at, int | float) else None,
+        pbx_restart=envelope.data.get("pbx_restart") is True,
+    )
 
 
 _HANDLERS = {
@@ -307,9 +349,11 @@ _HANDLERS = {
     "blindtransfer": _blind_transfer,
     "attendedtransfer": _attended_transfer,
     "musiconholdstart": _music_on_hold_start,
+    "musiconholdstop": _music_on_hold_stop,
     "queuememberadded": _member_presence,
     "queuemember": _member_presence,
     "queuememberpause": _member_presence,
+    "queuememberstatus": _member_presence,
     "queuememberremoved": _member_removed,
     "coreshowchannel": _core_show_channel,
     "devicestatechange": _device_state,

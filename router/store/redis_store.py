@@ -41,6 +41,7 @@ _SCRIPTS = (
     "agent_answered",
     "agent_declined",
     "caller_held",
+    "caller_left_hold",
     "call_hangup",
     "offer_failed",
     "timers",
@@ -58,6 +59,7 @@ _SCRIPTS = (
 )
 
 
+CANDIDATE_FIELDS = ("state", "idle_since", "skills", "capacity", "reserved", "connected", "handled_s", "avail_s")
 MAX_LATENCY_SAMPLES = 1_000_000  # per list, ~10 MB: hours of decisions at a busy site
 MAX_SCAN = 5000  # agents a candidate search reads at most before giving up on a term
 
@@ -114,12 +116,36 @@ class OverflowMove:
 
 @dataclass(frozen=True, slots=True)
 class ClosedCall:
-    """A call closed by a resync: ``outcome`` completed (talk ``seconds``) or abandoned (waited)."""
+    """A call closed by a resync: ``outcome`` completed (talk ``seconds``), abandoned or
+    pbx_restart (waited ``seconds``; cut off by an Asterisk restart, not an abandon)."""
 
     call_id: str
     queue: str
     outcome: str
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncGap:
+    """What ingest knows of an AMI gap: when it last saw Asterisk, and whether it restarted."""
+
+    link_lost_at: float | None = None
+    pbx_restart: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncListing:
+    """A resync listing due for closing what it misses."""
+
+    snapshot_at: float
+    live_call_ids: list[str]
+    gap: ResyncGap
+
+
+def _resync_listing(body: dict[str, Any]) -> ResyncListing:
+    lost_at = body.get("lost_at")
+    gap = ResyncGap(None if lost_at is None else float(lost_at), bool(body.get("pbx_restart")))
+    return ResyncListing(float(body["at"]), [str(c) for c in body["live"]], gap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +241,12 @@ class RedisStateStore:
         await self._run("agent_profile", agent.id, skills, agent.capacity, agent.device, now, flag)
 
     async def agent_presence(
-        self, agent_id: str, state: str, reason: str, at: float, pos: Position
+        self, agent_id: str, state: str, reason: str, at: float, pos: Position, device_state: str = ""
     ) -> Outcome:
-        return _outcome(await self._run("agent_presence", agent_id, state, reason, at, *pos.args()))
+        """Roster change; ``device_state`` is the member's phone as app_queue lists it ('' if not)."""
+        return _outcome(
+            await self._run("agent_presence", agent_id, state, reason, at, *pos.args(), device_state)
+        )
 
     async def agent_device(self, agent_id: str, device_state: str, at: float, pos: Position) -> Outcome:
         return _outcome(await self._run("agent_device", agent_id, device_state, at, *pos.args()))
@@ -317,8 +346,15 @@ class RedisStateStore:
         flag = "1" if auto_pause else "0"
         return _outcome(await self._run("caller_held", call_id, at, flag, reason, *pos.args()))
 
-    async def caller_hung_up(self, call_id: str, at: float, pos: Position) -> Outcome:
-        return _outcome(await self._run("call_hangup", call_id, at, *pos.args()))
+    async def caller_left_hold(self, call_id: str, at: float, pos: Position) -> Outcome:
+        """Music on hold stopped on the caller's channel: during an offer, its Redirect took effect."""
+        return _outcome(await self._run("caller_left_hold", call_id, at, *pos.args()))
+
+    async def caller_hung_up(
+        self, call_id: str, at: float, pos: Position, *, by_pbx_shutdown: bool = False
+    ) -> Outcome:
+        cut = "1" if by_pbx_shutdown else "0"
+        return _outcome(await self._run("call_hangup", call_id, at, *pos.args(), cut))
 
     async def call_transferred(
         self, call_id: str, agent_id: str, kind: str, target: str, at: float, pos: Position
@@ -383,26 +419,37 @@ class RedisStateStore:
         found = await self.redis.zrangebyscore(self.keys.overflow_due, "-inf", now, start=0, num=limit)
         return [str(call_id) for call_id in found]
 
-    async def schedule_resync(self, snapshot_at: float, live_call_ids: Iterable[str], due: float) -> None:
+    async def schedule_resync(
+        self, snapshot_at: float, live_call_ids: Iterable[str], due: float, *, gap: ResyncGap | None = None
+    ) -> None:
         """Remember a resync listing, to close what it misses once ``due``."""
-        payload = json.dumps({"at": snapshot_at, "live": sorted(live_call_ids)})
-        await self.redis.zadd(self.keys.resync_due, {payload: due})
+        body: dict[str, object] = {"at": snapshot_at, "live": sorted(live_call_ids)}
+        if gap is not None:
+            body["lost_at"], body["pbx_restart"] = gap.link_lost_at, gap.pbx_restart
+        await self.redis.zadd(self.keys.resync_due, {json.dumps(body): due})
 
-    async def due_resyncs(self, now: float) -> list[tuple[float, list[str]]]:
+    async def due_resyncs(self, now: float) -> list[ResyncListing]:
         """Resync listings whose grace period is over (each taken by exactly one caller)."""
         taken = []
         payloads = cast(list[str], await self.redis.zrangebyscore(self.keys.resync_due, "-inf", now))
         for payload in payloads:
             if await self.redis.zrem(self.keys.resync_due, payload):
-                body = json.loads(payload)
-                taken.append((float(body["at"]), [str(c) for c in body["live"]]))
+                taken.append(_resync_listing(json.loads(payload)))
         return taken
 
-    async def resync_close(self, snapshot_at: float, live_call_ids: Iterable[str]) -> list[ClosedCall]:
-        """Close open calls the snapshot no longer lists (they ended while AMI was down)."""
-        raw = [
-            str(v) for v in await self._run("resync_close", snapshot_at, json.dumps(sorted(live_call_ids)))
-        ]
+    async def resync_close(
+        self, snapshot_at: float, live_call_ids: Iterable[str], *, gap: ResyncGap | None = None
+    ) -> list[ClosedCall]:
+        """Close open calls the snapshot no longer lists (they ended while AMI was down).
+
+        They end at ``gap.link_lost_at`` when known (the last moment they are known to have
+        existed; the snapshot time overstated waits by the whole gap), and a waiting call
+        ends ``pbx_restart`` rather than abandoned when Asterisk's restart opened the gap.
+        """
+        ended_at = "" if gap is None or gap.link_lost_at is None else gap.link_lost_at
+        cut = "1" if gap is not None and gap.pbx_restart else "0"
+        live = json.dumps(sorted(live_call_ids))
+        raw = [str(v) for v in await self._run("resync_close", snapshot_at, live, ended_at, cut)]
         return [ClosedCall(raw[i], raw[i + 1], raw[i + 2], float(raw[i + 3])) for i in range(0, len(raw), 4)]
 
     async def hold_lease(self, name: str, owner: str, ttl_s: float) -> bool:
@@ -413,11 +460,11 @@ class RedisStateStore:
         """The agent as the policy sees it, or None unless it may take a call now."""
         fields = await self.redis.hmget(
             self.keys.agent(agent_id),
-            ["state", "idle_since", "skills", "capacity", "reserved", "connected", "handled_s", "avail_s"],
+            [*CANDIDATE_FIELDS, "dev_busy"],
         )
-        if fields[0] != "available":
+        if fields[0] != "available" or fields[8] == "1":  # dev_busy: its phone cannot take a call
             return None
-        candidate = _candidate([agent_id, *fields[1:]])
+        candidate = _candidate([agent_id, *fields[1:8]])
         return candidate if candidate.active < candidate.capacity else None
 
     async def any_agent_available(self) -> bool:

@@ -120,7 +120,7 @@ class Handlers:
         reason = (body.reason or "") if body.paused else ""
         roster = self.ctx.roster
         await self._ami(
-            agent, "login", roster.login(agent.device, agent.agent_id, paused=body.paused, reason=reason)
+            agent, "login", roster.login(agent.device, paused=body.paused, reason=reason)
         )
         return _accepted(agent.agent_id, "login", "QueueAdd")
 

@@ -83,7 +83,7 @@ class ApiService:
         return {"redis": self.redis_ok, "ami": self.gateway.connected}
 
     def is_ready(self) -> bool:
-        return self.redis_ok and self.gateway.connected
+        return self.redis_ok and self.gateway.ready
 
     async def start(self) -> None:
         # Like a routing worker at start-up: every configured agent has a profile (skills

@@ -13,6 +13,13 @@ from typing import Any
 from router.ami.gateway import AmiGateway
 
 
+def member_name_of(device: str) -> str:
+    """The member name the recipe's *51 feature code gives (``${CALLERID(num)}``, the phone's
+    endpoint): ``PJSIP/1001`` -> ``1001``, so `queue show` lists API and phone logins alike."""
+    endpoint = device.partition("/")[2] or device
+    return endpoint.partition("@")[0]
+
+
 class RosterGateway(AmiGateway):
     """The API's AMI session (events off); roster answers are single messages."""
 
@@ -27,12 +34,12 @@ class Roster:
         self.gateway = gateway
         self.queue = queue
 
-    async def login(self, device: str, member_name: str, *, paused: bool, reason: str) -> None:
+    async def login(self, device: str, *, paused: bool, reason: str) -> None:
         action = {
             "Action": "QueueAdd",
             "Queue": self.queue,
             "Interface": device,
-            "MemberName": member_name,
+            "MemberName": member_name_of(device),
             "StateInterface": device,
             "Paused": "true" if paused else "false",
         }

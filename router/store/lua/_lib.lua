@@ -110,6 +110,26 @@ local function reindex(id, now)
   return 0
 end
 
+-- Record the agent's phone state (DeviceStateChange, or app_queue's member Status). An
+-- unavailable phone, or one busy with a call the ACD did not give it, takes the agent out
+-- of the availability indexes (the caller reindexes); busy states while the agent holds
+-- ACD calls are the ACD's own doing and change nothing. Returns (busy, previous busy).
+local function set_device_state(id, device_state)
+  local ak = agent_key(id)
+  local state = string.upper(device_state)
+  local a = redis.call('HMGET', ak, 'reserved', 'connected', 'dev_busy')
+  local active = num(a[1], 0) + num(a[2], 0)
+  local busy = '0'
+  if state == 'UNAVAILABLE' or state == 'INVALID' then
+    busy = '1'
+  elseif active == 0 and (state == 'INUSE' or state == 'BUSY' or state == 'RINGING'
+      or state == 'RINGINUSE' or state == 'ONHOLD') then
+    busy = '1'
+  end
+  redis.call('HSET', ak, 'dev_state', state, 'dev_busy', busy)
+  return busy, a[3] or '0'
+end
+
 -- Append an agent as a routing candidate: its id and the 7 fields the policy reads.
 local function push_candidate(out, id)
   local a = redis.call('HMGET', agent_key(id), 'idle_since', 'skills', 'capacity', 'reserved',

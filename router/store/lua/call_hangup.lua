@@ -1,6 +1,7 @@
 -- The caller's channel hung up: abandoned if still queued, completed if connected
 -- (transferred if its agent had transferred it).
--- ARGV: P, call_id, at, part, off
+-- ARGV: P, call_id, at, part, off, pbx_cut ('1': Asterisk hung it up while shutting down:
+-- a waiting call ends pbx_restart, not abandoned)
 -- Returns {outcome, seconds (waited or talked), queue, agent_id, agent_free} and, when the
 -- agent is free, its 8 candidate fields (as the candidates script returns them).
 local call_id, at = ARGV[2], tonumber(ARGV[3])
@@ -13,7 +14,14 @@ local state, queue, agent_id = c[1], c[2], c[4] or ''
 if seen(ck, ARGV[4], ARGV[5]) then return with_candidate({'duplicate', '0', queue, agent_id}, agent_id) end
 mark(ck, ARGV[4], ARGV[5])
 local sk = stats_key(queue)
-if state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing' then
+local waiting = state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing'
+if waiting and ARGV[6] == '1' then
+  finish_call(call_id, 'pbx_restart', at)
+  release_reservation(agent_id, at)
+  redis.call('HINCRBY', sk, 'ended_by_pbx_restart', 1)
+  return with_candidate({'pbx_restart', secs(math.max(0, at - num(c[3], at))), queue, agent_id}, agent_id)
+end
+if waiting then
   finish_call(call_id, 'abandoned', at)
   release_reservation(agent_id, at)
   local waited = math.max(0, at - num(c[3], at))

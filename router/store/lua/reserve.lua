@@ -7,11 +7,13 @@ local ck, ak = call_key(call_id), agent_key(agent_id)
 local c = redis.call('HMGET', ck, 'state', 'queue')
 if not c[1] then return {'unknown_call', ''} end
 if c[1] ~= 'waiting' then return {'call_taken', c[1]} end
-local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'device')
+local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'device', 'dev_busy')
 if not a[1] then return {'unknown_agent', ''} end
 if a[1] ~= 'available' or num(a[3], 0) + num(a[4], 0) >= num(a[2], 1) then
   return {'agent_taken', a[1]}
 end
+-- The phone is unavailable (or busy with a call the ACD did not give it): never offer.
+if a[6] == '1' then return {'agent_taken', 'device_busy'} end
 if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
   return {'agent_declined', ''}
 end

@@ -1,17 +1,25 @@
 -- After an AMI reconnect, ingest lists every live channel. Open calls that entered before
 -- the snapshot and are not in it ended during the gap: close them instead of leaving them
--- waiting forever. ARGV: P, snapshot_at, live_ids_json
--- Returns 4 fields per closed call: id, queue, outcome (completed|abandoned), seconds
--- (talked or waited), so that the worker's metrics count them like any other call.
+-- waiting forever. ARGV: P, snapshot_at, live_ids_json, ended_at, pbx_cut
+-- ended_at: the last moment the calls were known to exist (ingest lost the link or saw
+-- Event: Shutdown); '' when unknown, then the snapshot time. pbx_cut '1': Asterisk's
+-- restart ended them, so a waiting call ends pbx_restart, not abandoned.
+-- Returns 4 fields per closed call: id, queue, outcome (completed|abandoned|pbx_restart),
+-- seconds (talked or waited), so that the worker's metrics count them like any other call.
 local at = tonumber(ARGV[2])
+local ended_at = tonumber(ARGV[4]) or at
+local cut = ARGV[5] == '1'
 local live = {}
 for _, id in ipairs(cjson.decode(ARGV[3])) do live[id] = true end
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
   local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'entered_at', 'agent', 'sl_t')
   if not live[id] and num(c[3], at) < at then
+    -- Never before the call's own start: it was seen alive until then.
+    local ended = math.min(at, math.max(ended_at, num(c[3], at)))
     if c[1] == 'connected' then
-      finish_call(id, 'completed', at)
+      ended = math.max(ended, num(redis.call('HGET', call_key(id), 'answered_at'), ended))
+      finish_call(id, 'completed', ended)
       local ak = agent_key(c[4] or '')
       if redis.call('EXISTS', ak) == 1 then
         if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
@@ -19,15 +27,21 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
         reindex(c[4], at)
       end
       redis.call('HINCRBY', stats_key(c[2]), 'completed', 1)
-      local talked = math.max(0, at - num(redis.call('HGET', call_key(id), 'answered_at'), at))
+      local talked = math.max(0, ended - num(redis.call('HGET', call_key(id), 'answered_at'), ended))
       redis.call('HINCRBYFLOAT', stats_key(c[2]), 'talk_sum', talked)
       for _, v in ipairs({id, c[2], 'completed', secs(talked)}) do out[#out + 1] = v end
     elseif c[1] then
-      finish_call(id, 'abandoned', at)
+      local waited = math.max(0, ended - num(c[3], ended))
       release_reservation(c[4], at)
-      local waited = math.max(0, at - num(c[3], at))
-      record_abandon(c[2], waited, num(c[5], 0))
-      for _, v in ipairs({id, c[2], 'abandoned', secs(waited)}) do out[#out + 1] = v end
+      if cut then
+        finish_call(id, 'pbx_restart', ended)
+        redis.call('HINCRBY', stats_key(c[2]), 'ended_by_pbx_restart', 1)
+        for _, v in ipairs({id, c[2], 'pbx_restart', secs(waited)}) do out[#out + 1] = v end
+      else
+        finish_call(id, 'abandoned', ended)
+        record_abandon(c[2], waited, num(c[5], 0))
+        for _, v in ipairs({id, c[2], 'abandoned', secs(waited)}) do out[#out + 1] = v end
+      end
     else
       redis.call('SREM', P .. 'open_calls', id)
     end
