@@ -8,6 +8,7 @@ expected. Runtime views read from Redis are plain dataclasses (they sit in hot l
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -183,6 +184,13 @@ class QueueConfig(Frozen):
         return next((step.after_s for step in self.relax if step.after_s > waited_s), None)
 
 
+# What the recipe's [acd-connect] (``_[0-9a-zA-Z]!``) can dial: a letter or digit first.
+DIAL_EXTENSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Asterisk's special extensions: a dialplan pattern matches them too, so the recipe gives
+# "h" an explicit line, and none of them can be an agent's phone.
+SPECIAL_EXTENSIONS = frozenset({"a", "e", "h", "i", "o", "s", "t", "T"})
+
+
 class AgentConfig(Frozen):
     """An agent's identity, phone and skills."""
 
@@ -191,6 +199,22 @@ class AgentConfig(Frozen):
     capacity: int = Field(default=1, ge=1, le=100)
     extension: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+/[^\s]+$")
+
+    @model_validator(mode="after")
+    def _dialable(self) -> Self:
+        extension = self.dial_extension
+        where = "its extension" if self.extension else "its id (no extension: is given)"
+        if not re.match(DIAL_EXTENSION_PATTERN, extension):
+            raise ValueError(
+                f"agent {self.id!r}: {where} {extension!r} cannot be dialled through [acd-connect] "
+                "(pattern _[0-9a-zA-Z]!): it must start with a letter or digit; set extension: to the phone's"
+            )
+        if extension in SPECIAL_EXTENSIONS:
+            raise ValueError(
+                f"agent {self.id!r}: {where} {extension!r} is one of Asterisk's special extensions "
+                f"({' '.join(sorted(SPECIAL_EXTENSIONS))}); set extension: to the phone's own"
+            )
+        return self
 
     @property
     def dial_extension(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from load_tests.amisim.pbx import extension_exists
 from router.ami.translate import partition_key
 from router.domain import AgentConfig, QueueConfig
 from router.envelope import AMI_EVENT, Envelope
@@ -160,3 +161,36 @@ async def test_a_member_added_with_an_unavailable_phone_waits_for_it(harness: En
 )
 def test_which_redirect_refusals_mean_the_caller_is_gone(message: str, gone: bool) -> None:
     assert channel_gone(message) is gone
+
+
+# -- the recipe's patterns and the configuration accept the same extensions ------------------
+
+
+@pytest.mark.parametrize("extension", ["7", "a1", "1001", "agent.b-c_d", "Z"])
+def test_any_extension_the_configuration_accepts_is_dialled_by_the_recipe(extension: str) -> None:
+    agent = AgentConfig(id="x", extension=extension)
+    assert extension_exists("acd-connect", agent.dial_extension, 1)
+    assert extension_exists("acd-overflow", agent.dial_extension, 1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"id": "_hidden"}, r"its id .*'_hidden' cannot be dialled through \[acd-connect\]"),
+        ({"id": "a1", "extension": "-5"}, r"its extension '-5' cannot be dialled"),
+        ({"id": "a1", "extension": "h"}, r"'h' is one of Asterisk's special extensions"),
+        ({"id": "s"}, r"'s' is one of Asterisk's special extensions"),
+    ],
+)
+def test_extensions_the_recipe_cannot_dial_are_refused_at_start_up(fields: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AgentConfig.model_validate(fields)
+
+
+@pytest.mark.parametrize("did", ["+15551234567", "5", "5000", "s"])
+def test_any_did_enters_the_queue(did: str) -> None:
+    assert extension_exists("acd-inbound", did, 1)
+
+
+def test_a_hangup_in_the_recipes_contexts_runs_only_its_h_line() -> None:
+    assert extension_exists("acd-connect", "h", 1) and not extension_exists("acd-connect", "h", 2)

@@ -14,7 +14,10 @@
 (validated first: an invalid file is logged and changes nothing).
 
 Every process reads its configuration file plus ACD_<SECTION>__<FIELD> environment
-variables. Errors print one clear message on stderr and exit with status 2.
+variables. Errors print one clear message on stderr and exit with status 2 when only a
+change of configuration or credentials can cure them, 75 (EX_TEMPFAIL) when trying again
+later can (a broker, Redis or Asterisk still unreachable after the start-up timeout), so
+that a supervisor restarts the second kind and not the first.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from router.settings import AcdSettings, load_settings
 from workers.runtime import configure_logging, install_stop_signals
 
 logger = logging.getLogger("acd")
+
+EXIT_CONFIG = 2  # fix the configuration or the credentials: restarting cannot help
+EXIT_RETRY = 75  # EX_TEMPFAIL: something was not there yet; a restart may well succeed
 
 ProcessMain = Callable[[AcdSettings, Clock, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -122,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_process(args.command, args.config)
     except AcdError as exc:
         print(f"acd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_RETRY if exc.retriable else EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 

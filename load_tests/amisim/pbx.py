@@ -9,6 +9,7 @@ asks it to ring and records in the ledger what the router should not have done.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Literal
@@ -33,31 +34,38 @@ class PbxRefusedCallError(RuntimeError):
     """A call placed while the PBX is shutting down or down (a real one answers 503)."""
 
 
+def _matches(context: str, exten: str) -> bool:
+    """The recipe's patterns: ``_[+0-9a-zA-Z]!`` (inbound), ``_[0-9a-zA-Z]!`` (connect,
+    overflow); "h" has its own line (a NoOp) in each, so it never runs the pattern's."""
+    first = r"[+0-9a-zA-Z]" if context == "acd-inbound" else r"[0-9a-zA-Z]"
+    return exten != "h" and re.match(first, exten) is not None
+
+
 def _dialplan_target(context: str, exten: str, priority: int) -> Target | None:
     """Where a Redirect lands in extensions.conf; None for anything the dialplan lacks."""
     if context == "acd-hold" and exten == "s" and priority in (1, 2):
         return "hold"
-    if context == "acd-connect" and len(exten) >= 2 and exten[0].isalnum():
+    if context == "acd-connect" and _matches(context, exten):
         if priority == 1:
             return "dial"
         return "hold" if priority == 2 else None
-    if context == "acd-inbound" and len(exten) >= 2 and exten[0].isdigit() and priority == 1:
+    if context == "acd-inbound" and _matches(context, exten) and priority == 1:
         return "inbound"
-    if context == "acd-overflow" and exten and priority == 1:
+    if context == "acd-overflow" and _matches(context, exten) and priority == 1:
         return "overflow"
     return None
 
 
 def extension_exists(context: str, exten: str, priority: int) -> bool:
     """``ast_exists_extension`` against extensions.conf (used by Originate's early check)."""
+    if context in ("acd-inbound", "acd-connect", "acd-overflow") and exten == "h":
+        return priority == 1
     if context == "acd-inbound":
-        return len(exten) >= 2 and exten[0].isdigit() and 1 <= priority <= 5
+        return _matches(context, exten) and 1 <= priority <= 5
     if context == "acd-hold":
         return exten == "s" and priority in (1, 2)
-    if context == "acd-connect":
-        return len(exten) >= 2 and exten[0].isalnum() and priority in (1, 2)
-    if context == "acd-overflow":
-        return bool(exten) and priority in (1, 2)
+    if context in ("acd-connect", "acd-overflow"):
+        return _matches(context, exten) and priority in (1, 2)
     if context == "acd-agent-features":
         return exten in ("*51", "*52", "*53", "*54") and priority in (1, 2)
     return False
