@@ -179,6 +179,22 @@ async def test_run_rides_out_an_asterisk_restart_and_reconnects(simulator: AmiSi
     await gateway.close()
 
 
+async def test_an_aborted_shutdown_makes_the_gateway_ready_again(simulator: AmiSimulator) -> None:
+    """`core stop gracefully`, then `core abort shutdown`: the same link answers again."""
+    gateway = AmiGateway(settings_for(simulator, ping_interval_s=0.05))
+    run = asyncio.create_task(gateway.run())
+    await eventually(lambda: gateway.ready)
+    simulator.shutting_down = True  # what the gate answers while Asterisk shuts down
+    await eventually(lambda: gateway.pbx_shutting_down and not gateway.ready)
+    simulator.shutting_down = False  # aborted: nothing closes, Pings are answered again
+    await eventually(lambda: gateway.ready)
+    assert gateway.connects == 1
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await gateway.close()
+
+
 async def test_a_restart_now_hangs_every_call_up_and_the_gateway_logs_in_again(
     simulator: AmiSimulator,
 ) -> None:

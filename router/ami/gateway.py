@@ -294,6 +294,8 @@ class AmiGateway:
                 self._note_shutting_down()
                 raise AmiShuttingDownError(name, message)
             raise AmiActionError(name, message)
+        # Any action answered: Asterisk is not (or no longer: `core abort shutdown`) going away.
+        self.pbx_shutting_down = False
         return result
 
     async def probe_shutting_down(self, timeout_s: float = 2.0) -> bool:
