@@ -193,4 +193,4 @@ def test_any_did_enters_the_queue(did: str) -> None:
 
 
 def test_a_hangup_in_the_recipes_contexts_runs_only_its_h_line() -> None:
-    assert extension_exists("acd-connect", "h", 1) and not extension_exists("acd-connect", "h", 2)
+    assert extension_exists("acd-connect", "h", 2) and not extension_exists("acd-connect", "h", 3)

@@ -59,7 +59,7 @@ def _dialplan_target(context: str, exten: str, priority: int) -> Target | None:
 def extension_exists(context: str, exten: str, priority: int) -> bool:
     """``ast_exists_extension`` against extensions.conf (used by Originate's early check)."""
     if context in ("acd-inbound", "acd-connect", "acd-overflow") and exten == "h":
-        return priority == 1
+        return priority in (1, 2)  # NoOp, Hangup
     if context == "acd-inbound":
         return _matches(context, exten) and 1 <= priority <= 5
     if context == "acd-hold":
