@@ -27,7 +27,7 @@ async def test_every_fault_ends_with_nothing_lost_and_nobody_double_booked() -> 
     # Every caller the restart cut off is the router's pbx_restart too (no state mismatch),
     # and ingest, the dispatcher and the workers rode it out (exit codes 0 below).
     restarted = next(f for f in report["faults"] if f["name"] == "asterisk_restarted")
-    assert "ended_by_pbx_restart" in restarted and restarted["recovery_s"] is not None
+    assert restarted["ended_by_pbx_restart"] >= 1, restarted  # at least the caller nobody could take
     killed = next(f for f in report["faults"] if f["name"] == "routing_worker_killed")
     assert killed["process_exit_codes"]["route-1"] == -9
     others = [

@@ -225,6 +225,11 @@ async def drop_ami_link(run: FaultRun) -> None:
 async def restart_asterisk(run: FaultRun) -> None:
     """``core restart now``: every call hung up, Event: Shutdown, the port refuses for a
     while, then a fresh Asterisk; the processes holding AMI must ride it out."""
+    assert run.store is not None and run.pbx is not None
+    # A caller no agent can take: certainly still waiting when the restart cuts it off.
+    stranded = run.pbx.place_call("sales", requirements="nobody>=1", handle_time_s=60)
+    while (await run.store.call(stranded.call_id)).get("state") != "waiting":  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
     sessions = run.simulator.authenticated_sessions
     await run.simulator.restart("now", down_s=run.args.outage_s, settle_s=1.0)
     while run.simulator.authenticated_sessions < sessions:  # noqa: ASYNC110 - polls the simulator
