@@ -5,6 +5,7 @@ listed unavailable, a Redirect of a caller already hanging up)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ QUEUES = [
     {"name": "q-hold", "requirements": [{"skill": "y"}]},
     {"name": "q-status", "requirements": [{"skill": "z"}]},
     {"name": "q-linger", "requirements": [{"skill": "w"}]},
+    {"name": "q-gap", "requirements": [{"skill": "nobody"}]},
 ]
 AGENTS = [
     {"id": "a1", "skills": {"x": 1}},
@@ -140,6 +142,28 @@ async def test_a_caller_already_hanging_up_is_not_offered_again(pipe: Pipeline) 
     assert await redirect_errors(pipe) - before == 1
     assert await agent_in(pipe, "a4", "available")
     assert (await pipe.store.agent("a4")).get("reserved") in ("0", None)
+
+
+async def test_a_call_that_ended_while_ami_was_down_ends_when_it_was_last_known(pipe: Pipeline) -> None:
+    """Its Hangup never reached the router: the resync closes it at the moment the link was
+    lost (the last moment it was known to exist), not at the later moment of the listing."""
+    pbx, simulator = pipe.pbx, pipe.simulator
+    call = pbx.place_call("q-gap", handle_time_s=1)
+    await eventually(lambda: call_state_is(pipe, call.call_id, "waiting"), within=20)
+    await simulator.set_listening(False)
+    await simulator.drop_connections()
+    lost_at = pipe.clock.now()
+    await asyncio.sleep(1.0)  # the gap: the caller gives up while nobody is watching
+    assert pbx.hangup_call(call.call_id)
+    await eventually(lambda: ended(pipe, call.call_id), within=10)
+    await asyncio.sleep(3.0)
+    await simulator.set_listening(True)
+    await eventually(lambda: call_state_is(pipe, call.call_id, "abandoned"), within=60)
+    record = await pipe.call_state(call.call_id)
+    truth = pbx.ledger.calls[call.call_id]
+    assert truth.ended_at is not None
+    # Between the link loss and the real hangup; before the fix: the listing's time, later.
+    assert lost_at - 0.5 <= float(record["ended_at"]) <= truth.ended_at, (lost_at, record, truth.ended_at)
 
 
 async def call_state_is(pipe: Pipeline, call_id: str, state: str) -> bool:
