@@ -209,11 +209,13 @@ class Demo:
         pbx: Pbx,
         children: ChildProcesses,
     ) -> dict[str, Any]:
-        """The Prometheus totals beside the summary, read so that they describe the same
-        moment: the phones keep going (a ringing call may be answered between two reads), so
-        read until the summary did not move while the metrics were scraped."""
+        """The Prometheus totals (and the assignments file) beside the summary, read so that
+        they describe the same moment: the phones keep going (a ringing call may be answered
+        between two reads), so read until the summary did not move while they were read."""
         for _ in range(20):
             metrics = await scrape_totals(children.http_ports(), METRIC_TOTALS)
+            if self.args.assignments:
+                await write_assignments(self.args.assignments, store, list(pbx.ledger.calls))
             again = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
             if _counts(again) == _counts(summary):
                 break
@@ -231,8 +233,6 @@ class Demo:
         while not _settled(summary) and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
             summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
-        if self.args.assignments:
-            await write_assignments(self.args.assignments, store, list(pbx.ledger.calls))
         summary = await self._with_metrics(summary, store, queues, pbx, children)
         exit_codes = await children.stop()
         summary["duration_s"] = self.args.duration
