@@ -351,8 +351,6 @@ local function end_wrapup(id, ended, now)
   return seconds, a[3] or ''
 end
 
--- Transfers ------------------------------------------------------------------------------
-
 -- The agent's part of a call is over (it hung up or handed the caller on): one call less,
 -- its talk counts as handling, and it enters the call's wrap-up (or is idle from now).
 local function agent_call_done(agent_id, queue, talk, wrapup, at)
@@ -371,6 +369,8 @@ local function agent_call_done(agent_id, queue, talk, wrapup, at)
   end
   reindex(agent_id, at)
 end
+
+-- Transfers ------------------------------------------------------------------------------
 
 -- A transferred call leaves its agent at ``at`` (the agent's leg ended): talk stops there,
 -- the agent goes to wrap-up, and the call leaves the ACD as 'transferred' unless the caller

@@ -39,20 +39,5 @@ finish_call(call_id, 'completed', at)
 local talk = math.max(0, at - num(c[5], at))
 redis.call('HINCRBY', sk, 'completed', 1)
 redis.call('HINCRBYFLOAT', sk, 'talk_sum', talk)
-local ak = agent_key(agent_id)
-if redis.call('EXISTS', ak) == 1 then
-  if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
-  redis.call('HINCRBYFLOAT', ak, 'handled_s', talk)
-  local wrapup = num(c[7], 0)
-  if redis.call('HGET', ak, 'state') == 'available' then
-    if wrapup > 0 then
-      redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', at, 'wrapup_start', at,
-        'wrapup_until', at + wrapup, 'wrapup_queue', queue)
-      redis.call('ZADD', P .. 'wrapup', at + wrapup, agent_id)
-    else
-      redis.call('HSET', ak, 'idle_since', at)
-    end
-  end
-  reindex(agent_id, at)
-end
+agent_call_done(agent_id, queue, talk, num(c[7], 0), at)
 return with_candidate({'completed', secs(talk), queue, agent_id}, agent_id)
