@@ -152,6 +152,10 @@ class Demo:
         }
         path = self.run_dir / "acd.yaml"
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        # So that an `acd api` started by hand can join the run (README: try the API).
+        secret = self.run_dir / "ami-secret"
+        secret.write_text(self.secret)
+        secret.chmod(0o600)
         return path
 
     def _child_specs(self, config: Path) -> list[ChildSpec]:
