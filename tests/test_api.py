@@ -351,7 +351,10 @@ async def test_waiting_calls_with_wait_priority_and_line_order(api: ApiHarness) 
     status, body = await api.call("GET", "/api/v1/calls?queue=billing")
     assert [c["call_id"] for c in body["calls"]] == ["c-old", "c-new"]
     status, body = await api.call("GET", "/api/v1/calls?queue=nope")
-    assert status == 400 and "billing" in body["error"]["message"]
+    assert status == 404 and body["error"]["code"] == "unknown_queue"
+    assert "billing" in body["error"]["message"]
+    status, body = await api.call("GET", "/api/v1/calls?queue=")  # an empty filter is no filter
+    assert status == 200 and len(body["calls"]) == 3
 
     status, body = await api.call("GET", "/api/v1/queues/billing")
     assert status == 200 and body["queue"]["waiting"] == 2

@@ -281,12 +281,9 @@ class Handlers:
         return web.json_response({"queue": summary, "calls": calls})
 
     async def list_calls(self, request: web.Request) -> web.Response:
-        queue = request.query.get("queue")
-        if queue is not None and queue not in self.ctx.views.queues:
-            configured = sorted(self.ctx.views.queues)
-            raise ApiError(
-                400, "invalid_query", f"queue = {queue!r} is not configured; configured: {configured}"
-            )
+        # An empty filter is no filter, as for ?topics=; an unknown queue is the same 404
+        # as /queues/{queue}, so a typo never reads as "nobody waits".
+        queue = self._queue_name(request.query["queue"]) if request.query.get("queue") else None
         calls = self.ctx.views.calls_json(await self.ctx.views.calls(queue))
         return web.json_response({"at": round(self.ctx.clock.now(), 3), "calls": calls})
 
@@ -359,17 +356,16 @@ class Handlers:
     async def _event_filter(self, request: web.Request) -> tuple[frozenset[str], str | None]:
         agent_id = request.query.get("agent") or None
         raw = request.query.get("topics")
-        if raw is None:
+        topics = frozenset(t.strip(" ") for t in (raw or "").split(",") if t.strip(" "))
+        unknown = sorted(topics - TOPICS)
+        if unknown:
+            raise ApiError(
+                400,
+                "invalid_query",
+                f"topics = {raw!r}: unknown {unknown}; expected a comma-separated subset of {sorted(TOPICS)}",
+            )
+        if not topics:  # absent or empty: every kind (an agent desktop: its agent's events)
             topics = frozenset({"agent"}) if agent_id else TOPICS
-        else:
-            topics = frozenset(t.strip() for t in raw.split(",") if t.strip())
-            unknown = sorted(topics - TOPICS)
-            if unknown or not topics:
-                raise ApiError(
-                    400,
-                    "invalid_query",
-                    f"topics = {raw!r}: unknown {unknown}; expected a comma-separated subset of {sorted(TOPICS)}",
-                )
         if agent_id is not None and await self.ctx.admin.agent(agent_id) is None:
             raise unknown_agent(agent_id)
         return topics, agent_id
