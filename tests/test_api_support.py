@@ -17,7 +17,9 @@ import aiohttp
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig, ServiceLevelTarget
 from router.settings import AcdSettings, AmiSettings, HttpSettings, RedisSettings

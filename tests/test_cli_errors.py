@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
 from router.clock import ScaledClock
 from workers.embedded import EmbeddedRedis, free_port
 

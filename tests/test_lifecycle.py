@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig
 from router.settings import AcdSettings, AmiSettings, KafkaSettings, RedisSettings

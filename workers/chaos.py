@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load_tests.amisim import Pbx
+from load_tests.amisim.pbx import Pbx
 from load_tests.scenario import Scenario, load_scenario
 from load_tests.summary import LISTED_CALLS
 from load_tests.traffic import TrafficGenerator

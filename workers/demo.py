@@ -24,7 +24,9 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
 from load_tests.scenario import Scenario, default_scenario_path, load_scenario
 from load_tests.summary import LISTED_CALLS, run_summary, write_assignments
 from load_tests.traffic import TrafficGenerator

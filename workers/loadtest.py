@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from load_tests import erlang_check
-from load_tests.amisim import Pbx
+from load_tests.amisim.pbx import Pbx
 from load_tests.loadtest import (
     contract_view,
     decisions_per_second,
