@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from load_tests.loadtest import CONTRACT_FIELDS, contract_view, decisions_per_second
+from load_tests.figures import CONTRACT_FIELDS, contract_view, decisions_per_second
 from load_tests.report import ReportInput, latency_bins, write_report
 from load_tests.scenario import load_scenario
 from load_tests.timeseries import Sample, window_figures

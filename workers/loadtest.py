@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from load_tests import erlang_check
 from load_tests.amisim.pbx import Pbx
-from load_tests.loadtest import (
+from load_tests.figures import (
     contract_view,
     decisions_per_second,
     occupancy_inputs,
