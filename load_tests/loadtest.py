@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 from load_tests import erlang_check
 from load_tests.amisim.pbx import Pbx
+from load_tests.children import ChildProcesses
+from load_tests.demo import Demo
 from load_tests.figures import (
     contract_view,
     decisions_per_second,
@@ -32,13 +34,11 @@ from load_tests.scenario import Scenario, load_scenario
 from load_tests.timeseries import Sample, Sampler
 from load_tests.traffic import TrafficGenerator
 from router.store import RedisStateStore
-from workers.children import ChildProcesses
-from workers.demo import Demo
 
 SAMPLE_EVERY_S = 1.0
 DEFAULT_DRAIN_S = 60.0
 LOGIN_WAIT_S = 20.0
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "load_tests" / "scenarios" / "peak_hour.yaml"
+DEFAULT_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "peak_hour.yaml"
 
 
 def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
