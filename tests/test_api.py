@@ -15,9 +15,9 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
+from load_tests.embedded import EmbeddedRedis
 from router.store import NO_POSITION
 from workers.api.app import openapi_document
-from workers.embedded import EmbeddedRedis
 
 from .test_api_support import (
     READ_TOKEN,
