@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry
-from redis.exceptions import RedisError
 
 from router.clock import Clock
 from router.domain import AgentState, QueueConfig, requirements_met
+from router.errors import AcdError
 from router.metrics import StateGauges, bucket_label
 from router.settings import AcdSettings
 from router.store import RedisStateStore
@@ -132,7 +132,9 @@ class StateCollector:
         while True:
             try:
                 await self.collect_once(interval_s)
-            except (RedisError, OSError) as exc:
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
                 logger.warning("state collection skipped: %s", exc)
             if await wait_or_stop(stop, interval_s):
                 return

@@ -14,10 +14,7 @@ import asyncio
 import logging
 import time
 
-from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.ami.gateway import AmiGateway
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
@@ -32,7 +29,14 @@ from router.commands import (
     parse_pause,
 )
 from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, decode
-from router.errors import AmiActionError, AmiConnectionError, AmiShuttingDownError, MalformedEventError
+from router.errors import (
+    AcdError,
+    AmiActionError,
+    AmiConnectionError,
+    AmiShuttingDownError,
+    BrokerUnavailableError,
+    MalformedEventError,
+)
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
 from router.store import RedisStateStore
@@ -97,7 +101,9 @@ class Dispatcher:
                 continue
             try:
                 batch = await self.reader.read(timeout_ms=100)
-            except KafkaError as exc:  # a broker restarting, a rebalance: wait and read again
+            except AcdError as exc:  # a broker restarting, a rebalance: wait and read again
+                if not exc.retriable:
+                    raise
                 logger.warning("reading routing commands failed (%s); retrying", exc)
                 await wait_or_stop(stop, 0.5)
                 continue
@@ -105,7 +111,9 @@ class Dispatcher:
                 await self._execute_until_done(message, stop)
             try:
                 await self.producer.flush()
-            except KafkaError as exc:
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
                 logger.error("Kafka did not take dispatch outcomes (%s); the offers expire instead", exc)
             await self.reader.commit(batch)
 
@@ -115,15 +123,17 @@ class Dispatcher:
             try:
                 await self._execute(message)
                 return
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                logger.warning("Redis unavailable while dispatching %s (%s); retrying", message.part, exc)
-                if await wait_or_stop(stop, 0.5):
-                    return
-            except KafkaError as exc:
+            except BrokerUnavailableError as exc:
                 # Only outcomes are produced here; an offer whose failure could not be reported
                 # goes back in line at its dispatch deadline.
                 logger.error("Kafka error while dispatching %s@%s: %s", message.part, message.offset, exc)
                 return
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
+                logger.warning("Redis unavailable while dispatching %s (%s); retrying", message.part, exc)
+                if await wait_or_stop(stop, 0.5):
+                    return
 
     async def _execute(self, message: Consumed) -> None:
         try:

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from panoramisk.message import Message
 from prometheus_client import CollectorRegistry
 
@@ -28,7 +27,7 @@ from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, broker_reachable, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
-from router.errors import AmiError, BrokerUnavailableError
+from router.errors import AcdError, AmiError, BrokerUnavailableError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
 from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
@@ -192,7 +191,9 @@ class IngestWorker:
             return
         try:
             future = await self.producer.send(self.topics.ami_events, envelope)
-        except KafkaError as exc:  # no buffer space or no topic metadata in time
+        except AcdError as exc:  # no buffer space or no topic metadata in time
+            if not exc.retriable:
+                raise
             self._refused(envelope, exc)
             return
         future.add_done_callback(lambda f: self._delivered(f, envelope))
@@ -260,7 +261,9 @@ class IngestWorker:
             # topic makes the broker auto-create it with its default partition count.
             try:
                 await ensure_topics(self.kafka, self.guardian.topics)
-            except (KafkaError, BrokerUnavailableError) as exc:
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
                 logger.warning("Kafka topics not checked yet (%s); retrying", exc)
                 return False
         # A recreated topic not complete yet: keys would land on other partitions.

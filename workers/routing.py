@@ -15,11 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
@@ -33,7 +30,7 @@ from router.commands import (
 )
 from router.engine import RoutingEngine
 from router.envelope import Envelope, decode
-from router.errors import AcdError, ConfigError, MalformedEventError
+from router.errors import AcdError, BrokerUnavailableError, ConfigError, MalformedEventError
 from router.inbound import domain_event
 from router.metrics import RoutingMetrics
 from router.sequencing import KeySequencer
@@ -45,8 +42,6 @@ from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
-# What Redis being down or restarting raises (redis-py's errors, or the socket's own).
-REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError)
 LAG_EVERY_S = 1.0
 
 
@@ -154,7 +149,9 @@ class RoutingWorker:
         while True:
             try:
                 lag = await self.reader.lag()
-            except KafkaError as exc:  # a rebalance or a broker hiccup: next time
+            except AcdError as exc:  # a rebalance or a broker hiccup: next time
+                if not exc.retriable:
+                    raise
                 logger.debug("consumer lag not read: %s", exc)
             else:
                 for topic in topics:
@@ -178,13 +175,17 @@ class RoutingWorker:
         """Latency samples for reports; losing some while Redis is down is acceptable."""
         try:
             await self.engine.store.record_latencies(*self._take_latencies())
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             logger.debug("latency samples dropped: %s", exc)
 
     async def _read(self, stop: asyncio.Event) -> list[Consumed]:
         try:
             return await self.reader.read(timeout_ms=100)
-        except KafkaError as exc:  # a broker restarting, a rebalance: wait and read again
+        except AcdError as exc:  # a broker restarting, a rebalance: wait and read again
+            if not exc.retriable:
+                raise
             logger.warning("reading from Kafka failed (%s); retrying", exc)
             await wait_or_stop(stop, 0.5)
             return []
@@ -197,7 +198,9 @@ class RoutingWorker:
         """Wait until Kafka has the batch's commands; False (offsets not committed) if it refused."""
         try:
             await self.sink.flush()
-        except KafkaError as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             # The events are applied; offers whose command was lost go back in line at their
             # deadline (routing.offer_timeout_s), so nothing waits on a command that never left.
             logger.error("Kafka did not take routing commands (%s); offsets not committed", exc)
@@ -224,7 +227,9 @@ class RoutingWorker:
     async def _admit(self, envelope: Envelope, message: Consumed) -> bool:
         try:
             return await self.sequencer.admit(envelope, message)
-        except REDIS_UNAVAILABLE as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             logger.warning("order of %s not checked (Redis unavailable: %s)", envelope.key, exc)
             return True
 
@@ -246,7 +251,9 @@ class RoutingWorker:
     async def _save_chains(self) -> bool:
         try:
             await self.sequencer.save()
-        except REDIS_UNAVAILABLE as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             logger.warning("event order not saved (Redis unavailable: %s); offsets not committed", exc)
             return False
         return True
@@ -268,23 +275,33 @@ class RoutingWorker:
             try:
                 await self.engine.handle(event, position, message.received_at)
                 return
-            except REDIS_UNAVAILABLE as exc:
-                # Redis is down: hold the partition (no commit) and retry until it is back.
-                logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
-                if await wait_or_stop(stop, 0.5):
-                    raise
-            except KafkaError as exc:
+            except BrokerUnavailableError as exc:
                 # A command could not be produced: the event is applied; an offer whose
                 # command never left goes back in line at its deadline.
                 logger.error("Kafka error while handling %s@%s: %s", message.part, message.offset, exc)
                 return
+            except AcdError as exc:
+                if not exc.retriable:
+                    await self._poisoned(message, event, exc)
+                    return
+                # Redis is down: hold the partition (no commit) and retry until it is back.
+                logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
+                if await wait_or_stop(stop, 0.5):
+                    raise
             except Exception as exc:  # a poison message must not stop the partition
-                logger.exception(
-                    "could not handle %s@%s (%s); dead-lettered", message.part, message.offset, event
-                )
-                self.metrics.event_errors.labels(type(event).__name__).inc()
-                await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+                await self._poisoned(message, event, exc)
                 return
+
+    async def _poisoned(self, message: Consumed, event: object, exc: Exception) -> None:
+        logger.error(
+            "could not handle %s@%s (%s); dead-lettered",
+            message.part,
+            message.offset,
+            event,
+            exc_info=exc,
+        )
+        self.metrics.event_errors.labels(type(event).__name__).inc()
+        await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
 
     async def _malformed(self, message: Consumed, exc: MalformedEventError) -> None:
         self.metrics.events_malformed.labels(message.topic).inc()
@@ -308,8 +325,10 @@ class RoutingWorker:
                     self._last_sweep = started
                     await self.engine.sweep(started)
                 await self._flush_commands()
-            except REDIS_UNAVAILABLE as exc:
-                logger.warning("timers skipped: Redis unavailable (%s)", exc)
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
+                logger.warning("timers skipped: %s", exc)
 
 
 async def build_engine(

@@ -111,7 +111,7 @@ class ApiService:
             try:
                 await self.redis.ping()
                 self.redis_ok = True
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError) as exc:  # the raw client's PING, not a store call
                 if self.redis_ok:
                     logger.warning("Redis unavailable: %s", exc)
                 self.redis_ok = False
@@ -143,7 +143,9 @@ class ApiService:
         self.views.queues = fresh.queue_map()
         try:
             await self.admin.apply_profiles(fresh.agents, self.clock.now(), force=False)
-        except (RedisError, OSError) as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             logger.warning("configuration reload: new agents not written (Redis: %s)", exc)
         logger.info("configuration reloaded: queues %s", sorted(self.views.queues))
         return True
