@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
-from prometheus_client import CollectorRegistry
+from pathlib import Path
 
 from router.ami.gateway import AmiGateway
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
@@ -40,8 +39,8 @@ from router.errors import (
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
 from router.store import RedisStateStore
-from router.store.connect import open_redis
-from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
+from workers.lifecycle import Component, ProcessContext, run_process
+from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +80,15 @@ class Dispatcher:
         self.source = f"dispatcher:{settings.ami.host}:{settings.ami.port}"
         self._session, self._seq = int(time.time() * 1000), 0
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def component(self) -> Component:
+        """Consume drains at stop; the AMI link and the topic guardian just stop."""
         guardian = TopicGuardian(self.settings.kafka, self.topics.all())
-        await run_until_stopped(
-            stop,
-            draining=[self.consume(stop)],
-            background=[self.gateway.run(on_connected=self._connected), guardian.run()],
+        return Component(
+            draining=[self.consume],
+            background=[
+                lambda stop: self.gateway.run(on_connected=self._connected),
+                lambda stop: guardian.run(),
+            ],
         )
 
     async def _connected(self) -> None:
@@ -249,39 +251,46 @@ class Dispatcher:
             logger.warning("could not pause %s in Asterisk: %s", command.device, exc)
 
 
-async def run_dispatcher(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -> None:
+async def run_dispatcher(
+    settings: AcdSettings,
+    clock: Clock,
+    stop: asyncio.Event,
+    *,
+    reload: asyncio.Event | None = None,
+    config_path: Path | None = None,
+) -> None:
     """The `acd dispatch` process."""
-    registry = CollectorRegistry()
-    metrics = DispatchMetrics(registry)
+    await run_process(
+        "dispatch", settings, clock, stop, open_dispatcher, reload=reload, config_path=config_path
+    )
+
+
+async def open_dispatcher(ctx: ProcessContext) -> Component:
+    """Redis, the topics, the producer, the consumer group, then AMI; ready while Redis
+    answers, the group has given it its partitions, and Asterisk takes actions."""
+    settings = ctx.settings
+    metrics = DispatchMetrics(ctx.registry)
     topics = Topics(settings.kafka.topic_prefix)
-    redis = await open_redis(settings.redis)
+    redis = await ctx.redis()
     await ensure_topics(settings.kafka, topics.all())
     producer = KafkaEnvelopeProducer(settings.kafka)
+    await ctx.open(producer.start, producer.stop)
     reader = KafkaGroupReader(
         settings.kafka, [topics.routing_commands], f"{settings.kafka.consumer_group}-dispatch"
     )
+    await ctx.open(reader.start, reader.stop)
+    ctx.link("kafka", lambda: reader.assigned)
     gateway = AmiGateway(settings.ami, events=False)
+    ctx.stack.push_async_callback(gateway.close)
+    ctx.link("ami", lambda: gateway.ready)
     metrics.connected.set_function(lambda: float(gateway.connected))
-    try:
-        await producer.start()
-        await reader.start()
-        dispatcher = Dispatcher(
-            settings,
-            gateway=gateway,
-            store=RedisStateStore(redis, settings.site),
-            reader=reader,
-            producer=producer,
-            clock=clock,
-            metrics=metrics,
-        )
-        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: gateway.ready)
-        await endpoints.start()
-        try:
-            await dispatcher.run(stop)
-        finally:
-            await endpoints.stop()
-    finally:
-        await gateway.close()
-        await reader.stop()
-        await producer.stop()
-        await redis.aclose()
+    dispatcher = Dispatcher(
+        settings,
+        gateway=gateway,
+        store=RedisStateStore(redis, settings.site),
+        reader=reader,
+        producer=producer,
+        clock=ctx.clock,
+        metrics=metrics,
+    )
+    return dispatcher.component()
