@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ def script_text(name: str) -> str:
     return (package / "_lib.lua").read_text() + "\n" + (package / f"{name}.lua").read_text()
 
 
+@translates_redis_errors
 class LuaScripts:
     """Runs a site's scripts by name. Redis keeps them by SHA; after a Redis restart emptied
     its script cache they are sent again on first use (redis-py's Script does that)."""
