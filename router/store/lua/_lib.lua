@@ -64,6 +64,7 @@ end
 local function unindex(id, skills_json)
   redis.call('ZREM', P .. 'available', id)
   for _, k in ipairs(skill_keys(skills_json)) do redis.call('ZREM', k, id) end
+  redis.call('HSET', agent_key(id), 'av_idx', '')
 end
 
 -- Logged-in agents by skill (sets): "is anybody qualified logged in?" for overflow.
@@ -86,15 +87,20 @@ end
 local function reindex(id, now)
   local ak = agent_key(id)
   local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'skills',
-    'idle_since', 'avail_mark', 'dev_busy', 'in_idx')
+    'idle_since', 'avail_mark', 'dev_busy', 'in_idx', 'av_idx')
   index_logged_in(id, a[1], a[5], a[9])
   local active = num(a[3], 0) + num(a[4], 0)
   -- dev_busy: the phone is unavailable, or busy with a call the ACD did not give it.
+  -- av_idx remembers the score the agent is indexed with ('' = not indexed), so that the
+  -- many reindexes that change nothing touch none of its skill keys.
   if a[1] == 'available' and active < num(a[2], 1) and a[8] ~= '1' then
     local score = num(a[6], 0)
-    redis.call('ZADD', P .. 'available', score, id)
-    for _, k in ipairs(skill_keys(a[5])) do redis.call('ZADD', k, score, id) end
-  else
+    if a[10] ~= secs(score) then
+      redis.call('ZADD', P .. 'available', score, id)
+      for _, k in ipairs(skill_keys(a[5])) do redis.call('ZADD', k, score, id) end
+      redis.call('HSET', ak, 'av_idx', secs(score))
+    end
+  elseif a[10] ~= '' then
     unindex(id, a[5])
   end
   local idle = a[1] == 'available' and active == 0
@@ -227,6 +233,7 @@ end
 -- Returns '1' when the agent was paused.
 local function decline_offer(call_id, agent_id, queue, at, auto_pause, reason)
   redis.call('SADD', P .. 'declined:' .. call_id, agent_id)
+  redis.call('HSET', call_key(call_id), 'declines', '1')  -- push_waiting_call reads the set then
   redis.call('HINCRBY', stats_key(queue), 'declined', 1)
   requeue(call_id)
   local ak = agent_key(agent_id)
@@ -325,10 +332,12 @@ end
 -- A waiting call as the policy reads it (7 fields: id, queue, priority, entered_at,
 -- reqs, channel, declined_json), appended to ``out``; nothing if it no longer waits.
 local function push_waiting_call(out, id)
-  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel')
+  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel',
+    'declines')
   if c[1] ~= 'waiting' then return end
   for _, v in ipairs({id, c[2], c[3], c[4], c[5] or '', c[6] or ''}) do out[#out + 1] = v end
-  out[#out + 1] = cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id))
+  -- Most calls were never declined: no set to read.
+  out[#out + 1] = c[7] and cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id)) or '[]'
 end
 
 -- End an agent's after-call work at ``ended`` (the timer's scheduled end, or now when an
@@ -406,7 +415,7 @@ local function forget_transfer(call_id, ck, state, at)
     released = agent_id
   end
   redis.call('HDEL', ck, 'xfer_at', 'xfer_kind', 'xfer_to', 'leg_ended_at', 'outcome', 'ended_at',
-    'answered_at', 'talk_s')
+    'answered_at', 'talk_s', 'declines')
   redis.call('PERSIST', ck)
   redis.call('DEL', P .. 'declined:' .. call_id)
   return released
