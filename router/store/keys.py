@@ -39,7 +39,8 @@ class Keys:
         return f"{self.prefix}stats:{queue}"
 
     def skill_index(self, skill: str, level: int) -> str:
-        return f"{self.prefix}avail:{skill}:{level}"
+        """Available agents at exactly ``level`` in ``skill`` (by idle time)."""
+        return f"{self.prefix}skill:{skill}:{level}"
 
     def chain(self, envelope_key: str) -> str:
         return f"{self.prefix}chain:{envelope_key}"

@@ -40,15 +40,30 @@ local function mark(key, part, off)
   if part ~= '' then redis.call('HSET', key, 'wm:' .. part, off) end
 end
 
--- Index keys for an agent's skills: one per skill and level up to the agent's level,
--- under ``kind`` ('avail' for agents free now, 'in' for agents logged in).
+-- Skill indexes: one key per skill and level, holding the agents at exactly that level,
+-- under ``kind`` ('skill' for agents free now, 'in_skill' for agents logged in). An agent
+-- is in one key per skill (few writes each time it becomes free or busy); a search for
+-- "skill >= level" reads the keys of that level and every level above (term_keys).
+local MAX_LEVEL = 5
+
 local function skill_keys(skills_json, kind)
   local keys = {}
   local ok, skills = pcall(cjson.decode, skills_json or '{}')
   if not ok then return keys end
   for skill, level in pairs(skills) do
-    for l = 1, tonumber(level) or 0 do
-      keys[#keys + 1] = P .. (kind or 'avail') .. ':' .. skill .. ':' .. l
+    local l = tonumber(level) or 0
+    if l >= 1 then keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. skill .. ':' .. l end
+  end
+  return keys
+end
+
+-- The keys holding agents that meet one requirement term: any alternative, any level at or
+-- above the one asked for.
+local function term_keys(term, kind)
+  local keys = {}
+  for _, alt in ipairs(term) do
+    for l = math.max(1, tonumber(alt[2]) or 1), MAX_LEVEL do
+      keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. alt[1] .. ':' .. l
     end
   end
   return keys
@@ -56,8 +71,8 @@ end
 
 local function unindex_logged_in(id, skills_json)
   redis.call('SREM', P .. 'logged_in', id)
-  for _, k in ipairs(skill_keys(skills_json, 'in')) do redis.call('SREM', k, id) end
-  redis.call('HDEL', agent_key(id), 'in_idx')
+  for _, k in ipairs(skill_keys(skills_json, 'in_skill')) do redis.call('SREM', k, id) end
+  redis.call('HDEL', agent_key(id), 'in_ix')
 end
 
 -- Remove an agent from every index (before its skills change, or when it cannot work).
@@ -68,13 +83,13 @@ local function unindex(id, skills_json)
 end
 
 -- Logged-in agents by skill (sets): "is anybody qualified logged in?" for overflow.
--- Only touched when presence or skills change (in_idx remembers it is indexed).
+-- Only touched when presence or skills change (in_ix remembers it is indexed).
 local function index_logged_in(id, state, skills_json, indexed)
   local logged_in = state ~= nil and state ~= false and state ~= 'logged_out'
   if logged_in and indexed ~= '1' then
     redis.call('SADD', P .. 'logged_in', id)
-    for _, k in ipairs(skill_keys(skills_json, 'in')) do redis.call('SADD', k, id) end
-    redis.call('HSET', agent_key(id), 'in_idx', '1')
+    for _, k in ipairs(skill_keys(skills_json, 'in_skill')) do redis.call('SADD', k, id) end
+    redis.call('HSET', agent_key(id), 'in_ix', '1')
   elseif not logged_in and indexed == '1' then
     unindex_logged_in(id, skills_json)
   end
@@ -87,7 +102,7 @@ end
 local function reindex(id, now)
   local ak = agent_key(id)
   local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'skills',
-    'idle_since', 'avail_mark', 'dev_busy', 'in_idx', 'av_idx')
+    'idle_since', 'avail_mark', 'dev_busy', 'in_ix', 'av_idx')
   index_logged_in(id, a[1], a[5], a[9])
   local active = num(a[3], 0) + num(a[4], 0)
   -- dev_busy: the phone is unavailable, or busy with a call the ACD did not give it.
@@ -250,12 +265,6 @@ end
 -- fields per agent (id, idle_since, skills, capacity, reserved, connected, handled_s,
 -- avail_s). terms: {{{skill, level}, ...alternatives}, ...}; {} = any available agent.
 local function find_candidates(terms, limit, exclude, max_scan)
-  local function term_keys(term)
-    local keys = {}
-    for _, alt in ipairs(term) do keys[#keys + 1] = P .. 'avail:' .. alt[1] .. ':' .. alt[2] end
-    return keys
-  end
-
   -- Drive the scan from the smallest term so that no decision walks every agent.
   local driver, driver_size = nil, math.huge
   for i, term in ipairs(terms) do
