@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DURATION ?= 60
 
-.PHONY: demo test lint typecheck loadtest loadtest-smoke clean
+.PHONY: demo test lint typecheck loadtest loadtest-smoke check-install clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -26,6 +26,12 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check router workers load_tests tests
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# `pip install .` without the lab, as deploy/Dockerfile does, into a fresh venv: the
+# production `acd` works and none of the lab is there (tests/test_install.py, ~30 s; make
+# test runs it too).
+check-install: $(VENV)/.installed
+	$(BIN)/pytest -q tests/test_install.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check router workers load_tests tests

@@ -35,15 +35,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from load_tests.children import ChildProcesses, ChildSpec
 from load_tests.decision_tap import ACKED_HISTOGRAM, bucket_delta, histogram_buckets, histogram_quantile
+from load_tests.embedded import EmbeddedKafka, EmbeddedRedis
 from load_tests.summary import percentile
 from router.bus import KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
 from router.domain import AgentConfig, QueueConfig, SkillRequirement
 from router.envelope import AMI_EVENT, Envelope, KeyChain, decode
 from router.settings import KafkaSettings
 from router.store import RedisStateStore
-from workers.children import ChildProcesses, ChildSpec
-from workers.embedded import EmbeddedKafka, EmbeddedRedis
 
 logger = logging.getLogger(__name__)
 

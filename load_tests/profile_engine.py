@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from load_tests.benchmark import site
+from load_tests.embedded import EmbeddedRedis
 from router.clock import ScaledClock
 from router.commands import OfferCommand, OverflowCommand, PauseCommand
 from router.engine import RoutingEngine
@@ -28,7 +29,6 @@ from router.events import AgentAnswered, AgentPresenceChanged, CallerHungUp, Cal
 from router.metrics import RoutingMetrics
 from router.settings import RoutingSettings
 from router.store import NO_POSITION, RedisStateStore
-from workers.embedded import EmbeddedRedis
 
 
 class _Sink:

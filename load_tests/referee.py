@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from load_tests.amisim import CallRecord, Ledger
+from load_tests.amisim.ledger import CallRecord, Ledger
 
 QUEUED = frozenset({"waiting", "offered", "dispatching", "ringing"})
 ANSWERED = frozenset({"connected", "completed"})

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load_tests.amisim import Ledger
+from load_tests.amisim.ledger import Ledger
 from load_tests.referee import QUEUED, judge
 from router import kpi
 from router.domain import QueueConfig, parse_requirements

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import random
 
-from load_tests.amisim import Pbx, TransferPlan
-from load_tests.amisim.pbx import PbxRefusedCallError
+from load_tests.amisim.calls import TransferPlan
+from load_tests.amisim.pbx import Pbx, PbxRefusedCallError
 from load_tests.scenario import Breaks, Scenario, TrafficLine, Transfers
 from router.clock import Clock
 from router.domain import format_requirements

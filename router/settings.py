@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from router.clock import ScaledClock
 from router.domain import AgentConfig, Frozen, QueueConfig
@@ -291,6 +291,13 @@ def load_settings(path: Path | None) -> AcdSettings:
         raise
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, path)) from None
+    except SettingsError as exc:
+        # pydantic-settings decodes a list or mapping given in a variable as JSON, and
+        # raises this (not a ValidationError) when it is not JSON.
+        raise ConfigError(
+            f"{exc}: an ACD_* variable that holds a list or mapping (e.g. ACD_QUEUES, ACD_AGENTS) "
+            'must be JSON, e.g. ACD_QUEUES=\'[{"name": "billing"}]\''
+        ) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from redis.asyncio import Redis
 
-from workers.embedded import EmbeddedKafka, EmbeddedRedis
+from load_tests.embedded import EmbeddedKafka, EmbeddedRedis
 
 # Shared, noisy machines: no per-example deadline (timing is not what these tests check).
 settings.register_profile("acd", deadline=None, suppress_health_check=[HealthCheck.too_slow])

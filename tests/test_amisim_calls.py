@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 from panoramisk import Message
 
-from load_tests.amisim import AmiSimulator, DoubleAssignment, Pbx, SimCall
+from load_tests.amisim.calls import SimCall
+from load_tests.amisim.ledger import DoubleAssignment
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.server import AmiSimulator
 from load_tests.amisim.testing import ADMIN, SimManager, open_manager, simulator
 
 SLACK = 5.0  # simulated seconds of scheduling jitter tolerated (100 ms real)

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from load_tests.amisim import Event, Pbx
+from load_tests.amisim.pbx import Pbx
 from load_tests.amisim.testing import ADMIN, ROUTER, RawClient, open_manager, simulator
+from load_tests.amisim.wire import Event
 from router.clock import ScaledClock
 
 

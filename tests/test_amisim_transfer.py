@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from panoramisk import Message
 
-from load_tests.amisim import SimCall, TransferPlan
+from load_tests.amisim.calls import SimCall, TransferPlan
 from tests.test_amisim_calls import Env, after, env, names, related
 
 __all__ = ["env"]

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
+from load_tests.embedded import EmbeddedRedis
 from router.store import NO_POSITION
 from workers.api.app import openapi_document
-from workers.embedded import EmbeddedRedis
 
 from .test_api_support import (
     READ_TOKEN,
@@ -256,6 +256,11 @@ async def test_wrap_up_extension_is_bounded_and_positive(api: ApiHarness) -> Non
     await into_wrap_up(api.store, "a1", "c-bound", api.clock.now())
     status, body = await api.call("POST", "/api/v1/agents/a1/wrapup/extend", body={"seconds": 7200})
     assert status == 400 and "3600" in body["error"]["message"]
+    assert body["error"]["details"][0] | {"problem": ""} == {"field": "seconds", "problem": "", "got": "7200"}
+    # The description states the same limit.
+    document = openapi_document()["paths"]["/api/v1/agents/{agent_id}/wrapup/extend"]["post"]
+    seconds = document["requestBody"]["content"]["application/json"]["schema"]["properties"]["seconds"]
+    assert seconds["maximum"] == api.service.api.max_wrapup_extend_s == 3600
     status, body = await api.call("POST", "/api/v1/agents/a1/wrapup/extend", body={"seconds": -5})
     assert status == 400 and "greater than 0" in body["error"]["message"]
 
@@ -289,6 +294,27 @@ async def test_skills_replace_and_merge_reindex_the_agent(api: ApiHarness) -> No
         assert status == 400 and body["error"]["details"], bad
     status, body = await api.call("PATCH", "/api/v1/agents/a1/skills", body={"skills": {}})
     assert status == 400
+
+
+async def test_a_bad_skill_entry_is_refused_by_name_and_nothing_changes(api: ApiHarness) -> None:
+    """JSON types as described: false is not level 0 (which would remove a skill), "5" is not 5."""
+    before = (await api.call("GET", "/api/v1/agents/a1"))[1]["skills"]
+    for method, skills, key, got in (
+        ("PATCH", {"billing": 3, "0": False}, "skills.0", "false"),
+        ("PATCH", {"billing": "5"}, "skills.billing", '"5"'),
+        ("PUT", {"billing": True}, "skills.billing", "true"),
+        ("PATCH", {"billing": 2.5}, "skills.billing", "2.5"),
+    ):
+        status, body = await api.call(method, "/api/v1/agents/a1/skills", body={"skills": skills})
+        assert status == 400 and body["error"]["code"] == "invalid_body", (skills, body)
+        message = body["error"]["message"]
+        assert f"{key}: Input should be a valid integer (got {got})" in message, message
+        assert body["error"]["details"] == [
+            {"field": key, "problem": "Input should be a valid integer", "got": got}
+        ]
+    assert (await api.call("GET", "/api/v1/agents/a1"))[1]["skills"] == before == {"billing": 3}
+    status, body = await api.call("PATCH", "/api/v1/agents/a1/skills", body={"skills": {"billing": 4.0}})
+    assert status == 200 and body["skills"] == {"billing": 4}  # 4.0 is an integer in JSON Schema
 
 
 async def test_api_skills_survive_a_restart_but_not_a_reload(api: ApiHarness) -> None:
@@ -325,7 +351,10 @@ async def test_waiting_calls_with_wait_priority_and_line_order(api: ApiHarness) 
     status, body = await api.call("GET", "/api/v1/calls?queue=billing")
     assert [c["call_id"] for c in body["calls"]] == ["c-old", "c-new"]
     status, body = await api.call("GET", "/api/v1/calls?queue=nope")
-    assert status == 400 and "billing" in body["error"]["message"]
+    assert status == 404 and body["error"]["code"] == "unknown_queue"
+    assert "billing" in body["error"]["message"]
+    status, body = await api.call("GET", "/api/v1/calls?queue=")  # an empty filter is no filter
+    assert status == 200 and len(body["calls"]) == 3
 
     status, body = await api.call("GET", "/api/v1/queues/billing")
     assert status == 200 and body["queue"]["waiting"] == 2

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from workers.embedded import EmbeddedRedis, free_port
+from load_tests.embedded import EmbeddedRedis, free_port
 
 from .test_api_support import TOKEN, Pipeline, auth, pipeline
 

@@ -18,9 +18,11 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
+from load_tests.embedded import EmbeddedRedis, free_port
 from router.clock import ScaledClock
-from workers.embedded import EmbeddedRedis, free_port
 from workers.runtime import JsonFormatter
 
 from .test_api_support import TOKEN

@@ -17,7 +17,10 @@ import aiohttp
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
+from load_tests.children import ChildProcesses, ChildSpec
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig, ServiceLevelTarget
 from router.settings import AcdSettings, AmiSettings, HttpSettings, RedisSettings
@@ -25,7 +28,6 @@ from router.store import NO_POSITION, NewCall, RedisStateStore
 from router.store.admin import AdminStore
 from workers.api.process import ApiService, run_api
 from workers.api.settings import ApiSettings
-from workers.children import ChildProcesses, ChildSpec
 
 TOKEN = "full-access-token-for-tests"
 READ_TOKEN = "read-only-token-for-tests"

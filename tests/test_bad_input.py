@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from load_tests.embedded import EmbeddedRedis
 from router.ami.translate import partition_key, translate
 from router.bus import KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
 from router.domain import AgentConfig, QueueConfig
 from router.envelope import AMI_EVENT, Envelope, decode
 from router.errors import MalformedEventError
 from router.settings import AcdSettings, AmiSettings, KafkaSettings, RedisSettings
-from workers.embedded import EmbeddedRedis
 from workers.routing import run_routing
 
 header_names = st.sampled_from(

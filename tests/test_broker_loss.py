@@ -14,6 +14,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from load_tests.embedded import EmbeddedKafka
 from router.bus import (
     KafkaEnvelopeProducer,
     Topics,
@@ -25,7 +26,6 @@ from router.bus import (
 from router.envelope import AMI_EVENT, Envelope, decode
 from router.errors import BrokerUnavailableError
 from router.settings import KafkaSettings
-from workers.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.kafka
 

@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
+from load_tests.embedded import free_port
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
 from router.envelope import AMI_EVENT, Envelope, decode
 from router.errors import BrokerUnavailableError
 from router.settings import KafkaSettings
-from workers.embedded import free_port
 
 
 def envelope(i: int, key: str) -> Envelope:

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from workers.chaos import FAULTS, run_chaos
+from load_tests.chaos import FAULTS, run_chaos
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +44,8 @@ def test_the_verdict_counts_every_call_and_excuses_only_those_nobody_could_see()
     from types import SimpleNamespace
 
     from load_tests.amisim.ledger import CallRecord, Ledger
+    from load_tests.chaos import SCENARIO, FaultRun, chaos_settings
     from load_tests.scenario import load_scenario
-    from workers.chaos import SCENARIO, FaultRun, chaos_settings
 
     run = FaultRun(
         load_scenario(SCENARIO),

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
+from load_tests.embedded import EmbeddedRedis, free_port
 from router.clock import ScaledClock
-from workers.embedded import EmbeddedRedis, free_port
 
 CONFIG = """
 queues:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from load_tests.demo import Demo
 from load_tests.scenario import Transfers, default_scenario_path, load_scenario
 from router.store import RedisStateStore
-from workers.demo import Demo
 
 pytestmark = pytest.mark.slow
 

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from load_tests.embedded import EmbeddedRedis
 from router.bus import KafkaEnvelopeProducer, Topics
 from router.envelope import AMI_EVENT, Envelope, KeyChain, decode
 from router.errors import MalformedEventError
@@ -19,7 +20,6 @@ from router.metrics import IngestMetrics
 from router.sequencing import KeySequencer, Link
 from router.settings import AcdSettings, KafkaSettings
 from router.store import RedisChainStore
-from workers.embedded import EmbeddedRedis
 from workers.ingest import IngestWorker
 
 from .test_api_support import Pipeline, pipeline

@@ -9,7 +9,9 @@ import pytest
 from panoramisk.message import Message
 from pydantic import SecretStr
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
 from router.ami.gateway import AmiGateway
 from router.clock import ScaledClock
 from router.errors import AmiActionError, AmiAuthenticationError, AmiConnectionError, AmiShuttingDownError

@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
+from load_tests.embedded import EmbeddedRedis
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig
 from router.settings import AcdSettings, AmiSettings, KafkaSettings, RedisSettings
 from workers.collector import run_collector
 from workers.dispatcher import run_dispatcher
-from workers.embedded import EmbeddedRedis
 from workers.ingest import run_ingest
 from workers.routing import run_routing
 

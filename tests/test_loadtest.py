@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from load_tests.loadtest import CONTRACT_FIELDS, contract_view, decisions_per_second
+from load_tests.figures import CONTRACT_FIELDS, contract_view, decisions_per_second
+from load_tests.loadtest import Progress, verdict_clean
 from load_tests.report import ReportInput, latency_bins, write_report
 from load_tests.scenario import load_scenario
 from load_tests.timeseries import Sample, window_figures
 from workers.cli import build_parser
-from workers.loadtest import Progress, verdict_clean
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "load_tests" / "scenarios" / "erlang_check.yaml"

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers.embedded import EmbeddedRedis
+from load_tests.embedded import EmbeddedRedis
 
 from .test_api_support import Pipeline, eventually, pipeline
 

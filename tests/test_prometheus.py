@@ -22,10 +22,10 @@ import aiohttp
 import pytest
 import yaml
 
+from load_tests.demo import Demo
+from load_tests.embedded import free_port
 from load_tests.scenario import Scenario, default_scenario_path, parse_scenario
 from router.store import RedisStateStore
-from workers.demo import Demo
-from workers.embedded import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -22,6 +22,7 @@ ALERTS = {
     "AcdCallsWaitingNoAgents",
     "AcdRoutingLatencyHigh",
     "AcdAmiDisconnected",
+    "AcdApiAmiDisconnected",
     "AcdConsumerLagGrowing",
 }
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from load_tests.demo import Demo
 from load_tests.scenario import load_scenario
 from router.domain import Requirements, requirements_met
-from workers.demo import Demo
 
 pytestmark = pytest.mark.slow
 

@@ -30,13 +30,13 @@ from panoramisk.message import Message
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from load_tests.children import ChildProcesses, ChildSpec
+from load_tests.embedded import EmbeddedRedis
 from router.ami.gateway import AmiGateway
 from router.errors import AmiError
 from router.settings import AmiSettings
 from router.store import RedisStateStore
 from workers.api.roster import member_name_of
-from workers.children import ChildProcesses, ChildSpec
-from workers.embedded import EmbeddedRedis
 
 AMI = os.environ.get("ACD_TEST_ASTERISK_AMI", "")
 pytestmark = [

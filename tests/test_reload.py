@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from workers.embedded import EmbeddedRedis
+from load_tests.embedded import EmbeddedRedis
 
 from .test_api_support import Pipeline, pipeline
 

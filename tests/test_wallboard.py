@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from load_tests.embedded import EmbeddedRedis
 from router.store import NO_POSITION
-from workers.embedded import EmbeddedRedis
 
 from .test_api_support import READ_TOKEN, ApiHarness, enqueue, offer, present, running_api
 

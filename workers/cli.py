@@ -4,11 +4,16 @@
     acd route    --config FILE     routing worker (run several: they form a consumer group)
     acd dispatch --config FILE     routing commands -> AMI actions
     acd collect  --config FILE     site-wide state gauges for Prometheus
-    acd demo     [--scenario FILE] [--duration S] [--json] [--assignments OUT.jsonl]
-    acd loadtest [--scenario FILE] [--duration S] [--json] [--report DIR]
     acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--json]
     acd api      --config FILE     agent and supervisor API, live updates, wallboard
     acd check-config --config FILE validate a configuration file (e.g. before a reload)
+
+With the lab installed (`pip install 'acd-router[lab]'`, load_tests/cli.py), through the
+entry points of workers/plugins.py:
+
+    acd demo     [--scenario FILE] [--duration S] [--json] [--assignments OUT.jsonl]
+    acd loadtest [--scenario FILE] [--duration S] [--json] [--report DIR]
+    acd chaos, acd benchmark
 
 `acd route` and `acd api` re-read the configuration file's queues and agents on SIGHUP
 (validated first: an invalid file is logged and changes nothing).
@@ -34,6 +39,7 @@ from typing import Any
 from router.clock import Clock
 from router.errors import AcdError, ConfigError
 from router.settings import AcdSettings, load_settings
+from workers.plugins import add_plugin_commands, parse_args
 from workers.runtime import configure_logging, install_stop_signals
 
 logger = logging.getLogger("acd")
@@ -69,22 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in PROCESS_HELP.items():
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")
-    from workers.demo import add_demo_arguments
-
-    add_demo_arguments(commands.add_parser("demo", help="run the whole pipeline on embedded servers"))
-    from workers.loadtest import add_loadtest_arguments
-
-    add_loadtest_arguments(
-        commands.add_parser(
-            "loadtest", help="load test: a scenario's traffic, measured, with an optional report"
-        )
-    )
-    from load_tests.benchmark import add_benchmark_arguments
-
-    add_benchmark_arguments(commands.add_parser("benchmark", help="routing-loop benchmark against its floor"))
-    from workers.chaos import add_chaos_arguments
-
-    add_chaos_arguments(commands.add_parser("chaos", help="fault scenarios against the real components"))
+    # The lab's commands (demo, loadtest, benchmark, chaos), if installed: workers/plugins.py.
+    add_plugin_commands(commands)
     from workers.staffing import add_staffing_arguments
 
     add_staffing_arguments(
@@ -98,25 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     configure_logging(args.log_level, json_logs=args.json_logs)
     try:
-        if args.command == "demo":
-            from workers.demo import run_demo_command
-
-            return run_demo_command(args)
-        if args.command == "loadtest":
-            from workers.loadtest import run_loadtest_command
-
-            return run_loadtest_command(args)
-        if args.command == "benchmark":
-            from load_tests.benchmark import run_benchmark_command
-
-            return run_benchmark_command(args)
-        if args.command == "chaos":
-            from workers.chaos import run_chaos_command
-
-            return run_chaos_command(args)
+        if (run_plugin := getattr(args, "run_plugin", None)) is not None:
+            return int(run_plugin(args))
         if args.command == "staffing":
             from workers.staffing import run_staffing_command
 

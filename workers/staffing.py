@@ -2,8 +2,9 @@
 
 Live advice uses the queue's statistics in Redis: the arrival rate is the growth of
 ``offered`` over a sliding window, the average handle time (AHT) is talk time per
-completed call over the same window plus the queue's timed wrap-up. Both are in
-simulated seconds, like every other time the router measures.
+completed call over the same window plus the measured wrap-up per call (the queue's
+configured ``wrapup_s`` until one is measured). Both are in simulated seconds, like every
+other time the router measures.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from load_tests.amisim import perms
 from load_tests.amisim.originate import OriginateRequest
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
 from load_tests.amisim.snapshot import duration
 from load_tests.amisim.wire import (
     EOL,
@@ -30,10 +32,6 @@ from load_tests.amisim.wire import (
     timestamp,
 )
 
-if TYPE_CHECKING:
-    from load_tests.amisim.pbx import Pbx
-    from load_tests.amisim.server import AmiSession, AmiSimulator
-
 PRE_LOGIN = frozenset({"login", "logoff", "challenge"})
 TRUE_WORDS = frozenset({"yes", "true", "y", "t", "1", "on"})
 # Originate applications that need the system class (manager.c originate_app_permissions).
@@ -41,11 +39,50 @@ SYSTEM_APPS = ("agi", "dbdeltree", "exec", "externalivr", "mixmonitor", "origina
 SYSTEM_FUNCTIONS = ("CURL", "DB", "EVAL", "FILE", "ODBC", "REALTIME", "SHELL")
 
 
+class AmiSession(Protocol):
+    """What handlers use of one connection (server.AmiSession).
+
+    A protocol, so that this module does not import the server that dispatches to it.
+    """
+
+    authenticated: bool
+    username: str
+    read_mask: int
+    write_mask: int
+    event_mask: int
+    challenge: str
+    closing: bool
+
+    def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> None: ...
+
+
+class AmiServer(Protocol):
+    """What handlers use of the server (server.AmiSimulator)."""
+
+    @property
+    def pbx(self) -> Pbx: ...
+
+    @property
+    def users(self) -> Mapping[str, AmiUser]: ...
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    @property
+    def auth_failure_delay_s(self) -> float: ...
+
+    def privilege(self, category: int) -> str: ...
+
+
 @dataclass
 class Ctx:
     """What a handler needs: the server, the session and the message."""
 
-    sim: AmiSimulator
+    sim: AmiServer
     session: AmiSession
     msg: ActionMessage
 
@@ -92,7 +129,7 @@ def action(name: str, authority: int) -> Callable[[Handler], Handler]:
     return register
 
 
-def dispatch(sim: AmiSimulator, session: AmiSession, msg: ActionMessage) -> None:
+def dispatch(sim: AmiServer, session: AmiSession, msg: ActionMessage) -> None:
     ctx = Ctx(sim, session, msg)
     error = _gate(ctx)
     if error is not None:

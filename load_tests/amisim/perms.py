@@ -7,6 +7,7 @@ Read classes filter events, write classes gate actions. Bit values are Asterisk'
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 SYSTEM = 1 << 0
 CALL = 1 << 1
@@ -83,3 +84,12 @@ def strings_to_mask(value: str) -> int:
     if text.lower() in _TRUE:
         return ALL
     return mask_of(text.split(","))
+
+
+@dataclass(frozen=True)
+class AmiUser:
+    """A manager.conf user: secret and read/write class names (``{"call", "agent"}``)."""
+
+    secret: str
+    read: frozenset[str]
+    write: frozenset[str]

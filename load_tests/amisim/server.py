@@ -20,20 +20,12 @@ from typing import Literal
 from load_tests.amisim import perms
 from load_tests.amisim.actions import dispatch
 from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
 from load_tests.amisim.wire import EOL, ActionParser, Event, encode, render_event, timestamp
 
 logger = logging.getLogger(__name__)
 
 RestartMode = Literal["now", "gracefully"]
-
-
-@dataclass(frozen=True)
-class AmiUser:
-    """A manager.conf user: secret and read/write class names (``{"call", "agent"}``)."""
-
-    secret: str
-    read: frozenset[str]
-    write: frozenset[str]
 
 
 @dataclass(frozen=True)

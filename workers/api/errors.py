@@ -67,7 +67,9 @@ def validation_error(exc: ValidationError, what: str) -> ApiError:
         if error["type"] != "missing":
             entry["got"] = json.dumps(error.get("input"), default=str)[:200]
         details.append(entry)
-    summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
+    summary = "; ".join(
+        f"{d['field']}: {d['problem']}" + (f" (got {d['got']})" if "got" in d else "") for d in details
+    )
     return ApiError(400, "invalid_" + what, f"invalid {what}: {summary}", details=details)
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from router.clock import Clock
-from router.domain import Frozen, SkillLevel, SkillName
+from router.domain import SKILL_LEVEL_MAX, SKILL_LEVEL_MIN, Frozen, SkillName
 from router.errors import AmiActionError, AmiConnectionError
 from router.store.admin import AdminStore, AgentView
 from workers.api.errors import ApiError, ami_error, read_body, unknown_agent
@@ -31,25 +31,44 @@ logger = logging.getLogger(__name__)
 ReasonCode = Annotated[str, Field(pattern=REASON_PATTERN)]
 
 
-class LoginBody(Frozen):
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: 3.0 is one too (true, false and "3" are not)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Level = Annotated[int, BeforeValidator(_whole_number), Field(ge=SKILL_LEVEL_MIN, le=SKILL_LEVEL_MAX)]
+LevelOrRemove = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=SKILL_LEVEL_MAX)]
+
+
+class Body(Frozen):
+    """A request body: its JSON types as the OpenAPI description says, nothing coerced.
+
+    Lax parsing would read ``false`` as level 0 (which removes a skill) and ``"5"`` as 5:
+    a client's mistake would change state instead of getting a 400.
+    """
+
+    model_config = ConfigDict(strict=True)
+
+
+class LoginBody(Body):
     paused: bool = False
     reason: ReasonCode | None = None
 
 
-class PauseBody(Frozen):
+class PauseBody(Body):
     reason: ReasonCode
 
 
-class ExtendBody(Frozen):
+class ExtendBody(Body):
     seconds: float = Field(gt=0)
 
 
-class SkillsBody(Frozen):
-    skills: dict[SkillName, SkillLevel]
+class SkillsBody(Body):
+    skills: dict[SkillName, Level]
 
 
-class SkillsPatchBody(Frozen):
-    skills: dict[SkillName, Annotated[int, Field(ge=0, le=5)]] = Field(min_length=1)
+class SkillsPatchBody(Body):
+    skills: dict[SkillName, LevelOrRemove] = Field(min_length=1)
 
 
 @dataclass
@@ -125,14 +144,14 @@ class Handlers:
         return _accepted(agent.agent_id, "login", "QueueAdd")
 
     async def logout(self, request: web.Request) -> web.Response:
-        await read_body(request, Frozen)
+        await read_body(request, Body)
         agent = await self._agent(request)
         await self._ami(agent, "logout", self.ctx.roster.logout(agent.device))
         return _accepted(agent.agent_id, "logout", "QueueRemove")
 
     async def ready(self, request: web.Request) -> web.Response:
         """Unpause in Asterisk; an agent in after-call work also ends it (the usual Ready button)."""
-        await read_body(request, Frozen)
+        await read_body(request, Body)
         agent = await self._agent(request)
         await self._ami(agent, "ready", self.ctx.roster.unpause(agent.device))
         finished = False
@@ -156,10 +175,12 @@ class Handlers:
         body = await read_body(request, ExtendBody)
         limit = self.ctx.settings.max_wrapup_extend_s
         if body.seconds > limit:
+            problem = f"Input should be less than or equal to {limit:g} (ACD_API__MAX_WRAPUP_EXTEND_S)"
             raise ApiError(
                 400,
                 "invalid_body",
-                f"seconds = {body.seconds:g} is more than the allowed {limit:g} (ACD_API__MAX_WRAPUP_EXTEND_S)",
+                f"invalid body: seconds: {problem} (got {body.seconds:g})",
+                details=[{"field": "seconds", "problem": problem, "got": f"{body.seconds:g}"}],
             )
         agent = await self._agent(request)
         outcome = await self.ctx.admin.extend_wrapup(agent.agent_id, body.seconds, self.ctx.clock.now())
@@ -175,7 +196,7 @@ class Handlers:
         )
 
     async def finish_wrapup(self, request: web.Request) -> web.Response:
-        await read_body(request, Frozen)
+        await read_body(request, Body)
         agent = await self._agent(request)
         outcome = await self.ctx.admin.finish_wrapup(agent.agent_id, self.ctx.clock.now())
         self._wrapup_outcome(agent, outcome.status, outcome.detail(0))
@@ -260,12 +281,9 @@ class Handlers:
         return web.json_response({"queue": summary, "calls": calls})
 
     async def list_calls(self, request: web.Request) -> web.Response:
-        queue = request.query.get("queue")
-        if queue is not None and queue not in self.ctx.views.queues:
-            configured = sorted(self.ctx.views.queues)
-            raise ApiError(
-                400, "invalid_query", f"queue = {queue!r} is not configured; configured: {configured}"
-            )
+        # An empty filter is no filter, as for ?topics=; an unknown queue is the same 404
+        # as /queues/{queue}, so a typo never reads as "nobody waits".
+        queue = self._queue_name(request.query["queue"]) if request.query.get("queue") else None
         calls = self.ctx.views.calls_json(await self.ctx.views.calls(queue))
         return web.json_response({"at": round(self.ctx.clock.now(), 3), "calls": calls})
 
@@ -338,17 +356,16 @@ class Handlers:
     async def _event_filter(self, request: web.Request) -> tuple[frozenset[str], str | None]:
         agent_id = request.query.get("agent") or None
         raw = request.query.get("topics")
-        if raw is None:
+        topics = frozenset(t.strip(" ") for t in (raw or "").split(",") if t.strip(" "))
+        unknown = sorted(topics - TOPICS)
+        if unknown:
+            raise ApiError(
+                400,
+                "invalid_query",
+                f"topics = {raw!r}: unknown {unknown}; expected a comma-separated subset of {sorted(TOPICS)}",
+            )
+        if not topics:  # absent or empty: every kind (an agent desktop: its agent's events)
             topics = frozenset({"agent"}) if agent_id else TOPICS
-        else:
-            topics = frozenset(t.strip() for t in raw.split(",") if t.strip())
-            unknown = sorted(topics - TOPICS)
-            if unknown or not topics:
-                raise ApiError(
-                    400,
-                    "invalid_query",
-                    f"topics = {raw!r}: unknown {unknown}; expected a comma-separated subset of {sorted(TOPICS)}",
-                )
         if agent_id is not None and await self.ctx.admin.agent(agent_id) is None:
             raise unknown_agent(agent_id)
         return topics, agent_id

@@ -24,7 +24,11 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from load_tests.amisim import AmiSimulator, AmiUser, Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
+from load_tests.children import ChildProcesses, ChildSpec, scrape_totals
+from load_tests.embedded import EmbeddedKafka, EmbeddedRedis
 from load_tests.scenario import Scenario, default_scenario_path, load_scenario
 from load_tests.summary import LISTED_CALLS, run_summary, write_assignments
 from load_tests.traffic import TrafficGenerator
@@ -32,8 +36,6 @@ from router import kpi
 from router.clock import ScaledClock
 from router.domain import QueueConfig
 from router.store import RedisStateStore
-from workers.children import ChildProcesses, ChildSpec, scrape_totals
-from workers.embedded import EmbeddedKafka, EmbeddedRedis
 from workers.runtime import install_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,10 @@ class Demo:
         }
         path = self.run_dir / "acd.yaml"
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        # So that an `acd api` started by hand can join the run (README: try the API).
+        secret = self.run_dir / "ami-secret"
+        secret.write_text(self.secret)
+        secret.chmod(0o600)
         return path
 
     def _child_specs(self, config: Path) -> list[ChildSpec]:

@@ -27,19 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load_tests.amisim import Pbx
+from load_tests.amisim.pbx import Pbx
+from load_tests.children import ChildProcesses
+from load_tests.demo import Demo
+from load_tests.embedded import EmbeddedRedis
 from load_tests.scenario import Scenario, load_scenario
 from load_tests.summary import LISTED_CALLS
 from load_tests.traffic import TrafficGenerator
 from router.store import RedisStateStore
-from workers.children import ChildProcesses
-from workers.demo import Demo
-from workers.embedded import EmbeddedRedis
 from workers.runtime import install_stop_signals
 
 logger = logging.getLogger(__name__)
 
-SCENARIO = Path(__file__).resolve().parent.parent / "load_tests" / "scenarios" / "chaos.yaml"
+SCENARIO = Path(__file__).resolve().parent / "scenarios" / "chaos.yaml"
 PROBE_QUEUE = "probe"
 PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ringing
 

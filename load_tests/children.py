@@ -13,8 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
+from load_tests.embedded import die_with_parent, free_port
 from router.errors import AcdError
-from workers.embedded import die_with_parent, free_port
 
 
 class ChildProcessError(AcdError):

@@ -1,0 +1,230 @@
+"""The OpenAPI description and the handlers agree: schemathesis against the real API.
+
+The API runs as in the other API tests (`running_api`: the `acd api` service over real
+TCP, the session's redis-server, the AMI simulator), but on its own event loop in a
+thread, because schemathesis sends its requests synchronously from the test. Requests
+for every operation of the description the API serves (test_api.py checks that
+`/openapi.json` is this document) come from schemathesis' phases (the description's
+examples, boundary coverage, fuzzing) with valid and invalid input, and every response
+goes through all of its checks: no server error, status code, content type, headers and
+body (each live event too) as described, invalid input refused, valid input accepted,
+auth enforced. Generation is deterministic, so a failure here fails every run.
+
+A second pass cuts the API off from Redis: every answer must still be one the
+description declares. The live events' `data` (JSON in a string) is checked against
+each kind's `contentSchema` here, since schemathesis does not read inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jsonschema_rs
+import pytest
+import requests
+import schemathesis
+from redis.asyncio import ConnectionPool, Redis, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from schemathesis import Case
+from schemathesis.checks import not_a_server_error
+
+from workers.api.app import openapi_document
+
+from .test_api_support import TOKEN, ApiHarness, auth, enqueue, into_wrap_up, offer, present, running_api
+
+if TYPE_CHECKING:
+    from workers.embedded import EmbeddedRedis
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+EXAMPLES = 30  # per operation and mode in the fuzzing phase: about 15 s on two cores
+KNOWN = {
+    # Known names, mixed into generated ones so that requests also reach real agents,
+    # queues and calls (random names mostly meet a 404).
+    "agents": ["a1", "a2", "a3"],
+    "queues": ["billing", "support"],
+    "calls": ["c-wait", "c-offer", "c-done"],
+}
+
+
+def schemathesis_config(examples: int) -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "headers": {"Authorization": f"Bearer {TOKEN}"},
+            "generation": {
+                "mode": "all",
+                "max-examples": examples,
+                "deterministic": True,
+                "database": "none",
+            },
+            "phases": {"stateful": {"enabled": False}},
+            "checks": {"enabled": True},
+            "dictionaries": {name: {"values": values} for name, values in KNOWN.items()},
+            "parameters": {
+                "path.agent_id": {"dictionary": "agents", "probability": 0.6},
+                "query.agent": {"dictionary": "agents", "probability": 0.5},
+                "path.queue": {"dictionary": "queues", "probability": 0.6},
+                "query.queue": {"dictionary": "queues", "probability": 0.5},
+                "path.call_id": {"dictionary": "calls", "probability": 0.6},
+            },
+            # A live-update stream never ends: read its first events, then judge them.
+            "operations": [
+                {
+                    "include-path": "/api/v1/events",
+                    "max-stream-events": 4,
+                    "request-timeout": 0.5,
+                    "generation": {"max-examples": min(examples, 10)},
+                }
+            ],
+        }
+    )
+
+
+@contextlib.contextmanager
+def api_in_thread(redis_url: str, *, cut_redis: Path | None = None) -> Iterator[str]:
+    """The API (`running_api`) on its own event loop in a thread; yields its base URL.
+
+    ``cut_redis``: once the states are written, the API's Redis client is pointed at this
+    socket, where nothing listens: every read and write fails as if Redis were down.
+    """
+    base: list[str] = []
+    started, stop = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    async def serve() -> None:
+        async with Redis.from_url(redis_url) as redis_before:
+            await redis_before.flushdb()  # a clean database, like the `redis` fixture's
+        async with running_api(redis_url) as api:
+            await _states(api)
+            redis = api.service.redis
+            kept = redis.connection_pool
+            if cut_redis is not None:
+                redis.connection_pool = ConnectionPool(
+                    connection_class=UnixDomainSocketConnection,
+                    path=str(cut_redis),
+                    retry=Retry(NoBackoff(), 0),
+                )
+            base.append(api.base)
+            started.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            redis.connection_pool = kept
+
+    def main() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:
+            failed.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=main, name="api-under-test", daemon=True)
+    thread.start()
+    try:
+        assert started.wait(30) and not failed, failed
+        yield base[0]
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive() and not failed, failed
+
+
+async def _states(api: ApiHarness) -> None:
+    """Something in every state, so that the views and the live events have content."""
+    now = api.clock.now()
+    await present(api.store, "a2", now - 100)
+    await present(api.store, "a3", now - 100, "paused", "lunch")
+    await enqueue(api.store, "c-wait", "billing", now - 30, priority=2)
+    await enqueue(api.store, "c-offer", "support", now - 20)
+    await offer(api.store, "c-offer", "a2", now - 5)
+    await into_wrap_up(api.store, "a1", "c-done", now)
+
+
+@pytest.fixture(scope="module")
+def api_base(redis_server: EmbeddedRedis) -> Iterator[str]:
+    with api_in_thread(redis_server.url) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def api_base_without_redis(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with api_in_thread(redis_server.url, cut_redis=tmp_path_factory.mktemp("gone") / "redis.sock") as base:
+        yield base
+
+
+schema = schemathesis.openapi.from_dict(openapi_document(), config=schemathesis_config(EXAMPLES))
+schema_when_redis_is_down = schemathesis.openapi.from_dict(openapi_document(), config=schemathesis_config(5))
+
+
+@schema.parametrize()
+def test_the_api_answers_as_its_openapi_description_says(case: Case, api_base: str) -> None:
+    case.call_and_validate(base_url=api_base)
+
+
+@schema_when_redis_is_down.parametrize()
+def test_with_redis_down_every_answer_is_one_the_description_declares(
+    case: Case, api_base_without_redis: str
+) -> None:
+    """503 (and its error body) wherever Redis is needed; the rest answers as usual."""
+    case.call_and_validate(base_url=api_base_without_redis, excluded_checks=[not_a_server_error])
+
+
+# -- live events: each kind's data against its declared contentSchema ------------------
+
+
+def _validator(pointer: str) -> Any:
+    document = openapi_document()
+    return jsonschema_rs.Draft202012Validator({"$ref": pointer, "components": document["components"]})
+
+
+def _events(base: str, path: str, wanted: set[str]) -> list[dict[str, str]]:
+    """The stream's events (SSE fields) until every wanted kind has been seen."""
+    events: list[dict[str, str]] = []
+    fields: dict[str, str] = {}
+    with requests.get(base + path, headers=auth(), stream=True, timeout=10) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"] == "text/event-stream"
+        for line in response.iter_lines(decode_unicode=True):
+            if line:
+                name, _, value = line.partition(": ")
+                fields[name] = value
+            elif "data" in fields:
+                events.append(fields)
+                if wanted <= {event["event"] for event in events}:
+                    return events
+            if not line:
+                fields = {}
+    raise AssertionError(f"the stream ended before {wanted}: {events}")
+
+
+@pytest.mark.parametrize(
+    ("path", "kinds"),
+    [
+        ("/api/v1/events", {"wallboard", "agent", "calls"}),
+        ("/api/v1/events?topics=", {"wallboard", "agent", "calls"}),
+        ("/api/v1/events?agent=a1", {"agent"}),
+        ("/api/v1/events?topics=calls,%20wallboard", {"calls", "wallboard"}),
+    ],
+)
+def test_every_live_event_matches_its_declared_schema(api_base: str, path: str, kinds: set[str]) -> None:
+    envelope = _validator("#/components/schemas/LiveEvent")
+    events = _events(api_base, path, kinds)
+    assert {event["event"] for event in events} == kinds
+    for event in events:
+        errors = [error.message for error in envelope.iter_errors(event)]
+        assert not errors, (event, errors)
+        declared = openapi_document()["components"]["schemas"][event["event"].capitalize() + "Event"]
+        content = _validator(declared["properties"]["data"]["contentSchema"]["$ref"])
+        data = json.loads(event["data"])
+        errors = [f"{error.instance_path}: {error.message}" for error in content.iter_errors(data)]
+        assert not errors, (event["event"], data, errors)
+    if path.endswith("agent=a1"):
+        assert {json.loads(event["data"])["agent_id"] for event in events} == {"a1"}
