@@ -18,11 +18,24 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    IllegalSaslStateError,
+    IllegalStateError,
+    KafkaConfigurationError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from router.envelope import Envelope
-from router.errors import BrokerUnavailableError
+from router.errors import AcdError, BrokerRefusedError, BrokerUnavailableError
 from router.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -83,6 +96,54 @@ def unreachable(settings: KafkaSettings, exc: BaseException) -> BrokerUnavailabl
     )
 
 
+# What no retry can cure: credentials, ACLs, client settings. aiokafka's own ``retriable``
+# is not used: it calls a send's metadata timeout (a broker restarting) not retriable.
+REFUSALS: tuple[type[KafkaError], ...] = (
+    AuthenticationFailedError,
+    SaslAuthenticationFailed,
+    IllegalSaslStateError,
+    UnsupportedSaslMechanismError,
+    ClusterAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConfigurationError,
+)
+
+
+def broker_error(exc: BaseException) -> AcdError:
+    """The project's error for a Kafka client failure (the caller raises it ``from exc``):
+    refused credentials or ACLs are not retriable; anything else the broker may cure."""
+    if isinstance(exc, AcdError):
+        return exc
+    if isinstance(exc, REFUSALS):
+        return BrokerRefusedError(
+            f"Kafka refused this client ({type(exc).__name__}: {exc}): check the kafka.sasl_* "
+            "settings (ACD_KAFKA__SASL_USERNAME, ACD_KAFKA__SASL_PASSWORD) and the broker's ACLs"
+        )
+    return BrokerUnavailableError(f"Kafka unavailable ({type(exc).__name__}: {exc})")
+
+
+def _translated_future(future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """A delivery future that fails with ``broker_error`` instead of aiokafka's error."""
+    mapped: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def copy(done: asyncio.Future[Any]) -> None:
+        if mapped.done():
+            return
+        if done.cancelled():
+            mapped.cancel()
+        elif (exc := done.exception()) is not None:
+            error = broker_error(exc)
+            if error is not exc:
+                error.__cause__ = exc
+            mapped.set_exception(error)
+        else:
+            mapped.set_result(done.result())
+
+    future.add_done_callback(copy)
+    return mapped
+
+
 async def _start_with_retry(client: Any, settings: KafkaSettings) -> None:
     """Start an aiokafka client, retrying while the broker is not up yet (``startup_timeout_s``)."""
     deadline = time.monotonic() + settings.startup_timeout_s
@@ -97,6 +158,9 @@ async def _start_with_retry(client: Any, settings: KafkaSettings) -> None:
                 raise unreachable(settings, exc) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+        except KafkaError as exc:
+            await _close_quietly(client)
+            raise broker_error(exc) from exc
 
 
 async def _close_quietly(client: Any) -> None:
@@ -113,6 +177,8 @@ async def ensure_topics(settings: KafkaSettings, topics: Sequence[str]) -> list[
     await _start_with_retry(admin, settings)
     try:
         return await _repair_topics(admin, settings, topics)
+    except KafkaError as exc:
+        raise broker_error(exc) from exc
     finally:
         await admin.close()
 
@@ -308,8 +374,14 @@ class KafkaEnvelopeProducer:
         return True
 
     async def send(self, topic: str, envelope: Envelope) -> asyncio.Future[Any]:
-        """Queue one envelope; the returned future resolves once the broker has it."""
-        return await self._producer.send(topic, envelope.encode(), key=envelope.key.encode())  # type: ignore[no-any-return]
+        """Queue one envelope; the returned future resolves once the broker has it.
+
+        Both this call and the future fail with the project's errors (``broker_error``)."""
+        try:
+            future = await self._producer.send(topic, envelope.encode(), key=envelope.key.encode())
+        except KafkaError as exc:  # no buffer space, no topic metadata in time
+            raise broker_error(exc) from exc
+        return _translated_future(future)
 
     async def knows_partitions(self, topic: str) -> bool:
         """Whether the producer has fresh partitions for ``topic`` (after a broker lost its
@@ -326,10 +398,16 @@ class KafkaEnvelopeProducer:
 
     async def send_raw(self, topic: str, value: bytes | None, key: bytes | None) -> None:
         """Produce bytes as they are (dead-lettering a message that is not an envelope)."""
-        await self._producer.send_and_wait(topic, value, key=key)
+        try:
+            await self._producer.send_and_wait(topic, value, key=key)
+        except KafkaError as exc:
+            raise broker_error(exc) from exc
 
     async def flush(self) -> None:
-        await self._producer.flush()
+        try:
+            await self._producer.flush()
+        except KafkaError as exc:
+            raise broker_error(exc) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,11 +430,12 @@ class Consumed:
 
 
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_assigned: Callable[[], None]) -> None:
+    def __init__(self, on_assigned: Callable[[], None], on_revoked: Callable[[], None]) -> None:
         self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
 
     async def on_partitions_revoked(self, revoked: object) -> None:
-        pass
+        self.on_revoked()
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         self.on_assigned()
@@ -386,22 +465,39 @@ class KafkaGroupReader:
             max_poll_records=500,
         )
         self.generation = 0
+        # Between a rebalance's revocation and its assignment this member reads nothing.
+        self.in_group = False
         self._on_assigned = on_assigned
-        self._consumer.subscribe(topics=list(topics), listener=_AssignmentListener(self._assigned))
+        listener = _AssignmentListener(self._assigned, self._revoked)
+        self._consumer.subscribe(topics=list(topics), listener=listener)
 
     def _assigned(self) -> None:
         self.generation += 1
+        self.in_group = True
         if self._on_assigned is not None:
             self._on_assigned()
+
+    def _revoked(self) -> None:
+        self.in_group = False
+
+    @property
+    def assigned(self) -> bool:
+        """Readiness: the group has given this member its partitions (none for a member
+        beyond the partition count, which stands by for a rebalance)."""
+        return self.in_group
 
     async def start(self) -> None:
         await _start_with_retry(self._consumer, self.settings)
 
     async def stop(self) -> None:
+        self.in_group = False
         await self._consumer.stop()
 
     async def read(self, timeout_ms: int = 100) -> list[Consumed]:
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        try:
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise broker_error(exc) from exc
         now = time.monotonic()
         return [
             Consumed(tp.topic, tp.partition, m.offset, m.key, m.value, now, self.generation)
@@ -453,5 +549,7 @@ class KafkaGroupReader:
                 position = await self._consumer.position(tp)
             except IllegalStateError:  # revoked by a rebalance meanwhile
                 continue
+            except KafkaError as exc:
+                raise broker_error(exc) from exc
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
         return lag

@@ -63,6 +63,10 @@ class BrokerUnavailableError(AcdError):
     retriable = True
 
 
+class BrokerRefusedError(ConfigError):
+    """Kafka refused this client: credentials, ACLs or client settings need fixing."""
+
+
 class RedisUnavailableError(AcdError):
     """The Redis server cannot be reached."""
 

@@ -40,7 +40,7 @@ from workers.api.app import openapi_document
 from .test_api_support import TOKEN, ApiHarness, auth, enqueue, into_wrap_up, offer, present, running_api
 
 if TYPE_CHECKING:
-    from workers.embedded import EmbeddedRedis
+    from load_tests.embedded import EmbeddedRedis
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

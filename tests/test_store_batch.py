@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from router.domain import AgentConfig, SkillRequirement
+from router.errors import RedisUnavailableError
 from router.store import NO_POSITION, NewCall, RedisStateStore
 from router.store.scripts import ScriptFailedError
 
@@ -90,6 +90,6 @@ async def test_redis_down_reaches_every_waiting_caller() -> None:
     store = RedisStateStore(Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5), "down")
     calls = [store.scripts.run("lease", "timer_lease", f"w{n}", 1000) for n in range(3)]
     answers = await asyncio.gather(*calls, return_exceptions=True)
-    assert all(isinstance(answer, RedisConnectionError) for answer in answers), answers
-    with pytest.raises(RedisConnectionError):
+    assert all(isinstance(answer, RedisUnavailableError) and answer.retriable for answer in answers), answers
+    with pytest.raises(RedisUnavailableError):
         await store.scripts.run("lease", "timer_lease", "w9", 1000)

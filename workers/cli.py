@@ -15,8 +15,9 @@ entry points of workers/plugins.py:
     acd loadtest [--scenario FILE] [--duration S] [--json] [--report DIR]
     acd chaos, acd benchmark
 
-`acd route` and `acd api` re-read the configuration file's queues and agents on SIGHUP
-(validated first: an invalid file is logged and changes nothing).
+Every process runs the same lifecycle (workers/lifecycle.py): SIGTERM drains and exits 0;
+SIGHUP re-reads the configuration file (validated first: an invalid file is logged and
+changes nothing) and `acd route`, `acd collect` and `acd api` apply its queues and agents.
 
 Every process reads its configuration file plus ACD_<SECTION>__<FIELD> environment
 variables. Errors print one clear message on stderr and exit with status 2 when only a
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -40,23 +40,34 @@ from router.clock import Clock
 from router.errors import AcdError, ConfigError
 from router.settings import AcdSettings, load_settings
 from workers.plugins import add_plugin_commands, parse_args
-from workers.runtime import configure_logging, install_stop_signals
+from workers.runtime import configure_logging, install_reload_signal, install_stop_signals
 
 logger = logging.getLogger("acd")
 
 EXIT_CONFIG = 2  # fix the configuration or the credentials: restarting cannot help
 EXIT_RETRY = 75  # EX_TEMPFAIL: something was not there yet; a restart may well succeed
 
-ProcessMain = Callable[[AcdSettings, Clock, asyncio.Event], Coroutine[Any, Any, None]]
+# (settings, clock, stop, *, reload, config_path): every production process, one lifecycle.
+ProcessMain = Callable[..., Coroutine[Any, Any, None]]
 
 
 def _process_mains() -> dict[str, ProcessMain]:
+    from workers.api.process import run_api
     from workers.collector import run_collector
     from workers.dispatcher import run_dispatcher
     from workers.ingest import run_ingest
     from workers.routing import run_routing
 
-    return {"ingest": run_ingest, "route": run_routing, "dispatch": run_dispatcher, "collect": run_collector}
+    def api(settings: AcdSettings, clock: Clock, stop: asyncio.Event, **lifecycle: Any) -> Any:
+        return run_api(settings, settings.api, clock, stop, **lifecycle)
+
+    return {
+        "ingest": run_ingest,
+        "route": run_routing,
+        "dispatch": run_dispatcher,
+        "collect": run_collector,
+        "api": api,
+    }
 
 
 PROCESS_HELP = {
@@ -113,51 +124,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_process(command: str, config: Path | None) -> int:
     settings = load_settings(config)
+    if command == "api":
+        settings.api.require_token()  # before any connection is tried
     clock = settings.clock.build()
     process_main = _process_mains()[command]
-
-    async def runner() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        if command == "route":
-            from workers.routing import run_routing
-
-            reload = asyncio.Event()
-            install_reload_signal(reload)
-            await run_routing(settings, clock, stop, reload=reload, config_path=config)
-        else:
-            await process_main(settings, clock, stop)
-
-    try:
-        asyncio.run(runner())
-    except BaseExceptionGroup as group:
-        raise first_acd_error(group) or group from None
-    return 0
-
-
-def install_reload_signal(reload: asyncio.Event) -> None:
-    """SIGHUP only sets ``reload``; the process re-reads and validates its file itself."""
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload.set)
-
-
-def _run_api(config: Path | None) -> int:
-    from workers.api.process import load_api_process_settings, run_api
-
-    settings, api = load_api_process_settings(config)
-    api.require_token()
-    clock = settings.clock.build()
 
     async def runner() -> None:
         stop, reload = asyncio.Event(), asyncio.Event()
         install_stop_signals(stop)
         install_reload_signal(reload)
-        await run_api(settings, api, clock, stop, reload=reload, config_path=config)
+        await process_main(settings, clock, stop, reload=reload, config_path=config)
 
     try:
         asyncio.run(runner())
     except BaseExceptionGroup as group:
         raise first_acd_error(group) or group from None
     return 0
+
+
+def _run_api(config: Path | None) -> int:
+    return _run_process("api", config)
 
 
 def _check_config(config: Path) -> int:

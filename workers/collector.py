@@ -12,18 +12,17 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-
-from prometheus_client import CollectorRegistry
-from redis.exceptions import RedisError
+from pathlib import Path
 
 from router.clock import Clock
 from router.domain import AgentState, QueueConfig, requirements_met
+from router.errors import AcdError
 from router.metrics import StateGauges, bucket_label
 from router.settings import AcdSettings
 from router.store import RedisStateStore
-from router.store.connect import open_redis
 from router.store.redis_store import AgentProfileCount, CollectorSummary
-from workers.runtime import ProcessEndpoints, wait_or_stop
+from workers.lifecycle import Component, ProcessContext, run_process
+from workers.runtime import wait_or_stop
 from workers.staffing import StaffingEstimator
 
 logger = logging.getLogger(__name__)
@@ -128,27 +127,46 @@ class StateCollector:
         for gauge in self.gauges.all():
             gauge.clear()
 
+    def apply_config(self, fresh: AcdSettings) -> None:
+        """A reload's queues: their gauges and targets from the next tick on."""
+        self.queues = list(fresh.queues)
+        self._qualified.clear()
+        self._clear()  # a queue no longer configured leaves no stale series behind
+        logger.info("configuration reloaded: queues %s", sorted(q.name for q in self.queues))
+
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         while True:
             try:
                 await self.collect_once(interval_s)
-            except (RedisError, OSError) as exc:
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
                 logger.warning("state collection skipped: %s", exc)
             if await wait_or_stop(stop, interval_s):
                 return
 
 
-async def run_collector(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -> None:
-    """The `acd collect` process."""
-    registry = CollectorRegistry()
-    redis = await open_redis(settings.redis)
-    collector = StateCollector(
-        RedisStateStore(redis, settings.site), StateGauges(registry), settings.queues, clock
+async def run_collector(
+    settings: AcdSettings,
+    clock: Clock,
+    stop: asyncio.Event,
+    *,
+    reload: asyncio.Event | None = None,
+    config_path: Path | None = None,
+) -> None:
+    """The `acd collect` process; setting ``reload`` (SIGHUP) re-reads ``config_path``."""
+    await run_process(
+        "collect", settings, clock, stop, open_collector, reload=reload, config_path=config_path
     )
-    endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: True)
-    await endpoints.start()
-    try:
-        await collector.run(stop)
-    finally:
-        await endpoints.stop()
-        await redis.aclose()
+
+
+async def open_collector(ctx: ProcessContext) -> Component:
+    """Redis only; ready while it answers."""
+    redis = await ctx.redis()
+    store = RedisStateStore(redis, ctx.settings.site)
+    collector = StateCollector(store, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock)
+
+    async def reload(fresh: AcdSettings) -> None:
+        collector.apply_config(fresh)
+
+    return Component(draining=[collector.run], reload=reload)

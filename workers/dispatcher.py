@@ -13,11 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
-from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from pathlib import Path
 
 from router.ami.gateway import AmiGateway
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
@@ -32,12 +28,19 @@ from router.commands import (
     parse_pause,
 )
 from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, decode
-from router.errors import AmiActionError, AmiConnectionError, AmiShuttingDownError, MalformedEventError
+from router.errors import (
+    AcdError,
+    AmiActionError,
+    AmiConnectionError,
+    AmiShuttingDownError,
+    BrokerUnavailableError,
+    MalformedEventError,
+)
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
 from router.store import RedisStateStore
-from router.store.connect import open_redis
-from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
+from workers.lifecycle import Component, ProcessContext, run_process
+from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +80,15 @@ class Dispatcher:
         self.source = f"dispatcher:{settings.ami.host}:{settings.ami.port}"
         self._session, self._seq = int(time.time() * 1000), 0
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def component(self) -> Component:
+        """Consume drains at stop; the AMI link and the topic guardian just stop."""
         guardian = TopicGuardian(self.settings.kafka, self.topics.all())
-        await run_until_stopped(
-            stop,
-            draining=[self.consume(stop)],
-            background=[self.gateway.run(on_connected=self._connected), guardian.run()],
+        return Component(
+            draining=[self.consume],
+            background=[
+                lambda stop: self.gateway.run(on_connected=self._connected),
+                lambda stop: guardian.run(),
+            ],
         )
 
     async def _connected(self) -> None:
@@ -97,7 +103,9 @@ class Dispatcher:
                 continue
             try:
                 batch = await self.reader.read(timeout_ms=100)
-            except KafkaError as exc:  # a broker restarting, a rebalance: wait and read again
+            except AcdError as exc:  # a broker restarting, a rebalance: wait and read again
+                if not exc.retriable:
+                    raise
                 logger.warning("reading routing commands failed (%s); retrying", exc)
                 await wait_or_stop(stop, 0.5)
                 continue
@@ -105,7 +113,9 @@ class Dispatcher:
                 await self._execute_until_done(message, stop)
             try:
                 await self.producer.flush()
-            except KafkaError as exc:
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
                 logger.error("Kafka did not take dispatch outcomes (%s); the offers expire instead", exc)
             await self.reader.commit(batch)
 
@@ -115,15 +125,17 @@ class Dispatcher:
             try:
                 await self._execute(message)
                 return
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                logger.warning("Redis unavailable while dispatching %s (%s); retrying", message.part, exc)
-                if await wait_or_stop(stop, 0.5):
-                    return
-            except KafkaError as exc:
+            except BrokerUnavailableError as exc:
                 # Only outcomes are produced here; an offer whose failure could not be reported
                 # goes back in line at its dispatch deadline.
                 logger.error("Kafka error while dispatching %s@%s: %s", message.part, message.offset, exc)
                 return
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
+                logger.warning("Redis unavailable while dispatching %s (%s); retrying", message.part, exc)
+                if await wait_or_stop(stop, 0.5):
+                    return
 
     async def _execute(self, message: Consumed) -> None:
         try:
@@ -239,39 +251,46 @@ class Dispatcher:
             logger.warning("could not pause %s in Asterisk: %s", command.device, exc)
 
 
-async def run_dispatcher(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -> None:
+async def run_dispatcher(
+    settings: AcdSettings,
+    clock: Clock,
+    stop: asyncio.Event,
+    *,
+    reload: asyncio.Event | None = None,
+    config_path: Path | None = None,
+) -> None:
     """The `acd dispatch` process."""
-    registry = CollectorRegistry()
-    metrics = DispatchMetrics(registry)
+    await run_process(
+        "dispatch", settings, clock, stop, open_dispatcher, reload=reload, config_path=config_path
+    )
+
+
+async def open_dispatcher(ctx: ProcessContext) -> Component:
+    """Redis, the topics, the producer, the consumer group, then AMI; ready while Redis
+    answers, the group has given it its partitions, and Asterisk takes actions."""
+    settings = ctx.settings
+    metrics = DispatchMetrics(ctx.registry)
     topics = Topics(settings.kafka.topic_prefix)
-    redis = await open_redis(settings.redis)
+    redis = await ctx.redis()
     await ensure_topics(settings.kafka, topics.all())
     producer = KafkaEnvelopeProducer(settings.kafka)
+    await ctx.open(producer.start, producer.stop)
     reader = KafkaGroupReader(
         settings.kafka, [topics.routing_commands], f"{settings.kafka.consumer_group}-dispatch"
     )
+    await ctx.open(reader.start, reader.stop)
+    ctx.link("kafka", lambda: reader.assigned)
     gateway = AmiGateway(settings.ami, events=False)
+    ctx.stack.push_async_callback(gateway.close)
+    ctx.link("ami", lambda: gateway.ready)
     metrics.connected.set_function(lambda: float(gateway.connected))
-    try:
-        await producer.start()
-        await reader.start()
-        dispatcher = Dispatcher(
-            settings,
-            gateway=gateway,
-            store=RedisStateStore(redis, settings.site),
-            reader=reader,
-            producer=producer,
-            clock=clock,
-            metrics=metrics,
-        )
-        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: gateway.ready)
-        await endpoints.start()
-        try:
-            await dispatcher.run(stop)
-        finally:
-            await endpoints.stop()
-    finally:
-        await gateway.close()
-        await reader.stop()
-        await producer.stop()
-        await redis.aclose()
+    dispatcher = Dispatcher(
+        settings,
+        gateway=gateway,
+        store=RedisStateStore(redis, settings.site),
+        reader=reader,
+        producer=producer,
+        clock=ctx.clock,
+        metrics=metrics,
+    )
+    return dispatcher.component()

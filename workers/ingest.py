@@ -17,21 +17,21 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from panoramisk.message import Message
-from prometheus_client import CollectorRegistry
 
 from router.ami.gateway import AmiGateway
 from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, broker_reachable, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
-from router.errors import AmiError, BrokerUnavailableError
+from router.errors import AcdError, AmiError, BrokerUnavailableError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
-from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
+from workers.lifecycle import Component, ProcessContext, run_process
+from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +104,22 @@ class IngestWorker:
         metrics.connected.set_function(lambda: float(self.gateway.connected))
         metrics.held.set_function(lambda: float(len(self._held)))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await run_until_stopped(
-            stop,
-            draining=[self._pump(stop)],
+    def component(self) -> Component:
+        """The pump publishes what is queued at stop; the rest just stops."""
+        return Component(
+            draining=[self._pump],
             background=[
-                self.gateway.run(on_connected=self._resync),
-                self._resync_when_needed(stop),
-                self._watch_broker(stop),
-                self.guardian.run(),
+                lambda stop: self.gateway.run(on_connected=self._resync),
+                self._resync_when_needed,
+                self._watch_broker,
+                lambda stop: self.guardian.run(),
             ],
         )
+
+    @property
+    def broker_ok(self) -> bool:
+        """Readiness: Kafka takes envelopes (not fenced off after it became unreachable)."""
+        return not self._fenced
 
     def _received(self, message: Message) -> None:
         """panoramisk callback: only enqueue (a caller's Hangup with its shutdown probe)."""
@@ -192,7 +197,9 @@ class IngestWorker:
             return
         try:
             future = await self.producer.send(self.topics.ami_events, envelope)
-        except KafkaError as exc:  # no buffer space or no topic metadata in time
+        except AcdError as exc:  # no buffer space or no topic metadata in time
+            if not exc.retriable:
+                raise
             self._refused(envelope, exc)
             return
         future.add_done_callback(lambda f: self._delivered(f, envelope))
@@ -260,7 +267,9 @@ class IngestWorker:
             # topic makes the broker auto-create it with its default partition count.
             try:
                 await ensure_topics(self.kafka, self.guardian.topics)
-            except (KafkaError, BrokerUnavailableError) as exc:
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
                 logger.warning("Kafka topics not checked yet (%s); retrying", exc)
                 return False
         # A recreated topic not complete yet: keys would land on other partitions.
@@ -365,20 +374,33 @@ def _list_events(response: Any) -> list[Message]:
     ]
 
 
-async def run_ingest(settings: AcdSettings, clock: Clock, stop: asyncio.Event) -> None:
+async def run_ingest(
+    settings: AcdSettings,
+    clock: Clock,
+    stop: asyncio.Event,
+    *,
+    reload: asyncio.Event | None = None,
+    config_path: Path | None = None,
+) -> None:
     """The `acd ingest` process."""
-    registry = CollectorRegistry()
-    metrics = IngestMetrics(registry)
+    await run_process("ingest", settings, clock, stop, open_ingest, reload=reload, config_path=config_path)
+
+
+async def open_ingest(ctx: ProcessContext) -> Component:
+    """The topics, the producer, then AMI; ready while Kafka takes envelopes and Asterisk is
+    logged in and not shutting down."""
+    settings = ctx.settings
+    metrics = IngestMetrics(ctx.registry)
     await ensure_topics(settings.kafka, Topics(settings.kafka.topic_prefix).all())
     producer = KafkaEnvelopeProducer(settings.kafka)
-    await producer.start()
-    worker = IngestWorker(settings, producer, clock, metrics)
-    endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: worker.gateway.ready)
-    await endpoints.start()
-    try:
-        await worker.run(stop)
-    finally:
-        await endpoints.stop()
-        with contextlib.suppress(Exception):
-            await worker.gateway.close()
-        await producer.stop()
+    await ctx.open(producer.start, producer.stop)
+    worker = IngestWorker(settings, producer, ctx.clock, metrics)
+    ctx.stack.push_async_callback(_close_quietly, worker.gateway)
+    ctx.link("kafka", lambda: worker.broker_ok)
+    ctx.link("ami", lambda: worker.gateway.ready)
+    return worker.component()
+
+
+async def _close_quietly(gateway: AmiGateway) -> None:
+    with contextlib.suppress(Exception):
+        await gateway.close()

@@ -15,11 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
@@ -33,20 +29,18 @@ from router.commands import (
 )
 from router.engine import RoutingEngine
 from router.envelope import Envelope, decode
-from router.errors import AcdError, ConfigError, MalformedEventError
+from router.errors import AcdError, BrokerUnavailableError, ConfigError, MalformedEventError
 from router.inbound import domain_event
 from router.metrics import RoutingMetrics
 from router.sequencing import KeySequencer
-from router.settings import AcdSettings, load_settings
+from router.settings import AcdSettings
 from router.store import Position, RedisChainStore, RedisStateStore
-from router.store.connect import open_redis
-from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
+from workers.lifecycle import Component, ProcessContext, run_process
+from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
-# What Redis being down or restarting raises (redis-py's errors, or the socket's own).
-REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError)
 LAG_EVERY_S = 1.0
 
 
@@ -142,11 +136,25 @@ class RoutingWorker:
         self.worker_id = f"route-{uuid.uuid4().hex[:8]}"
         self._last_sweep = 0.0
 
-    async def run(self, stop: asyncio.Event, *, reloader: ConfigReloader | None = None) -> None:
-        background = [self.report_lag(stop), TopicGuardian(self.settings.kafka, self.topics.all()).run()]
-        if reloader is not None:
-            background.append(reloader.run())
-        await run_until_stopped(stop, draining=[self.consume(stop), self.timers(stop)], background=background)
+    def component(self) -> Component:
+        """Consume and timers drain at stop; the lag gauge and the topic guardian just stop."""
+        guardian = TopicGuardian(self.settings.kafka, self.topics.all())
+        return Component(
+            draining=[self.consume, self.timers],
+            background=[self.report_lag, lambda stop: guardian.run()],
+            reload=self.apply_config,
+        )
+
+    async def apply_config(self, fresh: AcdSettings) -> None:
+        """A reload's queues and agents; every configured profile is re-applied *with force*,
+        so skills edited through the API give way to the file (a restart keeps them)."""
+        agents = {agent.id: agent for agent in fresh.agents}
+        await self.engine.apply_config(fresh.queue_map(), agents)
+        logger.info(
+            "configuration reloaded: queues %s, %d agents (skills as in the file)",
+            sorted(fresh.queue_map()),
+            len(agents),
+        )
 
     async def report_lag(self, stop: asyncio.Event) -> None:
         """Keep the consumer-lag gauge current (a topic with no partition assigned reads 0)."""
@@ -154,7 +162,9 @@ class RoutingWorker:
         while True:
             try:
                 lag = await self.reader.lag()
-            except KafkaError as exc:  # a rebalance or a broker hiccup: next time
+            except AcdError as exc:  # a rebalance or a broker hiccup: next time
+                if not exc.retriable:
+                    raise
                 logger.debug("consumer lag not read: %s", exc)
             else:
                 for topic in topics:
@@ -174,7 +184,9 @@ class RoutingWorker:
     async def _read(self, stop: asyncio.Event) -> list[Consumed]:
         try:
             return await self.reader.read(timeout_ms=100)
-        except KafkaError as exc:  # a broker restarting, a rebalance: wait and read again
+        except AcdError as exc:  # a broker restarting, a rebalance: wait and read again
+            if not exc.retriable:
+                raise
             logger.warning("reading from Kafka failed (%s); retrying", exc)
             await wait_or_stop(stop, 0.5)
             return []
@@ -187,7 +199,9 @@ class RoutingWorker:
         """Wait until Kafka has the batch's commands; False (offsets not committed) if it refused."""
         try:
             await self.sink.flush()
-        except KafkaError as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             # The events are applied; offers whose command was lost go back in line at their
             # deadline (routing.offer_timeout_s), so nothing waits on a command that never left.
             logger.error("Kafka did not take routing commands (%s); offsets not committed", exc)
@@ -209,7 +223,9 @@ class RoutingWorker:
     async def _admit(self, envelope: Envelope, message: Consumed) -> bool:
         try:
             return await self.sequencer.admit(envelope, message)
-        except REDIS_UNAVAILABLE as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             logger.warning("order of %s not checked (Redis unavailable: %s)", envelope.key, exc)
             return True
 
@@ -231,7 +247,9 @@ class RoutingWorker:
     async def _save_chains(self) -> bool:
         try:
             await self.sequencer.save()
-        except REDIS_UNAVAILABLE as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             logger.warning("event order not saved (Redis unavailable: %s); offsets not committed", exc)
             return False
         return True
@@ -253,23 +271,33 @@ class RoutingWorker:
             try:
                 await self.engine.handle(event, position, message.received_at)
                 return
-            except REDIS_UNAVAILABLE as exc:
-                # Redis is down: hold the partition (no commit) and retry until it is back.
-                logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
-                if await wait_or_stop(stop, 0.5):
-                    raise
-            except KafkaError as exc:
+            except BrokerUnavailableError as exc:
                 # A command could not be produced: the event is applied; an offer whose
                 # command never left goes back in line at its deadline.
                 logger.error("Kafka error while handling %s@%s: %s", message.part, message.offset, exc)
                 return
+            except AcdError as exc:
+                if not exc.retriable:
+                    await self._poisoned(message, event, exc)
+                    return
+                # Redis is down: hold the partition (no commit) and retry until it is back.
+                logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
+                if await wait_or_stop(stop, 0.5):
+                    raise
             except Exception as exc:  # a poison message must not stop the partition
-                logger.exception(
-                    "could not handle %s@%s (%s); dead-lettered", message.part, message.offset, event
-                )
-                self.metrics.event_errors.labels(type(event).__name__).inc()
-                await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+                await self._poisoned(message, event, exc)
                 return
+
+    async def _poisoned(self, message: Consumed, event: object, exc: Exception) -> None:
+        logger.error(
+            "could not handle %s@%s (%s); dead-lettered",
+            message.part,
+            message.offset,
+            event,
+            exc_info=exc,
+        )
+        self.metrics.event_errors.labels(type(event).__name__).inc()
+        await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
 
     async def _malformed(self, message: Consumed, exc: MalformedEventError) -> None:
         self.metrics.events_malformed.labels(message.topic).inc()
@@ -293,8 +321,10 @@ class RoutingWorker:
                     self._last_sweep = started
                     await self.engine.sweep(started)
                 await self._flush_commands()
-            except REDIS_UNAVAILABLE as exc:
-                logger.warning("timers skipped: Redis unavailable (%s)", exc)
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
+                logger.warning("timers skipped: %s", exc)
 
 
 async def build_engine(
@@ -322,18 +352,25 @@ async def run_routing(
     config_path: Path | None = None,
 ) -> None:
     """The `acd route` process; setting ``reload`` (SIGHUP) re-reads ``config_path``."""
+    await run_process("route", settings, clock, stop, open_routing, reload=reload, config_path=config_path)
+
+
+async def open_routing(ctx: ProcessContext) -> Component:
+    """Redis, the topics, the producer, then the consumer group; ready while Redis answers
+    and the group has given this worker its partitions."""
+    settings = ctx.settings
     if not settings.queues:
         raise ConfigError("no queues configured: add at least one queue under 'queues:' in the config file")
-    registry = CollectorRegistry()
     metrics = RoutingMetrics(
-        registry,
+        ctx.registry,
         [q.service_level.threshold_s for q in settings.queues],
         queues=[q.name for q in settings.queues],
     )
     topics = Topics(settings.kafka.topic_prefix)
-    redis = await open_redis(settings.redis)
+    redis = await ctx.redis()
     await ensure_topics(settings.kafka, topics.all())
     producer = KafkaEnvelopeProducer(settings.kafka)
+    await ctx.open(producer.start, producer.stop)
     sequencer: KeySequencer[Consumed] = KeySequencer(RedisChainStore(redis, settings.site))
     reader = KafkaGroupReader(
         settings.kafka,
@@ -341,31 +378,20 @@ async def run_routing(
         settings.kafka.consumer_group,
         on_assigned=lambda: _forget_order(sequencer, metrics),
     )
-    try:
-        await producer.start()
-        await reader.start()
-        sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
-        engine = await build_engine(settings, redis, clock, sink, metrics)
-        worker = RoutingWorker(
-            settings,
-            engine=engine,
-            reader=reader,
-            producer=producer,
-            sink=sink,
-            metrics=metrics,
-            sequencer=sequencer,
-        )
-        reloader = None if reload is None else ConfigReloader(engine, settings, config_path, reload, clock)
-        endpoints = ProcessEndpoints(settings.http, registry, ready=lambda: True)
-        await endpoints.start()
-        try:
-            await worker.run(stop, reloader=reloader)
-        finally:
-            await endpoints.stop()
-    finally:
-        await reader.stop()
-        await producer.stop()
-        await redis.aclose()
+    await ctx.open(reader.start, reader.stop)
+    ctx.link("kafka", lambda: reader.assigned)
+    sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
+    engine = await build_engine(settings, redis, ctx.clock, sink, metrics)
+    worker = RoutingWorker(
+        settings,
+        engine=engine,
+        reader=reader,
+        producer=producer,
+        sink=sink,
+        metrics=metrics,
+        sequencer=sequencer,
+    )
+    return worker.component()
 
 
 def _forget_order(sequencer: KeySequencer[Consumed], metrics: RoutingMetrics) -> None:
@@ -374,63 +400,3 @@ def _forget_order(sequencer: KeySequencer[Consumed], metrics: RoutingMetrics) ->
     if dropped:
         metrics.events_reordered.labels(result="reread_after_rebalance").inc(dropped)
         logger.warning("rebalance: %d envelopes held back for order will be read again from Kafka", dropped)
-
-
-# Sections a reload does not apply: they shape connections and loops set up at start-up.
-RESTART_SECTIONS = ("site", "ami", "kafka", "redis", "http", "routing", "clock")
-
-
-class ConfigReloader:
-    """On SIGHUP: re-read and validate the configuration file, then apply its queues and agents.
-
-    The signal handler (the entry point's) only sets ``event``. An invalid file is logged
-    with the validation message and changes nothing. A valid one replaces the engine's
-    queues and agents and re-applies every configured agent profile *with force*, so
-    skills edited through the API give way to the file (a restart keeps them).
-    """
-
-    def __init__(
-        self,
-        engine: RoutingEngine,
-        settings: AcdSettings,
-        path: Path | None,
-        event: asyncio.Event,
-        clock: Clock,
-    ) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.path = path
-        self.event = event
-        self.clock = clock
-        self.reloads = 0
-
-    async def run(self) -> None:
-        while True:
-            await self.event.wait()
-            self.event.clear()
-            await self.reload()
-
-    async def reload(self) -> bool:
-        if self.path is None:
-            logger.warning("configuration reload asked for, but this worker was started without --config")
-            return False
-        logger.info("configuration reload from %s", self.path)
-        try:
-            fresh = await asyncio.to_thread(load_settings, self.path)
-            if not fresh.queues:
-                raise ConfigError(f"{self.path}: no queues configured; add at least one under 'queues:'")
-        except AcdError as exc:
-            logger.error("configuration reload refused, nothing changed: %s", exc)
-            return False
-        ignored = [name for name in RESTART_SECTIONS if getattr(fresh, name) != getattr(self.settings, name)]
-        if ignored:
-            logger.warning("configuration reload: changes to %s take effect only after a restart", ignored)
-        agents = {agent.id: agent for agent in fresh.agents}
-        await self.engine.apply_config(fresh.queue_map(), agents)
-        self.reloads += 1
-        logger.info(
-            "configuration reloaded: queues %s, %d agents (skills as in the file)",
-            sorted(fresh.queue_map()),
-            len(agents),
-        )
-        return True

@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 from redis.asyncio import Redis
 
 from router.domain import AgentConfig
+from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
 from router.store.redis_store import Outcome, _outcome
 from router.store.scripts import LuaScripts
@@ -156,6 +157,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+@translates_redis_errors
 class AdminStore:
     """Operator actions and supervisor views for one site."""
 

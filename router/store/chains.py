@@ -7,13 +7,17 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 
 from router.sequencing import Link
+from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
 from router.store.scripts import LuaScripts
 
 CHAIN_TTL_S = 7 * 86400  # a key silent for longer starts a fresh chain (nothing to wait for)
 
 
+@translates_redis_errors
 class RedisChainStore:
+    """Each key's chain position, advanced atomically by one script."""
+
     def __init__(self, redis: Redis, site: str, ttl_s: float = CHAIN_TTL_S) -> None:
         self.redis = redis
         self.keys = Keys(site)

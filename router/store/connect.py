@@ -1,8 +1,9 @@
-"""Opening the Redis connection, with an error that says what to fix."""
+"""Opening the Redis connection, with an error that says what to fix; watching that it answers."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from redis.asyncio import Redis
@@ -10,6 +11,11 @@ from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
 from router.errors import ConfigError, RedisUnavailableError
 from router.settings import RedisSettings
+from router.store.errors import UNAVAILABLE
+
+logger = logging.getLogger(__name__)
+
+PING_EVERY_S = 1.0
 
 
 async def open_redis(settings: RedisSettings) -> Redis:
@@ -42,3 +48,32 @@ async def open_redis(settings: RedisSettings) -> Redis:
                     "running and that ACD_REDIS__URL (redis.url) points at it"
                 ) from None
             await asyncio.sleep(0.2)
+
+
+class RedisLink:
+    """Whether Redis answers now (a PING every ``every_s``): a process's readiness probe."""
+
+    def __init__(self, client: Redis, url: str, every_s: float = PING_EVERY_S) -> None:
+        self.client = client
+        self.url = url
+        self.every_s = every_s
+        self.ready = True  # ``open_redis`` had its PING answered
+
+    async def watch(self) -> None:
+        """Until cancelled; an outage is logged once when it starts and once when it ends."""
+        while True:
+            await asyncio.sleep(self.every_s)
+            await self.check()
+
+    async def check(self) -> bool:
+        try:
+            await self.client.ping()
+        except UNAVAILABLE as exc:
+            if self.ready:
+                logger.warning("Redis at %s stopped answering: %s", self.url, exc)
+            self.ready = False
+        else:
+            if not self.ready:
+                logger.info("Redis at %s answers again", self.url)
+            self.ready = True
+        return self.ready

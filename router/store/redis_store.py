@@ -25,6 +25,7 @@ from router.domain import (
     format_requirements,
     parse_requirements,
 )
+from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
 from router.store.scripts import LuaScripts
 
@@ -226,6 +227,7 @@ def requirement_terms(requirements: Requirements) -> list[list[list[str | int]]]
     return terms
 
 
+@translates_redis_errors
 class RedisStateStore:
     """All routing state of one site; the only code that talks to Redis for routing."""
 

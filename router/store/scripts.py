@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
+from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class ScriptFailedError(ResponseError):
     outage. The same error class redis-py raises for a script run on its own."""
 
 
+@translates_redis_errors
 class LuaScripts:
     """Runs a site's scripts by name. Redis keeps them by SHA; after a Redis restart emptied
     its script cache they are sent again on first use (redis-py's Script does that).

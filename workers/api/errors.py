@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from router.errors import AmiActionError, AmiConnectionError
+from router.errors import AmiActionError, AmiConnectionError, RedisUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _http_error(request, exc).response()
-    except RedisError as exc:
+    except (RedisUnavailableError, RedisError) as exc:  # the stores' error, or a command Redis refused
         logger.warning("Redis unavailable for %s %s: %s", request.method, request.path, exc)
         return ApiError(503, "redis_unavailable", f"the state store (Redis) is unavailable: {exc}").response()
     except Exception:

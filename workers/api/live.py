@@ -23,8 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
-
+from router.errors import AcdError
 from workers.api.views import Views
 
 logger = logging.getLogger(__name__)
@@ -122,7 +121,9 @@ class LiveFeed:
                 try:
                     await self.poll()
                     self._failing = False
-                except (RedisError, OSError) as exc:
+                except AcdError as exc:
+                    if not exc.retriable:
+                        raise
                     if not self._failing:  # once per outage, not once per tick
                         logger.warning("live updates: Redis read failed (%s); retrying", exc)
                     self._failing = True

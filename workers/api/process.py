@@ -6,25 +6,25 @@ roster actions and reads and writes Redis through the admin store.
 
 SIGTERM drains: live-update streams end, in-flight requests get a short grace, exit 0.
 SIGHUP re-reads the configuration file's queues (for the service-level targets it shows).
+Start order, readiness and the reload path are every process's (workers/lifecycle.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from router.clock import Clock
-from router.errors import AcdError, ConfigError
+from router.errors import AcdError
 from router.settings import AcdSettings, load_settings
 from router.store import RedisStateStore
 from router.store.admin import AdminStore
-from router.store.connect import open_redis
 from workers.api.app import build_app
 from workers.api.auth import TokenAuth
 from workers.api.handlers import ApiContext
@@ -33,12 +33,11 @@ from workers.api.metrics import ApiMetrics
 from workers.api.roster import Roster, RosterGateway
 from workers.api.settings import ApiSettings
 from workers.api.views import Views
-from workers.runtime import ProcessEndpoints, run_until_stopped, wait_or_stop
+from workers.lifecycle import Component, ProcessContext, run_process, serve
 
 logger = logging.getLogger(__name__)
 
 REQUEST_GRACE_S = 5.0
-REDIS_CHECK_EVERY_S = 2.0
 
 
 class ApiService:
@@ -52,6 +51,7 @@ class ApiService:
         redis: Redis,
         gateway: RosterGateway,
         registry: CollectorRegistry,
+        redis_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -75,27 +75,19 @@ class ApiService:
         )
         auth = TokenAuth(api.require_token(), api.read_token, public_reads=api.public_reads)
         self.app = build_app(context, auth, self.readiness, self.metrics)
-        self.redis_ok = True
+        self.redis_ready = redis_ready
         self.port = api.port
         self._runner: web.AppRunner | None = None
 
     async def readiness(self) -> dict[str, bool]:
-        return {"redis": self.redis_ok, "ami": self.gateway.connected}
-
-    def is_ready(self) -> bool:
-        return self.redis_ok and self.gateway.ready
+        return {"redis": self.redis_ready(), "ami": self.gateway.connected}
 
     async def start(self) -> None:
         # Like a routing worker at start-up: every configured agent has a profile (skills
         # edited through the API are kept), so the API works before any worker has run.
         await self.admin.apply_profiles(self.settings.agents, self.clock.now(), force=False)
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=REQUEST_GRACE_S)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.api.host, self.api.port)
-        await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # port 0: learn the port we got
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = await serve(self._runner, self.api.host, self.api.port, key="api")
         logger.info(
             "API on http://%s:%s (wallboard: /wallboard, OpenAPI: /openapi.json)", self.api.host, self.port
         )
@@ -105,57 +97,33 @@ class ApiService:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    async def watch_redis(self, stop: asyncio.Event) -> None:
-        """Keep /ready honest about Redis."""
-        while True:
-            try:
-                await self.redis.ping()
-                self.redis_ok = True
-            except (RedisError, OSError) as exc:
-                if self.redis_ok:
-                    logger.warning("Redis unavailable: %s", exc)
-                self.redis_ok = False
-            if await wait_or_stop(stop, REDIS_CHECK_EVERY_S):
-                return
+    async def apply_config(self, fresh: AcdSettings) -> None:
+        """A reload's queues (the service-level targets shown) and new agents.
 
-    async def reloads(self, reload: asyncio.Event, config_path: Path | None) -> None:
-        """On SIGHUP: re-read the queues (service-level targets) and add new agents.
-
-        An invalid file changes nothing. Re-applying the file's skills over API edits is
-        the routing workers' reload (they own the agent profiles).
+        Re-applying the file's skills over API edits is the routing workers' reload (they
+        own the agent profiles).
         """
-        while True:
-            await reload.wait()
-            reload.clear()
-            await self.reload_once(config_path)
-
-    async def reload_once(self, config_path: Path | None) -> bool:
-        if config_path is None:
-            logger.warning("configuration reload asked for, but the API was started without --config")
-            return False
-        try:
-            fresh = await asyncio.to_thread(load_settings, config_path)
-            if not fresh.queues:
-                raise ConfigError(f"{config_path}: no queues configured; add at least one under 'queues:'")
-        except AcdError as exc:
-            logger.error("configuration reload refused, nothing changed: %s", exc)
-            return False
         self.views.queues = fresh.queue_map()
         try:
             await self.admin.apply_profiles(fresh.agents, self.clock.now(), force=False)
-        except (RedisError, OSError) as exc:
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
             logger.warning("configuration reload: new agents not written (Redis: %s)", exc)
         logger.info("configuration reloaded: queues %s", sorted(self.views.queues))
-        return True
 
-    async def run(
-        self, stop: asyncio.Event, *, reload: asyncio.Event | None, config_path: Path | None
-    ) -> None:
-        background = [self.gateway.run(), self.watch_redis(stop)]
-        if reload is not None:
-            background.append(self.reloads(reload, config_path))
+    def component(self) -> Component:
+        """Live-update streams end at stop (in-flight requests get ``REQUEST_GRACE_S`` when the
+        server closes); the AMI link just stops."""
+        return Component(
+            draining=[self._feed],
+            background=[lambda stop: self.gateway.run()],
+            reload=self.apply_config,
+        )
+
+    async def _feed(self, stop: asyncio.Event) -> None:
         try:
-            await run_until_stopped(stop, draining=[self.feed.run(stop)], background=background)
+            await self.feed.run(stop)
         finally:
             self.stop_event.set()
 
@@ -172,24 +140,21 @@ async def run_api(
 ) -> None:
     """The `acd api` process; ``started`` (for tests) gets the service once it listens."""
     api.require_token()
-    registry = CollectorRegistry()
-    redis = await open_redis(settings.redis)
-    gateway = RosterGateway(settings.ami, events=False)
-    try:
-        service = ApiService(settings, api, clock, redis, gateway, registry)
-        endpoints = ProcessEndpoints(settings.http, registry, ready=service.is_ready)
-        await service.start()
-        try:
-            await endpoints.start()
-            if started is not None:
-                started.set_result(service)
-            await service.run(stop, reload=reload, config_path=config_path)
-        finally:
-            await service.stop()
-            await endpoints.stop()
-    finally:
-        await gateway.close()
-        await redis.aclose()
+
+    async def open_api(ctx: ProcessContext) -> Component:
+        """Redis, AMI, then the API's own port; ready while Redis answers and Asterisk takes
+        actions."""
+        redis = await ctx.redis()
+        gateway = RosterGateway(settings.ami, events=False)
+        ctx.stack.push_async_callback(gateway.close)
+        ctx.link("ami", lambda: gateway.ready)
+        service = ApiService(settings, api, ctx.clock, redis, gateway, ctx.registry, ctx.probe("redis"))
+        await ctx.open(service.start, service.stop)
+        if started is not None:
+            started.set_result(service)
+        return service.component()
+
+    await run_process("api", settings, clock, stop, open_api, reload=reload, config_path=config_path)
 
 
 def load_api_process_settings(config: Path | None) -> tuple[AcdSettings, ApiSettings]:
