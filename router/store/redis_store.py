@@ -62,7 +62,6 @@ _SCRIPTS = (
 
 
 CANDIDATE_FIELDS = ("state", "idle_since", "skills", "capacity", "reserved", "connected", "handled_s", "avail_s")
-MAX_LATENCY_SAMPLES = 1_000_000  # per list, ~10 MB: hours of decisions at a busy site
 MAX_SCAN = 5000  # agents a candidate search reads at most before giving up on a term
 
 
@@ -529,19 +528,6 @@ class RedisStateStore:
                 for i in range(0, len(agents), 3)
             ),
         )
-
-    async def record_latencies(self, decided_ms: Sequence[float], acked_ms: Sequence[float] = ()) -> None:
-        """Decision latencies (to the producer) and end-to-end ones (to Kafka's ack), for reports."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, values in ((self.keys.latencies, decided_ms), (self.keys.latencies_acked, acked_ms)):
-                if values:
-                    pipe.rpush(key, *[f"{v:.3f}" for v in values])
-                    pipe.ltrim(key, -MAX_LATENCY_SAMPLES, -1)  # bounded: the most recent ones
-            await pipe.execute()
-
-    async def latencies(self, *, acked: bool = False) -> list[float]:
-        key = self.keys.latencies_acked if acked else self.keys.latencies
-        return [float(v) for v in await self.redis.lrange(key, 0, -1)]
 
     async def decisions(self, count: int = 100_000) -> list[dict[str, Any]]:
         entries = cast(
