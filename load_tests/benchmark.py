@@ -10,9 +10,15 @@ is measured:
   so agents come back and the loop keeps deciding in both directions.
 
 It reports, per configuration (agents x worker processes): decisions per second per
-worker under saturation, p50/p99 decision latency at fixed offered loads, and the floor
-measured in the same run: one reservation script call to Redis, and one Kafka
-produce->consume round trip.
+worker under saturation, p50/p99 decision latency at fixed offered loads, the CPU each
+process kind spent per decision and the Redis commands per decision during saturation,
+and the floor measured in the same run: one reservation script call to Redis, and one
+Kafka produce->consume round trip.
+
+Latencies come from the offers themselves (each carries the worker's ``decision_ms``, from
+reading the event to handing the command to Kafka) and, for the end-to-end figure, from
+the worker's ``acd_routing_command_acked_seconds`` histogram (interpolated within its
+buckets): measuring adds nothing to the routing loop. CPU is read from /proc.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +36,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from load_tests.children import ChildProcesses, ChildSpec
+from load_tests.decision_tap import ACKED_HISTOGRAM, bucket_delta, histogram_buckets, histogram_quantile
 from load_tests.embedded import EmbeddedKafka, EmbeddedRedis
 from load_tests.summary import percentile
 from router.bus import KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
@@ -75,6 +83,10 @@ class ConfigResult:
     saturation_p99_ms: float | None = None
     saturation_acked_p99_ms: float | None = None
     loads: list[LoadResult] = field(default_factory=list)
+    # Saturation run: CPU seconds of each process kind (route, redis, broker, driver) per
+    # decision, in microseconds; Redis commands (INFO commandstats) per decision.
+    cpu_us_per_decision: dict[str, float] = field(default_factory=dict)
+    redis_commands_per_decision: float | None = None
 
 
 def site(agents: int, seed: int) -> tuple[list[QueueConfig], list[AgentConfig]]:
@@ -126,6 +138,7 @@ class SyntheticPbx:
         self.seq = 0
         self._chain = KeyChain()
         self.answered = 0
+        self.decision_ms: list[float] = []  # from each offer, in arrival order
         self._hangups: list[asyncio.Task[None]] = []
 
     async def send(self, fields: dict[str, Any], key: str) -> None:
@@ -166,6 +179,7 @@ async def answer_offers(pbx: SyntheticPbx, reader: KafkaGroupReader, stop: async
         for message in await reader.read(timeout_ms=50):
             envelope = decode(message.value)
             if envelope.type == "routing.offer":
+                pbx.decision_ms.append(float(envelope.data.get("decision_ms", 0.0)))
                 await pbx.answer(envelope.data)
         pbx._hangups = [t for t in pbx._hangups if not t.done()]
 
@@ -177,6 +191,7 @@ class Bench:
         self.workdir = workdir
         self.kafka = kafka
         self.redis_server = redis_server
+        self.children: ChildProcesses | None = None  # the configuration being measured
 
     async def run_config(self, config: BenchConfig, index: int) -> ConfigResult:
         prefix = f"bench{index}"
@@ -189,7 +204,7 @@ class Bench:
         await redis.flushdb()
         store = RedisStateStore(redis, SITE)
         queues, agents = site(config.agents, config.seed)
-        children = ChildProcesses(self.workdir / prefix, log_level="WARNING")
+        children = self.children = ChildProcesses(self.workdir / prefix, log_level="WARNING")
         children.run_dir.mkdir(parents=True, exist_ok=True)
         path = self._write_config(children.run_dir, prefix, queues, agents)
         producer = KafkaEnvelopeProducer(settings, linger_ms=2)
@@ -264,8 +279,8 @@ class Bench:
         queues: list[str],
         rng: random.Random,
     ) -> LoadResult:
-        await _drain(store)
-        before = await _lengths(store)
+        await _drain(store, pbx)
+        before, acked_before = len(pbx.decision_ms), await self._acked_buckets()
         started = time.monotonic()
         sent = 0
         while (elapsed := time.monotonic() - started) < config.load_s:
@@ -275,16 +290,17 @@ class Bench:
                 await pbx.call(f"L{rate}-{sent}", rng.choice(queues))
             await asyncio.sleep(0.002)
         await pbx.producer.flush()
-        await _drain(store)
-        latencies, acked = await _latencies_since(store, before)
+        await _drain(store, pbx)
+        latencies = pbx.decision_ms[before:]
+        acked = bucket_delta(acked_before, await self._acked_buckets())
         return LoadResult(
             offered_per_s=rate,
             decisions=len(latencies),
             decisions_per_s=round(len(latencies) / config.load_s, 1),
             p50_ms=percentile(latencies, 50),
             p99_ms=percentile(latencies, 99),
-            acked_p50_ms=percentile(acked, 50),
-            acked_p99_ms=percentile(acked, 99),
+            acked_p50_ms=histogram_quantile(acked, 0.50),
+            acked_p99_ms=histogram_quantile(acked, 0.99),
         )
 
     async def _saturate(
@@ -296,21 +312,67 @@ class Bench:
         rng: random.Random,
         result: ConfigResult,
     ) -> None:
-        """A backlog far beyond what the workers can do at once: decisions per second."""
-        await _drain(store)
-        before = await _lengths(store)
+        """A backlog far beyond what the workers can do at once: decisions per second, and
+        what each process spent per decision."""
+        await _drain(store, pbx)
+        before, acked_before = len(pbx.decision_ms), await self._acked_buckets()
         for n in range(config.saturation_calls):
             await pbx.call(f"S-{n}", rng.choice(queues))
         await pbx.producer.flush()
+        cpu_before, commands_before = self._cpu(), await _redis_commands(store)
         started = time.monotonic()
-        finished = await _drain(store, want=before[0] + config.saturation_calls, idle_s=3.0)
+        finished = await _drain(store, pbx, want=before + config.saturation_calls, idle_s=3.0)
+        cpu_after, commands_after = self._cpu(), await _redis_commands(store)
+        if os.environ.get("ACD_BENCH_COMMANDSTATS"):
+            await _log_commandstats(store)
         elapsed = max(finished - started, 1e-3)
-        latencies, acked = await _latencies_since(store, before)
+        latencies = pbx.decision_ms[before:]
+        acked = bucket_delta(acked_before, await self._acked_buckets())
+        decisions = max(len(latencies), 1)
         result.saturation_decisions_per_s = round(len(latencies) / elapsed, 1)
         result.saturation_per_worker = round(result.saturation_decisions_per_s / config.workers, 1)
         result.saturation_p50_ms = percentile(latencies, 50)
         result.saturation_p99_ms = percentile(latencies, 99)
-        result.saturation_acked_p99_ms = percentile(acked, 99)
+        result.saturation_acked_p99_ms = histogram_quantile(acked, 0.99)
+        result.cpu_us_per_decision = {
+            kind: round((cpu_after[kind] - cpu_before[kind]) * 1e6 / decisions, 1) for kind in cpu_before
+        }
+        result.redis_commands_per_decision = round((commands_after - commands_before) / decisions, 2)
+
+    def _cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each process kind (all routing workers together)."""
+        assert self.children is not None and self.redis_server.proc and self.kafka.proc
+        routes = [child.process.pid for child in self.children.children.values()]
+        return {
+            "route": sum(cpu_seconds(pid) for pid in routes),
+            "redis": cpu_seconds(self.redis_server.proc.pid),
+            "broker": cpu_seconds(self.kafka.proc.pid),
+            "driver": cpu_seconds(os.getpid()),
+        }
+
+    async def _acked_buckets(self) -> dict[float, float]:
+        """The workers' command-acknowledged latency histogram (cumulative buckets, summed)."""
+        assert self.children is not None
+        return await histogram_buckets(self.children.http_ports(), ACKED_HISTOGRAM)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _log_commandstats(store: RedisStateStore) -> None:
+    """Where redis-server's time went (INFO commandstats; commands inside scripts included)."""
+    stats = await store.redis.info("commandstats")
+    for name, entry in sorted(stats.items(), key=lambda kv: -float(kv[1]["usec"]))[:15]:
+        logger.warning("%s calls=%s usec=%s per call=%s", name, entry["calls"], entry["usec"], entry["usec_per_call"])
+
+
+async def _redis_commands(store: RedisStateStore) -> int:
+    stats = await store.redis.info("commandstats")
+    return sum(int(entry["calls"]) for entry in stats.values() if isinstance(entry, dict))
 
 
 async def _wait_agents_in(store: RedisStateStore, count: int, timeout_s: float = 120.0) -> None:
@@ -325,12 +387,14 @@ async def _wait_consumers_settled(store: RedisStateStore) -> None:
     await asyncio.sleep(1.0)
 
 
-async def _drain(store: RedisStateStore, *, want: int | None = None, idle_s: float = 1.0) -> float:
-    """Wait until no new decision has been recorded for ``idle_s`` (and ``want`` are in);
-    returns when the last one was (monotonic seconds)."""
+async def _drain(
+    store: RedisStateStore, pbx: SyntheticPbx, *, want: int | None = None, idle_s: float = 1.0
+) -> float:
+    """Wait until no new offer has arrived for ``idle_s`` (and ``want`` are in, or nothing
+    waits); returns when the last one came (monotonic seconds)."""
     last, changed_at = -1, time.monotonic()
     while True:
-        count = await store.redis.llen(store.keys.latencies)
+        count = len(pbx.decision_ms)
         waiting = await store.redis.zcard(store.keys.waiting)
         if count != last:
             last, changed_at = count, time.monotonic()
@@ -338,16 +402,6 @@ async def _drain(store: RedisStateStore, *, want: int | None = None, idle_s: flo
         if done and time.monotonic() - changed_at >= idle_s:
             return changed_at
         await asyncio.sleep(0.05)
-
-
-async def _lengths(store: RedisStateStore) -> tuple[int, int]:
-    return await store.redis.llen(store.keys.latencies), await store.redis.llen(store.keys.latencies_acked)
-
-
-async def _latencies_since(store: RedisStateStore, start: tuple[int, int]) -> tuple[list[float], list[float]]:
-    decided = await store.redis.lrange(store.keys.latencies, start[0], -1)
-    acked = await store.redis.lrange(store.keys.latencies_acked, start[1], -1)
-    return [float(v) for v in decided], [float(v) for v in acked]
 
 
 async def measure_floor(
@@ -453,23 +507,31 @@ def run_benchmark_command(args: Any) -> int:
     return 0
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def render(report: dict[str, Any]) -> str:
     """The report as the table docs/performance.md shows."""
     floor = report["floor"]
     lines = [
         f"floor: Redis reservation script p50 {floor['redis_reserve_p50_ms']:.3f} ms, "
         f"Kafka produce->consume p50 {floor['kafka_round_trip_p50_ms']:.2f} ms",
-        "agents workers | saturation dec/s/worker p50 p99 ms | load dec/s p50 p99 ms (acked p99)",
+        "agents workers | saturation dec/s/worker p50 p99 ms | CPU us/decision route redis broker driver, "
+        "Redis commands/decision | load dec/s p50 p99 ms (acked p99)",
     ]
     for c in report["configs"]:
         loads = "; ".join(
-            f"{x['offered_per_s']}/s: {x['decisions_per_s']} {x['p50_ms']:.2f} {x['p99_ms']:.2f} "
-            f"({x['acked_p99_ms']:.2f})"
+            f"{x['offered_per_s']}/s: {x['decisions_per_s']} {_ms(x['p50_ms'])} {_ms(x['p99_ms'])} "
+            f"({_ms(x['acked_p99_ms'])})"
             for x in c["loads"]
         )
+        cpu = c.get("cpu_us_per_decision") or {}
+        cpu_text = " ".join(f"{cpu.get(k, 0):.0f}" for k in ("route", "redis", "broker", "driver"))
         lines.append(
             f"{c['agents']:>6} {c['workers']:>7} | {c['saturation_per_worker']:>8} "
-            f"{c['saturation_p50_ms']:.1f} {c['saturation_p99_ms']:.1f} | {loads}"
+            f"{_ms(c['saturation_p50_ms'])} {_ms(c['saturation_p99_ms'])} | {cpu_text}, "
+            f"{c.get('redis_commands_per_decision')} | {loads}"
         )
     return "\n".join(lines)
 

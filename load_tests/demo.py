@@ -28,13 +28,16 @@ from load_tests.amisim.pbx import Pbx
 from load_tests.amisim.perms import AmiUser
 from load_tests.amisim.server import AmiSimulator
 from load_tests.children import ChildProcesses, ChildSpec, scrape_totals
+from load_tests.decision_tap import ACKED_HISTOGRAM, DecisionTap, histogram_buckets, histogram_quantile
 from load_tests.embedded import EmbeddedKafka, EmbeddedRedis
 from load_tests.scenario import Scenario, default_scenario_path, load_scenario
-from load_tests.summary import LISTED_CALLS, run_summary, write_assignments
+from load_tests.summary import LISTED_CALLS, RoutingLatency, run_summary, write_assignments
 from load_tests.traffic import TrafficGenerator
 from router import kpi
+from router.bus import Topics
 from router.clock import ScaledClock
 from router.domain import QueueConfig
+from router.settings import KafkaSettings
 from router.store import RedisStateStore
 from workers.runtime import install_stop_signals
 
@@ -125,6 +128,7 @@ class Demo:
             await children.start(self._child_specs(config))
             self._banner(children)
             await children.wait_ready(timeout_s=60)
+            await self._start_tap(stack, kafka.bootstrap_servers)
             if self.observer is not None:
                 await self.observer.started(children.http_ports())
             redis = Redis.from_url(redis_server.url, decode_responses=True)
@@ -138,6 +142,28 @@ class Demo:
         if not self.args.keep:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         return summary
+
+    async def _start_tap(self, stack: contextlib.AsyncExitStack, bootstrap: str) -> None:
+        """Read every offer's decision latency, as the dispatcher reads the offers."""
+        self.tap = DecisionTap(KafkaSettings(bootstrap_servers=bootstrap), Topics(KafkaSettings().topic_prefix))
+        tap_stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self.tap.run(tap_stop))
+
+        async def stop_tap() -> None:
+            tap_stop.set()
+            await task  # fails loudly if the tap did
+
+        stack.push_async_callback(stop_tap)
+
+    async def _latency(self, children: ChildProcesses) -> RoutingLatency:
+        """The run's routing latencies, once the tap has read every offer made so far."""
+        await self.tap.caught_up()
+        acked = await histogram_buckets(children.http_ports(), ACKED_HISTOGRAM)
+        return RoutingLatency(
+            decision_ms=list(self.tap.decision_ms),
+            acked_p50_ms=histogram_quantile(acked, 0.50),
+            acked_p99_ms=histogram_quantile(acked, 0.99),
+        )
 
     def _redis_server(self) -> EmbeddedRedis:
         return EmbeddedRedis(self.run_dir / "redis")
@@ -222,7 +248,8 @@ class Demo:
             metrics = await scrape_totals(children.http_ports(), METRIC_TOTALS)
             if self.args.assignments:
                 await write_assignments(self.args.assignments, store, list(pbx.ledger.calls))
-            again = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
+            latency = await self._latency(children)
+            again = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls, latency=latency)
             if _counts(again) == _counts(summary):
                 break
             summary = again
@@ -235,10 +262,12 @@ class Demo:
             await self.observer.finishing(store)
         queues = {q.name: q for q in self.scenario.queues}
         deadline = time.monotonic() + SETTLE_S
-        summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
+        latency = await self._latency(children)
+        summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls, latency=latency)
         while not _settled(summary) and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
-            summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls)
+            latency = await self._latency(children)
+            summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls, latency=latency)
         summary = await self._with_metrics(summary, store, queues, pbx, children)
         exit_codes = await children.stop()
         summary["duration_s"] = self.args.duration

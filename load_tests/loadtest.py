@@ -154,7 +154,7 @@ class LoadTest(Demo):
     async def _drive(
         self, traffic: TrafficGenerator, store: RedisStateStore, children: ChildProcesses, stop: asyncio.Event
     ) -> None:
-        sampler = Sampler(store, {q.name: q for q in self.scenario.queues}, self.clock)
+        sampler = Sampler(store, {q.name: q for q in self.scenario.queues}, self.clock, self.tap.decision_ms)
         progress = Progress(
             self.args.duration, self.out, enabled=not getattr(self.args, "no_progress", False)
         )
@@ -171,7 +171,8 @@ class LoadTest(Demo):
                     arrivals_stop.set()
                     self.traffic_end_sim = self.clock.now()
                     self.occupancy = (await occupancy_inputs(store, self.traffic_end_sim)).occupancy
-                    self.traffic_decisions = int(await store.redis.llen(store.keys.latencies))
+                    await self.tap.caught_up()
+                    self.traffic_decisions = len(self.tap.decision_ms)
                     await self._drain_phase(sampler, progress, traffic.pbx, stop)
                 finally:
                     arrivals_stop.set()

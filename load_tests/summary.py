@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,24 @@ def queue_figures(stats: Mapping[str, float], queue: QueueConfig) -> dict[str, A
 LISTED_CALLS = 20  # lost and mismatched calls a summary lists by id (all are counted)
 
 
+@dataclass(frozen=True)
+class RoutingLatency:
+    """The routing loop's latencies over a run: every offer's ``decision_ms`` (read from the
+    offers, load_tests.decision_tap) and the command-acknowledged quantiles (from the
+    workers' histogram)."""
+
+    decision_ms: Sequence[float] = ()
+    acked_p50_ms: float | None = None
+    acked_p99_ms: float | None = None
+
+
 async def run_summary(
     store: RedisStateStore,
     queues: Mapping[str, QueueConfig],
     ledger: Ledger,
     *,
     listed: int | None = LISTED_CALLS,
+    latency: RoutingLatency = RoutingLatency(),
 ) -> dict[str, Any]:
     """Router measurements (Redis) next to the simulator's ground truth (ledger); the first
     ``listed`` lost and mismatched calls by id (None: all of them)."""
@@ -59,8 +72,7 @@ async def run_summary(
     total = kpi.combine(per_queue.values())
     parts = [kpi.service_level_parts(per_queue[n], q.service_level.formula) for n, q in queues.items()]
     numerator, denominator = sum(p[0] for p in parts), sum(p[1] for p in parts)
-    latencies = await store.latencies()
-    acked = await store.latencies(acked=True)
+    latencies = latency.decision_ms
     states = await store.call_states(list(ledger.calls))
     verdict = judge(ledger, states)
     return {
@@ -78,8 +90,8 @@ async def run_summary(
         "routing_latency_p50_ms": _rounded(percentile(latencies, 50), 3),
         "routing_latency_p99_ms": _rounded(percentile(latencies, 99), 3),
         # The same decisions until Kafka acknowledged their command (acks=all): the broker's share.
-        "routing_latency_acked_p50_ms": _rounded(percentile(acked, 50), 3),
-        "routing_latency_acked_p99_ms": _rounded(percentile(acked, 99), 3),
+        "routing_latency_acked_p50_ms": latency.acked_p50_ms,
+        "routing_latency_acked_p99_ms": latency.acked_p99_ms,
         "double_assignments": verdict.double_assignments,
         "lost_calls": len(verdict.lost),
         "state_mismatches": len(verdict.mismatched),

@@ -64,8 +64,16 @@ def window_figures(earlier: Sample, later: Sample) -> tuple[float | None, float 
 class Sampler:
     """Takes a ``Sample`` on each ``take()``; keeps them all in ``samples``."""
 
-    def __init__(self, store: RedisStateStore, queues: Mapping[str, QueueConfig], clock: Clock) -> None:
+    def __init__(
+        self,
+        store: RedisStateStore,
+        queues: Mapping[str, QueueConfig],
+        clock: Clock,
+        decision_ms: Sequence[float] = (),
+    ) -> None:
+        """``decision_ms``: the run's decision latencies as they come (a DecisionTap's list)."""
         self.store = store
+        self.decision_ms = decision_ms
         self.queues = dict(queues)
         self.clock = clock
         self.samples: list[Sample] = []
@@ -90,7 +98,7 @@ class Sampler:
         ]
         state = await self.store.state_summary()
         now = self.clock.now()
-        fresh = await self._new_latencies()
+        fresh = self._new_latencies()
         oldest = min(state.oldest_entered_at.values(), default=None)
         sample = Sample(
             t_real_s=time.monotonic() - self._started_real,
@@ -113,11 +121,11 @@ class Sampler:
         self.samples.append(sample)
         return sample
 
-    async def _new_latencies(self) -> list[float]:
+    def _new_latencies(self) -> list[float]:
         # The list only grows during a run (one entry per decision): read past what we saw.
-        raw = await self.store.redis.lrange(self.store.keys.latencies, self._latencies_seen, -1)
-        self._latencies_seen += len(raw)
-        return [float(value) for value in raw]
+        fresh = list(self.decision_ms[self._latencies_seen :])
+        self._latencies_seen += len(fresh)
+        return fresh
 
 
 def write_csv(path: Path, samples: Sequence[Sample]) -> None:

@@ -63,9 +63,14 @@ class CommandSink(Protocol):
     async def overflow(self, command: OverflowCommand) -> None: ...
 
 
-def offer_envelope(command: OfferCommand, source: str) -> Envelope:
-    data = asdict(command)
+def offer_envelope(command: OfferCommand, source: str, *, decision_ms: float | None = None) -> Envelope:
+    """``decision_ms``: how long the worker took from reading the event that led to this
+    offer to handing the command to Kafka; benchmarks and load tests read it here, so that
+    measuring adds nothing to the routing loop."""
+    data: dict[str, Any] = asdict(command)
     data.pop("decided_at")
+    if decision_ms is not None:
+        data["decision_ms"] = round(decision_ms, 3)
     return Envelope(
         type=ROUTING_OFFER,
         id=command.offer_id,

@@ -10,16 +10,17 @@ workers racing for the same agent or call cannot both win. A lost race is retrie
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import uuid
+import os
 
 from router.clock import Clock
 from router.commands import CommandSink, OfferCommand
 from router.domain import AgentCandidate, QueueConfig, Strategy, WaitingCall
 from router.live_config import LiveConfig
 from router.metrics import RoutingMetrics
-from router.policy import Decision, choose_agent, choose_call, requirements_in_force
+from router.policy import Decision, call_order_key, choose_agent, choose_call, requirements_in_force
 from router.settings import RoutingSettings
 from router.store import Outcome, RedisStateStore
 
@@ -28,13 +29,15 @@ logger = logging.getLogger(__name__)
 MAX_RESERVE_ATTEMPTS = 5
 WAITING_PAGE = 200
 SHORTLIST = 5
-# How deep into each queue an agent's search reads: the head almost always decides; the
-# deeper reads are for agents declined by, or not yet qualified for, the first calls.
-LINE_DEPTHS = (4, 64, 100_000)
+# How deep into each queue an agent's search reads: the heads almost always decide; a
+# queue is read deeper only when none of what was read of it qualified and it may hide a
+# call ahead of the one chosen (the agent declined its head, or the head is a later,
+# higher-priority call not yet relaxed enough).
+LINE_DEPTHS = (1, 8, 64, 100_000)
 
 
 class Matcher:
-    """Makes offers; holds no state of its own."""
+    """Makes offers; holds no state of its own (but a counter for offer ids)."""
 
     def __init__(
         self,
@@ -52,6 +55,8 @@ class Matcher:
         self.clock = clock
         self.sink = sink
         self.metrics = metrics
+        # Offer ids: unique across workers and restarts (random prefix), cheap to make.
+        self._offer_prefix, self._offer_seq = os.urandom(8).hex(), itertools.count(1)
 
     async def match_call_id(self, call_id: str, started: float, trigger: str = "call") -> None:
         call = await self.store.waiting_call(call_id)
@@ -124,8 +129,9 @@ class Matcher:
             if not calls:
                 return None, None
             decision = choose_call(agent, calls, self.config.queues, self.clock.now())
-            if decision is not None:
-                return decision, next(c for c in calls if c.call_id == decision.call_id)
+            chosen = next((c for c in calls if decision and c.call_id == decision.call_id), None)
+            if per_queue == LINE_DEPTHS[-1] or not _may_hide_an_earlier_call(calls, chosen, per_queue):
+                return decision, chosen
         return None, None
 
     async def _reserve(
@@ -137,7 +143,7 @@ class Matcher:
         trigger: str,
     ) -> Outcome:
         now = self.clock.now()
-        offer_id = uuid.uuid4().hex
+        offer_id = f"{self._offer_prefix}{next(self._offer_seq):08x}"
         deadline = now + self.settings.offer_timeout_s * self.clock.time_scale
         record = self._record(decision, call, candidates, offer_id, now, trigger)
         outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
@@ -204,3 +210,20 @@ class Matcher:
             if not await self.store.any_agent_available():
                 return
             await self.match_call(call, started, trigger="sweep")
+
+
+def _may_hide_an_earlier_call(calls: list[WaitingCall], chosen: WaitingCall | None, per_queue: int) -> bool:
+    """Whether reading deeper could find a call ahead of ``chosen`` in line: some queue (or
+    the calls with their own requirements) gave ``per_queue`` calls, none of them chosen,
+    and its last one stands ahead of the chosen call (or nothing was chosen)."""
+    by_line: dict[str, list[WaitingCall]] = {}
+    for call in calls:
+        line = "" if call.requirements_override is not None else call.queue
+        by_line.setdefault(line, []).append(call)
+    for line_calls in by_line.values():
+        if len(line_calls) < per_queue or (chosen is not None and chosen in line_calls):
+            continue
+        last = max(line_calls, key=call_order_key)
+        if chosen is None or call_order_key(last) < call_order_key(chosen):
+            return True
+    return False

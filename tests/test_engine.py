@@ -19,6 +19,7 @@ from router.events import (
     CallQueued,
     OfferFailed,
 )
+from router.settings import RingNoAnswer, RoutingSettings
 from router.store import NO_POSITION, Position
 from tests.support import EngineHarness, FakeClock, RecordingSink
 
@@ -268,3 +269,23 @@ async def test_calls_a_pbx_restart_ended_are_not_abandons(engine: RoutingEngine)
     assert engine.metrics.calls_closed_by_resync._value.get() == 1
     stats = await engine.store.queue_stats("billing")
     assert stats.get("abandoned", 0) == 0 and stats["ended_by_pbx_restart"] == 2
+
+
+async def test_an_agent_gets_the_call_first_in_line_behind_calls_it_declined(redis: Redis) -> None:
+    """Queue A's first calls were declined by the agent; A's next call is older than queue
+    B's head, so it comes first (the line is read deeper than its declined heads)."""
+    settings = RoutingSettings(ring_no_answer=RingNoAnswer(auto_pause=False))
+    harness = EngineHarness(
+        redis, [QueueConfig(name="A"), QueueConfig(name="B")], [AgentConfig(id="x")], settings
+    )
+    await harness.start()
+    await harness.presence("x")
+    for n in range(1, 10):
+        await harness.arrive(f"a{n}", "A")
+        harness.clock.t += 1
+    await harness.arrive("b1", "B")  # later than every call of A
+    for n in range(1, 9):
+        assert harness.sink.last() == (f"a{n}", "x")
+        event = AgentDeclined(f"a{n}", "PJSIP/x", "NOANSWER", harness.clock.now())
+        await harness.engine.handle(event, NO_POSITION, 0)
+    assert harness.sink.last() == ("a9", "x")

@@ -52,12 +52,16 @@ def position_of(envelope: Envelope, message: Consumed) -> Position:
     return Position(message.part, message.offset)
 
 
-def by_partition(batch: list[Consumed]) -> list[list[Consumed]]:
-    """A batch split per topic partition, each in offset order."""
-    parts: dict[str, list[Consumed]] = {}
+def by_key(batch: list[Consumed]) -> list[list[Consumed]]:
+    """A batch split per message key (a call, an agent's device), each in offset order.
+
+    Only one key's events depend on each other's order (Kafka keeps them in order on one
+    partition); different keys are handled side by side, so that their Redis work shares
+    round trips (router.store.scripts batches what is asked for together)."""
+    chains: dict[tuple[str, bytes | None], list[Consumed]] = {}
     for message in batch:
-        parts.setdefault(message.part, []).append(message)
-    return list(parts.values())
+        chains.setdefault((message.part, message.key), []).append(message)
+    return list(chains.values())
 
 
 class KafkaCommandSink:
@@ -75,14 +79,12 @@ class KafkaCommandSink:
         self.metrics = metrics
         self.source = source
         self._pending: list[asyncio.Future[Any]] = []
-        self.latencies_ms: list[float] = []
-        self.acked_ms: list[float] = []
 
     async def offer(self, command: OfferCommand, started: float) -> None:
-        future = await self.producer.send(self.topics.routing_commands, offer_envelope(command, self.source))
         elapsed = time.monotonic() - started
+        envelope = offer_envelope(command, self.source, decision_ms=elapsed * 1000)
+        future = await self.producer.send(self.topics.routing_commands, envelope)
         self.metrics.decision_latency.observe(elapsed)
-        self.latencies_ms.append(elapsed * 1000)
         future.add_done_callback(lambda f: self._acked(f, started))
         self._pending.append(future)
         self.metrics.commands.labels("offer").inc()
@@ -101,9 +103,7 @@ class KafkaCommandSink:
 
     def _acked(self, future: asyncio.Future[Any], started: float) -> None:
         if not future.cancelled() and future.exception() is None:
-            elapsed = time.monotonic() - started
-            self.metrics.command_acked_latency.observe(elapsed)
-            self.acked_ms.append(elapsed * 1000)
+            self.metrics.command_acked_latency.observe(time.monotonic() - started)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -175,23 +175,11 @@ class RoutingWorker:
     async def consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await self._read(stop)
-            # Partitions are independent: handle them side by side (each one in order) so
-            # one partition's Redis round trips overlap another's.
-            await asyncio.gather(*(self._process_in_order(part, stop) for part in by_partition(batch)))
+            await asyncio.gather(*(self._process_in_order(chain, stop) for chain in by_key(batch)))
             await self._apply_overdue(stop)
             if await self._flush_commands() and await self._save_chains():
-                await self._record_latencies()
                 # Envelopes held back for order are not handled yet: not committed past.
                 await self.reader.commit(batch, unhandled=self.sequencer.held())
-
-    async def _record_latencies(self) -> None:
-        """Latency samples for reports; losing some while Redis is down is acceptable."""
-        try:
-            await self.engine.store.record_latencies(*self._take_latencies())
-        except AcdError as exc:
-            if not exc.retriable:
-                raise
-            logger.debug("latency samples dropped: %s", exc)
 
     async def _read(self, stop: asyncio.Event) -> list[Consumed]:
         try:
@@ -219,11 +207,6 @@ class RoutingWorker:
             logger.error("Kafka did not take routing commands (%s); offsets not committed", exc)
             return False
         return True
-
-    def _take_latencies(self) -> tuple[list[float], list[float]]:
-        decided, self.sink.latencies_ms = self.sink.latencies_ms, []
-        acked, self.sink.acked_ms = self.sink.acked_ms, []
-        return decided, acked
 
     async def _process(self, message: Consumed, stop: asyncio.Event) -> None:
         self.metrics.events_consumed.labels(message.topic).inc()

@@ -23,8 +23,6 @@ class Keys:
         self.resync_due = self.prefix + "resync_due"
         self.open_calls = self.prefix + "open_calls"
         self.decisions = self.prefix + "decisions"
-        self.latencies = self.prefix + "latencies"
-        self.latencies_acked = self.prefix + "latencies_acked"
         self.timer_lease = self.prefix + "timer_lease"
         self.collector_lease = self.prefix + "collector_lease"
         self.round_robin = self.prefix + "rr"
@@ -39,7 +37,8 @@ class Keys:
         return f"{self.prefix}stats:{queue}"
 
     def skill_index(self, skill: str, level: int) -> str:
-        return f"{self.prefix}avail:{skill}:{level}"
+        """Available agents at exactly ``level`` in ``skill`` (by idle time)."""
+        return f"{self.prefix}skill:{skill}:{level}"
 
     def chain(self, envelope_key: str) -> str:
         return f"{self.prefix}chain:{envelope_key}"

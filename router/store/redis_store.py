@@ -57,11 +57,11 @@ _SCRIPTS = (
     "agent_device",
     "call_transfer",
     "agent_leg_ended",
+    "read",
 )
 
 
 CANDIDATE_FIELDS = ("state", "idle_since", "skills", "capacity", "reserved", "connected", "handled_s", "avail_s")
-MAX_LATENCY_SAMPLES = 1_000_000  # per list, ~10 MB: hours of decisions at a busy site
 MAX_SCAN = 5000  # agents a candidate search reads at most before giving up on a term
 
 
@@ -207,6 +207,11 @@ class Outcome:
             return 0.0
 
 
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """HGETALL's flat answer as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _outcome(raw: Any) -> Outcome:
     items = [str(item) for item in raw]
     return Outcome(items[0], tuple(items[1:]))
@@ -228,10 +233,10 @@ class RedisStateStore:
     def __init__(self, redis: Redis, site: str) -> None:
         self.redis = redis
         self.keys = Keys(site)
-        self._scripts = LuaScripts(redis, self.keys, _SCRIPTS)
+        self.scripts = LuaScripts(redis, self.keys, _SCRIPTS)
 
     async def _run(self, name: str, *args: str | int | float) -> Any:
-        return await self._scripts.run(name, *args)
+        return await self.scripts.run(name, *args)
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -258,7 +263,8 @@ class RedisStateStore:
         return bool(await self._run("any_logged_in", json.dumps(requirement_terms(requirements))))
 
     async def agent_for_device(self, device: str) -> str | None:
-        return cast(str | None, await self.redis.hget(self.keys.devices, device))
+        found = await self._run("read", "HGET", "devices", device)
+        return str(found) if found else None
 
     async def candidates(
         self,
@@ -460,25 +466,22 @@ class RedisStateStore:
 
     async def agent_candidate(self, agent_id: str) -> AgentCandidate | None:
         """The agent as the policy sees it, or None unless it may take a call now."""
-        fields = await self.redis.hmget(
-            self.keys.agent(agent_id),
-            [*CANDIDATE_FIELDS, "dev_busy"],
-        )
+        fields = await self._run("read", "HMGET", f"agent:{agent_id}", *CANDIDATE_FIELDS, "dev_busy")
         if fields[0] != "available" or fields[8] == "1":  # dev_busy: its phone cannot take a call
             return None
         candidate = _candidate([agent_id, *fields[1:8]])
         return candidate if candidate.active < candidate.capacity else None
 
     async def any_agent_available(self) -> bool:
-        return bool(await self.redis.zcard(self.keys.available))
+        return bool(await self._run("read", "ZCARD", "available"))
 
     async def round_robin_last(self, queue: str) -> str:
-        return cast(str | None, await self.redis.hget(self.keys.round_robin, queue)) or ""
+        return str(await self._run("read", "HGET", "rr", queue) or "")
 
     # -- reading ---------------------------------------------------------------------------
 
     async def call(self, call_id: str) -> dict[str, str]:
-        return cast(dict[str, str], await self.redis.hgetall(self.keys.call(call_id)))
+        return _pairs(await self._run("read", "HGETALL", f"call:{call_id}"))
 
     async def call_states(self, call_ids: Sequence[str]) -> dict[str, str]:
         """Each call's state ('' for a call the router never heard of)."""
@@ -526,19 +529,6 @@ class RedisStateStore:
             ),
         )
 
-    async def record_latencies(self, decided_ms: Sequence[float], acked_ms: Sequence[float] = ()) -> None:
-        """Decision latencies (to the producer) and end-to-end ones (to Kafka's ack), for reports."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, values in ((self.keys.latencies, decided_ms), (self.keys.latencies_acked, acked_ms)):
-                if values:
-                    pipe.rpush(key, *[f"{v:.3f}" for v in values])
-                    pipe.ltrim(key, -MAX_LATENCY_SAMPLES, -1)  # bounded: the most recent ones
-            await pipe.execute()
-
-    async def latencies(self, *, acked: bool = False) -> list[float]:
-        key = self.keys.latencies_acked if acked else self.keys.latencies
-        return [float(v) for v in await self.redis.lrange(key, 0, -1)]
-
     async def decisions(self, count: int = 100_000) -> list[dict[str, Any]]:
         entries = cast(
             list[tuple[str, dict[str, str]]], await self.redis.xrange(self.keys.decisions, count=count)
@@ -575,7 +565,7 @@ def _waiting(raw: Sequence[Any]) -> list[WaitingCall]:
     calls = []
     for i in range(0, len(raw), 7):
         call_id, queue, priority, entered_at, reqs, channel, declined = (str(v) for v in raw[i : i + 7])
-        declined_ids = json.loads(declined)
+        declined_ids = json.loads(declined) if declined != "[]" else ()
         calls.append(
             WaitingCall(
                 call_id=call_id,

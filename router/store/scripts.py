@@ -1,41 +1,169 @@
-"""The Lua scripts of router/store/lua/, loaded once per client, each with the shared prelude."""
+"""The Lua scripts of router/store/lua/, loaded once per client, each with the shared prelude.
+
+Each script runs on its own (one round trip), or many run in one round trip through the
+batch script: every script's body becomes a function of one Lua chunk, and the chunk runs
+a list of operations in order, each in ``pcall`` so that one failing operation reports its
+error without hiding the others' answers. Redis runs a script atomically, so a batch is
+exactly the scripts run one after the other, minus the round trips (and minus the cost of
+compiling the shared prelude once per call on the server).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
 
 logger = logging.getLogger(__name__)
 
+Arg = str | int | float
+
+
+def _lua(name: str) -> str:
+    return (resources.files("router.store") / "lua" / f"{name}.lua").read_text()
+
 
 def script_text(name: str) -> str:
     """``_lib.lua`` (helpers every script uses) followed by the script itself."""
-    package = resources.files("router.store") / "lua"
-    return (package / "_lib.lua").read_text() + "\n" + (package / f"{name}.lua").read_text()
+    return _lua("_lib") + "\n" + _lua(name)
+
+
+def batch_text(names: Iterable[str]) -> str:
+    """One chunk: the prelude, each script as ``OPS[name](ARGV)``, and the loop that runs
+    ``ARGV[2]`` (a JSON list of ``[name, arg, ...]``) in order."""
+    parts = [_lua("_lib"), "local OPS = {}"]
+    for name in names:
+        # The parameter named ARGV shadows the global one: the body reads its own arguments.
+        parts.append(f"OPS[{json.dumps(name)}] = function(ARGV)\n{_lua(name)}\nend")
+    parts.append(
+        """
+local out = {}
+for i, op in ipairs(cjson.decode(ARGV[2])) do
+  local args = {P}
+  for j = 2, #op do args[j] = op[j] end
+  local ok, answer = pcall(OPS[op[1]], args)
+  if ok then
+    out[i] = answer or {}
+  else
+    out[i] = {'error', tostring(answer)}
+  end
+end
+return out
+"""
+    )
+    return "\n".join(parts)
+
+
+def lua_arg(value: Arg) -> str:
+    """An argument as EVALSHA would send it (redis-py's encoding: repr for floats)."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptError:
+    """One operation of a batch failed inside Redis (a bug or bad data, not an outage)."""
+
+    script: str
+    message: str
+
+
+class ScriptFailedError(ResponseError):
+    """An operation of a batch failed inside Redis (a Lua error): a bug or bad data, not an
+    outage. The same error class redis-py raises for a script run on its own."""
 
 
 @translates_redis_errors
 class LuaScripts:
     """Runs a site's scripts by name. Redis keeps them by SHA; after a Redis restart emptied
-    its script cache they are sent again on first use (redis-py's Script does that)."""
+    its script cache they are sent again on first use (redis-py's Script does that).
+
+    ``run`` batches by itself: every script asked for while the event loop is busy with
+    other work goes to Redis in one round trip (the batch script), once those callers are
+    all waiting. Concurrent handlers (one per call or agent) so pay one round trip per step
+    together instead of one each; a lone caller pays one round trip as before.
+    """
 
     def __init__(self, redis: Redis, keys: Keys, names: Iterable[str]) -> None:
         self.keys = keys
+        names = tuple(names)
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_text(name)) for name in names
         }
+        self._batch = redis.register_script(batch_text(names))
+        self._pending: list[tuple[str, Sequence[Arg], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+        self.round_trips = 0
 
-    async def run(self, name: str, *args: str | int | float) -> Any:
-        # The site's anchor key is declared so that Redis Cluster routes to the site's slot.
-        result = await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
+    async def run(self, name: str, *args: Arg) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self._pending:
+            # Runs after every task that is ready now has had its turn to add its own.
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append((name, args, future))
+        result = await future
+        if isinstance(result, ScriptError):
+            raise ScriptFailedError(f"{result.script}: {result.message}")
         if isinstance(result, list) and result and result[0] == "duplicate":
             logger.debug("%s: redelivery ignored %s", name, args)
         return result
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(pending))
+        self._flushes.add(task)  # held until done; its outcome goes to the callers' futures
+        task.add_done_callback(self._flushes.discard)
+
+    async def _send(self, pending: list[tuple[str, Sequence[Arg], asyncio.Future[Any]]]) -> None:
+        live = [item for item in pending if not item[2].done()]  # a caller cancelled meanwhile
+        try:
+            if len(live) == 1:
+                name, args, _ = live[0]
+                answers: list[Any] = [await self._run_one(name, args)]
+            else:
+                answers = await self.run_batch([(name, args) for name, args, _ in live])
+        except BaseException as exc:  # Redis down, or this task cancelled: every caller hears it
+            for _, _, future in live:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), answer in zip(live, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+
+    async def _run_one(self, name: str, args: Sequence[Arg]) -> Any:
+        self.round_trips += 1
+        # The site's anchor key is declared so that Redis Cluster routes to the site's slot.
+        try:
+            return await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
+        except ResponseError as exc:  # the script failed: that caller's error, not an outage
+            return ScriptError(name, str(exc))
+
+    async def run_batch(self, ops: Sequence[tuple[str, Sequence[Arg]]]) -> list[Any | ScriptError]:
+        """Run ``(script, args)`` operations in order in one round trip; one answer each."""
+        if not ops:
+            return []
+        payload = json.dumps([[name, *(lua_arg(a) for a in args)] for name, args in ops])
+        self.round_trips += 1
+        answers = await self._batch(keys=[self.keys.anchor], args=[self.keys.prefix, payload])
+        return [_answer(name, answer) for (name, _), answer in zip(ops, answers, strict=True)]
+
+
+def _answer(name: str, answer: Any) -> Any:
+    if isinstance(answer, list) and len(answer) == 2 and answer[0] == "error":
+        return ScriptError(name, str(answer[1]))
+    return answer

@@ -40,15 +40,30 @@ local function mark(key, part, off)
   if part ~= '' then redis.call('HSET', key, 'wm:' .. part, off) end
 end
 
--- Index keys for an agent's skills: one per skill and level up to the agent's level,
--- under ``kind`` ('avail' for agents free now, 'in' for agents logged in).
+-- Skill indexes: one key per skill and level, holding the agents at exactly that level,
+-- under ``kind`` ('skill' for agents free now, 'in_skill' for agents logged in). An agent
+-- is in one key per skill (few writes each time it becomes free or busy); a search for
+-- "skill >= level" reads the keys of that level and every level above (term_keys).
+local MAX_LEVEL = 5
+
 local function skill_keys(skills_json, kind)
   local keys = {}
   local ok, skills = pcall(cjson.decode, skills_json or '{}')
   if not ok then return keys end
   for skill, level in pairs(skills) do
-    for l = 1, tonumber(level) or 0 do
-      keys[#keys + 1] = P .. (kind or 'avail') .. ':' .. skill .. ':' .. l
+    local l = tonumber(level) or 0
+    if l >= 1 then keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. skill .. ':' .. l end
+  end
+  return keys
+end
+
+-- The keys holding agents that meet one requirement term: any alternative, any level at or
+-- above the one asked for.
+local function term_keys(term, kind)
+  local keys = {}
+  for _, alt in ipairs(term) do
+    for l = math.max(1, tonumber(alt[2]) or 1), MAX_LEVEL do
+      keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. alt[1] .. ':' .. l
     end
   end
   return keys
@@ -56,24 +71,25 @@ end
 
 local function unindex_logged_in(id, skills_json)
   redis.call('SREM', P .. 'logged_in', id)
-  for _, k in ipairs(skill_keys(skills_json, 'in')) do redis.call('SREM', k, id) end
-  redis.call('HDEL', agent_key(id), 'in_idx')
+  for _, k in ipairs(skill_keys(skills_json, 'in_skill')) do redis.call('SREM', k, id) end
+  redis.call('HDEL', agent_key(id), 'in_ix')
 end
 
 -- Remove an agent from every index (before its skills change, or when it cannot work).
 local function unindex(id, skills_json)
   redis.call('ZREM', P .. 'available', id)
   for _, k in ipairs(skill_keys(skills_json)) do redis.call('ZREM', k, id) end
+  redis.call('HSET', agent_key(id), 'av_idx', '')
 end
 
 -- Logged-in agents by skill (sets): "is anybody qualified logged in?" for overflow.
--- Only touched when presence or skills change (in_idx remembers it is indexed).
+-- Only touched when presence or skills change (in_ix remembers it is indexed).
 local function index_logged_in(id, state, skills_json, indexed)
   local logged_in = state ~= nil and state ~= false and state ~= 'logged_out'
   if logged_in and indexed ~= '1' then
     redis.call('SADD', P .. 'logged_in', id)
-    for _, k in ipairs(skill_keys(skills_json, 'in')) do redis.call('SADD', k, id) end
-    redis.call('HSET', agent_key(id), 'in_idx', '1')
+    for _, k in ipairs(skill_keys(skills_json, 'in_skill')) do redis.call('SADD', k, id) end
+    redis.call('HSET', agent_key(id), 'in_ix', '1')
   elseif not logged_in and indexed == '1' then
     unindex_logged_in(id, skills_json)
   end
@@ -86,15 +102,20 @@ end
 local function reindex(id, now)
   local ak = agent_key(id)
   local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'skills',
-    'idle_since', 'avail_mark', 'dev_busy', 'in_idx')
+    'idle_since', 'avail_mark', 'dev_busy', 'in_ix', 'av_idx')
   index_logged_in(id, a[1], a[5], a[9])
   local active = num(a[3], 0) + num(a[4], 0)
   -- dev_busy: the phone is unavailable, or busy with a call the ACD did not give it.
+  -- av_idx remembers the score the agent is indexed with ('' = not indexed), so that the
+  -- many reindexes that change nothing touch none of its skill keys.
   if a[1] == 'available' and active < num(a[2], 1) and a[8] ~= '1' then
     local score = num(a[6], 0)
-    redis.call('ZADD', P .. 'available', score, id)
-    for _, k in ipairs(skill_keys(a[5])) do redis.call('ZADD', k, score, id) end
-  else
+    if a[10] ~= secs(score) then
+      redis.call('ZADD', P .. 'available', score, id)
+      for _, k in ipairs(skill_keys(a[5])) do redis.call('ZADD', k, score, id) end
+      redis.call('HSET', ak, 'av_idx', secs(score))
+    end
+  elseif a[10] ~= '' then
     unindex(id, a[5])
   end
   local idle = a[1] == 'available' and active == 0
@@ -227,6 +248,7 @@ end
 -- Returns '1' when the agent was paused.
 local function decline_offer(call_id, agent_id, queue, at, auto_pause, reason)
   redis.call('SADD', P .. 'declined:' .. call_id, agent_id)
+  redis.call('HSET', call_key(call_id), 'declines', '1')  -- push_waiting_call reads the set then
   redis.call('HINCRBY', stats_key(queue), 'declined', 1)
   requeue(call_id)
   local ak = agent_key(agent_id)
@@ -243,12 +265,6 @@ end
 -- fields per agent (id, idle_since, skills, capacity, reserved, connected, handled_s,
 -- avail_s). terms: {{{skill, level}, ...alternatives}, ...}; {} = any available agent.
 local function find_candidates(terms, limit, exclude, max_scan)
-  local function term_keys(term)
-    local keys = {}
-    for _, alt in ipairs(term) do keys[#keys + 1] = P .. 'avail:' .. alt[1] .. ':' .. alt[2] end
-    return keys
-  end
-
   -- Drive the scan from the smallest term so that no decision walks every agent.
   local driver, driver_size = nil, math.huge
   for i, term in ipairs(terms) do
@@ -325,10 +341,12 @@ end
 -- A waiting call as the policy reads it (7 fields: id, queue, priority, entered_at,
 -- reqs, channel, declined_json), appended to ``out``; nothing if it no longer waits.
 local function push_waiting_call(out, id)
-  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel')
+  local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel',
+    'declines')
   if c[1] ~= 'waiting' then return end
   for _, v in ipairs({id, c[2], c[3], c[4], c[5] or '', c[6] or ''}) do out[#out + 1] = v end
-  out[#out + 1] = cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id))
+  -- Most calls were never declined: no set to read.
+  out[#out + 1] = c[7] and cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id)) or '[]'
 end
 
 -- End an agent's after-call work at ``ended`` (the timer's scheduled end, or now when an
@@ -406,7 +424,7 @@ local function forget_transfer(call_id, ck, state, at)
     released = agent_id
   end
   redis.call('HDEL', ck, 'xfer_at', 'xfer_kind', 'xfer_to', 'leg_ended_at', 'outcome', 'ended_at',
-    'answered_at', 'talk_s')
+    'answered_at', 'talk_s', 'declines')
   redis.call('PERSIST', ck)
   redis.call('DEL', P .. 'declined:' .. call_id)
   return released

@@ -3,13 +3,8 @@
 -- Returns 1 or 0.
 local terms = cjson.decode(ARGV[2])
 if #terms == 0 then return redis.call('SCARD', P .. 'logged_in') > 0 and 1 or 0 end
-local function term_keys(term)
-  local keys = {}
-  for _, alt in ipairs(term) do keys[#keys + 1] = P .. 'in:' .. alt[1] .. ':' .. alt[2] end
-  return keys
-end
 local function member_of(term, id)
-  for _, k in ipairs(term_keys(term)) do
+  for _, k in ipairs(term_keys(term, 'in_skill')) do
     if redis.call('SISMEMBER', k, id) == 1 then return true end
   end
   return false
@@ -18,11 +13,11 @@ end
 local driver, size = 1, math.huge
 for i, term in ipairs(terms) do
   local n = 0
-  for _, k in ipairs(term_keys(term)) do n = n + redis.call('SCARD', k) end
+  for _, k in ipairs(term_keys(term, 'in_skill')) do n = n + redis.call('SCARD', k) end
   if n < size then driver, size = i, n end
 end
 if size == 0 then return 0 end
-for _, k in ipairs(term_keys(terms[driver])) do
+for _, k in ipairs(term_keys(terms[driver], 'in_skill')) do
   for _, id in ipairs(redis.call('SMEMBERS', k)) do
     local ok = true
     for i, term in ipairs(terms) do
