@@ -15,7 +15,8 @@ from typing import Any
 from panoramisk import Manager, Message
 
 from load_tests.amisim.pbx import Pbx
-from load_tests.amisim.server import AmiSimulator, AmiUser
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
 from router.clock import ScaledClock
 
 EventPredicate = Callable[[Message], bool]
