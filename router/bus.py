@@ -90,7 +90,7 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
 
 def unreachable(settings: KafkaSettings, exc: BaseException) -> BrokerUnavailableError:
     return BrokerUnavailableError(
-        f"cannot reach Kafka at {settings.bootstrap_servers} ({exc or type(exc).__name__}): "
+        f"cannot reach Kafka at {settings.bootstrap_servers} ({str(exc) or type(exc).__name__}): "
         "check that the broker is running and that ACD_KAFKA__BOOTSTRAP_SERVERS "
         "(kafka.bootstrap_servers) names it"
     )
