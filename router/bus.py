@@ -429,6 +429,7 @@ class Consumed:
         return f"{self.topic}:{self.partition}"
 
 
+# aiokafka ships no types, so its base class is Any to mypy.
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, on_assigned: Callable[[], None], on_revoked: Callable[[], None]) -> None:
         self.on_assigned = on_assigned

@@ -53,6 +53,7 @@ async def simulator(
         await pbx.aclose()
 
 
+# panoramisk ships no types, so its Manager is Any to mypy.
 class SimManager(Manager):  # type: ignore[misc]
     """panoramisk Manager that records every dispatched event."""
 
