@@ -90,8 +90,9 @@ class Progress:
         self.out = out
         self.enabled = enabled
         self.tty = enabled and out.isatty()
+        self.total = round(duration_s)  # kept here: tqdm's own total is typed Optional
         self.bar = tqdm(
-            total=round(duration_s),
+            total=self.total,
             unit="s",
             file=out,
             disable=not self.tty,
@@ -104,8 +105,8 @@ class Progress:
     def update(self, sample: Sample, phase: str = "traffic") -> None:
         text = _progress_text(sample)
         if self.tty:
-            done = phase != "traffic" or sample.t_real_s >= self.bar.total
-            self.bar.n = self.bar.total if done else round(sample.t_real_s)
+            done = phase != "traffic" or sample.t_real_s >= self.total
+            self.bar.n = self.total if done else round(sample.t_real_s)
             self.bar.set_postfix_str(text if phase == "traffic" else f"{phase}: {text}")
         elif self.enabled and sample.t_real_s - self._last_line >= self._line_every:
             self._last_line = sample.t_real_s

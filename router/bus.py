@@ -90,7 +90,7 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
 
 def unreachable(settings: KafkaSettings, exc: BaseException) -> BrokerUnavailableError:
     return BrokerUnavailableError(
-        f"cannot reach Kafka at {settings.bootstrap_servers} ({exc or type(exc).__name__}): "
+        f"cannot reach Kafka at {settings.bootstrap_servers} ({str(exc) or type(exc).__name__}): "
         "check that the broker is running and that ACD_KAFKA__BOOTSTRAP_SERVERS "
         "(kafka.bootstrap_servers) names it"
     )
@@ -429,6 +429,7 @@ class Consumed:
         return f"{self.topic}:{self.partition}"
 
 
+# aiokafka ships no types, so its base class is Any to mypy.
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, on_assigned: Callable[[], None], on_revoked: Callable[[], None]) -> None:
         self.on_assigned = on_assigned

@@ -31,6 +31,7 @@ def bucket_label(bound: float) -> str:
     """The ``le`` label value the client library writes for a bucket bound (20 -> "20.0"),
     so that a gauge can name the bucket at a queue's threshold for a PromQL join (under
     another label name: only histograms may carry ``le``)."""
+    # prometheus_client leaves this helper unannotated; str() pins the type it returns.
     return str(floatToGoString(float(bound)))  # type: ignore[no-untyped-call]
 
 

@@ -280,7 +280,7 @@ def _limits(field: FieldInfo) -> str:
 
 def _default(field: FieldInfo) -> str:
     if field.default_factory is not None:
-        return _shown(field.default_factory())  # type: ignore[call-arg]
+        return _shown(field.get_default(call_default_factory=True))
     if field.default is PydanticUndefined:
         return "required"
     return _shown(field.default)

@@ -32,9 +32,9 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from router.clock import Clock
 from router.errors import AcdError, ConfigError
@@ -47,8 +47,18 @@ logger = logging.getLogger("acd")
 EXIT_CONFIG = 2  # fix the configuration or the credentials: restarting cannot help
 EXIT_RETRY = 75  # EX_TEMPFAIL: something was not there yet; a restart may well succeed
 
-# (settings, clock, stop, *, reload, config_path): every production process, one lifecycle.
-ProcessMain = Callable[..., Coroutine[Any, Any, None]]
+class ProcessMain(Protocol):
+    """Every production process's main, one lifecycle (workers/lifecycle.py)."""
+
+    def __call__(
+        self,
+        settings: AcdSettings,
+        clock: Clock,
+        stop: asyncio.Event,
+        *,
+        reload: asyncio.Event | None = None,
+        config_path: Path | None = None,
+    ) -> Coroutine[Any, Any, None]: ...
 
 
 def _process_mains() -> dict[str, ProcessMain]:
@@ -58,8 +68,15 @@ def _process_mains() -> dict[str, ProcessMain]:
     from workers.ingest import run_ingest
     from workers.routing import run_routing
 
-    def api(settings: AcdSettings, clock: Clock, stop: asyncio.Event, **lifecycle: Any) -> Any:
-        return run_api(settings, settings.api, clock, stop, **lifecycle)
+    def api(
+        settings: AcdSettings,
+        clock: Clock,
+        stop: asyncio.Event,
+        *,
+        reload: asyncio.Event | None = None,
+        config_path: Path | None = None,
+    ) -> Coroutine[Any, Any, None]:
+        return run_api(settings, settings.api, clock, stop, reload=reload, config_path=config_path)
 
     return {
         "ingest": run_ingest,
@@ -159,7 +176,7 @@ def _check_config(config: Path) -> int:
     return 0
 
 
-def first_acd_error(group: BaseExceptionGroup[Any]) -> AcdError | None:
+def first_acd_error(group: BaseExceptionGroup[BaseException]) -> AcdError | None:
     """The first AcdError inside a (nested) TaskGroup failure, to report it plainly."""
     for exc in group.exceptions:
         if isinstance(exc, AcdError):

@@ -84,7 +84,7 @@ class ProcessContext:
         """A link's probe registered earlier (the API shows them on its own /ready)."""
         return self._lifecycle.probes[name]
 
-    async def open(self, start: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[Any]]) -> None:
+    async def open(self, start: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[object]]) -> None:
         """Start a resource now; close it at stop, before what was opened earlier."""
         await start()
         self.stack.push_async_callback(close)

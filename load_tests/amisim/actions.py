@@ -24,6 +24,7 @@ from load_tests.amisim.snapshot import duration
 from load_tests.amisim.wire import (
     EOL,
     ActionMessage,
+    Headers,
     encode,
     list_complete,
     list_event,
@@ -93,8 +94,8 @@ class Ctx:
     def h(self, key: str) -> str:
         return self.msg.get(key)
 
-    def ok(self, text: str | None = None, **kwargs: object) -> None:
-        self.session.send(response(self.msg, "Success", text, **kwargs))  # type: ignore[arg-type]
+    def ok(self, text: str | None = None, *, list_flag: str | None = None, extra: Headers = ()) -> None:
+        self.session.send(response(self.msg, "Success", text, list_flag=list_flag, extra=extra))
 
     def error(self, text: str) -> None:
         self.session.send(response(self.msg, "Error", text))

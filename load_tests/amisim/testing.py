@@ -15,7 +15,8 @@ from typing import Any
 from panoramisk import Manager, Message
 
 from load_tests.amisim.pbx import Pbx
-from load_tests.amisim.server import AmiSimulator, AmiUser
+from load_tests.amisim.perms import AmiUser
+from load_tests.amisim.server import AmiSimulator
 from router.clock import ScaledClock
 
 EventPredicate = Callable[[Message], bool]
@@ -52,6 +53,7 @@ async def simulator(
         await pbx.aclose()
 
 
+# panoramisk ships no types, so its Manager is Any to mypy.
 class SimManager(Manager):  # type: ignore[misc]
     """panoramisk Manager that records every dispatched event."""
 

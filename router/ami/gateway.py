@@ -53,6 +53,7 @@ class AmiLinkState(StrEnum):
     CLOSED = "closed"
 
 
+# panoramisk ships no types, so its Manager is Any to mypy.
 class _Manager(Manager):  # type: ignore[misc]
     """panoramisk's Manager with its own reconnect, pinger and action replay switched off."""
 

@@ -34,7 +34,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 def unavailable(exc: BaseException) -> RedisUnavailableError:
     """The project's error for ``exc``; the caller raises it ``from exc``."""
-    return RedisUnavailableError(f"Redis unavailable: {exc or type(exc).__name__}")
+    return RedisUnavailableError(f"Redis unavailable: {str(exc) or type(exc).__name__}")
 
 
 def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -16,6 +16,7 @@ import hmac
 from enum import Enum
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
 from workers.api.errors import ApiError, Handler
@@ -76,7 +77,7 @@ class TokenAuth:
         if writing and access is not Access.FULL:
             raise ApiError(403, "forbidden", "this token may only read; changes need the full-access token")
 
-    def middleware(self) -> web.middleware:  # type: ignore[valid-type]
+    def middleware(self) -> Middleware:
         @web.middleware
         async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
             self.check(request)

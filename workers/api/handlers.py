@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 ReasonCode = Annotated[str, Field(pattern=REASON_PATTERN)]
 
 
-def _whole_number(value: Any) -> Any:
+def _whole_number(value: object) -> object:
     """JSON Schema's integer: 3.0 is one too (true, false and "3" are not)."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -109,7 +110,7 @@ class Handlers:
             raise unknown_agent(agent_id)
         return agent
 
-    async def _ami(self, agent: AgentView, action: str, call: Any) -> None:
+    async def _ami(self, agent: AgentView, action: str, call: Awaitable[None]) -> None:
         logger.info("agent %s: %s requested", agent.agent_id, action, extra={"agent_id": agent.agent_id})
         try:
             await call

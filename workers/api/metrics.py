@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from workers.api.errors import Handler
@@ -29,7 +30,7 @@ class ApiMetrics:
         self.live_subscribers.set_function(lambda: float(subscribers()))
         self.ami_connected.set_function(lambda: float(ami_connected()))
 
-    def middleware(self) -> web.middleware:  # type: ignore[valid-type]
+    def middleware(self) -> Middleware:
         @web.middleware
         async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = await handler(request)
