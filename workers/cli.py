@@ -34,11 +34,12 @@ import logging
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from router.clock import Clock
 from router.errors import AcdError, ConfigError
 from router.settings import AcdSettings, load_settings
+from workers.lifecycle import ProcessMain
 from workers.plugins import add_plugin_commands, parse_args
 from workers.runtime import configure_logging, install_reload_signal, install_stop_signals
 
@@ -46,20 +47,6 @@ logger = logging.getLogger("acd")
 
 EXIT_CONFIG = 2  # fix the configuration or the credentials: restarting cannot help
 EXIT_RETRY = 75  # EX_TEMPFAIL: something was not there yet; a restart may well succeed
-
-class ProcessMain(Protocol):
-    """Every production process's main, one lifecycle (workers/lifecycle.py)."""
-
-    def __call__(
-        self,
-        settings: AcdSettings,
-        clock: Clock,
-        stop: asyncio.Event,
-        *,
-        reload: asyncio.Event | None = None,
-        config_path: Path | None = None,
-    ) -> Coroutine[Any, Any, None]: ...
-
 
 def _process_mains() -> dict[str, ProcessMain]:
     from workers.api.process import run_api

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from router.clock import Clock
 from router.domain import AgentState, QueueConfig, requirements_met
@@ -21,7 +20,7 @@ from router.metrics import StateGauges, bucket_label
 from router.settings import AcdSettings
 from router.store import RedisStateStore
 from router.store.redis_store import AgentProfileCount, CollectorSummary
-from workers.lifecycle import Component, ProcessContext, run_process
+from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 from workers.staffing import StaffingEstimator
 
@@ -146,19 +145,6 @@ class StateCollector:
                 return
 
 
-async def run_collector(
-    settings: AcdSettings,
-    clock: Clock,
-    stop: asyncio.Event,
-    *,
-    reload: asyncio.Event | None = None,
-    config_path: Path | None = None,
-) -> None:
-    """The `acd collect` process; setting ``reload`` (SIGHUP) re-reads ``config_path``."""
-    await run_process(
-        "collect", settings, clock, stop, open_collector, reload=reload, config_path=config_path
-    )
-
 
 async def open_collector(ctx: ProcessContext) -> Component:
     """Redis only; ready while it answers."""
@@ -170,3 +156,6 @@ async def open_collector(ctx: ProcessContext) -> Component:
         collector.apply_config(fresh)
 
     return Component(draining=[collector.run], reload=reload)
+
+
+run_collector = process_main("collect", open_collector)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 
 from router.ami.gateway import AmiGateway
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
@@ -39,7 +38,7 @@ from router.errors import (
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
 from router.store import RedisStateStore
-from workers.lifecycle import Component, ProcessContext, run_process
+from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
@@ -251,19 +250,6 @@ class Dispatcher:
             logger.warning("could not pause %s in Asterisk: %s", command.device, exc)
 
 
-async def run_dispatcher(
-    settings: AcdSettings,
-    clock: Clock,
-    stop: asyncio.Event,
-    *,
-    reload: asyncio.Event | None = None,
-    config_path: Path | None = None,
-) -> None:
-    """The `acd dispatch` process."""
-    await run_process(
-        "dispatch", settings, clock, stop, open_dispatcher, reload=reload, config_path=config_path
-    )
-
 
 async def open_dispatcher(ctx: ProcessContext) -> Component:
     """Redis, the topics, the producer, the consumer group, then AMI; ready while Redis
@@ -294,3 +280,6 @@ async def open_dispatcher(ctx: ProcessContext) -> Component:
         metrics=metrics,
     )
     return dispatcher.component()
+
+
+run_dispatcher = process_main("dispatch", open_dispatcher)

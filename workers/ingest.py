@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from panoramisk.message import Message
@@ -30,7 +29,7 @@ from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
 from router.errors import AcdError, AmiError, BrokerUnavailableError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
-from workers.lifecycle import Component, ProcessContext, run_process
+from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
@@ -374,17 +373,6 @@ def _list_events(response: Any) -> list[Message]:
     ]
 
 
-async def run_ingest(
-    settings: AcdSettings,
-    clock: Clock,
-    stop: asyncio.Event,
-    *,
-    reload: asyncio.Event | None = None,
-    config_path: Path | None = None,
-) -> None:
-    """The `acd ingest` process."""
-    await run_process("ingest", settings, clock, stop, open_ingest, reload=reload, config_path=config_path)
-
 
 async def open_ingest(ctx: ProcessContext) -> Component:
     """The topics, the producer, then AMI; ready while Kafka takes envelopes and Asterisk is
@@ -404,3 +392,6 @@ async def open_ingest(ctx: ProcessContext) -> Component:
 async def _close_quietly(gateway: AmiGateway) -> None:
     with contextlib.suppress(Exception):
         await gateway.close()
+
+
+run_ingest = process_main("ingest", open_ingest)

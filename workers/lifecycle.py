@@ -23,7 +23,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -213,6 +213,37 @@ async def run_process(
     await ProcessLifecycle(name, settings, clock).run(
         open_component, stop, reload=reload, config_path=config_path
     )
+
+
+class ProcessMain(Protocol):
+    """A production process's main: run until ``stop``; ``reload`` (SIGHUP) re-reads ``config_path``."""
+
+    def __call__(
+        self,
+        settings: AcdSettings,
+        clock: Clock,
+        stop: asyncio.Event,
+        *,
+        reload: asyncio.Event | None = None,
+        config_path: Path | None = None,
+    ) -> Coroutine[Any, Any, None]: ...
+
+
+def process_main(name: str, open_component: Open) -> ProcessMain:
+    """The `acd <name>` process: ``open_component`` run by the one lifecycle."""
+
+    async def main(
+        settings: AcdSettings,
+        clock: Clock,
+        stop: asyncio.Event,
+        *,
+        reload: asyncio.Event | None = None,
+        config_path: Path | None = None,
+    ) -> None:
+        await run_process(name, settings, clock, stop, open_component, reload=reload, config_path=config_path)
+
+    main.__doc__ = f"The `acd {name}` process."
+    return main
 
 
 async def run_until_stopped(

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -35,7 +34,7 @@ from router.metrics import RoutingMetrics
 from router.sequencing import KeySequencer
 from router.settings import AcdSettings
 from router.store import Position, RedisChainStore, RedisStateStore
-from workers.lifecycle import Component, ProcessContext, run_process
+from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
@@ -343,17 +342,6 @@ async def build_engine(
     return engine
 
 
-async def run_routing(
-    settings: AcdSettings,
-    clock: Clock,
-    stop: asyncio.Event,
-    *,
-    reload: asyncio.Event | None = None,
-    config_path: Path | None = None,
-) -> None:
-    """The `acd route` process; setting ``reload`` (SIGHUP) re-reads ``config_path``."""
-    await run_process("route", settings, clock, stop, open_routing, reload=reload, config_path=config_path)
-
 
 async def open_routing(ctx: ProcessContext) -> Component:
     """Redis, the topics, the producer, then the consumer group; ready while Redis answers
@@ -400,3 +388,6 @@ def _forget_order(sequencer: KeySequencer[Consumed], metrics: RoutingMetrics) ->
     if dropped:
         metrics.events_reordered.labels(result="reread_after_rebalance").inc(dropped)
         logger.warning("rebalance: %d envelopes held back for order will be read again from Kafka", dropped)
+
+
+run_routing = process_main("route", open_routing)
