@@ -38,7 +38,7 @@ from router.errors import (
 )
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
-from router.store import RedisStateStore
+from router.store import RedisRoutingStore
 from workers.lifecycle import Component, ProcessContext, run_process
 from workers.runtime import wait_or_stop
 
@@ -63,7 +63,7 @@ class Dispatcher:
         settings: AcdSettings,
         *,
         gateway: AmiGateway,
-        store: RedisStateStore,
+        store: RedisRoutingStore,
         reader: KafkaGroupReader,
         producer: KafkaEnvelopeProducer,
         clock: Clock,
@@ -159,7 +159,7 @@ class Dispatcher:
                 "offer %s for call %s withdrawn (%s): not sent",
                 command.offer_id,
                 command.call_id,
-                claim.detail(0),
+                claim.state,
                 extra={"call_id": command.call_id, "agent_id": command.agent_id},
             )
             return
@@ -287,7 +287,7 @@ async def open_dispatcher(ctx: ProcessContext) -> Component:
     dispatcher = Dispatcher(
         settings,
         gateway=gateway,
-        store=RedisStateStore(redis, settings.site),
+        store=RedisRoutingStore(redis, settings.site),
         reader=reader,
         producer=producer,
         clock=ctx.clock,
