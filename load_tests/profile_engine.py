@@ -24,8 +24,10 @@ from load_tests.benchmark import site
 from load_tests.embedded import EmbeddedRedis
 from router.clock import ScaledClock
 from router.commands import OfferCommand, OverflowCommand, PauseCommand
+from router.context import RoutingContext
 from router.engine import RoutingEngine
 from router.events import AgentAnswered, AgentPresenceChanged, CallerHungUp, CallQueued
+from router.live_config import LiveConfig
 from router.metrics import RoutingMetrics
 from router.settings import RoutingSettings
 from router.store import NO_POSITION, RedisStateStore
@@ -52,15 +54,12 @@ async def run(agents: int, calls: int, profile: cProfile.Profile | None) -> floa
             redis = Redis.from_url(server.url, decode_responses=True)
             queues, roster = site(agents, 1)
             sink = _Sink()
-            engine = RoutingEngine(
-                store=RedisStateStore(redis, "profile"),
-                queues={q.name: q for q in queues},
-                agents={a.id: a for a in roster},
-                settings=RoutingSettings(candidate_limit=16),
-                clock=ScaledClock(),
-                sink=sink,
-                metrics=RoutingMetrics(CollectorRegistry()),
-            )
+            settings = RoutingSettings(candidate_limit=16)
+            config = LiveConfig({q.name: q for q in queues}, {a.id: a for a in roster}, settings.unknown_queue)
+            metrics = RoutingMetrics(CollectorRegistry())
+            context = RoutingContext(config, settings, ScaledClock(), sink, metrics)
+            store = RedisStateStore(redis, "profile")
+            engine = RoutingEngine(context, store=store, timers=store)
             await engine.seed_agents()
             for agent in roster:
                 await engine.handle(

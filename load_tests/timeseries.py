@@ -18,7 +18,7 @@ from load_tests.summary import percentile
 from router import kpi
 from router.clock import Clock
 from router.domain import QueueConfig
-from router.store import RedisStateStore
+from router.store import RedisSummaryStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class Sampler:
 
     def __init__(
         self,
-        store: RedisStateStore,
+        store: RedisSummaryStore,
         queues: Mapping[str, QueueConfig],
         clock: Clock,
         decision_ms: Sequence[float] = (),

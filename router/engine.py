@@ -14,7 +14,8 @@ from typing import Any
 
 from router.clock import Clock
 from router.commands import CommandSink, PauseCommand
-from router.domain import AgentCandidate, AgentConfig, QueueConfig, WaitingCall
+from router.context import RoutingContext
+from router.domain import AgentConfig, QueueConfig, WaitingCall
 from router.events import (
     AgentAnswered,
     AgentDeclined,
@@ -37,8 +38,10 @@ from router.metrics import RoutingMetrics
 from router.overflow import Overflows, first_due
 from router.policy import requirements_in_force
 from router.settings import RoutingSettings
-from router.store import NewCall, Outcome, Position, RedisStateStore
-from router.store.redis_store import ClosedCall, ResyncGap, candidates_in
+from router.store.params import NewCall, Position, ResyncGap
+from router.store.replies import ClosedCall, Declined, TransferStep
+from router.store.routing import RedisRoutingStore
+from router.store.timers import RedisTimerStore
 
 logger = logging.getLogger(__name__)
 
@@ -54,31 +57,18 @@ UNSTAFFED_CHECK_EVERY_S = 2.0  # real seconds between "anybody logged in?" overf
 
 
 class RoutingEngine:
-    """Routing decisions for one site; stateless itself, all state is in the store."""
+    """Routing decisions for one site; stateless itself, all state is in the stores.
 
-    def __init__(
-        self,
-        *,
-        store: RedisStateStore,
-        queues: dict[str, QueueConfig],
-        agents: dict[str, AgentConfig],
-        settings: RoutingSettings,
-        clock: Clock,
-        sink: CommandSink,
-        metrics: RoutingMetrics,
-    ) -> None:
+    ``store`` takes the events and the decisions, ``timers`` the time-driven work (both
+    best built over one script runner: router.store.shared_scripts).
+    """
+
+    def __init__(self, context: RoutingContext, *, store: RedisRoutingStore, timers: RedisTimerStore) -> None:
+        self.context = context
         self.store = store
-        self.config = LiveConfig(queues, agents, settings.unknown_queue)
-        self.settings = settings
-        self.clock = clock
-        self.sink = sink
-        self.metrics = metrics
-        self.matcher = Matcher(
-            store=store, config=self.config, settings=settings, clock=clock, sink=sink, metrics=metrics
-        )
-        self.overflows = Overflows(
-            store=store, config=self.config, matcher=self.matcher, clock=clock, sink=sink, metrics=metrics
-        )
+        self.timers = timers
+        self.matcher = Matcher(context, store)
+        self.overflows = Overflows(context, store, self.matcher)
         self._last_unstaffed_check = 0.0
         self._handlers: dict[type, Callable[[Any, Position, float], Awaitable[None]]] = {
             CallQueued: self._on_call_queued,
@@ -95,6 +85,26 @@ class RoutingEngine:
             ResyncFinished: self._on_resync,
             OfferFailed: self._on_offer_failed,
         }
+
+    @property
+    def config(self) -> LiveConfig:
+        return self.context.config
+
+    @property
+    def settings(self) -> RoutingSettings:
+        return self.context.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.context.clock
+
+    @property
+    def sink(self) -> CommandSink:
+        return self.context.sink
+
+    @property
+    def metrics(self) -> RoutingMetrics:
+        return self.context.metrics
 
     @property
     def queues(self) -> dict[str, QueueConfig]:
@@ -136,15 +146,15 @@ class RoutingEngine:
         )
         requirements = requirements_in_force(waiting, queue, self.clock.now())
         limit = self.matcher.candidate_limit(queue)
-        outcome, candidates = await self.store.enqueue(
+        enqueued = await self.store.enqueue(
             call, pos, candidates_for=requirements, limit=limit, requeue_transferred=not event.resynced
         )
-        if outcome.status not in ("queued", "requeued"):  # a redelivery or a resync listing
+        if enqueued.status not in ("queued", "requeued"):  # a redelivery or a resync listing
             await self.matcher.match_call_id(event.call_id, started)
             return
         self.metrics.offered.labels(queue.name).inc()
-        if outcome.status == "requeued":
-            await self._after_requeue(event.call_id, queue.name, outcome.detail(0), started)
+        if enqueued.status == "requeued":
+            await self._after_requeue(event.call_id, queue.name, enqueued.released_agent, started)
         logger.debug(
             "call %s queued in %s (priority %s)",
             event.call_id,
@@ -152,9 +162,9 @@ class RoutingEngine:
             call.priority,
             extra=ids(event.call_id),
         )
-        if not candidates and await self.overflows.nobody_to_answer(queue, event.call_id):
+        if not enqueued.candidates and await self.overflows.nobody_to_answer(queue, event.call_id):
             return
-        await self.matcher.match_call(waiting, started, trigger="call", prefetched=candidates)
+        await self.matcher.match_call(waiting, started, trigger="call", prefetched=enqueued.candidates)
 
     async def _after_requeue(self, call_id: str, queue: str, released: str, started: float) -> None:
         """A transferred caller is back in a queue; its transferring agent may have been
@@ -188,20 +198,19 @@ class RoutingEngine:
         agent_id = await self._agent_for_device(event.device)
         if agent_id is None:
             return
-        outcome = await self.store.agent_answered(event.call_id, agent_id, event.at, pos)
-        if outcome.status == "answered":
-            queue = outcome.detail(1)
-            self.metrics.answered.labels(queue).inc()
-            self.metrics.answer_wait.labels(queue).observe(outcome.number(0))
+        answered = await self.store.agent_answered(event.call_id, agent_id, event.at, pos)
+        if answered.status == "answered":
+            self.metrics.answered.labels(answered.queue).inc()
+            self.metrics.answer_wait.labels(answered.queue).observe(answered.waited_s)
             logger.info(
                 "call %s answered by %s after %.1fs",
                 event.call_id,
                 agent_id,
-                outcome.number(0),
+                answered.waited_s,
                 extra=ids(event.call_id, agent_id),
             )
         # An agent with spare capacity (chat-style) may take another call right away.
-        if outcome.status != "answered" or outcome.detail(2) == "1":
+        if answered.status != "answered" or answered.spare_capacity:
             await self.matcher.match_agent(agent_id, started)
 
     async def _on_agent_declined(self, event: AgentDeclined, pos: Position, started: float) -> None:
@@ -209,31 +218,31 @@ class RoutingEngine:
         if agent_id is None:
             return
         rna = self.settings.ring_no_answer
-        outcome = await self.store.agent_declined(
+        declined = await self.store.agent_declined(
             event.call_id, agent_id, event.at, rna.auto_pause, rna.reason, pos
         )
-        await self._after_decline(outcome, event.call_id, agent_id, event.dial_status, started)
+        await self._after_decline(declined, event.call_id, agent_id, event.dial_status, started)
 
     async def _on_caller_held(self, event: CallerHeld, pos: Position, started: float) -> None:
         rna = self.settings.ring_no_answer
-        outcome = await self.store.caller_held(event.call_id, event.at, rna.auto_pause, rna.reason, pos)
-        if outcome.status == "declined":
-            await self._after_decline(outcome, event.call_id, outcome.detail(1), "CHANUNAVAIL", started)
+        declined = await self.store.caller_held(event.call_id, event.at, rna.auto_pause, rna.reason, pos)
+        if declined.status == "declined":
+            await self._after_decline(declined, event.call_id, declined.agent_id, "CHANUNAVAIL", started)
 
     async def _on_caller_left_hold(self, event: CallerLeftHold, pos: Position, started: float) -> None:
         await self.store.caller_left_hold(event.call_id, event.at, pos)
 
     async def _after_decline(
-        self, outcome: Outcome, call_id: str, agent_id: str, status: str, started: float
+        self, declined: Declined, call_id: str, agent_id: str, status: str, started: float
     ) -> None:
         """Pause the agent in Asterisk too (if auto-paused), then route the call again."""
-        if outcome.status == "declined":
+        if declined.status == "declined":
             queue = (await self.store.call(call_id)).get("queue", "")
             self.metrics.declined.labels(queue).inc()
             logger.info(
                 "agent %s did not take call %s (%s)", agent_id, call_id, status, extra=ids(call_id, agent_id)
             )
-            if outcome.detail(0) == "1":
+            if declined.paused:
                 await self._pause_in_asterisk(agent_id)
         await self.matcher.match_call_id(call_id, started)
         await self.matcher.match_agent(agent_id, started)
@@ -245,70 +254,69 @@ class RoutingEngine:
         await self.sink.pause(PauseCommand(agent_id, device, reason, self.clock.now()))
 
     async def _on_caller_hung_up(self, event: CallerHungUp, pos: Position, started: float) -> None:
-        outcome = await self.store.caller_hung_up(
+        hung_up = await self.store.caller_hung_up(
             event.call_id, event.at, pos, by_pbx_shutdown=event.by_pbx_shutdown
         )
-        queue, agent_id = outcome.detail(1), outcome.detail(2)
-        if outcome.status == "pbx_restart":
+        queue = hung_up.queue
+        if hung_up.status == "pbx_restart":
             self.metrics.ended_by_pbx_restart.labels(queue).inc()
             logger.warning(
                 "call %s cut off by Asterisk shutting down", event.call_id, extra=ids(event.call_id)
             )
-        elif outcome.status == "abandoned":
+        elif hung_up.status == "abandoned":
             self.metrics.abandoned.labels(queue).inc()
-            self.metrics.abandon_wait.labels(queue).observe(outcome.number(0))
+            self.metrics.abandon_wait.labels(queue).observe(hung_up.seconds)
             logger.info(
-                "call %s abandoned after %.1fs", event.call_id, outcome.number(0), extra=ids(event.call_id)
+                "call %s abandoned after %.1fs", event.call_id, hung_up.seconds, extra=ids(event.call_id)
             )
-        elif outcome.status in ("completed", "transferred"):  # transferred: its leg's end was missed
-            self.metrics.talk.labels(queue).observe(outcome.number(0))
-            self.metrics.agent_handling.inc(outcome.number(0))
-        if agent_id and outcome.detail(3) == "1":
-            await self.matcher.match_agent(agent_id, started, known=_candidate_after(outcome, 4))
+        elif hung_up.status in ("completed", "transferred"):  # transferred: its leg's end was missed
+            self.metrics.talk.labels(queue).observe(hung_up.seconds)
+            self.metrics.agent_handling.inc(hung_up.seconds)
+        if hung_up.agent_id and hung_up.free_agent is not None:
+            await self.matcher.match_agent(hung_up.agent_id, started, known=hung_up.free_agent)
 
     async def _on_call_transferred(self, event: CallTransferred, pos: Position, started: float) -> None:
         agent_id = await self._agent_for_device(event.device) if event.device else None
-        outcome = await self.store.call_transferred(
+        step = await self.store.call_transferred(
             event.call_id, agent_id or "", event.kind, event.target, event.at, pos
         )
-        if outcome.status in ("marked", "transferred"):
-            self.metrics.transferred.labels(outcome.detail(1)).inc()
+        if step.status in ("marked", "transferred"):
+            self.metrics.transferred.labels(step.queue).inc()
             logger.info(
                 "call %s: %s transfer by %s to %s",
                 event.call_id,
                 event.kind,
-                outcome.detail(2),
+                step.agent_id,
                 event.target,
-                extra=ids(event.call_id, outcome.detail(2)),
+                extra=ids(event.call_id, step.agent_id),
             )
-        await self._after_transfer_step(outcome, started)
+        await self._after_transfer_step(step, started)
 
     async def _on_agent_leg_ended(self, event: AgentLegEnded, pos: Position, started: float) -> None:
         agent_id = await self._agent_for_device(event.device)
         if agent_id is not None:
-            outcome = await self.store.agent_leg_ended(event.call_id, agent_id, event.at, pos)
-            await self._after_transfer_step(outcome, started)
+            step = await self.store.agent_leg_ended(event.call_id, agent_id, event.at, pos)
+            await self._after_transfer_step(step, started)
 
-    async def _after_transfer_step(self, outcome: Outcome, started: float) -> None:
+    async def _after_transfer_step(self, step: TransferStep, started: float) -> None:
         """The transferring agent's talk ended (or a redelivery): count it, offer it a call."""
-        if outcome.status == "transferred":
-            self.metrics.talk.labels(outcome.detail(1)).observe(outcome.number(0))
-            self.metrics.agent_handling.inc(outcome.number(0))
-        agent_id = outcome.detail(2)
-        if agent_id and outcome.status in ("transferred", "duplicate") and outcome.detail(3) == "1":
-            await self.matcher.match_agent(agent_id, started, known=_candidate_after(outcome, 4))
+        if step.status == "transferred":
+            self.metrics.talk.labels(step.queue).observe(step.seconds)
+            self.metrics.agent_handling.inc(step.seconds)
+        free = step.free_agent
+        if step.agent_id and step.status in ("transferred", "duplicate") and free is not None:
+            await self.matcher.match_agent(step.agent_id, started, known=free)
 
     async def _on_offer_failed(self, event: OfferFailed, pos: Position, started: float) -> None:
-        outcome = await self.store.offer_failed(
+        failed = await self.store.offer_failed(
             event.call_id, event.offer_id, event.at, channel_gone=event.channel_gone, pos=pos
         )
         logger.info(
-            "offer %s of call %s failed (%s): %s", event.offer_id, event.call_id, event.reason, outcome.status
+            "offer %s of call %s failed (%s): %s", event.offer_id, event.call_id, event.reason, failed.status
         )
-        if outcome.status == "abandoned":
-            queue = outcome.detail(2)
-            self.metrics.abandoned.labels(queue).inc()
-            self.metrics.abandon_wait.labels(queue).observe(outcome.number(0))
+        if failed.status == "abandoned":
+            self.metrics.abandoned.labels(failed.queue).inc()
+            self.metrics.abandon_wait.labels(failed.queue).observe(failed.waited_s)
         await self.matcher.match_call_id(event.call_id, started)
         if event.agent_id:
             await self.matcher.match_agent(event.agent_id, started)
@@ -326,18 +334,18 @@ class RoutingEngine:
                 event.device,
             )
             return
-        outcome = await self.store.agent_presence(
+        presence = await self.store.agent_presence(
             agent_id, event.state, event.reason, event.at, pos, event.device_state
         )
-        if outcome.status == "device_changed":
-            self.metrics.agent_available.inc(outcome.number(1))
+        if presence.status == "device_changed":
+            self.metrics.agent_available.inc(presence.available_s)
             logger.info("agent %s phone %s", agent_id, event.device_state, extra=ids(agent_id=agent_id))
-        if outcome.status == "changed":
-            self.metrics.agent_available.inc(outcome.number(1))
+        if presence.status == "changed":
+            self.metrics.agent_available.inc(presence.available_s)
             logger.info(
                 "agent %s: %s -> %s %s",
                 agent_id,
-                outcome.detail(0),
+                presence.previous_state,
                 event.state,
                 event.reason,
                 extra=ids(agent_id=agent_id),
@@ -348,11 +356,9 @@ class RoutingEngine:
         agent_id = await self._agent_for_device(event.device)
         if agent_id is None:
             return  # a phone that is not an agent's, or a Queue:/custom device state
-        outcome = await self.store.agent_device(agent_id, event.state, event.at, pos)
-        if outcome.status == "changed":
-            logger.info(
-                "agent %s phone %s: %s", agent_id, event.state, "busy" if outcome.detail(0) == "1" else "free"
-            )
+        device = await self.store.agent_device(agent_id, event.state, event.at, pos)
+        if device.status == "changed":
+            logger.info("agent %s phone %s: %s", agent_id, event.state, "busy" if device.busy else "free")
         await self.matcher.match_agent(agent_id, started)
 
     async def _agent_for_device(self, device: str, *, member_name: str = "") -> str | None:
@@ -370,11 +376,11 @@ class RoutingEngine:
         sent before the listing may still be on their way through other partitions."""
         due = self.clock.now() + self.settings.resync_grace_s * self.clock.time_scale
         gap = ResyncGap(event.link_lost_at, event.pbx_restart)
-        await self.store.schedule_resync(event.snapshot_at, event.live_call_ids, due, gap=gap)
+        await self.timers.schedule_resync(event.snapshot_at, event.live_call_ids, due, gap=gap)
 
     async def _close_after_resync(self, started: float) -> None:
-        for listing in await self.store.due_resyncs(self.clock.now()):
-            closed = await self.store.resync_close(
+        for listing in await self.timers.due_resyncs(self.clock.now()):
+            closed = await self.timers.resync_close(
                 listing.snapshot_at, listing.live_call_ids, gap=listing.gap
             )
             for call in closed:
@@ -397,7 +403,7 @@ class RoutingEngine:
     async def tick(self, started: float) -> None:
         """Time-driven work: wrap-ups ending, offers expiring, requirements relaxing, overflow."""
         now = self.clock.now()
-        wrapups, requeued = await self.store.run_timers(now)
+        wrapups, requeued = await self.timers.run_timers(now)
         for wrapup in wrapups:
             self.metrics.wrapup.labels(wrapup.queue).observe(wrapup.seconds)
             self.metrics.agent_handling.inc(wrapup.seconds)
@@ -406,11 +412,11 @@ class RoutingEngine:
                 "offer for call %s expired before it rang; back in line", call_id, extra=ids(call_id)
             )
         await self._close_after_resync(started)
-        await self.overflows.run_due(started)
+        await self.overflows.run_due(await self.timers.overflow_due(self.clock.now()))
         if started - self._last_unstaffed_check >= UNSTAFFED_CHECK_EVERY_S:
             self._last_unstaffed_check = started
             await self.overflows.check_unstaffed()
-        for call_id in await self.store.relax_due(now):
+        for call_id in await self.timers.relax_due(now):
             await self._relax(call_id, now, started)
         for call_id in requeued:
             await self.matcher.match_call_id(call_id, started)
@@ -420,7 +426,7 @@ class RoutingEngine:
 
     async def _nudged(self, started: float) -> None:
         """Agents the operator API changed (wrap-up finished, skills): look for a call now."""
-        for nudge in await self.store.take_nudges():
+        for nudge in await self.timers.take_nudges():
             if nudge.get("wrapup_s") is not None:
                 self.metrics.wrapup.labels(str(nudge.get("queue", ""))).observe(float(nudge["wrapup_s"]))
                 self.metrics.agent_handling.inc(float(nudge["wrapup_s"]))
@@ -431,10 +437,10 @@ class RoutingEngine:
         if call is None:
             state = (await self.store.call(call_id)).get("state", "")
             # Being offered right now: look again shortly, the offer may come back.
-            await self.store.set_relax_due(call_id, now + 1.0 if state in OFFER_STATES else None)
+            await self.timers.set_relax_due(call_id, now + 1.0 if state in OFFER_STATES else None)
             return
         following = self.config.queue(call.queue).next_relax_after(now - call.entered_at)
-        await self.store.set_relax_due(call_id, None if following is None else call.entered_at + following)
+        await self.timers.set_relax_due(call_id, None if following is None else call.entered_at + following)
         await self.matcher.match_call(call, started, trigger="relax")
 
     async def sweep(self, started: float) -> None:
@@ -442,9 +448,3 @@ class RoutingEngine:
 
     async def match_agent(self, agent_id: str, started: float) -> None:
         await self.matcher.match_agent(agent_id, started)
-
-
-def _candidate_after(outcome: Outcome, start: int) -> AgentCandidate | None:
-    """The agent candidate a script appended to its answer from detail ``start`` on."""
-    found = candidates_in(outcome.details[start : start + 8])
-    return found[0] if found else None

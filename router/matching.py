@@ -14,15 +14,14 @@ import itertools
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-from router.clock import Clock
-from router.commands import CommandSink, OfferCommand
-from router.domain import AgentCandidate, QueueConfig, Strategy, WaitingCall
-from router.live_config import LiveConfig
-from router.metrics import RoutingMetrics
+from router.commands import OfferCommand
+from router.context import RoutingContext
+from router.domain import AgentCandidate, QueueConfig, Requirements, Strategy, WaitingCall
 from router.policy import Decision, call_order_key, choose_agent, choose_call, requirements_in_force
-from router.settings import RoutingSettings
-from router.store import Outcome, RedisStateStore
+from router.store.replies import Reserved
 
 logger = logging.getLogger(__name__)
 
@@ -36,25 +35,36 @@ SHORTLIST = 5
 LINE_DEPTHS = (1, 8, 64, 100_000)
 
 
+class MatchingStore(Protocol):
+    """What matching reads and writes (router.store.RedisRoutingStore has it)."""
+
+    async def waiting_call(self, call_id: str) -> WaitingCall | None: ...
+
+    async def waiting_calls(self, start: int = 0, count: int = 100) -> list[WaitingCall]: ...
+
+    async def line_for_agent(self, queues: Sequence[str], per_queue: int, count: int) -> list[WaitingCall]: ...
+
+    async def candidates(
+        self, requirements: Requirements, *, exclude: Iterable[str] = (), limit: int = 64, max_scan: int = ...
+    ) -> list[AgentCandidate]: ...
+
+    async def agent_candidate(self, agent_id: str) -> AgentCandidate | None: ...
+
+    async def any_agent_available(self) -> bool: ...
+
+    async def round_robin_last(self, queue: str) -> str: ...
+
+    async def reserve(
+        self, call_id: str, agent_id: str, offer_id: str, now: float, deadline: float, record: str
+    ) -> Reserved: ...
+
+
 class Matcher:
     """Makes offers; holds no state of its own (but a counter for offer ids)."""
 
-    def __init__(
-        self,
-        *,
-        store: RedisStateStore,
-        config: LiveConfig,
-        settings: RoutingSettings,
-        clock: Clock,
-        sink: CommandSink,
-        metrics: RoutingMetrics,
-    ) -> None:
+    def __init__(self, context: RoutingContext, store: MatchingStore) -> None:
+        self.context = context
         self.store = store
-        self.config = config
-        self.settings = settings
-        self.clock = clock
-        self.sink = sink
-        self.metrics = metrics
         # Offer ids: unique across workers and restarts (random prefix), cheap to make.
         self._offer_prefix, self._offer_seq = os.urandom(8).hex(), itertools.count(1)
 
@@ -75,9 +85,9 @@ class Matcher:
 
         ``prefetched``: candidates already read for this call (by the enqueue script).
         """
-        queue = self.config.queue(call.queue)
+        queue = self.context.config.queue(call.queue)
         for _ in range(MAX_RESERVE_ATTEMPTS):
-            now = self.clock.now()
+            now = self.context.clock.now()
             requirements = requirements_in_force(call, queue, now)
             if prefetched is None:
                 limit = self.candidate_limit(queue)
@@ -96,12 +106,12 @@ class Matcher:
                 return True
             if outcome.status in ("call_taken", "unknown_call"):
                 return False
-            self.metrics.conflicts.inc()
+            self.context.metrics.conflicts.inc()
         return False
 
     def candidate_limit(self, queue: QueueConfig) -> int:
         """Longest idle needs only the first candidate: the store returns them in that order."""
-        return 1 if queue.strategy is Strategy.LONGEST_IDLE else self.settings.candidate_limit
+        return 1 if queue.strategy is Strategy.LONGEST_IDLE else self.context.settings.candidate_limit
 
     async def match_agent(self, agent_id: str, started: float, known: AgentCandidate | None = None) -> None:
         """Give a newly free agent the first call in line it may take (several, if capacity allows).
@@ -119,16 +129,16 @@ class Matcher:
             if outcome.status not in ("ok", "call_taken"):
                 return
             if outcome.status == "call_taken":
-                self.metrics.conflicts.inc()
+                self.context.metrics.conflicts.inc()
 
     async def _first_call_for(self, agent: AgentCandidate) -> tuple[Decision | None, WaitingCall | None]:
         """Read only the heads of the queues the agent could serve, deeper only if needed."""
-        queues = self.config.eligible_queues(agent.skills)
+        queues = self.context.config.eligible_queues(agent.skills)
         for per_queue in LINE_DEPTHS:
             calls = await self.store.line_for_agent(queues, per_queue, per_queue * (len(queues) + 1))
             if not calls:
                 return None, None
-            decision = choose_call(agent, calls, self.config.queues, self.clock.now())
+            decision = choose_call(agent, calls, self.context.config.queues, self.context.clock.now())
             chosen = next((c for c in calls if decision and c.call_id == decision.call_id), None)
             if per_queue == LINE_DEPTHS[-1] or not _may_hide_an_earlier_call(calls, chosen, per_queue):
                 return decision, chosen
@@ -141,17 +151,17 @@ class Matcher:
         candidates: list[AgentCandidate],
         started: float,
         trigger: str,
-    ) -> Outcome:
-        now = self.clock.now()
+    ) -> Reserved:
+        now = self.context.clock.now()
         offer_id = f"{self._offer_prefix}{next(self._offer_seq):08x}"
-        deadline = now + self.settings.offer_timeout_s * self.clock.time_scale
+        deadline = now + self.context.settings.offer_timeout_s * self.context.clock.time_scale
         record = self._record(decision, call, candidates, offer_id, now, trigger)
         outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
         if outcome.status != "ok":
             return outcome
-        self.metrics.decisions.labels(decision.queue, trigger).inc()
-        self.metrics.agent_available.inc(outcome.number(1))
-        await self.sink.offer(self._offer(decision, call, offer_id, outcome.detail(0), now), started)
+        self.context.metrics.decisions.labels(decision.queue, trigger).inc()
+        self.context.metrics.agent_available.inc(outcome.available_s)
+        await self.context.sink.offer(self._offer(decision, call, offer_id, outcome.device, now), started)
         logger.debug(
             "offered call %s to %s: %s",
             call.call_id,
@@ -188,14 +198,14 @@ class Matcher:
     def _offer(
         self, decision: Decision, call: WaitingCall, offer_id: str, device: str, now: float
     ) -> OfferCommand:
-        agent = self.config.agents.get(decision.agent_id)
+        agent = self.context.config.agents.get(decision.agent_id)
         return OfferCommand(
             offer_id=offer_id,
             call_id=call.call_id,
             channel=call.channel,
             agent_id=decision.agent_id,
             device=device,
-            context=self.settings.connect_context,
+            context=self.context.settings.connect_context,
             exten=agent.dial_extension if agent else decision.agent_id,
             queue=decision.queue,
             decided_at=now,

@@ -9,9 +9,11 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from router.commands import OfferCommand, OverflowCommand, PauseCommand
+from router.context import RoutingContext
 from router.domain import AgentConfig, QueueConfig
 from router.engine import RoutingEngine
 from router.events import AgentPresenceChanged, CallQueued
+from router.live_config import LiveConfig
 from router.metrics import RoutingMetrics
 from router.settings import RoutingSettings
 from router.store import NO_POSITION, Position, RedisStateStore
@@ -63,16 +65,11 @@ class EngineHarness:
         self.clock = FakeClock()
         self.sink = RecordingSink()
         self.metrics = RoutingMetrics(CollectorRegistry())
-        self.engine = RoutingEngine(
-            store=RedisStateStore(redis, "e"),
-            queues={q.name: q for q in queues},
-            agents={a.id: a for a in agents},
-            settings=settings or RoutingSettings(),
-            clock=self.clock,
-            sink=self.sink,
-            metrics=self.metrics,
-        )
-        self.store = self.engine.store
+        settings = settings or RoutingSettings()
+        config = LiveConfig({q.name: q for q in queues}, {a.id: a for a in agents}, settings.unknown_queue)
+        context = RoutingContext(config, settings, self.clock, self.sink, self.metrics)
+        self.store = RedisStateStore(redis, "e")  # the whole site: tests read what the engine wrote
+        self.engine = RoutingEngine(context, store=self.store, timers=self.store)
 
     async def start(self) -> EngineHarness:
         await self.engine.seed_agents()

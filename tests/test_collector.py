@@ -61,7 +61,7 @@ def collector(
     store: RedisStateStore, clock: FakeClock | None = None
 ) -> tuple[StateCollector, CollectorRegistry]:
     registry = CollectorRegistry()
-    return StateCollector(store, StateGauges(registry), QUEUES, clock or FakeClock()), registry
+    return StateCollector(store, store, StateGauges(registry), QUEUES, clock or FakeClock()), registry
 
 
 async def agent(store: RedisStateStore, agent_id: str, skills: dict[str, int], state: str) -> None:
@@ -72,8 +72,7 @@ async def agent(store: RedisStateStore, agent_id: str, skills: dict[str, int], s
 
 async def enqueue(store: RedisStateStore, call_id: str, queue: str, at: float) -> None:
     call = NewCall(call_id, queue, 0, False, None, f"PJSIP/trunk-{call_id}", at, None, None, 20.0, 0.0)
-    outcome, _ = await store.enqueue(call, NO_POSITION)
-    assert outcome.status == "queued"
+    assert (await store.enqueue(call, NO_POSITION)).status == "queued"
 
 
 async def test_agents_count_in_every_queue_whose_base_requirements_they_meet(store: RedisStateStore) -> None:

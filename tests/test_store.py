@@ -8,7 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from router.domain import AgentConfig, AnyOf, SkillRequirement
-from router.store import NO_POSITION, NewCall, Outcome, Position, RedisStateStore
+from router.store import NO_POSITION, NewCall, Position, RedisStateStore
+from router.store.replies import Enqueued
 
 T0 = 1_800_000_000.0
 
@@ -34,7 +35,7 @@ async def enqueue(
     pos: Position = NO_POSITION,
     sl: float = 20.0,
     wrapup: float = 0.0,
-) -> Outcome:
+) -> Enqueued:
     call = NewCall(
         call_id=call_id,
         queue="q",
@@ -48,8 +49,7 @@ async def enqueue(
         sl_threshold=sl,
         wrapup_s=wrapup,
     )
-    outcome, _ = await store.enqueue(call, pos)
-    return outcome
+    return await store.enqueue(call, pos)
 
 
 async def offer(store: RedisStateStore, call_id: str, agent_id: str, at: float, offer_id: str = "o1"):
@@ -86,7 +86,7 @@ async def test_paused_agent_leaves_the_indexes(store: RedisStateStore) -> None:
     await login(store, "a1", {"billing": 2}, T0)
     outcome = await store.agent_presence("a1", "paused", "lunch", T0 + 60, NO_POSITION)
     assert outcome.status == "changed"
-    assert outcome.number(1) == pytest.approx(60.0)  # seconds it was available, for occupancy
+    assert outcome.available_s == pytest.approx(60.0)  # seconds it was available, for occupancy
     assert await store.candidates(()) == []
     assert (await store.agent("a1"))["reason"] == "lunch"
 
@@ -95,11 +95,11 @@ async def test_enqueue_can_return_the_candidates_in_the_same_round_trip(store: R
     await login(store, "a1", {"billing": 3}, T0)
     await login(store, "a2", {"billing": 1}, T0 - 5)
     call = NewCall("c1", "q", 0, False, None, "PJSIP/t-1", T0, None, None, 20.0, 0.0)
-    outcome, candidates = await store.enqueue(
+    outcome = await store.enqueue(
         call, NO_POSITION, candidates_for=(SkillRequirement(skill="billing", min_level=2),), limit=5
     )
     assert outcome.status == "queued"
-    assert [c.agent_id for c in candidates] == ["a1"]
+    assert [c.agent_id for c in outcome.candidates] == ["a1"]
 
 
 async def test_enqueue_is_idempotent(store: RedisStateStore) -> None:
@@ -141,9 +141,9 @@ async def test_answer_then_hangup_runs_wrap_up_then_available(store: RedisStateS
     await offer(store, "c1", "a1", T0 + 1)
     assert (await store.agent_rang("c1", "a1", T0 + 2, Position("ev:0", 1))).status == "ringing"
     answered = await store.agent_answered("c1", "a1", T0 + 25, Position("ev:0", 2))
-    assert (answered.status, answered.number(0), answered.detail(1)) == ("answered", 25.0, "q")
+    assert (answered.status, answered.waited_s, answered.queue) == ("answered", 25.0, "q")
     completed = await store.caller_hung_up("c1", T0 + 125, Position("ev:0", 3))
-    assert (completed.status, completed.number(0), completed.detail(2)) == ("completed", 100.0, "a1")
+    assert (completed.status, completed.seconds, completed.agent_id) == ("completed", 100.0, "a1")
     agent = await store.agent("a1")
     assert agent["state"] == "wrap_up" and float(agent["handled_s"]) == 100.0
     assert await store.run_timers(T0 + 150) == ([], [])
@@ -178,7 +178,7 @@ async def test_ring_no_answer_requeues_at_the_head_and_pauses_the_agent(store: R
     await enqueue(store, "c2", T0 + 3)
     await offer(store, "c1", "a1", T0 + 4)
     outcome = await store.agent_declined("c1", "a1", T0 + 20, True, "ring-no-answer", NO_POSITION)
-    assert outcome.status == "declined" and outcome.detail(0) == "1"
+    assert outcome.status == "declined" and outcome.paused
     line = await store.waiting_calls()
     assert [c.call_id for c in line] == ["c1", "c2"]
     assert line[0].declined_by == frozenset({"a1"})
@@ -212,7 +212,7 @@ async def test_abandon_while_ringing_releases_the_agent(store: RedisStateStore) 
     await enqueue(store, "c1", T0)
     await offer(store, "c1", "a1", T0 + 1)
     outcome = await store.caller_hung_up("c1", T0 + 3, NO_POSITION)
-    assert (outcome.status, outcome.detail(2)) == ("abandoned", "a1")
+    assert (outcome.status, outcome.agent_id) == ("abandoned", "a1")
     assert [c.agent_id for c in await store.candidates(())] == ["a1"]
     # The agent keeps its place in line: an offer that came to nothing does not reset idle time.
     assert (await store.candidates(()))[0].idle_since == T0

@@ -18,8 +18,8 @@ from router.domain import AgentState, QueueConfig, requirements_met
 from router.errors import AcdError
 from router.metrics import StateGauges, bucket_label
 from router.settings import AcdSettings
-from router.store import RedisStateStore
-from router.store.redis_store import AgentProfileCount, CollectorSummary
+from router.store import RedisLeaseStore, RedisSummaryStore
+from router.store.replies import AgentProfileCount, CollectorSummary
 from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 from workers.staffing import StaffingEstimator
@@ -39,13 +39,15 @@ class StateCollector:
 
     def __init__(
         self,
-        store: RedisStateStore,
+        store: RedisSummaryStore,
+        leases: RedisLeaseStore,
         gauges: StateGauges,
         queues: Sequence[QueueConfig],
         clock: Clock,
         staffing: StaffingEstimator | None = None,
     ) -> None:
         self.store = store
+        self.leases = leases
         self.gauges = gauges
         self.queues = list(queues)
         self.clock = clock
@@ -55,7 +57,7 @@ class StateCollector:
         self._qualified: dict[SkillProfile, tuple[str, ...]] = {}
 
     async def collect_once(self, interval_s: float) -> None:
-        self.leader = await self.store.hold_lease("collector_lease", self.owner, interval_s * 3)
+        self.leader = await self.leases.hold_lease("collector_lease", self.owner, interval_s * 3)
         if not self.leader:
             self._clear()
             return
@@ -149,8 +151,9 @@ class StateCollector:
 async def open_collector(ctx: ProcessContext) -> Component:
     """Redis only; ready while it answers."""
     redis = await ctx.redis()
-    store = RedisStateStore(redis, ctx.settings.site)
-    collector = StateCollector(store, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock)
+    site = ctx.settings.site
+    summary, leases = RedisSummaryStore(redis, site), RedisLeaseStore(redis, site)
+    collector = StateCollector(summary, leases, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock)
 
     async def reload(fresh: AcdSettings) -> None:
         collector.apply_config(fresh)

@@ -37,7 +37,7 @@ from router.errors import (
 )
 from router.metrics import DispatchMetrics
 from router.settings import AcdSettings
-from router.store import RedisStateStore
+from router.store import RedisRoutingStore
 from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 
@@ -62,7 +62,7 @@ class Dispatcher:
         settings: AcdSettings,
         *,
         gateway: AmiGateway,
-        store: RedisStateStore,
+        store: RedisRoutingStore,
         reader: KafkaGroupReader,
         producer: KafkaEnvelopeProducer,
         clock: Clock,
@@ -158,7 +158,7 @@ class Dispatcher:
                 "offer %s for call %s withdrawn (%s): not sent",
                 command.offer_id,
                 command.call_id,
-                claim.detail(0),
+                claim.state,
                 extra={"call_id": command.call_id, "agent_id": command.agent_id},
             )
             return
@@ -273,7 +273,7 @@ async def open_dispatcher(ctx: ProcessContext) -> Component:
     dispatcher = Dispatcher(
         settings,
         gateway=gateway,
-        store=RedisStateStore(redis, settings.site),
+        store=RedisRoutingStore(redis, settings.site),
         reader=reader,
         producer=producer,
         clock=ctx.clock,

@@ -26,14 +26,16 @@ from router.commands import (
     overflow_envelope,
     pause_envelope,
 )
+from router.context import RoutingContext
 from router.engine import RoutingEngine
 from router.envelope import Envelope, decode
 from router.errors import AcdError, BrokerUnavailableError, ConfigError, MalformedEventError
 from router.inbound import domain_event
+from router.live_config import LiveConfig
 from router.metrics import RoutingMetrics
 from router.sequencing import KeySequencer
 from router.settings import AcdSettings
-from router.store import Position, RedisChainStore, RedisStateStore
+from router.store import Position, RedisChainStore, RedisRoutingStore, RedisTimerStore, shared_scripts
 from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 
@@ -308,10 +310,10 @@ class RoutingWorker:
 
     async def timers(self, stop: asyncio.Event) -> None:
         interval = self.settings.routing.timer_interval_s
-        store = self.engine.store
+        timers = self.engine.timers
         while not await wait_or_stop(stop, interval):
             try:
-                if not await store.hold_lease("timer_lease", self.worker_id, interval * 5):
+                if not await timers.hold_lease("timer_lease", self.worker_id, interval * 5):
                     continue
                 self.metrics.timer_runs.inc()
                 started = time.monotonic()
@@ -329,15 +331,13 @@ class RoutingWorker:
 async def build_engine(
     settings: AcdSettings, redis: Redis, clock: Clock, sink: KafkaCommandSink, metrics: RoutingMetrics
 ) -> RoutingEngine:
-    engine = RoutingEngine(
-        store=RedisStateStore(redis, settings.site),
-        queues=settings.queue_map(),
-        agents={agent.id: agent for agent in settings.agents},
-        settings=settings.routing,
-        clock=clock,
-        sink=sink,
-        metrics=metrics,
-    )
+    agents = {agent.id: agent for agent in settings.agents}
+    config = LiveConfig(settings.queue_map(), agents, settings.routing.unknown_queue)
+    context = RoutingContext(config, settings.routing, clock, sink, metrics)
+    # One script runner for both stores: what handlers and timers ask for together batches.
+    scripts = shared_scripts(redis, settings.site, RedisRoutingStore, RedisTimerStore)
+    store = RedisRoutingStore(redis, settings.site, scripts=scripts)
+    engine = RoutingEngine(context, store=store, timers=RedisTimerStore(redis, settings.site, scripts=scripts))
     await engine.seed_agents()
     return engine
 

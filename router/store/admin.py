@@ -16,17 +16,13 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, cast
-
-from redis.asyncio import Redis
+from typing import Any, ClassVar, Literal, cast
 
 from router.domain import AgentConfig
+from router.store.base import RedisSiteStore
+from router.store.codec import profile_args, skills_in
 from router.store.errors import translates_redis_errors
-from router.store.keys import Keys
-from router.store.redis_store import Outcome, _outcome
-from router.store.scripts import LuaScripts
-
-_SCRIPTS = ("agent_profile", "agent_skills", "wrapup_extend", "wrapup_finish")
+from router.store.replies import SkillsSet, WrapUpExtended, WrapUpFinished
 
 # Call states in which the caller still waits (offered and ringing included).
 QUEUED_CALL_STATES = frozenset({"waiting", "offered", "dispatching", "ringing"})
@@ -47,14 +43,6 @@ def _int(value: str | None, default: int = 0) -> int:
         return int(float(value)) if value not in (None, "") else default
     except ValueError:
         return default
-
-
-def _skills(text: str | None) -> dict[str, int]:
-    try:
-        raw = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +73,7 @@ class AgentView:
             state=state,
             activity=activity,
             reason=fields.get("reason", ""),
-            skills=_skills(fields.get("skills")),
+            skills=skills_in(fields.get("skills")),
             skills_source=fields.get("skills_source") or "config",
             capacity=_int(fields.get("capacity"), 1),
             reserved=reserved,
@@ -158,42 +146,34 @@ def _round(value: float | None) -> float | None:
 
 
 @translates_redis_errors
-class AdminStore:
+class AdminStore(RedisSiteStore):
     """Operator actions and supervisor views for one site."""
 
-    def __init__(self, redis: Redis, site: str) -> None:
-        self.redis = redis
-        self.keys = Keys(site)
-        self._scripts = LuaScripts(redis, self.keys, _SCRIPTS)
-
-    async def _run(self, name: str, *args: str | int | float) -> Any:
-        return await self._scripts.run(name, *args)
+    SCRIPTS: ClassVar[tuple[str, ...]] = ("agent_profile", "agent_skills", "wrapup_extend", "wrapup_finish")
 
     # -- operator actions -----------------------------------------------------------------
 
-    async def extend_wrapup(self, agent_id: str, seconds: float, now: float) -> Outcome:
-        """Add ``seconds`` of after-call work: ('ok', until) or ('not_in_wrap_up', state)."""
-        return _outcome(await self._run("wrapup_extend", agent_id, seconds, now))
+    async def extend_wrapup(self, agent_id: str, seconds: float, now: float) -> WrapUpExtended:
+        """Add ``seconds`` of after-call work."""
+        return WrapUpExtended.parse(await self._run("wrapup_extend", agent_id, seconds, now))
 
-    async def finish_wrapup(self, agent_id: str, now: float) -> Outcome:
-        """End after-call work now; the agent becomes available: ('ok', seconds, queue)."""
-        return _outcome(await self._run("wrapup_finish", agent_id, now))
+    async def finish_wrapup(self, agent_id: str, now: float) -> WrapUpFinished:
+        """End after-call work now; the agent becomes available."""
+        return WrapUpFinished.parse(await self._run("wrapup_finish", agent_id, now))
 
     async def set_skills(
         self, agent_id: str, skills: Mapping[str, int], now: float, *, mode: SkillsMode = "replace"
-    ) -> Outcome:
-        """Replace (or merge; level 0 removes) the agent's skills: ('ok', skills_json)."""
+    ) -> SkillsSet:
+        """Replace (or merge; level 0 removes) the agent's skills."""
         payload = json.dumps(dict(skills), sort_keys=True)
-        return _outcome(await self._run("agent_skills", agent_id, mode, payload, now))
+        return SkillsSet.parse(await self._run("agent_skills", agent_id, mode, payload, now))
 
     async def apply_profile(self, agent: AgentConfig, now: float, *, force: bool) -> bool:
         """Write a configured profile; with ``force`` over skills edited through the API.
 
         Returns False when the agent's API-edited skills were kept (``force`` off).
         """
-        skills = json.dumps(agent.skills, sort_keys=True)
-        flag = "1" if force else "0"
-        written = await self._run("agent_profile", agent.id, skills, agent.capacity, agent.device, now, flag)
+        written = await self._run("agent_profile", *profile_args(agent, now, force))
         return int(written) == 1
 
     async def apply_profiles(self, agents: Iterable[AgentConfig], now: float, *, force: bool) -> None:

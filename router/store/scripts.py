@@ -99,6 +99,7 @@ class LuaScripts:
     def __init__(self, redis: Redis, keys: Keys, names: Iterable[str]) -> None:
         self.keys = keys
         names = tuple(names)
+        self.names = frozenset(names)
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_text(name)) for name in names
         }

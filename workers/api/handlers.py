@@ -185,7 +185,7 @@ class Handlers:
             )
         agent = await self._agent(request)
         outcome = await self.ctx.admin.extend_wrapup(agent.agent_id, body.seconds, self.ctx.clock.now())
-        self._wrapup_outcome(agent, outcome.status, outcome.detail(0))
+        self._wrapup_outcome(agent, outcome.status, outcome.state)
         logger.info(
             "agent %s: wrap-up extended by %gs",
             agent.agent_id,
@@ -193,19 +193,19 @@ class Handlers:
             extra={"agent_id": agent.agent_id},
         )
         return web.json_response(
-            {"agent_id": agent.agent_id, "state": "wrap_up", "wrapup_until": float(outcome.detail(0))}
+            {"agent_id": agent.agent_id, "state": "wrap_up", "wrapup_until": outcome.until}
         )
 
     async def finish_wrapup(self, request: web.Request) -> web.Response:
         await read_body(request, Body)
         agent = await self._agent(request)
         outcome = await self.ctx.admin.finish_wrapup(agent.agent_id, self.ctx.clock.now())
-        self._wrapup_outcome(agent, outcome.status, outcome.detail(0))
+        self._wrapup_outcome(agent, outcome.status, outcome.state)
         logger.info(
             "agent %s: wrap-up finished by an operator", agent.agent_id, extra={"agent_id": agent.agent_id}
         )
         return web.json_response(
-            {"agent_id": agent.agent_id, "state": "available", "wrapup_s": round(outcome.number(0), 3)}
+            {"agent_id": agent.agent_id, "state": "available", "wrapup_s": round(outcome.seconds, 3)}
         )
 
     @staticmethod
@@ -237,7 +237,7 @@ class Handlers:
         logger.info(
             "agent %s: skills set through the API: %s",
             agent.agent_id,
-            outcome.detail(0),
+            outcome.skills,
             extra={"agent_id": agent.agent_id},
         )
         updated = await self.ctx.admin.agent(agent.agent_id)

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from router.clock import Clock
 from router.errors import AcdError
 from router.settings import AcdSettings, load_settings
-from router.store import RedisStateStore
+from router.store import RedisSummaryStore
 from router.store.admin import AdminStore
 from workers.api.app import build_app
 from workers.api.auth import TokenAuth
@@ -60,7 +60,7 @@ class ApiService:
         self.stop_event = asyncio.Event()
         self.clock = clock
         self.admin = admin = AdminStore(redis, settings.site)
-        self.views = Views(RedisStateStore(redis, settings.site), admin, settings.queue_map(), clock)
+        self.views = Views(RedisSummaryStore(redis, settings.site), admin, settings.queue_map(), clock)
         self.feed = LiveFeed(self.views, api.push_interval_s)
         self.metrics = ApiMetrics(registry)
         self.metrics.track(lambda: self.feed.subscriber_count, lambda: gateway.connected)

@@ -12,7 +12,7 @@ from typing import Any
 from router import kpi
 from router.clock import Clock
 from router.domain import AgentState, QueueConfig
-from router.store import RedisStateStore
+from router.store import RedisSummaryStore
 from router.store.admin import AdminStore, AgentView, CallView
 
 # Every AgentState, in the order a wallboard shows them.
@@ -37,7 +37,7 @@ class Views:
     """Reads Redis for the API's GET endpoints and the live feed."""
 
     def __init__(
-        self, store: RedisStateStore, admin: AdminStore, queues: dict[str, QueueConfig], clock: Clock
+        self, store: RedisSummaryStore, admin: AdminStore, queues: dict[str, QueueConfig], clock: Clock
     ) -> None:
         self.store = store
         self.admin = admin

@@ -1,0 +1,387 @@
+"""The scripts' answers as typed values, each parsed in one place (its ``parse``).
+
+A script answers with a flat list: a status first, then details whose meaning depends on
+the script (see the ``Returns`` comment at the top of each router/store/lua/ script).
+Only this module and router.store.codec read those lists by position; callers read fields.
+Statuses every event script may answer: ``unknown_call`` / ``unknown_agent`` (nothing to
+change) and ``duplicate`` (a redelivered event: nothing changed twice).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.domain import AgentCandidate
+from router.store.codec import (
+    CANDIDATE_WIDTH,
+    candidate,
+    candidates_in,
+    flag,
+    number,
+    skills_in,
+    texts,
+)
+from router.store.codec import field as item
+from router.store.params import ResyncGap
+
+# -- routing events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A status and the state the script found the call (or agent) in: agent_rang
+    (``ringing``, ``ignored``), caller_left_hold (``noted``, ``ignored``), offer_claim
+    (``ok``, or ``stale`` with the call's state)."""
+
+    status: str
+    state: str = ""
+
+    @classmethod
+    def parse(cls, raw: Any) -> StateChange:
+        items = texts(raw)
+        return cls(items[0], item(items, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """A call put in line (``queued``), back in line after its agent transferred it into
+    the ACD again (``requeued``), or already known (``exists``: a redelivery or a resync
+    listing), plus the candidates asked for in the same round trip."""
+
+    status: str
+    state: str = ""  # the call's state: 'waiting', or as found when it exists
+    released_agent: str = ""  # requeued: the transferring agent this released ('' if none)
+    candidates: list[AgentCandidate] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, raw: Any) -> Enqueued:
+        items = texts(raw[:2])
+        status, detail = items[0], item(items, 1)
+        found = candidates_in(raw[2:])
+        if status == "requeued":
+            return cls(status, "waiting", detail, found)
+        return cls(status, detail, "", found)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A roster change: ``changed``, ``device_changed`` (only the phone's state), ``unchanged``."""
+
+    status: str
+    previous_state: str = ""
+    available_s: float = 0.0  # idle available seconds the change closed (for occupancy)
+
+    @classmethod
+    def parse(cls, raw: Any) -> PresenceChanged:
+        items = texts(raw)
+        return cls(items[0], item(items, 1), number(item(items, 2)))
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanged:
+    """The agent's phone state: ``changed`` or ``unchanged``, and whether it is busy now."""
+
+    status: str
+    busy: bool = False
+
+    @classmethod
+    def parse(cls, raw: Any) -> DeviceChanged:
+        items = texts(raw)
+        return cls(items[0], flag(item(items, 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """A reservation: ``ok`` (the agent's device, the available seconds it closed) or why
+    not: ``call_taken`` / ``agent_taken`` (with the state found), ``agent_declined``."""
+
+    status: str
+    device: str = ""
+    available_s: float = 0.0
+    state: str = ""
+
+    @classmethod
+    def parse(cls, raw: Any) -> Reserved:
+        items = texts(raw)
+        if items[0] == "ok":
+            return cls("ok", item(items, 1), number(item(items, 2)))
+        return cls(items[0], state=item(items, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The offered agent answered (``answered``), or ``ignored`` (not its offer now)."""
+
+    status: str
+    waited_s: float = 0.0
+    queue: str = ""
+    spare_capacity: bool = False  # the agent may take another call right away (chat-style)
+
+    @classmethod
+    def parse(cls, raw: Any) -> Answered:
+        items = texts(raw)
+        if items[0] != "answered":
+            return cls(items[0])
+        return cls("answered", number(item(items, 1)), item(items, 2), flag(item(items, 3)))
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """The offer came to nothing (``declined``: back in line, the agent never offered it
+    again), or ``ignored``."""
+
+    status: str
+    paused: bool = False  # the agent was paused for it (ring-no-answer auto-pause)
+    agent_id: str = ""
+
+    @classmethod
+    def parse(cls, raw: Any, agent_id: str = "") -> Declined:
+        """``agent_id``: the agent, when the script does not name it (agent_declined)."""
+        items = texts(raw)
+        declined = items[0] == "declined"
+        return cls(items[0], declined and flag(item(items, 1)), item(items, 2) or agent_id)
+
+
+def _freed(items: Sequence[str], raw: Any, at: int) -> AgentCandidate | None:
+    # with_candidate (_lib.lua): '1' and the agent's candidate fields when it is free now.
+    if item(items, at) != "1" or len(raw) < at + 1 + CANDIDATE_WIDTH:
+        return None
+    return candidate(raw[at + 1 : at + 1 + CANDIDATE_WIDTH])
+
+
+@dataclass(frozen=True, slots=True)
+class HungUp:
+    """The caller hung up: ``abandoned`` / ``pbx_restart`` (``seconds`` waited),
+    ``completed`` / ``transferred`` (``seconds`` talked), or ``ignored``."""
+
+    status: str
+    seconds: float = 0.0
+    queue: str = ""
+    agent_id: str = ""
+    free_agent: AgentCandidate | None = None  # the agent, when it may take a call now
+
+    @classmethod
+    def parse(cls, raw: Any) -> HungUp:
+        items = texts(raw[:5])
+        return cls(items[0], number(item(items, 1)), item(items, 2), item(items, 3), _freed(items, raw, 4))
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStep:
+    """A step of a transfer (call_transfer, agent_leg_ended): ``transferred`` when the
+    agent's part ended (``seconds`` talked), ``marked`` / ``recorded`` while it goes on."""
+
+    status: str
+    seconds: float = 0.0
+    queue: str = ""
+    agent_id: str = ""
+    free_agent: AgentCandidate | None = None  # the agent, when it may take a call now
+
+    @classmethod
+    def parse(cls, raw: Any) -> TransferStep:
+        items = texts(raw[:5])
+        return cls(items[0], number(item(items, 1)), item(items, 2), item(items, 3), _freed(items, raw, 4))
+
+
+@dataclass(frozen=True, slots=True)
+class FailedOffer:
+    """The dispatcher could not execute an offer: ``abandoned`` (the caller's channel was
+    gone; ``waited_s``), ``requeued`` (back in line), or ``ignored``."""
+
+    status: str
+    waited_s: float = 0.0
+    agent_id: str = ""
+    queue: str = ""
+
+    @classmethod
+    def parse(cls, raw: Any) -> FailedOffer:
+        items = texts(raw)
+        if items[0] == "abandoned":
+            return cls("abandoned", number(item(items, 1)), item(items, 2), item(items, 3))
+        return cls(items[0], agent_id=item(items, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Overflowed:
+    """An overflow: ``queued`` (in the other queue) or ``target`` (out of the ACD) with the
+    caller's channel; or not: ``busy`` (being offered: later), ``ignored``, ``loop``."""
+
+    status: str
+    channel: str = ""
+    state: str = ""  # why not: the call's state (its queue, for ``loop``)
+
+    @classmethod
+    def parse(cls, raw: Any) -> Overflowed:
+        items = texts(raw)
+        if items[0] in ("queued", "target"):
+            return cls(items[0], channel=item(items, 1))
+        return cls(items[0], state=item(items, 1))
+
+
+# -- timers and recovery ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpEnded:
+    """An agent whose after-call work ended (and is available again)."""
+
+    agent_id: str
+    seconds: float
+    queue: str
+
+
+def timers_in(raw: Any) -> tuple[list[WrapUpEnded], list[str]]:
+    """The timers script: wrap-ups ended (3 fields each), '|', calls whose offer expired."""
+    items = texts(raw)
+    split = items.index("|")
+    ended = [WrapUpEnded(items[i], float(items[i + 1]), items[i + 2]) for i in range(0, split, 3)]
+    return ended, items[split + 1 :]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedCall:
+    """A call closed by a resync: ``outcome`` completed (talk ``seconds``), abandoned or
+    pbx_restart (waited ``seconds``; cut off by an Asterisk restart, not an abandon)."""
+
+    call_id: str
+    queue: str
+    outcome: str
+    seconds: float
+
+    @classmethod
+    def parse_all(cls, raw: Any) -> list[ClosedCall]:
+        items = texts(raw)
+        return [cls(items[i], items[i + 1], items[i + 2], float(items[i + 3])) for i in range(0, len(items), 4)]
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncListing:
+    """A resync listing due for closing what it misses."""
+
+    snapshot_at: float
+    live_call_ids: list[str]
+    gap: ResyncGap
+
+    @classmethod
+    def parse(cls, payload: str) -> ResyncListing:
+        body = json.loads(payload)
+        lost_at = body.get("lost_at")
+        gap = ResyncGap(None if lost_at is None else float(lost_at), bool(body.get("pbx_restart")))
+        return cls(float(body["at"]), [str(c) for c in body["live"]], gap)
+
+
+# -- summaries --------------------------------------------------------------------------------
+
+
+def _halves(raw: Any) -> tuple[list[str], list[str]]:
+    items = texts(raw)
+    split = items.index("|")
+    return items[:split], items[split + 1 :]
+
+
+@dataclass(frozen=True, slots=True)
+class StateSummary:
+    """Calls waiting and oldest entry time per queue, agents per state."""
+
+    waiting: dict[str, int]
+    oldest_entered_at: dict[str, float]
+    agents: dict[str, int]
+
+    @classmethod
+    def parse(cls, raw: Any) -> StateSummary:
+        calls, agents = _halves(raw)
+        return cls(
+            waiting={calls[i]: int(calls[i + 1]) for i in range(0, len(calls), 3)},
+            oldest_entered_at={calls[i]: float(calls[i + 2]) for i in range(0, len(calls), 3)},
+            agents={agents[i]: int(agents[i + 1]) for i in range(0, len(agents), 2)},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfileCount:
+    """How many agents with these skills are in this state."""
+
+    state: str
+    skills: dict[str, int]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSummary:
+    """Calls waiting and oldest entry time per queue; agents grouped by state and skills."""
+
+    waiting: dict[str, int]
+    oldest_entered_at: dict[str, float]
+    profiles: tuple[AgentProfileCount, ...]
+
+    @property
+    def agents(self) -> dict[str, int]:
+        by_state: dict[str, int] = {}
+        for profile in self.profiles:
+            by_state[profile.state] = by_state.get(profile.state, 0) + profile.count
+        return by_state
+
+    @classmethod
+    def parse(cls, raw: Any) -> CollectorSummary:
+        calls, agents = _halves(raw)
+        return cls(
+            waiting={calls[i]: int(calls[i + 1]) for i in range(0, len(calls), 3)},
+            oldest_entered_at={calls[i]: float(calls[i + 2]) for i in range(0, len(calls), 3)},
+            profiles=tuple(
+                AgentProfileCount(agents[i], skills_in(agents[i + 1]), int(agents[i + 2]))
+                for i in range(0, len(agents), 3)
+            ),
+        )
+
+
+# -- operator actions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpExtended:
+    """``ok`` (after-call work now ends ``until``), ``not_in_wrap_up`` (``state``), ``unknown_agent``."""
+
+    status: str
+    until: float = 0.0
+    state: str = ""
+
+    @classmethod
+    def parse(cls, raw: Any) -> WrapUpExtended:
+        items = texts(raw)
+        if items[0] == "ok":
+            return cls("ok", until=number(item(items, 1)))
+        return cls(items[0], state=item(items, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpFinished:
+    """``ok`` (the agent is available; ``seconds`` of after-call work in ``queue``),
+    ``not_in_wrap_up`` (``state``), ``unknown_agent``."""
+
+    status: str
+    seconds: float = 0.0
+    queue: str = ""
+    state: str = ""
+
+    @classmethod
+    def parse(cls, raw: Any) -> WrapUpFinished:
+        items = texts(raw)
+        if items[0] == "ok":
+            return cls("ok", number(item(items, 1)), item(items, 2))
+        return cls(items[0], state=item(items, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class SkillsSet:
+    """``ok`` with the agent's skills now, or ``unknown_agent``."""
+
+    status: str
+    skills: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Any) -> SkillsSet:
+        items = texts(raw)
+        return cls(items[0], skills_in(item(items, 1)) if items[0] == "ok" else {})

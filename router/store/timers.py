@@ -1,0 +1,87 @@
+"""Time-driven work and recovery: wrap-ups ending, offers expiring, requirements relaxing,
+overflows falling due, resync listings closing what ended unseen, operator nudges; and the
+leases that let one process at a time do such work."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, ClassVar, cast
+
+from router.store.base import RedisSiteStore
+from router.store.errors import translates_redis_errors
+from router.store.params import ResyncGap
+from router.store.replies import ClosedCall, ResyncListing, WrapUpEnded, timers_in
+
+
+@translates_redis_errors
+class RedisLeaseStore(RedisSiteStore):
+    """Named leases: one holder at a time (the timer runner, the state collector)."""
+
+    SCRIPTS: ClassVar[tuple[str, ...]] = ("lease",)
+
+    async def hold_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take or keep the lease ``name`` for ``owner``; False while someone else holds it."""
+        return bool(await self._run("lease", name, owner, int(ttl_s * 1000)))
+
+
+@translates_redis_errors
+class RedisTimerStore(RedisLeaseStore):
+    """What falls due with time, and recovery after an AMI gap; run under the timer lease."""
+
+    SCRIPTS: ClassVar[tuple[str, ...]] = ("timers", "resync_close")
+
+    async def run_timers(self, now: float, limit: int = 500) -> tuple[list[WrapUpEnded], list[str]]:
+        """Finish due wrap-ups and requeue expired offers: (wrap-ups ended, calls requeued)."""
+        return timers_in(await self._run("timers", now, limit))
+
+    async def take_nudges(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Agents changed by the operator API since the last tick (see _lib.lua nudge)."""
+        raw = cast(list[str] | None, await self.redis.lpop(self.keys.nudges, limit))
+        return [json.loads(item) for item in raw or []]
+
+    async def relax_due(self, now: float, limit: int = 500) -> list[str]:
+        found = await self.redis.zrangebyscore(self.keys.relax_due, "-inf", now, start=0, num=limit)
+        return [str(call_id) for call_id in found]
+
+    async def set_relax_due(self, call_id: str, due: float | None) -> None:
+        if due is None:
+            await self.redis.zrem(self.keys.relax_due, call_id)
+        else:
+            await self.redis.zadd(self.keys.relax_due, {call_id: due})
+
+    async def overflow_due(self, now: float, limit: int = 500) -> list[str]:
+        found = await self.redis.zrangebyscore(self.keys.overflow_due, "-inf", now, start=0, num=limit)
+        return [str(call_id) for call_id in found]
+
+    async def schedule_resync(
+        self, snapshot_at: float, live_call_ids: Iterable[str], due: float, *, gap: ResyncGap | None = None
+    ) -> None:
+        """Remember a resync listing, to close what it misses once ``due``."""
+        body: dict[str, object] = {"at": snapshot_at, "live": sorted(live_call_ids)}
+        if gap is not None:
+            body["lost_at"], body["pbx_restart"] = gap.link_lost_at, gap.pbx_restart
+        await self.redis.zadd(self.keys.resync_due, {json.dumps(body): due})
+
+    async def due_resyncs(self, now: float) -> list[ResyncListing]:
+        """Resync listings whose grace period is over (each taken by exactly one caller)."""
+        taken = []
+        payloads = cast(list[str], await self.redis.zrangebyscore(self.keys.resync_due, "-inf", now))
+        for payload in payloads:
+            if await self.redis.zrem(self.keys.resync_due, payload):
+                taken.append(ResyncListing.parse(payload))
+        return taken
+
+    async def resync_close(
+        self, snapshot_at: float, live_call_ids: Iterable[str], *, gap: ResyncGap | None = None
+    ) -> list[ClosedCall]:
+        """Close open calls the snapshot no longer lists (they ended while AMI was down).
+
+        They end at ``gap.link_lost_at`` when known (the last moment they are known to have
+        existed; the snapshot time overstated waits by the whole gap), and a waiting call
+        ends ``pbx_restart`` rather than abandoned when Asterisk's restart opened the gap.
+        """
+        ended_at = "" if gap is None or gap.link_lost_at is None else gap.link_lost_at
+        cut = "1" if gap is not None and gap.pbx_restart else "0"
+        live = json.dumps(sorted(live_call_ids))
+        return ClosedCall.parse_all(await self._run("resync_close", snapshot_at, live, ended_at, cut))
