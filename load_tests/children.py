@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from load_tests.embedded import die_with_parent, free_port
+from load_tests.embedded import die_with_parent
 from router.errors import AcdError
 
 
@@ -35,9 +35,10 @@ class ChildSpec:
 class Child:
     spec: ChildSpec
     process: asyncio.subprocess.Process
-    http_port: int
+    http_port: int  # 0 until the child said which port it got (port_file)
     log_path: Path
     stopping: bool = False
+    port_file: Path | None = None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -60,8 +61,13 @@ class ChildProcesses:
 
     async def start_one(self, spec: ChildSpec) -> Child:
         env = dict(os.environ) | spec.env
-        port = int(env.get("ACD_HTTP__PORT", "0")) or free_port()
-        env["ACD_HTTP__PORT"] = str(port)
+        port = int(env.get("ACD_HTTP__PORT", "0"))
+        port_file = self.run_dir / f"{spec.name}.port"
+        port_file.unlink(missing_ok=True)
+        if not port:
+            # The child binds port 0 and says which it got: no window in which another
+            # process can take a port picked here for it.
+            env["ACD_HTTP__PORT"], env["ACD_HTTP__PORT_FILE"] = "0", str(port_file)
         log_path = self.run_dir / f"{spec.name}.log"
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
@@ -79,9 +85,20 @@ class ChildProcesses:
                 preexec_fn=die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches the parent only: it stops them in order
             )
-        child = Child(spec, process, port, log_path)
+        child = Child(spec, process, port, log_path, port_file=None if port else port_file)
         self.children[spec.name] = child
         return child
+
+    async def _learn_port(self, child: Child, deadline: float) -> None:
+        """The port the child wrote once listening (it fails loudly if it dies first)."""
+        while child.port_file is not None and not child.http_port:
+            if child.port_file.exists():
+                child.http_port = int(child.port_file.read_text())
+                return
+            self._raise_if_dead(child)
+            if time.monotonic() > deadline:
+                raise ChildProcessError(f"{child.spec.name} did not listen in time; its log:\n{child.log_tail()}")
+            await asyncio.sleep(0.05)
 
     def http_ports(self) -> dict[str, int]:
         return {name: child.http_port for name, child in self.children.items()}
@@ -91,6 +108,7 @@ class ChildProcesses:
         deadline = time.monotonic() + timeout_s
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             for child in self.children.values():
+                await self._learn_port(child, deadline)
                 while not await _ready(session, child.http_port):
                     self._raise_if_dead(child)
                     if time.monotonic() > deadline:

@@ -120,6 +120,9 @@ class HttpSettings(Frozen):
 
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
+    port_file: Path | None = Field(
+        default=None, description="once listening, write the port here (for port 0: what was picked)"
+    )
 
 
 class RingNoAnswer(Frozen):

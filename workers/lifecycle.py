@@ -292,6 +292,9 @@ class ProcessEndpoints:
         self._runner = web.AppRunner(self.app, access_log=None)
         self.port = await serve(self._runner, self.settings.host, self.settings.port, key="http")
         logger.info("serving /metrics /health /ready on http://%s:%s", self.settings.host, self.port)
+        if self.settings.port_file is not None:
+            # Whoever started us with port 0 learns the port without racing for a free one.
+            await asyncio.to_thread(_write_atomically, self.settings.port_file, f"{self.port}\n")
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -328,3 +331,10 @@ async def serve(runner: web.AppRunner, host: str, port: int, *, key: str, **site
             f"(or {key}.port) to a free port"
         ) from None
     return int(runner.addresses[0][1])
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the whole file or none of it."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
