@@ -25,12 +25,14 @@ loadtest-smoke: $(VENV)/.installed
 # The tests in three tiers (tests/conftest.py marks every test): unit (no servers, seconds),
 # integration (real redis-server and broker: one of each per xdist worker), system (the
 # whole pipeline as processes: e2e, race, chaos, load smoke). `make test` runs all three:
-# unit and integration on $(TEST_WORKERS) workers, then the system tier on $(TEST_WORKERS)
-# workers, where chaos faults run one at a time (their recovery is judged against a time
-# window) and a module sharing a demo run or a venv stays on one worker (--dist loadgroup).
-# Both runs happen even if the first fails; the exit status says whether either did.
+# unit and integration on $(TEST_WORKERS) pytest-xdist workers, then the system tier on
+# $(TEST_WORKERS) workers. --dist loadscope keeps each module on one worker: a module's
+# shared demo run or venv is set up once, and chaos faults run one at a time (their
+# recovery is judged against a time window). (loadgroup would be finer, but xdist 3.8 does
+# not group under pytest 9.2: pytest-xdist#1386.) Both runs happen even if the first
+# fails; the exit status says whether either did.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL = $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL = $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 test: $(VENV)/.installed
 	$(BIN)/ruff check router workers load_tests tests
 	$(BIN)/mypy

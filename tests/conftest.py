@@ -12,8 +12,9 @@ anybody having to remember to mark a test (an explicit tier marker wins):
 - ``unit``: everything else (no servers; the whole tier runs in seconds).
 
 Under pytest-xdist every worker runs its own session, so each has its own redis-server
-and Tansu broker (a few MB of memory each): workers share no server. A module with a
-module-scoped fixture stays on one worker (an ``xdist_group``, for ``--dist loadgroup``).
+and Tansu broker (a few MB of memory each): workers share no server. `make test` runs
+with ``--dist loadscope``: a module stays on one worker, so a module fixture (a demo run
+watched by Prometheus, a venv) is set up once, and the chaos faults run one at a time.
 """
 
 from __future__ import annotations
@@ -58,16 +59,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kafka)
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(tier_of(item))
-        if not item.get_closest_marker("xdist_group") and _uses_module_fixture(item):
-            # One worker runs the whole module, so its module fixture (a demo run, a venv)
-            # is set up once, not once per worker (`--dist loadgroup`).
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
-
-def _uses_module_fixture(item: pytest.Item) -> bool:
-    fixture_info = getattr(item, "_fixtureinfo", None)
-    defs = getattr(fixture_info, "name2fixturedefs", {}).values()
-    return any(d.scope == "module" for fixture_defs in defs for d in fixture_defs)
 
 
 def tier_of(item: pytest.Item) -> str:

@@ -10,10 +10,11 @@ import pytest
 
 from load_tests.chaos import FAULTS, Fault, run_chaos
 
-# One fault at a time, as `acd chaos` runs them: each fault's recovery is judged against a
-# time window, and two fault systems (seven processes each) competing for this machine's two
-# cores were seen to miss it (recovery_s None for redis_restarted, routing_worker_killed).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chaos")]
+# One test per fault, run one at a time (`--dist loadscope` keeps a module on one worker), as
+# `acd chaos` runs them: each fault's recovery is judged against a time window, and two
+# fault systems (seven processes each) competing for two cores were seen to miss it
+# (recovery_s None for redis_restarted and for routing_worker_killed).
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
