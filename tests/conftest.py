@@ -2,6 +2,19 @@
 
 Set ACD_TEST_KAFKA_BOOTSTRAP=host:port to run the Kafka tests against an external
 cluster instead of the embedded Tansu broker.
+
+Every test gets one tier marker, so that `make test-unit` and friends pick them without
+anybody having to remember to mark a test (an explicit tier marker wins):
+
+- ``system``: the test (or one of its fixtures) drives the whole pipeline as processes
+  (the demo, chaos, `pipeline()` of tests/test_api_support.py, ChildProcesses);
+- ``integration``: it uses the session's redis-server or broker, or starts its own;
+- ``unit``: everything else (no servers; the whole tier runs in seconds).
+
+Under pytest-xdist every worker runs its own session, so each has its own redis-server
+and Tansu broker (a few MB of memory each): workers share no server. `make test` runs
+with ``--dist loadscope``: a module stays on one worker, so a module fixture (a demo run
+watched by Prometheus, a venv) is set up once, and the chaos faults run one at a time.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import CodeType
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,16 +37,62 @@ settings.load_profile("acd")
 
 REDIS_FIXTURES = {"redis", "redis_server", "store"}
 KAFKA_FIXTURES = {"kafka_bootstrap", "kafka_settings"}
+TIERS = ("unit", "integration", "system")
+# (module, name) of what a test module holds when it runs the whole pipeline, or its own servers.
+SYSTEM_HARNESSES = {
+    ("load_tests.demo", "Demo"),
+    ("load_tests.chaos", "run_chaos"),
+    ("load_tests.children", "ChildProcesses"),
+    ("tests.test_api_support", "pipeline"),
+}
+OWN_SERVERS = {("load_tests.embedded", "EmbeddedRedis"), ("load_tests.embedded", "EmbeddedKafka")}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by the real servers they use, so `-m "not kafka"` and friends work."""
+    """Mark tests by the real servers they use, so `-m "not kafka"` and friends work, and
+    by tier (`-m unit`, `-m integration`, `-m system`)."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & REDIS_FIXTURES:
             item.add_marker(pytest.mark.redis)
         if names & KAFKA_FIXTURES:
             item.add_marker(pytest.mark.kafka)
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(tier_of(item))
+
+
+def tier_of(item: pytest.Item) -> str:
+    used = _references(item)
+    if used & SYSTEM_HARNESSES:
+        return "system"
+    if used & OWN_SERVERS or item.get_closest_marker("redis") or item.get_closest_marker("kafka"):
+        return "integration"
+    return "unit"
+
+
+def _references(item: pytest.Item) -> set[tuple[str, str]]:
+    """The module-level objects the test and its fixtures name, as (defining module, name)."""
+    functions = [getattr(item, "function", None)]
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(fixture_info, "name2fixturedefs", {}).values():
+        functions.extend(d.func for d in defs)
+    found = set()
+    for function in functions:
+        code = getattr(function, "__code__", None)
+        namespace = getattr(function, "__globals__", {})
+        for name in _names(code) if code is not None else ():
+            value = namespace.get(name)
+            found.add((getattr(value, "__module__", ""), getattr(value, "__name__", "")))
+    return found
+
+
+def _names(code: CodeType) -> set[str]:
+    """Global names a function's code (nested functions included) refers to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _names(const)
+    return names
 
 
 @pytest.fixture(scope="session")

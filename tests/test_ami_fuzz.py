@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from router.ami.gateway import AmiGateway
 from router.settings import AmiSettings
+from tests.polling import eventually
 
 VALID = b"Event: UserEvent\r\nPrivilege: user,all\r\nUserEvent: AcdCallQueued\r\nUniqueid: u1\r\nLinkedid: u1\r\n\r\n"
 
@@ -95,8 +96,8 @@ async def test_garbage_from_asterisk_never_breaks_the_session(
         await server.send(chunk)
     # Whatever came before, a frame boundary and then a valid event get through.
     await server.send(b"\r\n\r\n" + VALID)
-    async with asyncio.timeout(5):
-        while not any(m.get("UserEvent") == "AcdCallQueued" for m in received):
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: any(m.get("UserEvent") == "AcdCallQueued" for m in received), within=5, every=0.01
+    )
     received.clear()
     assert gateway.connected

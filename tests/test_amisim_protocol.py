@@ -28,6 +28,7 @@ from load_tests.amisim.testing import (
     open_manager,
     simulator,
 )
+from tests.polling import eventually
 
 Env = tuple[Pbx, AmiSimulator]
 Connect = Callable[..., Awaitable[tuple[SimManager, Message]]]
@@ -68,12 +69,6 @@ async def synced(manager: SimManager) -> None:
     """A Ping round trip: every event written before it has now been dispatched."""
     reply = await manager.send_action({"Action": "Ping"})
     assert reply.ping == "Pong"
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 # -- connection and login -----------------------------------------------------------------

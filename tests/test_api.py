@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from load_tests.embedded import EmbeddedRedis
 from router.store import NO_POSITION
+from tests.polling import eventually
 from workers.api.app import openapi_document
 
 from .test_api_support import (
@@ -25,7 +26,6 @@ from .test_api_support import (
     ApiHarness,
     auth,
     enqueue,
-    eventually,
     into_wrap_up,
     offer,
     present,

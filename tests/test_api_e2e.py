@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,11 @@ import pytest
 from redis.asyncio import Redis
 
 from load_tests.embedded import EmbeddedRedis, free_port
+from tests.polling import eventually
 
 from .test_api_support import TOKEN, Pipeline, auth, pipeline
+
+WITHIN = 45.0  # seconds for a step of the whole pipeline (processes on a shared machine)
 
 pytestmark = pytest.mark.slow
 
@@ -55,23 +58,13 @@ class Client:
     async def until_agent(
         self, agent_id: str, check: Callable[[dict[str, Any]], bool], what: str
     ) -> dict[str, Any]:
-        return await until(lambda: self._matching(agent_id, check), what)
+        return await eventually(lambda: self._matching(agent_id, check), what, within=WITHIN)
 
     async def _matching(
         self, agent_id: str, check: Callable[[dict[str, Any]], bool]
     ) -> dict[str, Any] | None:
         agent = await self.agent(agent_id)
         return agent if check(agent) else None
-
-
-async def until(probe: Callable[[], Awaitable[Any]], what: str, within: float = 45.0) -> Any:
-    try:
-        async with asyncio.timeout(within):
-            while not (value := await probe()):
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for: {what}") from None
-    return value
 
 
 async def desk_states(session: aiohttp.ClientSession, base: str, seen: list[tuple[str, str]]) -> None:
@@ -96,7 +89,7 @@ async def test_agent_control_through_the_whole_pipeline(pipe: tuple[Pipeline, st
         desk = asyncio.create_task(desk_states(session, base, seen))
         try:
             # The desktop is connected (it has its first state) before anything happens.
-            await until(lambda: _true(bool(seen)), "the desktop stream's first state")
+            await eventually(lambda: _true(bool(seen)), "the desktop stream's first state", within=WITHIN)
             await _scenario(harness, api, seen)
         finally:
             desk.cancel()
@@ -110,7 +103,9 @@ async def _true(value: bool) -> bool:
 
 async def desk_saw(seen: list[tuple[str, str]], state: str) -> None:
     """Every state the API reports also reaches the agent desktop's live stream."""
-    await until(lambda: _true(bool(seen) and seen[-1][0] == state), f"the desktop stream shows {state}")
+    await eventually(
+        lambda: _true(bool(seen) and seen[-1][0] == state), f"the desktop stream shows {state}", within=WITHIN
+    )
 
 
 async def _scenario(harness: Pipeline, api: Client, seen: list[tuple[str, str]]) -> None:
@@ -134,7 +129,9 @@ async def _scenario(harness: Pipeline, api: Client, seen: list[tuple[str, str]])
 
     # A call is routed to a1; the decision and its reason are visible; after it, wrap-up.
     first = harness.pbx.place_call("billing", handle_time_s=1.0, patience_s=600)
-    await until(lambda: _answered_by(harness, first.call_id, "a1"), "the first call answered by a1")
+    await eventually(
+        lambda: _answered_by(harness, first.call_id, "a1"), "the first call answered by a1", within=WITHIN
+    )
     status, decision = await api.send("GET", f"/api/v1/calls/{first.call_id}/decision")
     assert status == 200 and decision["agent_id"] == "a1" and decision["reason"]
     agent = await api.until_agent("a1", lambda a: a["state"] == "wrap_up", "a1 in after-call work")
@@ -143,13 +140,15 @@ async def _scenario(harness: Pipeline, api: Client, seen: list[tuple[str, str]])
 
     # While a1 is in wrap-up a second call waits; the supervisor sees it in line.
     second = harness.pbx.place_call("billing", handle_time_s=1.0, patience_s=600)
-    calls = await until(lambda: _waiting_calls(api), "the second call visible as waiting")
+    calls = await eventually(lambda: _waiting_calls(api), "the second call visible as waiting", within=WITHIN)
     assert calls[0]["call_id"] == second.call_id and calls[0]["position"] == 1 and calls[0]["wait_s"] >= 0
 
     # Ending wrap-up through the API makes a1 available; the routers then give it the call.
     status, body = await api.send("POST", "/api/v1/agents/a1/wrapup/finish")
     assert status == 200 and body["state"] == "available"
-    await until(lambda: _answered_by(harness, second.call_id, "a1"), "the second call answered by a1")
+    await eventually(
+        lambda: _answered_by(harness, second.call_id, "a1"), "the second call answered by a1", within=WITHIN
+    )
     assert harness.pbx.ledger.double_assignments == [] and harness.pbx.ledger.unexpected_redirects == []
 
     await api.until_agent("a1", lambda a: a["state"] == "wrap_up", "a1 in after-call work again")

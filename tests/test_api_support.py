@@ -26,6 +26,7 @@ from router.domain import AgentConfig, QueueConfig, ServiceLevelTarget
 from router.settings import AcdSettings, AmiSettings, HttpSettings, RedisSettings
 from router.store import NO_POSITION, NewCall, RedisStateStore
 from router.store.admin import AdminStore
+from tests.polling import eventually
 from workers.api.process import ApiService, run_api
 from workers.api.settings import ApiSettings
 
@@ -123,7 +124,7 @@ async def running_api(redis_url: str, **overrides: Any) -> AsyncIterator[ApiHarn
     task = asyncio.create_task(run_api(settings, api_settings(**overrides), clock, stop, started=started))
     try:
         service = await asyncio.wait_for(asyncio.shield(started), 10)
-        await _until(lambda: service.gateway.connected)
+        await eventually(lambda: service.gateway.connected, "the API logged in to AMI")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             yield ApiHarness(service, pbx, simulator, store, admin, clock, http, stop, task)
     finally:
@@ -134,22 +135,6 @@ async def running_api(redis_url: str, **overrides: Any) -> AsyncIterator[ApiHarn
         await redis.aclose()
         await simulator.stop()
         await pbx.aclose()
-
-
-async def _until(condition: Any, within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
-async def eventually(probe: Any, within: float = 5.0, every: float = 0.05) -> Any:
-    """Await ``probe()`` until it returns something truthy; returns it."""
-    async with asyncio.timeout(within):
-        while True:
-            value = await probe()
-            if value:
-                return value
-            await asyncio.sleep(every)
 
 
 # -- states, written with the routing store's own scripts --------------------------------
@@ -270,7 +255,14 @@ async def pipeline(
         "queues": queues,
         "agents": agents,
         "ami": {"host": "127.0.0.1", "port": simulator.port, "username": "acd-router"},
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "topic_prefix": topic_prefix, "partitions": 2},
+        # Its own consumer groups too: the members an earlier test left on this broker would
+        # hold up the join until their sessions expire.
+        "kafka": {
+            "bootstrap_servers": kafka_bootstrap,
+            "topic_prefix": topic_prefix,
+            "partitions": 2,
+            "consumer_group": f"{topic_prefix}-routing",
+        },
         "redis": {"url": redis_url},
         "routing": {"timer_interval_s": 0.1},
         "clock": {"time_scale": clock.time_scale, "epoch": clock.epoch},

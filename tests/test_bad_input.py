@@ -21,6 +21,7 @@ from router.domain import AgentConfig, QueueConfig
 from router.envelope import AMI_EVENT, Envelope, decode
 from router.errors import MalformedEventError
 from router.settings import AcdSettings, AmiSettings, KafkaSettings, RedisSettings
+from tests.polling import eventually
 from workers.routing import run_routing
 
 header_names = st.sampled_from(
@@ -107,7 +108,12 @@ def test_envelope_decoding_checks_every_field(body: dict[str, Any]) -> None:
 async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
     tmp_path_factory: Any, kafka_bootstrap: str, topic_prefix: str, redis: Redis
 ) -> None:
-    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        partitions=1,
+        consumer_group=f"{topic_prefix}-routing",
+    )
     topics = Topics(topic_prefix)
     await ensure_topics(kafka, topics.all())
     async with EmbeddedRedis(tmp_path_factory.mktemp("poison"), unix_socket_only=True) as server:
@@ -133,9 +139,11 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_mov
         stop = asyncio.Event()
         worker = asyncio.create_task(run_routing(settings, settings.clock.build(), stop))
         client = Redis.from_url(server.url, decode_responses=True)
-        async with asyncio.timeout(30):
-            while await client.hget("acd:{poison}:call:c1", "state") != "waiting":
-                await asyncio.sleep(0.1)
+
+        async def waiting() -> bool:
+            return await client.hget("acd:{poison}:call:c1", "state") == "waiting"
+
+        await eventually(waiting, "c1 waiting", within=30)
         stop.set()
         await asyncio.wait_for(worker, 15)
         await client.aclose()

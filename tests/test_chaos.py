@@ -8,37 +8,39 @@ import asyncio
 
 import pytest
 
-from load_tests.chaos import FAULTS, run_chaos
+from load_tests.chaos import FAULTS, Fault, run_chaos
 
+# One test per fault, run one at a time (`--dist loadscope` keeps a module on one worker), as
+# `acd chaos` runs them: each fault's recovery is judged against a time window, and two
+# fault systems (seven processes each) competing for two cores were seen to miss it
+# (recovery_s None for redis_restarted and for routing_worker_killed).
 pytestmark = pytest.mark.slow
 
 
-async def test_every_fault_ends_with_nothing_lost_and_nobody_double_booked() -> None:
-    args = argparse.Namespace(short=True, only="", scenario=None, keep=False, json=True)
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
+async def test_every_fault_ends_with_nothing_lost_and_nobody_double_booked(fault: Fault) -> None:
+    """One fault per test (each on its fresh system), so that parallel workers share them."""
+    args = argparse.Namespace(short=True, only=fault.name, scenario=None, keep=False, json=True)
     report = await run_chaos(args, asyncio.Event())
-    assert [f["name"] for f in report["faults"]] == [fault.name for fault in FAULTS]
-    for fault in report["faults"]:
-        assert fault["calls"] > 20, fault
-        assert fault["lost"] == 0, fault
-        assert fault["double_assigned"] == 0, fault
-        assert fault["leaked_reservations"] == 0, fault
-        assert fault["state_mismatches"] == 0, fault
-        assert fault["recovery_s"] is not None, fault
-    # Every caller the restart cut off is the router's pbx_restart too (no state mismatch),
-    # and ingest, the dispatcher and the workers rode it out (exit codes 0 below).
-    restarted = next(f for f in report["faults"] if f["name"] == "asterisk_restarted")
-    assert restarted["ended_by_pbx_restart"] >= 1, restarted  # at least the caller nobody could take
-    killed = next(f for f in report["faults"] if f["name"] == "routing_worker_killed")
-    assert killed["process_exit_codes"]["route-1"] == -9
-    others = [
-        code
-        for f in report["faults"]
-        for name, code in f["process_exit_codes"].items()
-        if not (f["name"] == "routing_worker_killed" and name == "route-1")
-    ]
-    assert all(code == 0 for code in others)
+    assert [f["name"] for f in report["faults"]] == [fault.name]
+    result = report["faults"][0]
+    assert result["calls"] > 20, result
+    assert result["lost"] == 0, result
+    assert result["double_assigned"] == 0, result
+    assert result["leaked_reservations"] == 0, result
+    assert result["state_mismatches"] == 0, result
+    assert result["recovery_s"] is not None, result
+    codes = dict(result["process_exit_codes"])
+    if fault.name == "asterisk_restarted":
+        # Every caller the restart cut off is the router's pbx_restart too (no state
+        # mismatch), and ingest, the dispatcher and the workers rode it out (exit codes 0).
+        assert result["ended_by_pbx_restart"] >= 1, result  # at least the caller nobody could take
+    if fault.name == "routing_worker_killed":
+        assert codes.pop("route-1") == -9
+    assert all(code == 0 for code in codes.values()), codes
 
 
+@pytest.mark.unit  # the judging alone, on a made-up ledger
 def test_the_verdict_counts_every_call_and_excuses_only_those_nobody_could_see() -> None:
     """More calls than the report lists by id: the counts still cover all of them."""
     from types import SimpleNamespace

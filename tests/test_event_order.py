@@ -3,7 +3,6 @@ broker that restarted empty delivers later ones before the resent earlier ones."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -20,6 +19,7 @@ from router.metrics import IngestMetrics
 from router.sequencing import KeySequencer, Link
 from router.settings import AcdSettings, KafkaSettings
 from router.store import RedisChainStore
+from tests.polling import eventually
 from workers.ingest import IngestWorker
 
 from .test_api_support import Pipeline, pipeline
@@ -187,10 +187,11 @@ async def route(
 
 
 async def until_state(pipe: Pipeline, call_id: str, wanted: set[str], within: float = 20.0) -> str:
-    async with asyncio.timeout(within):
-        while (state := (await pipe.store.call(call_id)).get("state", "")) not in wanted:
-            await asyncio.sleep(0.05)
-    return state
+    async def state() -> str:
+        found = (await pipe.store.call(call_id)).get("state", "")
+        return found if found in wanted else ""
+
+    return await eventually(state, f"call {call_id} in {sorted(wanted)}", within=within)
 
 
 @pytest.mark.slow

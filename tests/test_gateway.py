@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from panoramisk.message import Message
@@ -16,6 +16,7 @@ from router.ami.gateway import AmiGateway
 from router.clock import ScaledClock
 from router.errors import AmiActionError, AmiAuthenticationError, AmiConnectionError, AmiShuttingDownError
 from router.settings import AmiSettings
+from tests.polling import eventually
 
 USER = AmiUser(
     "right", frozenset({"system", "call", "agent", "user"}), frozenset({"call", "reporting", "agent"})
@@ -42,12 +43,6 @@ def settings_for(sim: AmiSimulator, secret: str = "right", **overrides: float) -
         reconnect_max_s=0.2,
         **overrides,
     )
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def test_login_and_events(simulator: AmiSimulator) -> None:
@@ -100,7 +95,9 @@ async def test_action_errors_carry_asterisks_message(simulator: AmiSimulator) ->
     await gateway.close()
 
 
-async def test_reconnects_after_a_drop_and_runs_the_hook_each_time(simulator: AmiSimulator) -> None:
+async def test_reconnects_after_a_drop_and_runs_the_hook_each_time(
+    simulator: AmiSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
     connects: list[int] = []
     gateway = AmiGateway(settings_for(simulator))
 
@@ -114,7 +111,8 @@ async def test_reconnects_after_a_drop_and_runs_the_hook_each_time(simulator: Am
     await simulator.set_listening(False)
     await simulator.drop_connections()
     await eventually(lambda: not gateway.connected)
-    await asyncio.sleep(0.3)
+    refused = retries(caplog)
+    await eventually(lambda: retries(caplog) >= refused + 2, "two more connection attempts refused")
     assert connects == [1, 2]
     await simulator.set_listening(True)
     await eventually(lambda: connects == [1, 2, 3])
@@ -122,6 +120,11 @@ async def test_reconnects_after_a_drop_and_runs_the_hook_each_time(simulator: Am
     with pytest.raises(asyncio.CancelledError):
         await run
     await gateway.close()
+
+
+def retries(caplog: pytest.LogCaptureFixture) -> int:
+    """Connection attempts that failed so far: run() logs each before its backoff."""
+    return sum("retrying in" in record.getMessage() for record in caplog.records)
 
 
 async def test_in_flight_action_fails_fast_when_the_link_drops(simulator: AmiSimulator) -> None:

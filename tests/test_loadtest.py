@@ -25,6 +25,7 @@ PLOTS = ("service_level_asa.png", "waiting.png", "agents.png", "latency.png")
 
 
 @pytest.mark.slow
+@pytest.mark.system  # the whole pipeline as processes, behind `acd loadtest`
 def test_loadtest_command_short_erlang_check(tmp_path: Path) -> None:
     """The issue's command on the short Erlang C scenario: JSON contract, invariants, report, theory."""
     report = tmp_path / "report"

@@ -7,6 +7,7 @@ import asyncio
 from router.bus import KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
 from router.envelope import AMI_EVENT, Envelope
 from router.settings import KafkaSettings
+from tests.polling import eventually
 
 
 def envelope(i: int) -> Envelope:
@@ -16,9 +17,10 @@ def envelope(i: int) -> Envelope:
 
 
 async def lag_becomes(reader: KafkaGroupReader, topic: str, expected: int, within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while (await reader.lag()).get(topic) != expected:
-            await asyncio.sleep(0.05)
+    async def reached() -> bool:
+        return (await reader.lag()).get(topic) == expected
+
+    await eventually(reached, f"lag {expected} on {topic}", within=within)
 
 
 async def test_lag_counts_what_arrived_but_was_not_read_yet(kafka_bootstrap: str, topic_prefix: str) -> None:

@@ -15,8 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from load_tests.embedded import EmbeddedRedis
+from tests.polling import eventually
 
-from .test_api_support import Pipeline, eventually, pipeline
+from .test_api_support import Pipeline, pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -22,6 +22,7 @@ import pytest
 from load_tests.embedded import EmbeddedRedis, free_port
 from router.clock import ScaledClock
 from router.settings import AcdSettings, HttpSettings, RedisSettings
+from tests.polling import eventually
 from workers.lifecycle import Component, ProcessContext, ProcessLifecycle, ProcessState
 
 SUPPORT = {"name": "support"}
@@ -33,7 +34,12 @@ def write_config(path: Path, redis_url: str, kafka: str, prefix: str, queues: li
         "site": "lifecycle",
         "queues": queues,
         "agents": [{"id": "a1", "skills": {"support": 2}}],
-        "kafka": {"bootstrap_servers": kafka, "topic_prefix": prefix, "partitions": 2},
+        "kafka": {
+            "bootstrap_servers": kafka,
+            "topic_prefix": prefix,
+            "partitions": 2,
+            "consumer_group": f"{prefix}-routing",
+        },
         "redis": {"url": redis_url, "socket_timeout_s": 1},
     }
     path.write_text(json.dumps(config))  # JSON is YAML
@@ -78,16 +84,8 @@ async def get(port: int, path: str) -> tuple[int, Any]:
         return response.status, (json.loads(text) if path != "/metrics" else text)
 
 
-async def until(probe: Callable[[], Awaitable[Any]], what: str, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            last = await probe()
-            if last:
-                return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}; last seen: {last!r}")
+# What a probe of a process's HTTP port meets while the process is not listening yet.
+NOT_LISTENING = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 def ready_is(port: int, wanted: bool) -> Callable[[], Awaitable[Any]]:
@@ -111,19 +109,23 @@ async def test_route_and_collect_are_ready_only_while_redis_answers(
             acd("collect", config, tmp_path / "collect.log", ACD_HTTP__PORT=str(ports["collect"])) as collect,
         ):
             for name, port in ports.items():
-                body = await until(ready_is(port, True), f"{name} never ready", within=60)
+                body = await eventually(
+                    ready_is(port, True), f"{name} ready", within=60, ignoring=NOT_LISTENING
+                )
                 assert body["links"]["redis"] is True and body["state"] == "running"
             assert (await get(ports["route"], "/ready"))[1]["links"]["kafka"] is True
 
             await redis_server.stop()
             for name, port in ports.items():
-                body = await until(ready_is(port, False), f"{name} still ready with Redis stopped")
+                body = await eventually(
+                    ready_is(port, False), f"{name} not ready with Redis stopped", within=30
+                )
                 assert body["links"]["redis"] is False, name
                 assert (await get(port, "/health")) == (200, {"status": "ok", "state": "running"})
 
             await redis_server.start()
             for name, port in ports.items():
-                await until(ready_is(port, True), f"{name} not ready again after Redis came back")
+                await eventually(ready_is(port, True), f"{name} ready again after Redis came back", within=30)
             assert route.returncode is None and collect.returncode is None
 
 
@@ -140,16 +142,16 @@ async def test_sighup_gives_the_collector_a_new_queue(
         return 'acd_queue_service_level_target_ratio{queue="sales"} 0.9' in text
 
     async with acd("collect", config, log, ACD_HTTP__PORT=str(port)) as collect:
-        await until(ready_is(port, True), "collect never ready")
+        await eventually(ready_is(port, True), "collect ready", within=30, ignoring=NOT_LISTENING)
         assert not await exports_sales()
         write_config(config, redis_server.url, kafka_bootstrap, topic_prefix, [SUPPORT, SALES])
         collect.send_signal(signal.SIGHUP)
-        await until(exports_sales, f"no gauge for the new queue; log:\n{log.read_text()[-2000:]}")
+        await eventually(exports_sales, lambda: f"a gauge for the new queue; log:\n{log.read_text()[-2000:]}")
         assert "configuration reloaded: queues ['sales', 'support']" in log.read_text()
 
         config.write_text("queues: [unclosed\n")  # an invalid file changes nothing
         collect.send_signal(signal.SIGHUP)
-        await until(lambda: _logged(log, "configuration reload refused, nothing changed"), "no refusal")
+        await eventually(lambda: _logged(log, "configuration reload refused, nothing changed"), "a refusal")
         assert await exports_sales() and collect.returncode is None
 
 
@@ -215,12 +217,12 @@ async def test_states_in_health_and_a_drain_within_the_grace(redis_server: Embed
 
     stop = asyncio.Event()
     task = asyncio.create_task(lifecycle.run(open_component, stop))
-    await until(lambda: _state_is(lifecycle, ProcessState.RUNNING), "never running", within=10)
+    await eventually(lambda: _state_is(lifecycle, ProcessState.RUNNING), "running", within=10)
     port = lifecycle.endpoints.port
     assert await get(port, "/health") == (200, {"status": "ok", "state": "running"})
     assert await get(port, "/ready") == (200, {"ready": True, "state": "running", "links": {"redis": True}})
     stop.set()
-    await until(lambda: _state_is(lifecycle, ProcessState.DRAINING), "never draining", within=2)
+    await eventually(lambda: _state_is(lifecycle, ProcessState.DRAINING), "draining", within=2)
     status, body = await get(port, "/ready")
     assert status == 503 and body["state"] == "draining"
     await asyncio.wait_for(task, 5)

@@ -36,6 +36,7 @@ from router.ami.gateway import AmiGateway
 from router.errors import AmiError
 from router.settings import AmiSettings
 from router.store import RedisStateStore
+from tests.polling import eventually
 from workers.api.roster import member_name_of
 
 AMI = os.environ.get("ACD_TEST_ASTERISK_AMI", "")
@@ -119,12 +120,10 @@ class Driver:
             await self.act("DBPut", Family="acdphone", Key=f"{phone.extension}/{key}", Val=value)
 
     async def wait_for(self, predicate: Callable[[Message], bool], within: float = 20) -> Message:
-        async with asyncio.timeout(within):
-            while True:
-                found = next((e for e in self.events if predicate(e)), None)
-                if found is not None:
-                    return found
-                await asyncio.sleep(0.05)
+        found: Message = await eventually(
+            lambda: next((e for e in self.events if predicate(e)), None), "an AMI event", within=within
+        )
+        return found
 
 
 @dataclass
@@ -140,14 +139,11 @@ class RealPbx:
         return await self.store.agent(phone.agent_id)
 
     async def until(self, probe: Callable[[], Any], what: str, within: float = 30) -> Any:
-        try:
-            async with asyncio.timeout(within):
-                while not (value := await probe()):
-                    await asyncio.sleep(0.1)
-                return value
-        except TimeoutError:
+        def described() -> str:
             logs = {name: child.log_tail(15) for name, child in self.children.children.items()}
-            raise AssertionError(f"{what} not within {within}s; process logs: {logs}") from None
+            return f"{what}; process logs: {logs}"
+
+        return await eventually(probe, described, within=within, every=0.1)
 
     async def state_is(self, call_id: str, *states: str, within: float = 30) -> None:
         async def probe() -> bool:
@@ -168,9 +164,7 @@ async def driver_session() -> AsyncIterator[Driver]:
     events: list[Message] = []
     driver = Driver(AmiGateway(settings, on_message=events.append), events)
     task = asyncio.create_task(driver.gateway.run())
-    async with asyncio.timeout(20):
-        while not driver.gateway.ready:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: driver.gateway.ready, "the driver's AMI link ready", within=20)
     try:
         yield driver
     finally:
@@ -311,9 +305,7 @@ async def test_an_asterisk_restart_is_ridden_out_and_routing_resumes(clean: Real
     await pbx.state_is(cut, "pbx_restart", within=60)
     assert all(child.process.returncode is None for child in pbx.children.children.values())
     await pbx.children.wait_ready(timeout_s=60)
-    async with asyncio.timeout(30):
-        while not pbx.driver.gateway.ready:
-            await asyncio.sleep(0.1)
+    await eventually(lambda: pbx.driver.gateway.ready, "the driver's AMI link ready again", within=30)
     await pbx.driver.act("QueuePause", Queue=ROSTER, Interface=phone.interface, Paused="false")
     await pbx.agent_is(phone, "available")
     call_id = await pbx.driver.call()

@@ -5,17 +5,16 @@ survive a restart of the routing worker, and give way to the file on a reload.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from load_tests.embedded import EmbeddedRedis
+from tests.polling import eventually
 
 from .test_api_support import Pipeline, pipeline
 
@@ -37,14 +36,6 @@ async def pipe(
         yield harness
 
 
-async def until(probe: Callable[[], Awaitable[Any]], what: str, within: float = 45.0) -> Any:
-    async with asyncio.timeout(within):
-        while not (value := await probe()):
-            await asyncio.sleep(0.1)
-    assert value, what
-    return value
-
-
 async def queued(pipe: Pipeline, queue_named: str) -> dict[str, str]:
     """Place a call naming ``queue_named``; the call as the router stored it."""
     call = pipe.pbx.place_call(queue_named, handle_time_s=5, patience_s=600)
@@ -52,7 +43,7 @@ async def queued(pipe: Pipeline, queue_named: str) -> dict[str, str]:
     async def stored() -> dict[str, str]:
         return await pipe.call_state(call.call_id)
 
-    found: dict[str, str] = await until(stored, f"call {call.call_id} never reached Redis")
+    found: dict[str, str] = await eventually(stored, f"call {call.call_id} in Redis", within=45)
     return found
 
 
@@ -72,7 +63,9 @@ async def sighup_and_wait_for(pipe: Pipeline, text: str, count: int = 1) -> None
     async def logged() -> bool:
         return pipe.log("route").count(text) >= count
 
-    await until(logged, f"route never logged {text!r}; its log:\n{pipe.log('route')[-3000:]}", within=20)
+    await eventually(
+        logged, lambda: f"route logging {text!r}; its log:\n{pipe.log('route')[-3000:]}", within=20
+    )
 
 
 async def test_sighup_applies_a_changed_file_and_refuses_an_invalid_one(pipe: Pipeline) -> None:

@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from load_tests.embedded import EmbeddedRedis
 from router.store import NO_POSITION
+from tests.polling import eventually
 
 from .test_api_support import READ_TOKEN, ApiHarness, enqueue, offer, present, running_api
 
@@ -91,9 +92,7 @@ class Page:
 
     async def until(self, expression: str, within_s: float = 60.0) -> None:
         """Wait until ``expression`` is true in the page (it says when it is ready)."""
-        async with asyncio.timeout(within_s):
-            while not await self.evaluate(expression):
-                await asyncio.sleep(0.1)
+        await eventually(lambda: self.evaluate(expression), f"the page: {expression}", within=within_s, every=0.1)
 
     async def dom(self) -> str:
         return str(await self.evaluate("document.documentElement.outerHTML"))
