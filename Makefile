@@ -29,22 +29,25 @@ loadtest-smoke: $(VENV)/.installed
 # $(TEST_WORKERS) workers. --dist loadscope keeps each module on one worker: a module's
 # shared demo run or venv is set up once, and chaos faults run one at a time (their
 # recovery is judged against a time window). (loadgroup would be finer, but xdist 3.8 does
-# not group under pytest 9.2: pytest-xdist#1386.) Both runs happen even if the first
-# fails; the exit status says whether either did.
+# not group under pytest 9.2: pytest-xdist#1386.) Tests marked `serial` (schemathesis'
+# generated cases, which never run on xdist workers) run last, in one process. Every run
+# happens even if an earlier one fails; the exit status says whether any did.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 test: $(VENV)/.installed
 	$(BIN)/ruff check router workers load_tests tests
 	$(BIN)/mypy
-	$(PYTEST_PARALLEL) -m "not system"; first=$$?; \
-	$(PYTEST_PARALLEL) -m system; second=$$?; \
-	[ $$first -eq 0 ] && [ $$second -eq 0 ]
+	$(PYTEST_PARALLEL) -m "not system and not serial"; first=$$?; \
+	$(PYTEST_PARALLEL) -m "system and not serial"; second=$$?; \
+	$(BIN)/pytest -m serial; third=$$?; \
+	[ $$first -eq 0 ] && [ $$second -eq 0 ] && [ $$third -eq 0 ]
 
 test-unit: $(VENV)/.installed
 	$(BIN)/pytest -m unit -n $(TEST_WORKERS)
 
 test-integration: $(VENV)/.installed
-	$(PYTEST_PARALLEL) -m integration
+	$(PYTEST_PARALLEL) -m "integration and not serial"
+	$(BIN)/pytest -m "integration and serial"
 
 test-system: $(VENV)/.installed
 	$(PYTEST_PARALLEL) -m system
