@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from router.domain import AgentCandidate
 from router.store.codec import (
@@ -153,9 +153,9 @@ def _freed(items: Sequence[str], raw: Any, at: int) -> AgentCandidate | None:
 
 
 @dataclass(frozen=True, slots=True)
-class HungUp:
-    """The caller hung up: ``abandoned`` / ``pbx_restart`` (``seconds`` waited),
-    ``completed`` / ``transferred`` (``seconds`` talked), or ``ignored``."""
+class _CallStep:
+    """The shape hang-up and transfer replies share: status, seconds, queue, agent, and the
+    agent when it may take a call now."""
 
     status: str
     seconds: float = 0.0
@@ -164,26 +164,21 @@ class HungUp:
     free_agent: AgentCandidate | None = None  # the agent, when it may take a call now
 
     @classmethod
-    def parse(cls, raw: Any) -> HungUp:
+    def parse(cls, raw: Any) -> Self:
         items = texts(raw[:5])
         return cls(items[0], number(item(items, 1)), item(items, 2), item(items, 3), _freed(items, raw, 4))
 
 
 @dataclass(frozen=True, slots=True)
-class TransferStep:
+class HungUp(_CallStep):
+    """The caller hung up: ``abandoned`` / ``pbx_restart`` (``seconds`` waited),
+    ``completed`` / ``transferred`` (``seconds`` talked), or ``ignored``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStep(_CallStep):
     """A step of a transfer (call_transfer, agent_leg_ended): ``transferred`` when the
     agent's part ended (``seconds`` talked), ``marked`` / ``recorded`` while it goes on."""
-
-    status: str
-    seconds: float = 0.0
-    queue: str = ""
-    agent_id: str = ""
-    free_agent: AgentCandidate | None = None  # the agent, when it may take a call now
-
-    @classmethod
-    def parse(cls, raw: Any) -> TransferStep:
-        items = texts(raw[:5])
-        return cls(items[0], number(item(items, 1)), item(items, 2), item(items, 3), _freed(items, raw, 4))
 
 
 @dataclass(frozen=True, slots=True)
