@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.samples import Sample
 
 from load_tests.embedded import die_with_parent
 from router.errors import AcdError
@@ -167,11 +168,11 @@ async def _ready(session: aiohttp.ClientSession, port: int) -> bool:
         return False
 
 
-async def scrape_totals(ports: dict[str, int], names: tuple[str, ...]) -> dict[str, float]:
-    """Sum the named metrics (all label sets) over every process's /metrics."""
+async def scrape_samples(ports: dict[str, int]) -> list[Sample]:
+    """Every sample of every process's /metrics (a process that is gone adds nothing)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    totals = dict.fromkeys(names, 0.0)
+    samples: list[Sample] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         for port in ports.values():
             try:
@@ -179,8 +180,14 @@ async def scrape_totals(ports: dict[str, int], names: tuple[str, ...]) -> dict[s
                     text = await response.text()
             except (aiohttp.ClientError, TimeoutError, OSError):
                 continue
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name in totals:
-                        totals[sample.name] += sample.value
+            samples.extend(s for family in text_string_to_metric_families(text) for s in family.samples)
+    return samples
+
+
+async def scrape_totals(ports: dict[str, int], names: tuple[str, ...]) -> dict[str, float]:
+    """Sum the named metrics (all label sets) over every process's /metrics."""
+    totals = dict.fromkeys(names, 0.0)
+    for sample in await scrape_samples(ports):
+        if sample.name in totals:
+            totals[sample.name] += sample.value
     return totals

@@ -14,10 +14,9 @@ import asyncio
 import logging
 import uuid
 
-import aiohttp
 from aiokafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
+from load_tests.children import scrape_samples
 from router.bus import KafkaGroupReader, Topics
 from router.envelope import ROUTING_OFFER, decode
 from router.errors import MalformedEventError
@@ -74,18 +73,10 @@ class DecisionTap:
 async def histogram_buckets(ports: dict[str, int], name: str) -> dict[float, float]:
     """A histogram's cumulative bucket counts (le -> count), summed over processes."""
     buckets: dict[float, float] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        for port in ports.values():
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    text = await response.text()
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                continue  # a process that is gone (chaos) has nothing to add
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == f"{name}_bucket":
-                        le = float(sample.labels["le"])
-                        buckets[le] = buckets.get(le, 0.0) + sample.value
+    for sample in await scrape_samples(ports):
+        if sample.name == f"{name}_bucket":
+            le = float(sample.labels["le"])
+            buckets[le] = buckets.get(le, 0.0) + sample.value
     return buckets
 
 
