@@ -25,20 +25,22 @@ loadtest-smoke: $(VENV)/.installed
 # The tests in three tiers (tests/conftest.py marks every test): unit (no servers, seconds),
 # integration (real redis-server and broker: one of each per xdist worker), system (the
 # whole pipeline as processes: e2e, race, chaos, load smoke). `make test` runs all three:
-# unit and integration on $(TEST_WORKERS) pytest-xdist workers, then the system tier on
-# $(TEST_WORKERS) workers. --dist loadscope keeps each module on one worker: a module's
-# shared demo run or venv is set up once, and chaos faults run one at a time (their
-# recovery is judged against a time window). (loadgroup would be finer, but xdist 3.8 does
-# not group under pytest 9.2: pytest-xdist#1386.) Tests marked `serial` (schemathesis'
-# generated cases, which never run on xdist workers) run last, in one process. Every run
-# happens even if an earlier one fails; the exit status says whether any did.
+# unit and integration on $(TEST_WORKERS) pytest-xdist workers (they are CPU-bound), then
+# the system tier on $(SYSTEM_WORKERS) (its runs are paced by real time and leave the cores
+# half idle). --dist loadscope keeps each module (or class) on one worker: a module's shared
+# demo run or venv is set up once, and each chaos class runs its faults one at a time.
+# (loadgroup would be finer, but xdist 3.8 does not group under pytest 9.2:
+# pytest-xdist#1386.) Tests marked `serial` (schemathesis' generated cases, which never run
+# on xdist workers) run last, in one process. Every run happens even if an earlier one
+# fails; the exit status says whether any did.
 TEST_WORKERS ?= 2
+SYSTEM_WORKERS ?= 3
 PYTEST_PARALLEL = $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 test: $(VENV)/.installed
 	$(BIN)/ruff check router workers load_tests tests
 	$(BIN)/mypy
 	$(PYTEST_PARALLEL) -m "not system and not serial"; first=$$?; \
-	$(PYTEST_PARALLEL) -m "system and not serial"; second=$$?; \
+	$(BIN)/pytest -n $(SYSTEM_WORKERS) --dist loadscope -m "system and not serial"; second=$$?; \
 	$(BIN)/pytest -m serial; third=$$?; \
 	[ $$first -eq 0 ] && [ $$second -eq 0 ] && [ $$third -eq 0 ]
 
@@ -50,7 +52,7 @@ test-integration: $(VENV)/.installed
 	$(BIN)/pytest -m "integration and serial"
 
 test-system: $(VENV)/.installed
-	$(PYTEST_PARALLEL) -m system
+	$(BIN)/pytest -n $(SYSTEM_WORKERS) --dist loadscope -m system
 
 # `pip install .` without the lab, as deploy/Dockerfile does, into a fresh venv: the
 # production `acd` works and none of the lab is there (tests/test_install.py, ~30 s; make

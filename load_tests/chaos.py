@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "chaos.yaml"
 PROBE_QUEUE = "probe"
 PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ringing
+# A run goes on past its duration until service has been normal this long (real seconds),
+# up to EXTRA_S more: on a loaded machine recovery may come late, and ending the traffic
+# before it did would report "never recovered" for a fault the system rode out.
+RECOVERED_FOR_S = 2.0
+EXTRA_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class FaultRun(Demo):
     ) -> None:
         self.store, self.pbx = store, traffic.pbx
         traffic_stop = asyncio.Event()
+        started = time.monotonic()
         async with asyncio.TaskGroup() as group:
             group.create_task(traffic.run(traffic_stop))
             group.create_task(children.watch(traffic_stop))
@@ -87,7 +93,21 @@ class FaultRun(Demo):
             await self.fault.strike(self)
             remaining = max(0.0, self.args.duration - self.fault_at_s)
             await _sleep_unless(stop, remaining)
+            await self._until_recovered(stop, traffic.pbx)
             traffic_stop.set()
+        self.traffic_s = time.monotonic() - started
+
+    async def _until_recovered(self, stop: asyncio.Event, pbx: Pbx) -> None:
+        """Keep the traffic coming until service has been normal for RECOVERED_FOR_S."""
+        deadline = time.monotonic() + EXTRA_S
+        while not stop.is_set() and time.monotonic() < deadline:
+            normal_since = self.normal_since(pbx, pending_ok=True)
+            if (
+                normal_since is not None
+                and self.clock.now() - normal_since >= RECOVERED_FOR_S * self.clock.time_scale
+            ):
+                return
+            await _sleep_unless(stop, 0.25)
 
     async def _finish(self, store: RedisStateStore, pbx: Pbx, children: ChildProcesses) -> dict[str, Any]:
         summary = await super()._finish(store, pbx, children)
@@ -144,6 +164,15 @@ class FaultRun(Demo):
         """Real seconds from the fault until service is normal again: from then on every probe
         call (a queue whose agent is never busy, so a probe waits only on the routing path)
         is answered within PROBE_OK_S. None: it never was."""
+        normal_since = self.normal_since(pbx)
+        if self.struck_at is None or normal_since is None:
+            return None
+        return round((normal_since - self.struck_at) / self.clock.time_scale, 2)
+
+    def normal_since(self, pbx: Pbx, *, pending_ok: bool = False) -> float | None:
+        """Simulated time since when every probe after the fault was answered in time;
+        ``pending_ok``: probes not answered yet but still within PROBE_OK_S do not count
+        against it (the run is still going)."""
         if self.struck_at is None:
             return None
         probes = sorted(
@@ -154,16 +183,17 @@ class FaultRun(Demo):
             ),
             key=lambda c: c.entered_at,
         )
+        now = self.clock.now()
         good_since: float | None = None
         for probe in probes:
+            if probe.answered_at is None and pending_ok and now - probe.entered_at <= PROBE_OK_S:
+                continue
             ok = probe.answered_at is not None and probe.answered_at - probe.entered_at <= PROBE_OK_S
             if not ok:
                 good_since = None
             elif good_since is None:
                 good_since = probe.entered_at
-        if good_since is None:
-            return None
-        return round((good_since - self.struck_at) / self.clock.time_scale, 2)
+        return good_since
 
 
 async def leaked_reservations(store: RedisStateStore) -> list[str]:
@@ -284,7 +314,7 @@ def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
 
 def chaos_settings(args: argparse.Namespace) -> argparse.Namespace:
     """The demo arguments each fault run uses."""
-    duration, outage, fault_at = (16.0, 2.0, 3.0) if args.short else (40.0, 8.0, 5.0)
+    duration, outage, fault_at = (12.0, 2.0, 3.0) if args.short else (40.0, 8.0, 5.0)
     return argparse.Namespace(
         duration=duration,
         outage_s=outage,

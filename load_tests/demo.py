@@ -103,6 +103,7 @@ class Demo:
         self.run_dir = Path(tempfile.mkdtemp(prefix="acd-demo-"))
         self.secret = secrets.token_urlsafe(16)
         self.out = sys.stderr if args.json else sys.stdout
+        self.traffic_s = args.duration  # real seconds the traffic ran (a subclass may run longer)
 
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
@@ -145,7 +146,9 @@ class Demo:
 
     async def _start_tap(self, stack: contextlib.AsyncExitStack, bootstrap: str) -> None:
         """Read every offer's decision latency, as the dispatcher reads the offers."""
-        self.tap = DecisionTap(KafkaSettings(bootstrap_servers=bootstrap), Topics(KafkaSettings().topic_prefix))
+        self.tap = DecisionTap(
+            KafkaSettings(bootstrap_servers=bootstrap), Topics(KafkaSettings().topic_prefix)
+        )
         tap_stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self.tap.run(tap_stop))
 
@@ -270,8 +273,8 @@ class Demo:
             summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls, latency=latency)
         summary = await self._with_metrics(summary, store, queues, pbx, children)
         exit_codes = await children.stop()
-        summary["duration_s"] = self.args.duration
-        summary["simulated_s"] = round(self.args.duration * self.clock.time_scale, 1)
+        summary["duration_s"] = round(self.traffic_s, 1)
+        summary["simulated_s"] = round(self.traffic_s * self.clock.time_scale, 1)
         summary["time_scale"] = self.clock.time_scale
         summary["routing_workers"] = self.args.workers
         summary["process_exit_codes"] = exit_codes

@@ -71,18 +71,28 @@ def tier_of(item: pytest.Item) -> str:
 
 
 def _references(item: pytest.Item) -> set[tuple[str, str]]:
-    """The module-level objects the test and its fixtures name, as (defining module, name)."""
+    """The module-level objects the test and its fixtures name, as (defining module, name),
+    following the test module's own helper functions (a test that calls ``_judge``, which
+    runs the pipeline, is a pipeline test too)."""
     functions = [getattr(item, "function", None)]
     fixture_info = getattr(item, "_fixtureinfo", None)
     for defs in getattr(fixture_info, "name2fixturedefs", {}).values():
         functions.extend(d.func for d in defs)
-    found = set()
-    for function in functions:
+    found: set[tuple[str, str]] = set()
+    seen: set[int] = set()
+    while functions:
+        function = functions.pop()
         code = getattr(function, "__code__", None)
+        if code is None or id(code) in seen:
+            continue
+        seen.add(id(code))
         namespace = getattr(function, "__globals__", {})
-        for name in _names(code) if code is not None else ():
+        for name in _names(code):
             value = namespace.get(name)
-            found.add((getattr(value, "__module__", ""), getattr(value, "__name__", "")))
+            module = getattr(value, "__module__", "")
+            found.add((module, getattr(value, "__name__", "")))
+            if module == getattr(function, "__module__", None) and callable(value):
+                functions.append(value)
     return found
 
 

@@ -10,16 +10,35 @@ import pytest
 
 from load_tests.chaos import FAULTS, Fault, run_chaos
 
-# One test per fault, run one at a time (`--dist loadscope` keeps a module on one worker), as
-# `acd chaos` runs them: each fault's recovery is judged against a time window, and two
-# fault systems (seven processes each) competing for two cores were seen to miss it
-# (recovery_s None for redis_restarted and for routing_worker_killed).
+# One test per fault, each on its fresh system. `--dist loadscope` keeps a class on one
+# worker: faults in the ACD's own processes and faults on the PBX's side run side by side,
+# each class's faults one after another. A fault system that competes for the cores
+# recovers later (two on two cores were seen to take over 16 s), so a run keeps its
+# traffic coming until service has been normal for a while (chaos.RECOVERED_FOR_S), up
+# to a cap: what is judged is whether it recovered and lost nothing, not how fast.
 pytestmark = pytest.mark.slow
 
+OWN_PROCESSES = ("routing_worker_killed", "broker_restarted", "redis_restarted")
 
-@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
-async def test_every_fault_ends_with_nothing_lost_and_nobody_double_booked(fault: Fault) -> None:
-    """One fault per test (each on its fresh system), so that parallel workers share them."""
+
+def _faults(*, own: bool) -> list[Fault]:
+    return [fault for fault in FAULTS if (fault.name in OWN_PROCESSES) == own]
+
+
+class TestFaultsOfTheAcdsOwnProcesses:
+    @pytest.mark.parametrize("fault", _faults(own=True), ids=lambda fault: fault.name)
+    async def test_nothing_lost_and_nobody_double_booked(self, fault: Fault) -> None:
+        await _judge(fault)
+
+
+class TestFaultsOnThePbxSide:
+    @pytest.mark.parametrize("fault", _faults(own=False), ids=lambda fault: fault.name)
+    async def test_nothing_lost_and_nobody_double_booked(self, fault: Fault) -> None:
+        await _judge(fault)
+
+
+async def _judge(fault: Fault) -> None:
+    """One fault on its fresh system."""
     args = argparse.Namespace(short=True, only=fault.name, scenario=None, keep=False, json=True)
     report = await run_chaos(args, asyncio.Event())
     assert [f["name"] for f in report["faults"]] == [fault.name]
