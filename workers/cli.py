@@ -99,9 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api = commands.add_parser("api", help="agent and supervisor API, live updates and wallboard")
     api.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")
+    add_db_arguments(commands.add_parser("db", help="the recorder's PostgreSQL schema: upgrade, current"))
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", type=Path, required=True, help="YAML configuration file to check")
     return parser
+
+
+def add_db_arguments(parser: argparse.ArgumentParser) -> None:
+    """`acd db upgrade|current` (workers/records/migrate.py, imported only when run: Alembic is heavy)."""
+    actions = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("upgrade", "apply the recorder's schema migrations (idempotent)"),
+        ("current", "print the schema revision of the database; exit 1 when an upgrade is due"),
+    ):
+        sub = actions.add_parser(name, help=help_text)
+        sub.add_argument("--config", type=Path, help="YAML configuration file (its postgres section)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from workers.staffing import run_staffing_command
 
             return run_staffing_command(args)
+        if args.command == "db":
+            from workers.records.migrate import run_db_command
+
+            return run_db_command(args)
         if args.command == "check-config":
             return _check_config(args.config)
         if args.command == "api":
