@@ -6,6 +6,8 @@
     acd collect  --config FILE     site-wide state gauges for Prometheus
     acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--json]
     acd api      --config FILE     agent and supervisor API, live updates, wallboard
+    acd record   --config FILE     call and agent-state records from Kafka into PostgreSQL
+    acd db upgrade|current --config FILE   the recorder's schema (Alembic migrations)
     acd check-config --config FILE validate a configuration file (e.g. before a reload)
 
 With the lab installed (`pip install 'acd-router[lab]'`, load_tests/cli.py), through the
@@ -53,6 +55,7 @@ def _process_mains() -> dict[str, ProcessMain]:
     from workers.collector import run_collector
     from workers.dispatcher import run_dispatcher
     from workers.ingest import run_ingest
+    from workers.records.recorder import run_recorder
     from workers.routing import run_routing
 
     def api(
@@ -70,6 +73,7 @@ def _process_mains() -> dict[str, ProcessMain]:
         "route": run_routing,
         "dispatch": run_dispatcher,
         "collect": run_collector,
+        "record": run_recorder,
         "api": api,
     }
 
@@ -79,6 +83,7 @@ PROCESS_HELP = {
     "route": "routing worker: apply events, offer calls to agents",
     "dispatch": "execute routing commands as AMI actions",
     "collect": "serve site-wide state gauges (calls waiting, agents by state)",
+    "record": "keep call and agent-state records in PostgreSQL",
 }
 
 
