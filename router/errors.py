@@ -75,3 +75,17 @@ class RedisUnavailableError(AcdError):
 
 class MalformedEventError(AcdError):
     """A message on a topic is not a valid envelope; it goes to the dead-letter topic."""
+
+
+class DatabaseUnavailableError(AcdError):
+    """PostgreSQL cannot be reached, or cannot take work right now (restarting, overloaded)."""
+
+    retriable = True
+
+
+class DatabaseRefusedError(ConfigError):
+    """PostgreSQL refused this client or lacks what it needs: credentials, database, schema, grants."""
+
+
+class RecordRejectedError(AcdError):
+    """PostgreSQL rejected a record's values (a data or constraint error): that record, not the link."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from router.clock import ScaledClock
@@ -113,6 +113,53 @@ class RedisSettings(Frozen):
         if from_file is not None:
             object.__setattr__(self, "password", from_file)
         return self
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class PostgresSettings(Frozen):
+    """Where `acd record` keeps call and agent-state records (docs/records.md)."""
+
+    dsn: SecretStr | None = Field(
+        default=None,
+        description="`postgresql://user:password@host:5432/dbname` (libpq URL); better `dsn_file`",
+    )
+    dsn_file: Path | None = Field(default=None, description="a file holding the DSN (read at start-up)")
+    pool_size: int = Field(default=4, ge=1, le=100, description="most connections a process opens")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="real seconds to open one connection")
+    command_timeout_s: float = Field(
+        default=30.0, gt=0, description="real seconds one statement (a batch's write) may take"
+    )
+    startup_timeout_s: float = Field(
+        default=30.0, gt=0, description="keep trying to reach PostgreSQL at start-up"
+    )
+    retry_max_s: float = Field(
+        default=10.0, gt=0, description="longest wait between writes retried while PostgreSQL is down"
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _a_postgres_url(cls, dsn: SecretStr | None) -> SecretStr | None:
+        if dsn is not None and not dsn.get_secret_value().startswith(POSTGRES_SCHEMES):
+            raise ValueError("expected a postgresql:// URL (postgresql://user@host:5432/dbname)")
+        return dsn
+
+    @model_validator(mode="after")
+    def _dsn_from_file(self) -> Self:
+        from_file = _read_secret_file(self.dsn_file, "postgres.dsn_file")
+        if from_file is not None:
+            object.__setattr__(self, "dsn", self._a_postgres_url(from_file))
+        return self
+
+    def require_dsn(self) -> str:
+        """The DSN; the processes that use PostgreSQL refuse to start without one."""
+        if self.dsn is None or not self.dsn.get_secret_value():
+            raise ConfigError(
+                "no PostgreSQL DSN: set ACD_POSTGRES__DSN (postgresql://user@host:5432/dbname) or "
+                "ACD_POSTGRES__DSN_FILE (a file holding it), or postgres.dsn_file in the config file"
+            )
+        return self.dsn.get_secret_value()
 
 
 class HttpSettings(Frozen):
@@ -232,6 +279,7 @@ class AcdSettings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     clock: ClockSettings = ClockSettings()
     api: ApiSettings = ApiSettings()
+    postgres: PostgresSettings = PostgresSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -348,7 +396,7 @@ def describe_validation_error(exc: ValidationError, source: Path | None) -> str:
     return "\n".join(lines)
 
 
-SECRET_WORDS = ("secret", "password", "token")
+SECRET_WORDS = ("secret", "password", "token", "dsn")
 
 
 def _shown_value(where: str, value: Any) -> str:

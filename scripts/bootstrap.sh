@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything `make demo` and `make test` need on a fresh machine:
-# a Python >= 3.12 virtualenv in .venv with the project installed, redis-server, chromium
-# and prometheus (with promtool).
+# a Python >= 3.12 virtualenv in .venv with the project installed, redis-server, chromium,
+# prometheus (with promtool) and PostgreSQL's server binaries (initdb, postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,9 +61,38 @@ install_prometheus() {
     command -v promtool >/dev/null || { echo "error: could not install prometheus" >&2; exit 1; }
 }
 
+# The recorder's tests and the demo start their own PostgreSQL cluster (initdb + postgres in
+# a temporary directory, load_tests/embedded.py); Debian keeps the binaries off PATH, in
+# /usr/lib/postgresql/<version>/bin, where the lab looks too.
+find_initdb() {
+    command -v initdb 2>/dev/null && return
+    ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1
+}
+
+# PostgreSQL refuses to run as root: a root session runs the embedded clusters as this
+# unprivileged user (ACD_LAB_POSTGRES_USER names another).
+POSTGRES_RUN_USER=acd-postgres
+
+install_postgresql() {
+    if [ -z "$(find_initdb)" ]; then
+        echo "initdb not found: installing Debian's postgresql package (for the recorder's tests)" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+        [ -n "$(find_initdb)" ] || { echo "error: could not install postgresql (initdb)" >&2; exit 1; }
+    fi
+    if [ "$(id -u)" -eq 0 ] && [ -z "${ACD_LAB_POSTGRES_USER:-}" ] && ! id "$POSTGRES_RUN_USER" >/dev/null 2>&1; then
+        echo "creating user $POSTGRES_RUN_USER: the embedded PostgreSQL runs as it (it refuses root)" >&2
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$POSTGRES_RUN_USER"
+    fi
+}
+
 install_redis
 install_chromium
 install_prometheus
+install_postgresql
 if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
     rm -rf "$VENV"
     "$(find_python)" -m venv "$VENV"

@@ -1,4 +1,5 @@
-"""Real servers for the whole test session: redis-server and a Kafka-protocol broker.
+"""Real servers for the whole test session: redis-server, a Kafka-protocol broker and
+PostgreSQL (a cluster of its own, started on first use; each test gets a fresh database).
 
 Set ACD_TEST_KAFKA_BOOTSTRAP=host:port to run the Kafka tests against an external
 cluster instead of the embedded Tansu broker.
@@ -11,8 +12,10 @@ anybody having to remember to mark a test (an explicit tier marker wins):
 - ``integration``: it uses the session's redis-server or broker, or starts its own;
 - ``unit``: everything else (no servers; the whole tier runs in seconds).
 
-Under pytest-xdist every worker runs its own session, so each has its own redis-server
-and Tansu broker (a few MB of memory each): workers share no server. `make test` runs
+Under pytest-xdist every worker runs its own session, so each has its own redis-server,
+Tansu broker and PostgreSQL cluster (a few MB of memory each, ~40 MB on disk for the
+cluster): workers share no server. As root, PostgreSQL runs as the unprivileged user that
+scripts/bootstrap.sh creates (load_tests/embedded.py, ``postgres_run_as``). `make test` runs
 with ``--dist loadscope``: a module stays on one worker, so a module fixture (a demo run
 watched by Prometheus, a venv) is set up once, and the chaos faults run one at a time.
 """
@@ -29,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from redis.asyncio import Redis
 
-from load_tests.embedded import EmbeddedKafka, EmbeddedRedis
+from load_tests.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis
 
 # Shared, noisy machines: no per-example deadline (timing is not what these tests check).
 settings.register_profile("acd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -37,6 +40,7 @@ settings.load_profile("acd")
 
 REDIS_FIXTURES = {"redis", "redis_server", "store"}
 KAFKA_FIXTURES = {"kafka_bootstrap", "kafka_settings"}
+POSTGRES_FIXTURES = {"postgres_server", "postgres_dsn"}
 TIERS = ("unit", "integration", "system")
 # (module, name) of what a test module holds when it runs the whole pipeline, or its own servers.
 SYSTEM_HARNESSES = {
@@ -45,7 +49,11 @@ SYSTEM_HARNESSES = {
     ("load_tests.children", "ChildProcesses"),
     ("tests.test_api_support", "pipeline"),
 }
-OWN_SERVERS = {("load_tests.embedded", "EmbeddedRedis"), ("load_tests.embedded", "EmbeddedKafka")}
+OWN_SERVERS = {
+    ("load_tests.embedded", "EmbeddedRedis"),
+    ("load_tests.embedded", "EmbeddedKafka"),
+    ("load_tests.embedded", "EmbeddedPostgres"),
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -57,6 +65,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.redis)
         if names & KAFKA_FIXTURES:
             item.add_marker(pytest.mark.kafka)
+        if names & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(tier_of(item))
 
@@ -65,7 +75,8 @@ def tier_of(item: pytest.Item) -> str:
     used = _references(item)
     if used & SYSTEM_HARNESSES:
         return "system"
-    if used & OWN_SERVERS or item.get_closest_marker("redis") or item.get_closest_marker("kafka"):
+    servers = ("redis", "kafka", "postgres")
+    if used & OWN_SERVERS or any(item.get_closest_marker(server) for server in servers):
         return "integration"
     return "unit"
 
@@ -127,6 +138,21 @@ async def kafka_bootstrap() -> AsyncIterator[str]:
         return
     async with EmbeddedKafka() as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+async def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedPostgres]:
+    async with EmbeddedPostgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_server: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A DSN of a fresh, empty database of the session's cluster, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    await postgres_server.create_database(name)
+    yield postgres_server.dsn(name)
+    await postgres_server.drop_database(name)
 
 
 @pytest.fixture

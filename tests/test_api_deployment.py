@@ -33,7 +33,9 @@ from workers.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-ACD_COMMANDS = {"ingest", "route", "dispatch", "collect", "api"}
+ACD_COMMANDS = {"ingest", "route", "dispatch", "collect", "record", "api"}
+# Compose and k8s have no PostgreSQL yet, so no recorder (docs/deployment.md says so).
+CONTAINER_COMMANDS = ACD_COMMANDS - {"record"}
 METRICS_PORT = "9400"
 
 
@@ -152,7 +154,7 @@ SERVICE_UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 
 def test_there_is_a_systemd_unit_for_each_process() -> None:
     names = {path.name for path in SERVICE_UNITS}
-    assert names == {f"acd-{c}.service" for c in ("ingest", "dispatch", "collect", "api")} | {
+    assert names == {f"acd-{c}.service" for c in ("ingest", "dispatch", "collect", "record", "api")} | {
         "acd-route@.service"
     }
     assert (DEPLOY / "systemd" / "acd.target").exists()
@@ -246,7 +248,7 @@ def test_compose_runs_every_process_with_real_commands_and_variables(compose: di
                 assert value.startswith("/run/secrets/") and value.split("/")[-1] in secrets, (name, key)
         assert f"127.0.0.1:{env['ACD_HTTP__PORT']}/ready" in " ".join(service["healthcheck"]["test"])
         assert service["stop_signal"] == "SIGTERM"
-    assert set(commands.values()) == ACD_COMMANDS
+    assert set(commands.values()) == CONTAINER_COMMANDS
     assert compose["services"]["route"]["deploy"]["replicas"] > 1
     assert {"kafka", "redis", "prometheus", "grafana"} <= set(compose["services"])
 
@@ -331,7 +333,7 @@ def test_k8s_runs_every_process_with_real_commands_and_variables(k8s: list[dict[
             assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
             if command == "api":
                 assert ports["api"] == env["ACD_API__PORT"]
-    assert set(commands.values()) == ACD_COMMANDS
+    assert set(commands.values()) == CONTAINER_COMMANDS
     by_name = {doc["metadata"]["name"]: doc for doc in workloads(k8s)}
     assert by_name["acd-ingest"]["spec"]["replicas"] == 1
     assert by_name["acd-ingest"]["spec"]["strategy"]["type"] == "Recreate"  # never two ingests

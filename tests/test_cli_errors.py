@@ -99,3 +99,40 @@ async def test_invalid_value_in_config(tmp_config: Path) -> None:
     code, stderr = await run_acd("route", "--config", str(tmp_config), env={})
     assert code == 2, stderr
     assert "agents.0.skills.billing = 7" in stderr
+
+
+def one_error_line(stderr: str, command: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith(f"acd {command}: error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+async def test_record_without_a_dsn(config: Path) -> None:
+    code, stderr = await run_acd("record", "--config", str(config), env={})
+    assert code == 2, stderr
+    line = one_error_line(stderr, "record")
+    assert "no PostgreSQL DSN: set ACD_POSTGRES__DSN" in line and "ACD_POSTGRES__DSN_FILE" in line
+
+
+async def test_record_and_db_upgrade_with_postgres_unreachable(config: Path) -> None:
+    port = free_port()
+    env = {"ACD_POSTGRES__DSN": f"postgresql://acd@127.0.0.1:{port}/acd", "ACD_POSTGRES__STARTUP_TIMEOUT_S": "1"}
+    for args in (["record"], ["db", "upgrade"]):
+        code, stderr = await run_acd(*args, "--config", str(config), env=env)
+        assert code == 75, stderr  # PostgreSQL may be starting: a supervisor restarts the process
+        line = one_error_line(stderr, args[0])
+        assert f"cannot reach PostgreSQL at acd@127.0.0.1:{port}/acd" in line and "ACD_POSTGRES__DSN" in line
+
+
+async def test_record_on_a_database_without_the_schema(config: Path, postgres_dsn: str) -> None:
+    code, stderr = await run_acd("record", "--config", str(config), env={"ACD_POSTGRES__DSN": postgres_dsn})
+    assert code == 2, stderr
+    assert "has no recorder tables: run `acd db upgrade --config FILE` first" in one_error_line(stderr, "record")
+
+
+async def test_record_with_a_database_that_does_not_exist(config: Path, postgres_dsn: str) -> None:
+    dsn = postgres_dsn.rsplit("/", 1)[0] + "/nosuchdb"
+    code, stderr = await run_acd("record", "--config", str(config), env={"ACD_POSTGRES__DSN": dsn})
+    assert code == 2, stderr
+    line = one_error_line(stderr, "record")
+    assert 'database "nosuchdb" does not exist: create it (createdb)' in line

@@ -60,13 +60,24 @@ def test_the_product_installs_and_its_commands_run(product_venv: Path, tmp_path:
     help_ = run([acd, "--help"], cwd=tmp_path)
     assert help_.returncode == 0, help_.stderr
     out = " ".join(help_.stdout.split())
-    for command in ("ingest", "route", "dispatch", "collect", "api", "check-config", "staffing"):
+    for command in ("ingest", "route", "dispatch", "collect", "record", "db", "api", "check-config", "staffing"):
         assert f" {command} " in out
     assert "demo (the lab is not installed)" in out
     checked = run([acd, "check-config", "--config", ROOT / "config" / "acd.example.yaml"], cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     staffing = run([acd, "staffing", "--calls-per-hour", "120", "--aht", "180", "--json"], cwd=tmp_path)
     assert staffing.returncode == 0, staffing.stderr
+
+
+def test_the_recorder_and_its_migrations_are_installed(product_venv: Path, tmp_path: Path) -> None:
+    """The migrations ship inside the package (no alembic.ini, no source tree needed)."""
+    head = run(
+        [product_venv / "bin" / "python", "-c", "from workers.records.migrate import head_revision as h; print(h())"],
+        cwd=tmp_path,
+    )
+    assert head.returncode == 0 and head.stdout.strip() == "0001", head.stderr
+    no_dsn = run([product_venv / "bin" / "acd", "db", "upgrade"], cwd=tmp_path)
+    assert no_dsn.returncode == 2 and "no PostgreSQL DSN: set ACD_POSTGRES__DSN" in no_dsn.stderr, no_dsn.stderr
 
 
 @pytest.mark.parametrize("argv", [["demo"], ["loadtest", "--duration", "5", "--json"], ["chaos"], ["benchmark"]])

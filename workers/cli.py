@@ -6,6 +6,8 @@
     acd collect  --config FILE     site-wide state gauges for Prometheus
     acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--json]
     acd api      --config FILE     agent and supervisor API, live updates, wallboard
+    acd record   --config FILE     call and agent-state records from Kafka into PostgreSQL
+    acd db upgrade|current --config FILE   the recorder's schema (Alembic migrations)
     acd check-config --config FILE validate a configuration file (e.g. before a reload)
 
 With the lab installed (`pip install 'acd-router[lab]'`, load_tests/cli.py), through the
@@ -53,6 +55,7 @@ def _process_mains() -> dict[str, ProcessMain]:
     from workers.collector import run_collector
     from workers.dispatcher import run_dispatcher
     from workers.ingest import run_ingest
+    from workers.records.recorder import run_recorder
     from workers.routing import run_routing
 
     def api(
@@ -70,6 +73,7 @@ def _process_mains() -> dict[str, ProcessMain]:
         "route": run_routing,
         "dispatch": run_dispatcher,
         "collect": run_collector,
+        "record": run_recorder,
         "api": api,
     }
 
@@ -79,6 +83,7 @@ PROCESS_HELP = {
     "route": "routing worker: apply events, offer calls to agents",
     "dispatch": "execute routing commands as AMI actions",
     "collect": "serve site-wide state gauges (calls waiting, agents by state)",
+    "record": "keep call and agent-state records in PostgreSQL",
 }
 
 
@@ -99,9 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api = commands.add_parser("api", help="agent and supervisor API, live updates and wallboard")
     api.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")
+    add_db_arguments(commands.add_parser("db", help="the recorder's PostgreSQL schema: upgrade, current"))
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", type=Path, required=True, help="YAML configuration file to check")
     return parser
+
+
+def add_db_arguments(parser: argparse.ArgumentParser) -> None:
+    """`acd db upgrade|current` (workers/records/migrate.py, imported only when run: Alembic is heavy)."""
+    actions = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("upgrade", "apply the recorder's schema migrations (idempotent)"),
+        ("current", "print the schema revision of the database; exit 1 when an upgrade is due"),
+    ):
+        sub = actions.add_parser(name, help=help_text)
+        sub.add_argument("--config", type=Path, help="YAML configuration file (its postgres section)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from workers.staffing import run_staffing_command
 
             return run_staffing_command(args)
+        if args.command == "db":
+            from workers.records.migrate import run_db_command
+
+            return run_db_command(args)
         if args.command == "check-config":
             return _check_config(args.config)
         if args.command == "api":

@@ -2,7 +2,7 @@
 
     starting  /metrics, /health and /ready are served first (a port in use fails here, as a
               configuration error); then the component opens its links in dependency
-              order (Redis, Kafka topics, producer, consumer group, AMI), each one's close
+              order (Redis or PostgreSQL, Kafka topics, producer, consumer group, AMI), each one's close
               pushed on one AsyncExitStack
     running   the component's tasks, the link watchers and the reload loop run in one
               TaskGroup; /ready is 200 while every link probe holds
@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from router.clock import Clock
 from router.errors import AcdError, ConfigError
+from router.postgres import Pool, PostgresLink, close_pool, dsn_target, open_postgres
 from router.settings import AcdSettings, HttpSettings, load_settings
 from router.store.connect import RedisLink, open_redis
 
@@ -97,6 +98,16 @@ class ProcessContext:
         self.link("redis", lambda: watched.ready)
         self._lifecycle.watchers.append(watched.watch)
         return client
+
+    async def postgres(self) -> Pool:
+        """The process's PostgreSQL pool, watched by a ``SELECT 1`` for readiness."""
+        settings = self.settings.postgres
+        pool = await open_postgres(settings, f"acd {self._lifecycle.name}")
+        self.stack.push_async_callback(close_pool, pool)
+        watched = PostgresLink(pool, dsn_target(settings.require_dsn()))
+        self.link("postgres", lambda: watched.ready)
+        self._lifecycle.watchers.append(watched.watch)
+        return pool
 
 
 Open = Callable[[ProcessContext], Awaitable[Component]]

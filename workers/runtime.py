@@ -49,7 +49,7 @@ def configure_logging(level: str = "INFO", *, json_logs: bool = False) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    for noisy in ("aiokafka", "panoramisk"):
+    for noisy in ("aiokafka", "panoramisk", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

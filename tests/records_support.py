@@ -1,0 +1,69 @@
+"""Records as the routers publish them (docs/records.md), for the recorder's tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from router.envelope import Envelope
+from workers.records.parse import RECORD_AGENT_STATE, RECORD_CALL
+
+T0 = 1_800_000_000.0
+_ids = itertools.count(1)
+
+
+def call_record(call_id: str = "1800000000.1", **overrides: Any) -> dict[str, Any]:
+    """An answered call's record, revision 1 (wrap-up not ended yet)."""
+    record: dict[str, Any] = {
+        "record_id": f"main:{T0:.0f}000-{next(_ids)}",
+        "revision": 1,
+        "site": "main",
+        "call_id": call_id,
+        "queue": "billing",
+        "first_queue": "support",
+        "priority": 2,
+        "caller_number": "+15550100",
+        "caller_name": "Ada Lovelace",
+        "entered_at": T0,
+        "first_offered_at": T0 + 4.5,
+        "answered_at": T0 + 12.25,
+        "ended_at": T0 + 192.25,
+        "outcome": "answered",
+        "wait_s": 12.25,
+        "talk_s": 180.0,
+        "wrapup_s": None,
+        "agent_id": "a1",
+        "offers": 2,
+        "ring_no_answers": 1,
+        "requirements": "billing>=2",
+        "decision_reason": "longest-idle (idle 30.0s)",
+        "sl_threshold_s": 20.0,
+        "answered_within_threshold": True,
+        "abandoned_within_threshold": False,
+        "recording": "1800000000.1.wav",
+        "qa_sampled": True,
+    }
+    record.update(overrides)
+    return record
+
+
+def agent_state_record(agent_id: str = "a1", **overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "record_id": f"main:{T0:.0f}000-{next(_ids)}",
+        "site": "main",
+        "agent_id": agent_id,
+        "state": "paused",
+        "reason": "lunch",
+        "start": T0,
+        "end": T0 + 1800.5,
+        "duration_s": 1800.5,
+    }
+    record.update(overrides)
+    return record
+
+
+def envelope(data: dict[str, Any]) -> Envelope:
+    """The envelope a router publishes a record in."""
+    if "call_id" in data:
+        return Envelope(RECORD_CALL, data["record_id"], "router:main", T0, f"call:{data['call_id']}", data)
+    return Envelope(RECORD_AGENT_STATE, data["record_id"], "router:main", T0, f"agent:{data['agent_id']}", data)

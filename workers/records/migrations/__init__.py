@@ -1,0 +1,1 @@
+"""Alembic's script directory for the recorder's schema (run by `acd db upgrade`)."""
