@@ -32,11 +32,13 @@ from router.envelope import Envelope, decode
 from router.errors import AcdError, BrokerUnavailableError, ConfigError, MalformedEventError
 from router.inbound import domain_event
 from router.live_config import LiveConfig
-from router.metrics import RoutingMetrics
+from router.metrics import RelayMetrics, RoutingMetrics
 from router.sequencing import KeySequencer
 from router.settings import AcdSettings
 from router.store import Position, RedisChainStore, RedisRoutingStore, RedisTimerStore, shared_scripts
+from router.store.outbox import RedisOutboxStore
 from workers.lifecycle import Component, ProcessContext, process_main
+from workers.relay import RecordRelay
 from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
@@ -125,8 +127,10 @@ class RoutingWorker:
         sink: KafkaCommandSink,
         metrics: RoutingMetrics,
         sequencer: KeySequencer[Consumed],
+        relay: RecordRelay,
     ) -> None:
         self.settings = settings
+        self.relay = relay
         self.engine = engine
         self.sequencer = sequencer
         self.reader = reader
@@ -138,10 +142,11 @@ class RoutingWorker:
         self._last_sweep = 0.0
 
     def component(self) -> Component:
-        """Consume and timers drain at stop; the lag gauge and the topic guardian just stop."""
+        """Consume, timers and the record relay drain at stop; the lag gauge and the topic
+        guardian just stop."""
         guardian = TopicGuardian(self.settings.kafka, self.topics.all())
         return Component(
-            draining=[self.consume, self.timers],
+            draining=[self.consume, self.timers, self.relay.run],
             background=[self.report_lag, lambda stop: guardian.run()],
             reload=self.apply_config,
         )
@@ -370,6 +375,16 @@ async def open_routing(ctx: ProcessContext) -> Component:
     ctx.link("kafka", lambda: reader.assigned)
     sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
     engine = await build_engine(settings, redis, ctx.clock, sink, metrics)
+    relay = RecordRelay(
+        RedisOutboxStore(redis, settings.site),
+        producer,
+        topics,
+        RelayMetrics(ctx.registry),
+        site=settings.site,
+        consumer=f"relay-{uuid.uuid4().hex[:8]}",
+        batch=settings.routing.relay_batch,
+        claim_idle_s=settings.routing.relay_claim_idle_s,
+    )
     worker = RoutingWorker(
         settings,
         engine=engine,
@@ -378,6 +393,7 @@ async def open_routing(ctx: ProcessContext) -> Component:
         sink=sink,
         metrics=metrics,
         sequencer=sequencer,
+        relay=relay,
     )
     return worker.component()
 
