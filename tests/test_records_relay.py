@@ -246,14 +246,24 @@ async def test_an_entry_that_is_no_record_is_dead_lettered_not_stuck(redis: Redi
     assert await redis.xlen(store.keys.outbox) == 0
 
 
-async def test_stopping_publishes_what_the_outbox_holds(redis: Redis) -> None:
+async def test_stopping_publishes_the_records_of_the_last_transitions_then_leaves(redis: Redis) -> None:
     store = await make_calls(redis, 2)
     producer = FlakyProducer(failures=0)
     relay, _ = relay_for(RedisOutboxStore(redis, SITE), producer, Topics("stop"), "r1")
-    stop = asyncio.Event()
+    await relay.step(None)  # a member of the group now
+    stop, quiet = asyncio.Event(), asyncio.Event()
     stop.set()
-    await asyncio.wait_for(relay.run(stop), 5)
-    assert len(producer.sent) == 4 and await redis.xlen(store.keys.outbox) == 0
+    task = asyncio.get_running_loop().create_task(relay.run(stop, before_drain=quiet.wait))
+    await asyncio.sleep(0.2)
+    assert not task.done()  # the worker's last events are still being applied ...
+    late = NewCall("late", "q", 0, False, None, "PJSIP/t-late", T0, None, None, 20.0, 0.0)
+    await store.enqueue(late, NO_POSITION)
+    await store.caller_hung_up("late", T0 + 3, NO_POSITION)
+    quiet.set()  # ... and now they are
+    await asyncio.wait_for(task, 5)
+    assert len(producer.sent) == 5 and await redis.xlen(store.keys.outbox) == 0
+    assert producer.sent[-1][1].key == "call:late"
+    assert await redis.xinfo_consumers(store.keys.outbox, GROUP) == []  # nothing pending: it left
 
 
 async def test_a_relay_waiting_for_records_stops_promptly(redis: Redis) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from router.bus import KafkaEnvelopeProducer, Topics
 from router.errors import AcdError, MalformedEventError
@@ -73,8 +73,11 @@ class RecordRelay:
         self._next_backlog = 0.0
         self._backlog = 0  # as last shown
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop``; then what the outbox holds now is published, as far as it goes."""
+    async def run(
+        self, stop: asyncio.Event, *, before_drain: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Until ``stop``; then (once ``before_drain`` returns: the process's last transitions
+        are made) what the outbox holds is published, as far as it goes."""
         delay = BACKOFF_MIN_S
         while not stop.is_set():
             try:
@@ -88,6 +91,8 @@ class RecordRelay:
                 delay = min(delay * 2, BACKOFF_MAX_S)
             else:
                 delay = BACKOFF_MIN_S
+        if before_drain is not None:
+            await before_drain()
         await self._drain()
 
     async def step(self, block_ms: int | None = None) -> int:
@@ -112,17 +117,17 @@ class RecordRelay:
         return handled
 
     async def _drain(self) -> None:
-        for _ in range(DRAIN_BATCHES):
-            try:
+        try:
+            for _ in range(DRAIN_BATCHES):
                 if not await self.step(None):
+                    await self.outbox.leave(self.consumer)
                     return
-            except AcdError as exc:
-                if not exc.retriable:
-                    raise
-                logger.warning(
-                    "record relay stopped with records unpublished (%s): another relay publishes them", exc
-                )
-                return
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
+            logger.warning(
+                "record relay stopped with records unpublished (%s): another relay publishes them", exc
+            )
 
     async def _claim_due(self) -> list[OutboxEntry]:
         now = time.monotonic()

@@ -37,7 +37,7 @@ from router.sequencing import KeySequencer
 from router.settings import AcdSettings
 from router.store import Position, RedisChainStore, RedisRoutingStore, RedisTimerStore, shared_scripts
 from router.store.outbox import RedisOutboxStore
-from workers.lifecycle import Component, ProcessContext, process_main
+from workers.lifecycle import Component, ProcessContext, Task, process_main
 from workers.relay import RecordRelay
 from workers.runtime import wait_or_stop
 
@@ -140,16 +140,37 @@ class RoutingWorker:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.worker_id = f"route-{uuid.uuid4().hex[:8]}"
         self._last_sweep = 0.0
+        self._writers = 0  # draining tasks whose transitions may still append records
+        self._quiet = asyncio.Event()  # ... set once none is left
 
     def component(self) -> Component:
         """Consume, timers and the record relay drain at stop; the lag gauge and the topic
         guardian just stop."""
         guardian = TopicGuardian(self.settings.kafka, self.topics.all())
         return Component(
-            draining=[self.consume, self.timers, self.relay.run],
+            draining=[self._writing(self.consume), self._writing(self.timers), self.relay_records],
             background=[self.report_lag, lambda stop: guardian.run()],
             reload=self.apply_config,
         )
+
+    def _writing(self, task: Task) -> Task:
+        """``task``, counted among those whose transitions append records (relay_records)."""
+        self._writers += 1
+
+        async def run(stop: asyncio.Event) -> None:
+            try:
+                await task(stop)
+            finally:
+                self._writers -= 1
+                if not self._writers:
+                    self._quiet.set()
+
+        return run
+
+    async def relay_records(self, stop: asyncio.Event) -> None:
+        """The record relay; at stop, its last pass waits until this worker's events and
+        timers are done, so that the records of their last transitions go out too."""
+        await self.relay.run(stop, before_drain=self._quiet.wait)
 
     async def apply_config(self, fresh: AcdSettings) -> None:
         """A reload's queues and agents; every configured profile is re-applied *with force*,

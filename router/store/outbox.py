@@ -98,6 +98,20 @@ class RedisOutboxStore:
             pipe.xdel(self.key, *entry_ids)
             await pipe.execute()
 
+    async def leave(self, consumer: str) -> bool:
+        """Remove ``consumer`` from the group, unless entries are pending on it (deleting a
+        consumer drops its pending entries from the group, and nobody would claim them).
+        A relay stopping cleanly leaves; a killed one's name stays, with nothing pending
+        once its entries were claimed."""
+        try:
+            if await self.redis.xpending_range(self.key, GROUP, "-", "+", 1, consumername=consumer):
+                return False
+            await self.redis.xgroup_delconsumer(self.key, GROUP, consumer)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        return True
+
     async def backlog(self) -> int:
         """Records not published yet (pending or never read)."""
         return int(await self.redis.xlen(self.key))
