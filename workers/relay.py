@@ -145,22 +145,31 @@ class RecordRelay:
     async def _publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Produce every record of the batch; return once the broker has all of them."""
         sent: list[tuple[str, asyncio.Future[object]]] = []
-        for entry in entries:
-            try:
-                record = record_from_outbox(self.site, entry.entry_id, entry.fields)
-            except MalformedEventError as exc:
-                await self._dead_letter(entry, exc)
-                continue
-            is_call = isinstance(record, CallRecord)
-            topic = self.topics.call_records if is_call else self.topics.agent_records
-            future = await self.producer.send(topic, record_envelope(record, self.source))
-            sent.append((CALL if is_call else AGENT_STATE, future))
+        try:
+            for entry in entries:
+                sent += await self._send(entry)
+        except AcdError:
+            # What was sent before the refusal settles first (no delivery left unobserved).
+            await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+            raise
         outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         failed = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if failed is not None:
             raise failed
         for kind, _ in sent:
             self.metrics.published.labels(kind).inc()
+
+    async def _send(self, entry: OutboxEntry) -> list[tuple[str, asyncio.Future[object]]]:
+        """Hand one entry's record to the producer: (kind, delivery); none for a dead letter."""
+        try:
+            record = record_from_outbox(self.site, entry.entry_id, entry.fields)
+        except MalformedEventError as exc:
+            await self._dead_letter(entry, exc)
+            return []
+        is_call = isinstance(record, CallRecord)
+        topic = self.topics.call_records if is_call else self.topics.agent_records
+        future = await self.producer.send(topic, record_envelope(record, self.source))
+        return [(CALL if is_call else AGENT_STATE, future)]
 
     async def _dead_letter(self, entry: OutboxEntry, exc: MalformedEventError) -> None:
         logger.error("outbox entry %s is no record (%s): dead-lettered", entry.entry_id, exc)
