@@ -10,11 +10,13 @@ import json
 import pytest
 from redis.asyncio import Redis
 
-from router.domain import AgentConfig, SkillRequirement
+from router.domain import AgentConfig, QueueConfig, RelaxStep, SkillRequirement
+from router.events import CallerHungUp, CallQueued
 from router.records import AgentStateRecord, CallRecord, Record, record_from_outbox
 from router.store import NO_POSITION, NewCall, OverflowMove, Position, RedisStateStore
 from router.store.admin import AdminStore
 from router.store.params import ResyncGap
+from tests.support import EngineHarness
 
 T0 = 1_800_000_000.0
 SITE = "rec"
@@ -392,3 +394,27 @@ async def test_a_pause_during_wrap_up_ends_it_and_completes_the_call_record(stor
     await store.agent_presence("a1", "paused", "break", T0 + 25, NO_POSITION)
     assert [(r.revision, r.wrapup_s) for r in await call_records(store)] == [(1, None), (2, 15.0)]
     assert [(r.state, r.end) for r in await agent_records(store, "a1")][-1] == ("wrap_up", T0 + 25)
+
+
+async def test_the_engine_gives_the_record_its_caller_and_the_relaxed_requirements(redis: Redis) -> None:
+    queue = QueueConfig(
+        name="billing",
+        requirements=BILLING3,
+        relax=(RelaxStep(after_s=30, requirements=(SkillRequirement(skill="billing", min_level=1),)),),
+    )
+    harness = await EngineHarness(redis, [queue], [AgentConfig(id="a1", skills={"support": 5})]).start()
+    at = harness.clock.now()
+    event = CallQueued(
+        "c1", "PJSIP/trunk-1", "billing", at, caller_number="+15551234", caller_name="Ann Smith"
+    )
+    await harness.engine.handle(event, NO_POSITION, 0)
+    await harness.advance(31)  # nobody qualifies; the requirements relax
+    await harness.engine.handle(CallerHungUp("c1", "16", harness.clock.now()), NO_POSITION, 0)
+    entries = await redis.xrange(harness.store.keys.outbox)
+    [record] = [r for r in (record_from_outbox("e", i, f) for i, f in entries) if isinstance(r, CallRecord)]
+    assert (record.caller_number, record.caller_name, record.outcome) == (
+        "+15551234",
+        "Ann Smith",
+        "abandoned",
+    )
+    assert record.requirements == "billing>=1" and record.wait_s == 31.0
