@@ -63,8 +63,23 @@ class Topics:
     def dead_letters(self) -> str:
         return f"{self.prefix}.deadletter.events.v1"
 
+    @property
+    def call_records(self) -> str:
+        return f"{self.prefix}.records.calls.v1"
+
+    @property
+    def agent_records(self) -> str:
+        return f"{self.prefix}.records.agents.v1"
+
     def all(self) -> tuple[str, ...]:
-        return (self.ami_events, self.routing_commands, self.routing_outcomes, self.dead_letters)
+        return (
+            self.ami_events,
+            self.routing_commands,
+            self.routing_outcomes,
+            self.dead_letters,
+            self.call_records,
+            self.agent_records,
+        )
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:

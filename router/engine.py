@@ -15,7 +15,7 @@ from typing import Any
 from router.clock import Clock
 from router.commands import CommandSink, PauseCommand
 from router.context import RoutingContext
-from router.domain import AgentConfig, QueueConfig, WaitingCall
+from router.domain import AgentConfig, QueueConfig, Requirements, WaitingCall
 from router.events import (
     AgentAnswered,
     AgentDeclined,
@@ -140,11 +140,12 @@ class RoutingEngine:
 
     async def _on_call_queued(self, event: CallQueued, pos: Position, started: float) -> None:
         queue = self.config.entry_queue(event.queue, event.call_id)
-        call = self._new_call(event, queue)
+        priority = queue.priority if event.priority is None else event.priority
         waiting = WaitingCall(
-            event.call_id, queue.name, call.priority, event.at, event.requirements, channel=event.channel
+            event.call_id, queue.name, priority, event.at, event.requirements, channel=event.channel
         )
         requirements = requirements_in_force(waiting, queue, self.clock.now())
+        call = self._new_call(event, queue, requirements)
         limit = self.matcher.candidate_limit(queue)
         enqueued = await self.store.enqueue(
             call, pos, candidates_for=requirements, limit=limit, requeue_transferred=not event.resynced
@@ -173,7 +174,7 @@ class RoutingEngine:
         if released:
             await self.matcher.match_agent(released, started)
 
-    def _new_call(self, event: CallQueued, queue: QueueConfig) -> NewCall:
+    def _new_call(self, event: CallQueued, queue: QueueConfig, requirements: Requirements) -> NewCall:
         next_relax = queue.next_relax_after(max(0.0, self.clock.now() - event.at))
         return NewCall(
             call_id=event.call_id,
@@ -187,6 +188,9 @@ class RoutingEngine:
             overflow_due=first_due(queue, event.at),
             sl_threshold=queue.service_level.threshold_s,
             wrapup_s=queue.wrapup_s,
+            caller_number=event.caller_number,
+            caller_name=event.caller_name,
+            requirements_in_force=requirements,
         )
 
     async def _on_agent_rang(self, event: AgentRang, pos: Position, started: float) -> None:
@@ -439,8 +443,10 @@ class RoutingEngine:
             # Being offered right now: look again shortly, the offer may come back.
             await self.timers.set_relax_due(call_id, now + 1.0 if state in OFFER_STATES else None)
             return
-        following = self.config.queue(call.queue).next_relax_after(now - call.entered_at)
-        await self.timers.set_relax_due(call_id, None if following is None else call.entered_at + following)
+        queue = self.config.queue(call.queue)
+        following = queue.next_relax_after(now - call.entered_at)
+        due = None if following is None else call.entered_at + following
+        await self.timers.set_relax_due(call_id, due, requirements=requirements_in_force(call, queue, now))
         await self.matcher.match_call(call, started, trigger="relax")
 
     async def sweep(self, started: float) -> None:

@@ -30,6 +30,8 @@ ROUTING_OFFER = "routing.offer"
 ROUTING_PAUSE = "routing.pause_agent"
 ROUTING_OVERFLOW = "routing.overflow"
 DISPATCH_OUTCOME = "dispatch.outcome"
+RECORD_CALL = "record.call"
+RECORD_AGENT_STATE = "record.agent_state"
 
 MAX_ENVELOPE_BYTES = 1_000_000
 

@@ -20,6 +20,8 @@ class CallQueued:
     priority: int | None = None  # None: the queue's default
     requirements: Requirements | None = None  # None: the queue's requirements
     resynced: bool = False  # seen in a resync snapshot rather than live
+    caller_number: str = ""  # CallerIDNum ('' unknown)
+    caller_name: str = ""  # CallerIDName ('' unknown)
 
 
 @dataclass(frozen=True, slots=True)

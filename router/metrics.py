@@ -207,6 +207,35 @@ class RoutingMetrics:
                 metric.labels(queue)
 
 
+class RelayMetrics:
+    """What one routing worker's record relay did (docs/records.md)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter(
+            "acd_records_published_total",
+            "Records the relay produced to Kafka and the broker acknowledged (call, agent_state)",
+            ["type"],
+            registry=registry,
+        )
+        self.claimed = Counter(
+            "acd_records_claimed_total",
+            "Outbox entries taken over from a relay that read them and never acknowledged them",
+            registry=registry,
+        )
+        self.malformed = Counter(
+            "acd_records_malformed_total",
+            "Outbox entries that were no record (sent to the dead-letter topic)",
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "acd_records_outbox_backlog",
+            "Records in the site's outbox not yet published (the same site-wide figure from every worker)",
+            registry=registry,
+        )
+        for kind in ("call", "agent_state"):
+            self.published.labels(kind)
+
+
 class IngestMetrics:
     """The AMI link and what it delivered to Kafka."""
 

@@ -113,6 +113,7 @@ class Overflows:
             wrapup_s=queue.wrapup_s,
             relax_due=None if next_relax is None else now + next_relax,
             overflow_due=first_due(queue, now),
+            requirements_in_force=queue.requirements_at(0.0),
         )
 
     async def _send_out(

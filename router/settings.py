@@ -194,6 +194,12 @@ class RoutingSettings(Frozen):
     resync_grace_s: float = Field(
         default=3.0, ge=0, description="real seconds before a resync closes calls it no longer lists"
     )
+    relay_batch: int = Field(default=500, ge=1, le=10_000, description="records the relay publishes per batch")
+    relay_claim_idle_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="real seconds before a relay takes over records another read and never published",
+    )
 
 
 PAUSE_REASON_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"

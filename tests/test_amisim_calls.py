@@ -117,6 +117,7 @@ async def test_arrival_announces_the_call_with_full_snapshots(env: Env) -> None:
         requirements="billing>=3&spanish>=2",
         handle_time_s=60,
         caller_id="+15551234",
+        caller_name="Ann Smith",
         did="5001",
     )
     await env.on_hold(call)
@@ -137,9 +138,12 @@ async def test_arrival_announces_the_call_with_full_snapshots(env: Env) -> None:
     assert (new.channelstate, new.channelstatedesc) == ("4", "Ring")
     assert (new.calleridnum, new.calleridname, new.connectedlinenum) == (
         "+15551234",
-        "<unknown>",
+        "Ann Smith",
         "<unknown>",
     )
+    # The announcement carries the caller's snapshot: the router reads who called there.
+    announced = next(e for e in events if e.event == "UserEvent")
+    assert (announced.calleridnum, announced.calleridname) == ("+15551234", "Ann Smith")
     assert (new.context, new.exten, new.priority, new.language) == ("acd-inbound", "5001", "1", "en")
     assert new.privilege == "call,all" and re.fullmatch(r"\d+\.\d{6}", new.timestamp)
     assert [(e.variable, e.value) for e in events if e.event == "VarSet"] == [

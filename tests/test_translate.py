@@ -52,6 +52,28 @@ def test_queued_user_event_becomes_call_queued_with_overrides() -> None:
     )
 
 
+def test_the_caller_is_read_from_the_announcements_channel_snapshot() -> None:
+    announced = CALLER | {"Event": "UserEvent", "UserEvent": "AcdCallQueued", "Queue": "billing"}
+    named = translate(ami(announced | {"CallerIDNum": "+15551234", "CallerIDName": "Ann Smith"}))
+    assert isinstance(named, CallQueued)
+    assert (named.caller_number, named.caller_name) == ("+15551234", "Ann Smith")
+    # Asterisk writes <unknown> where the channel has no caller id.
+    anonymous = translate(ami(announced | {"CallerIDNum": "<unknown>", "CallerIDName": "<unknown>"}))
+    assert isinstance(anonymous, CallQueued)
+    assert (anonymous.caller_number, anonymous.caller_name) == ("", "")
+    listed = CALLER | {
+        "Event": "CoreShowChannel",
+        "Duration": "00:00:05",
+        "BridgeId": "",
+        "CallerIDNum": "+15559876",
+        "CallerIDName": "<unknown>",
+        "ChanVariable": ["ACD_QUEUE=billing"],
+    }
+    resynced = translate(ami(listed))
+    assert isinstance(resynced, CallQueued)
+    assert (resynced.caller_number, resynced.caller_name) == ("+15559876", "")
+
+
 def test_user_priority_is_not_confused_with_the_snapshots_dialplan_priority() -> None:
     # Asterisk's UserEvent carries the channel snapshot (Priority: dialplan line) and then
     # the user's own Priority header; panoramisk hands both over as a list.

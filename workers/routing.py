@@ -32,11 +32,13 @@ from router.envelope import Envelope, decode
 from router.errors import AcdError, BrokerUnavailableError, ConfigError, MalformedEventError
 from router.inbound import domain_event
 from router.live_config import LiveConfig
-from router.metrics import RoutingMetrics
+from router.metrics import RelayMetrics, RoutingMetrics
 from router.sequencing import KeySequencer
 from router.settings import AcdSettings
 from router.store import Position, RedisChainStore, RedisRoutingStore, RedisTimerStore, shared_scripts
-from workers.lifecycle import Component, ProcessContext, process_main
+from router.store.outbox import RedisOutboxStore
+from workers.lifecycle import Component, ProcessContext, Task, process_main
+from workers.relay import RecordRelay
 from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
@@ -125,8 +127,10 @@ class RoutingWorker:
         sink: KafkaCommandSink,
         metrics: RoutingMetrics,
         sequencer: KeySequencer[Consumed],
+        relay: RecordRelay,
     ) -> None:
         self.settings = settings
+        self.relay = relay
         self.engine = engine
         self.sequencer = sequencer
         self.reader = reader
@@ -136,15 +140,37 @@ class RoutingWorker:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.worker_id = f"route-{uuid.uuid4().hex[:8]}"
         self._last_sweep = 0.0
+        self._writers = 0  # draining tasks whose transitions may still append records
+        self._quiet = asyncio.Event()  # ... set once none is left
 
     def component(self) -> Component:
-        """Consume and timers drain at stop; the lag gauge and the topic guardian just stop."""
+        """Consume, timers and the record relay drain at stop; the lag gauge and the topic
+        guardian just stop."""
         guardian = TopicGuardian(self.settings.kafka, self.topics.all())
         return Component(
-            draining=[self.consume, self.timers],
+            draining=[self._writing(self.consume), self._writing(self.timers), self.relay_records],
             background=[self.report_lag, lambda stop: guardian.run()],
             reload=self.apply_config,
         )
+
+    def _writing(self, task: Task) -> Task:
+        """``task``, counted among those whose transitions append records (relay_records)."""
+        self._writers += 1
+
+        async def run(stop: asyncio.Event) -> None:
+            try:
+                await task(stop)
+            finally:
+                self._writers -= 1
+                if not self._writers:
+                    self._quiet.set()
+
+        return run
+
+    async def relay_records(self, stop: asyncio.Event) -> None:
+        """The record relay; at stop, its last pass waits until this worker's events and
+        timers are done, so that the records of their last transitions go out too."""
+        await self.relay.run(stop, before_drain=self._quiet.wait)
 
     async def apply_config(self, fresh: AcdSettings) -> None:
         """A reload's queues and agents; every configured profile is re-applied *with force*,
@@ -370,6 +396,16 @@ async def open_routing(ctx: ProcessContext) -> Component:
     ctx.link("kafka", lambda: reader.assigned)
     sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
     engine = await build_engine(settings, redis, ctx.clock, sink, metrics)
+    relay = RecordRelay(
+        RedisOutboxStore(redis, settings.site),
+        producer,
+        topics,
+        RelayMetrics(ctx.registry),
+        site=settings.site,
+        consumer=f"relay-{uuid.uuid4().hex[:8]}",
+        batch=settings.routing.relay_batch,
+        claim_idle_s=settings.routing.relay_claim_idle_s,
+    )
     worker = RoutingWorker(
         settings,
         engine=engine,
@@ -378,6 +414,7 @@ async def open_routing(ctx: ProcessContext) -> Component:
         sink=sink,
         metrics=metrics,
         sequencer=sequencer,
+        relay=relay,
     )
     return worker.component()
 

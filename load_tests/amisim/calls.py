@@ -126,6 +126,7 @@ class CallFlow:
         handle_time_s: float,
         patience_s: float | None,
         caller_id: str,
+        caller_name: str,
         did: str,
     ) -> SimCall:
         channel = self._core.new_channel(
@@ -134,6 +135,7 @@ class CallFlow:
             context="acd-inbound",
             exten=did,
             caller_num=caller_id,
+            caller_name=caller_name,
             application="AppDial2",
             app_data="(Incoming Line)",
         )
@@ -146,6 +148,8 @@ class CallFlow:
             patience_s=patience_s,
             handle_time_s=handle_time_s,
             channel=channel.name,
+            caller_number=caller_id,
+            caller_name=caller_name,
         )
         self._core.ledger.calls[record.call_id] = record
         call = SimCall(record, channel)

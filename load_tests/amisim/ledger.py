@@ -63,6 +63,8 @@ class CallRecord:
     hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
     transfers: list[TransferRecord] = field(default_factory=list)
+    caller_number: str = ""  # as the trunk presented it ('' none)
+    caller_name: str = ""
 
     @property
     def waiting(self) -> bool:

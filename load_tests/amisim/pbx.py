@@ -248,11 +248,16 @@ class Pbx:
         handle_time_s: float,
         patience_s: float | None = None,
         caller_id: str | None = None,
+        caller_name: str | None = None,
         did: str = "5000",
         transfer: TransferPlan | None = None,
     ) -> SimCall:
         """A caller dials in through acd-inbound and waits on hold; with ``transfer``, the
-        agent who answers transfers it after the handle time instead of hanging up."""
+        agent who answers transfers it after the handle time instead of hanging up.
+
+        ``caller_id`` / ``caller_name``: what the trunk presents (CallerIDNum / CallerIDName
+        in every event of the caller's channel); '' for none, which Asterisk shows as
+        ``<unknown>``. By default a number and a name that differ per caller."""
         if self._core.timers.closed:
             raise RuntimeError("the PBX is closed")
         if not self.accepting_calls:
@@ -264,7 +269,8 @@ class Pbx:
             requirements=None if requirements is None else clean(requirements),
             handle_time_s=handle_time_s,
             patience_s=patience_s,
-            caller_id=clean(caller_id or f"+1555{self._caller_seq:07d}"),
+            caller_id=clean(f"+1555{self._caller_seq:07d}" if caller_id is None else caller_id),
+            caller_name=clean(f"Caller {self._caller_seq}" if caller_name is None else caller_name),
             did=clean(did),
         )
         call.transfer_plan = transfer

@@ -46,6 +46,8 @@ DEVICE_STATE_NAMES = (
 )
 # Header ingest adds to a Hangup that Asterisk sent while shutting down (not an AMI header).
 PBX_SHUTTING_DOWN = "AcdPbxShuttingDown"
+# What Asterisk writes in CallerIDNum / CallerIDName when the channel has none.
+UNKNOWN_CALLER_ID = "<unknown>"
 DECLINED_DIAL_STATUSES = frozenset(
     {"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"}
 )
@@ -154,7 +156,15 @@ def _queued_call(
         priority=_parse_priority(priority, call_id),
         requirements=_parse_override(requirements, call_id),
         resynced=resynced,
+        caller_number=caller_id(fields, "CallerIDNum"),
+        caller_name=caller_id(fields, "CallerIDName"),
     )
+
+
+def caller_id(fields: AmiFields, header: str) -> str:
+    """The caller's number or name from the channel snapshot; '' when Asterisk has none."""
+    value = fields.get(header).strip()
+    return "" if value == UNKNOWN_CALLER_ID else value
 
 
 def _parse_priority(text: str, call_id: str) -> int | None:

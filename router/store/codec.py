@@ -49,6 +49,11 @@ def requirements_arg(requirements: Requirements) -> str:
     return format_requirements(requirements) or "-"
 
 
+def record_requirements_arg(requirements: Requirements | None) -> str:
+    """Requirements as a call record shows them: the compact form, '' for any agent."""
+    return format_requirements(requirements) if requirements else ""
+
+
 def profile_args(agent: AgentConfig, now: float, force: bool) -> tuple[str, str, int, str, float, str]:
     """The agent_profile script's arguments (the routing and the admin store both write profiles)."""
     skills = json.dumps(agent.skills, sort_keys=True)

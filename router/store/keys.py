@@ -26,6 +26,8 @@ class Keys:
         self.timer_lease = self.prefix + "timer_lease"
         self.collector_lease = self.prefix + "collector_lease"
         self.round_robin = self.prefix + "rr"
+        # Records not yet published (docs/records.md), read by the relay's consumer group.
+        self.outbox = self.prefix + "outbox"
 
     def agent(self, agent_id: str) -> str:
         return f"{self.prefix}agent:{agent_id}"

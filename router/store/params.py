@@ -43,6 +43,11 @@ class NewCall:
     overflow_due: float | None
     sl_threshold: float
     wrapup_s: float
+    # For the call's record (docs/records.md): who called ('' unknown) and the requirements
+    # in force as it enters (None: its own override, or none).
+    caller_number: str = ""
+    caller_name: str = ""
+    requirements_in_force: Requirements | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class OverflowMove:
     relax_due: float | None
     overflow_due: float | None
     max_hops: int = 5
+    requirements_in_force: Requirements = ()  # the new queue's, as the call enters it
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from router.store.codec import (
     optional_arg,
     pairs,
     profile_args,
+    record_requirements_arg,
     requirements_arg,
     terms_arg,
     waiting_calls_in,
@@ -160,7 +161,9 @@ class RedisRoutingStore(RedisSiteStore):
         )
         search = ("", 0, 0) if candidates_for is None else (terms_arg(candidates_for), limit, MAX_SCAN)
         requeue = flag_arg(requeue_transferred)
-        return Enqueued.parse(await self._run("call_enqueue", *args, *pos.args(), *search, requeue))
+        in_force = call.requirements if call.requirements_in_force is None else call.requirements_in_force
+        record = (call.caller_number, call.caller_name, record_requirements_arg(in_force))
+        return Enqueued.parse(await self._run("call_enqueue", *args, *pos.args(), *search, requeue, *record))
 
     async def call(self, call_id: str) -> dict[str, str]:
         return pairs(await self._run("read", "HGETALL", f"call:{call_id}"))
@@ -236,7 +239,7 @@ class RedisRoutingStore(RedisSiteStore):
     async def overflow(self, call_id: str, at: float, from_queue: str, move: OverflowMove | None) -> Overflowed:
         """Overflow a waiting call to another queue (``move``) or, with None, out to a target."""
         if move is None:
-            args: tuple[str | float | int, ...] = (call_id, at, from_queue, "", "", 0, 0, "", "", 0)
+            args: tuple[str | float | int, ...] = (call_id, at, from_queue, "", "", 0, 0, "", "", 0, "")
         else:
             args = (
                 call_id,
@@ -249,5 +252,6 @@ class RedisRoutingStore(RedisSiteStore):
                 optional_arg(move.relax_due),
                 optional_arg(move.overflow_due),
                 move.max_hops,
+                record_requirements_arg(move.requirements_in_force),
             )
         return Overflowed.parse(await self._run("call_overflow", *args))

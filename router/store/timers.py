@@ -8,7 +8,9 @@ import json
 from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
+from router.domain import Requirements
 from router.store.base import RedisSiteStore
+from router.store.codec import optional_arg, record_requirements_arg
 from router.store.errors import translates_redis_errors
 from router.store.params import ResyncGap
 from router.store.replies import ClosedCall, ResyncListing, WrapUpEnded, timers_in
@@ -29,7 +31,7 @@ class RedisLeaseStore(RedisSiteStore):
 class RedisTimerStore(RedisLeaseStore):
     """What falls due with time, and recovery after an AMI gap; run under the timer lease."""
 
-    SCRIPTS: ClassVar[tuple[str, ...]] = ("timers", "resync_close")
+    SCRIPTS: ClassVar[tuple[str, ...]] = ("timers", "resync_close", "call_relax")
 
     async def run_timers(self, now: float, limit: int = 500) -> tuple[list[WrapUpEnded], list[str]]:
         """Finish due wrap-ups and requeue expired offers: (wrap-ups ended, calls requeued)."""
@@ -44,8 +46,14 @@ class RedisTimerStore(RedisLeaseStore):
         found = await self.redis.zrangebyscore(self.keys.relax_due, "-inf", now, start=0, num=limit)
         return [str(call_id) for call_id in found]
 
-    async def set_relax_due(self, call_id: str, due: float | None) -> None:
-        if due is None:
+    async def set_relax_due(
+        self, call_id: str, due: float | None, *, requirements: Requirements | None = None
+    ) -> None:
+        """When the call's requirements relax next; with ``requirements``, also those in force
+        now (a relaxation: the call's record keeps them), in the same round trip."""
+        if requirements is not None:
+            await self._run("call_relax", call_id, optional_arg(due), record_requirements_arg(requirements))
+        elif due is None:
             await self.redis.zrem(self.keys.relax_due, call_id)
         else:
             await self.redis.zadd(self.keys.relax_due, {call_id: due})

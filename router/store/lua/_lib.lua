@@ -16,6 +16,47 @@ local function agent_key(id) return P .. 'agent:' .. id end
 local function call_key(id) return P .. 'call:' .. id end
 local function stats_key(queue) return P .. 'stats:' .. queue end
 
+-- Records (docs/records.md) ------------------------------------------------------------------
+-- A transition appends its record to the site's outbox stream in the same atomic step; the
+-- routing workers' relay (workers/relay.py) publishes it to Kafka, then acknowledges and
+-- deletes it. Entries are flat string fields, always in the same order (Redis then stores
+-- the field names once per node, not per entry) and exactly as the hash holds the numbers
+-- (no JSON float rounding): 't' names the record, router/records.py reads the rest.
+-- No MAXLEN: on Redis before 8.2 a length cap trims entries whether or not they were
+-- published. Published entries are deleted at once instead (XACK and XDEL in one MULTI),
+-- so the stream only ever holds what is not published yet.
+local function outbox_add(kind, fields)
+  redis.call('XADD', P .. 'outbox', '*', 't', kind, unpack(fields))
+end
+
+-- What an agent is doing, as its records name it: its presence first, then its calls.
+local function effective_state(state, reason, reserved, connected)
+  if not state or state == 'logged_out' then return 'logged_out', '' end
+  if state == 'paused' then return 'paused', reason or '' end
+  if state == 'wrap_up' then return 'wrap_up', '' end
+  if num(connected, 0) > 0 then return 'on_call', '' end
+  if num(reserved, 0) > 0 then return 'reserved', '' end
+  return 'available', ''
+end
+
+-- The agent's record keeping (rec_state, rec_reason, rec_since in its hash): when its
+-- effective state or pause reason changed, the state that ended goes to the outbox
+-- (start = rec_since, end = at) and the new one starts at that same moment. Times never go
+-- back: an event stamped by another process a little earlier ends the state at its start.
+-- reindex calls this, and every script that changes an agent's state, reason, reserved or
+-- connected count reindexes it afterwards (its availability depends on the same fields).
+local function note_agent_state(id, state, reason, reserved, connected, rec, at)
+  local s, r = effective_state(state, reason, reserved, connected)
+  if s == rec[1] and r == (rec[2] or '') then return end
+  local t = at
+  if rec[1] then
+    t = math.max(at, num(rec[3], at))
+    outbox_add('agent_state', {'agent_id', id, 'state', rec[1], 'reason', rec[2] or '',
+      'start', rec[3] or secs(t), 'end', secs(t)})
+  end
+  redis.call('HSET', agent_key(id), 'rec_state', s, 'rec_reason', r, 'rec_since', secs(t))
+end
+
 -- Kafka delivers at least once. Each entity remembers, per topic partition, the offset
 -- of the last event applied to it; a redelivered event at or below it is a no-op.
 -- part is "topic:partition", or '' for work that does not come from Kafka (timers).
@@ -99,10 +140,13 @@ end
 -- state available and spare capacity, scored by idle_since (longest idle first).
 -- Also keeps the occupancy input: seconds spent available with no call at all
 -- (avail_s, from avail_mark). Returns those seconds accrued by this change.
-local function reindex(id, now)
+-- ``changed_at`` (default ``now``): when the change happened, for the agent's state records.
+local function reindex(id, now, changed_at)
   local ak = agent_key(id)
   local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'skills',
-    'idle_since', 'avail_mark', 'dev_busy', 'in_ix', 'av_idx')
+    'idle_since', 'avail_mark', 'dev_busy', 'in_ix', 'av_idx', 'reason', 'rec_state', 'rec_reason',
+    'rec_since')
+  if a[1] then note_agent_state(id, a[1], a[11], a[3], a[4], {a[12], a[13], a[14]}, changed_at or now) end
   index_logged_in(id, a[1], a[5], a[9])
   local active = num(a[3], 0) + num(a[4], 0)
   -- dev_busy: the phone is unavailable, or busy with a call the ACD did not give it.
@@ -222,7 +266,38 @@ local function release_reservation(agent_id, now)
   reindex(agent_id, now)
 end
 
-local function finish_call(call_id, state, at)
+-- The call's record (docs/records.md) as the outbox carries it, from its hash: flat name,
+-- value strings. Revision and wrapup_s come first (positions 2 and 4), so that the wrap-up's
+-- end can fill them into a copy (finish_wrapup_record). Waits are from entry into the queue
+-- it was in (as its queue's statistics count them), talk from the answer to the end.
+-- Returns the fields and whether the call was answered.
+local function call_record(call_id, outcome)
+  local c = redis.call('HMGET', call_key(call_id), 'queue', 'first_queue', 'priority', 'caller_num',
+    'caller_name', 'first_entered_at', 'entered_at', 'first_offered_at', 'answered_at', 'ended_at',
+    'agent', 'offers', 'rna', 'reqs_now', 'ans_reason', 'sl_t', 'segment')
+  local entered, answered, ended = num(c[7], 0), num(c[9], nil), num(c[10], 0)
+  local wait = math.max(0, (answered or ended) - entered)
+  local within = wait <= num(c[16], 0)
+  return {
+    'revision', '1', 'wrapup_s', '', 'call_id', call_id, 'segment', c[17] or '1', 'outcome', outcome,
+    'queue', c[1] or '', 'first_queue', c[2] or c[1] or '', 'priority', c[3] or '0',
+    'caller_number', c[4] or '', 'caller_name', c[5] or '', 'entered_at', c[6] or c[7] or '',
+    'queue_entered_at', c[7] or '', 'first_offered_at', c[8] or '', 'answered_at', c[9] or '',
+    'ended_at', c[10] or '', 'wait_s', secs(wait),
+    'talk_s', secs(answered and math.max(0, ended - answered) or 0),
+    'agent_id', answered and (c[11] or '') or '', 'offers', c[12] or '0', 'ring_no_answers', c[13] or '0',
+    'requirements', c[14] or '', 'decision_reason', answered and (c[15] or '') or '',
+    'sl_threshold_s', c[16] or '0',
+    'answered_within_threshold', (answered and within) and '1' or '0',
+    'abandoned_within_threshold', (outcome == 'abandoned' and within) and '1' or '0',
+  }, answered ~= nil
+end
+
+-- The call left the ACD (``state`` in its hash; ``outcome`` as its record names it): out of
+-- every index, and its record to the outbox. ``wrap_agent``: the agent whose after-call
+-- work for it has just begun ('' none); the record is published again with wrapup_s once
+-- that ends. An answered call with no after-call work has wrapup_s 0 at once.
+local function finish_call(call_id, state, at, outcome, wrap_agent)
   local ck = call_key(call_id)
   line_remove(call_id, redis.call('HGET', ck, 'queue'))
   redis.call('HSET', ck, 'state', state, 'ended_at', at)
@@ -232,6 +307,29 @@ local function finish_call(call_id, state, at)
   redis.call('SREM', P .. 'open_calls', call_id)
   redis.call('EXPIRE', ck, 86400)
   redis.call('EXPIRE', P .. 'declined:' .. call_id, 86400)
+  local record, answered = call_record(call_id, outcome)
+  record[2] = tostring(redis.call('HINCRBY', ck, 'rec_rev', 1))
+  if answered and (wrap_agent or '') == '' then record[4] = '0' end
+  outbox_add('call', record)
+  if answered and (wrap_agent or '') ~= '' then
+    redis.call('HSET', agent_key(wrap_agent), 'wrapup_rec', cjson.encode(record))
+  end
+end
+
+-- The agent's after-call work ended after ``seconds``: its call's record once more, with
+-- wrapup_s and the next revision (the call's hash may be gone or moved on: the copy kept
+-- at the call's end is what is published).
+local function finish_wrapup_record(agent_id, seconds)
+  local ak = agent_key(agent_id)
+  local kept = redis.call('HGET', ak, 'wrapup_rec')
+  if not kept then return end
+  redis.call('HDEL', ak, 'wrapup_rec')
+  local record = cjson.decode(kept)
+  local ck = call_key(record[6])
+  local revision = tonumber(record[2]) + 1
+  if redis.call('EXISTS', ck) == 1 then revision = redis.call('HINCRBY', ck, 'rec_rev', 1) end
+  record[2], record[4] = tostring(revision), secs(seconds)
+  outbox_add('call', record)
 end
 
 -- Count an abandoned call for the queue's statistics. Abandons within the service-level
@@ -249,6 +347,7 @@ end
 local function decline_offer(call_id, agent_id, queue, at, auto_pause, reason)
   redis.call('SADD', P .. 'declined:' .. call_id, agent_id)
   redis.call('HSET', call_key(call_id), 'declines', '1')  -- push_waiting_call reads the set then
+  redis.call('HINCRBY', call_key(call_id), 'rna', 1)
   redis.call('HINCRBY', stats_key(queue), 'declined', 1)
   requeue(call_id)
   local ak = agent_key(agent_id)
@@ -350,8 +449,8 @@ local function push_waiting_call(out, id)
 end
 
 -- End an agent's after-call work at ``ended`` (the timer's scheduled end, or now when an
--- operator ends it): the agent becomes available. Returns the seconds and the queue, or
--- nil when the agent is not in wrap-up.
+-- operator ends it): the agent becomes available, and its call's record gets wrapup_s.
+-- Returns the seconds and the queue, or nil when the agent is not in wrap-up.
 local function end_wrapup(id, ended, now)
   local ak = agent_key(id)
   local a = redis.call('HMGET', ak, 'state', 'wrapup_start', 'wrapup_queue')
@@ -365,27 +464,32 @@ local function end_wrapup(id, ended, now)
   end
   redis.call('HSET', ak, 'state', 'available', 'idle_since', ended, 'state_since', ended,
     'wrapup_until', ended)
-  reindex(id, now)
+  finish_wrapup_record(id, seconds)
+  reindex(id, now, ended)
   return seconds, a[3] or ''
 end
 
 -- The agent's part of a call is over (it hung up or handed the caller on): one call less,
 -- its talk counts as handling, and it enters the call's wrap-up (or is idle from now).
+-- Returns the agent's id when its after-call work began, else '' (for finish_call).
 local function agent_call_done(agent_id, queue, talk, wrapup, at)
   local ak = agent_key(agent_id)
-  if redis.call('EXISTS', ak) == 0 then return end
+  if redis.call('EXISTS', ak) == 0 then return '' end
   if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
   redis.call('HINCRBYFLOAT', ak, 'handled_s', talk)
+  local wrapping = ''
   if redis.call('HGET', ak, 'state') == 'available' then
     if wrapup > 0 then
       redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', at, 'wrapup_start', at,
         'wrapup_until', at + wrapup, 'wrapup_queue', queue)
       redis.call('ZADD', P .. 'wrapup', at + wrapup, agent_id)
+      wrapping = agent_id
     else
       redis.call('HSET', ak, 'idle_since', at)
     end
   end
   reindex(agent_id, at)
+  return wrapping
 end
 
 -- Transfers ------------------------------------------------------------------------------
@@ -398,12 +502,12 @@ local function end_transferred_call(call_id, at)
   local ck = call_key(call_id)
   local c = redis.call('HMGET', ck, 'queue', 'agent', 'answered_at', 'wrapup_s')
   local queue, agent_id = c[1] or '', c[2] or ''
-  finish_call(call_id, 'transferred', at)
   local talk = math.max(0, at - num(c[3], at))
+  local wrapping = agent_call_done(agent_id, queue, talk, num(c[4], 0), at)
+  finish_call(call_id, 'transferred', at, 'transferred', wrapping)
   redis.call('HSET', ck, 'outcome', 'transferred', 'talk_s', secs(talk))
   redis.call('HINCRBY', stats_key(queue), 'completed', 1)
   redis.call('HINCRBYFLOAT', stats_key(queue), 'talk_sum', talk)
-  agent_call_done(agent_id, queue, talk, num(c[4], 0), at)
   return talk, queue, agent_id
 end
 
@@ -423,8 +527,9 @@ local function forget_transfer(call_id, ck, state, at)
     local _, _, agent_id = end_transferred_call(call_id, leg_end)
     released = agent_id
   end
+  -- The record's per-visit figures too: the caller's next visit counts its own offers.
   redis.call('HDEL', ck, 'xfer_at', 'xfer_kind', 'xfer_to', 'leg_ended_at', 'outcome', 'ended_at',
-    'answered_at', 'talk_s', 'declines')
+    'answered_at', 'talk_s', 'declines', 'first_offered_at', 'offers', 'rna', 'ans_reason')
   redis.call('PERSIST', ck)
   redis.call('DEL', P .. 'declined:' .. call_id)
   return released

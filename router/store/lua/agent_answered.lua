@@ -6,10 +6,15 @@ local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end
 if seen(ck, ARGV[5], ARGV[6]) then return {'duplicate', ''} end
 mark(ck, ARGV[5], ARGV[6])
-local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'entered_at', 'sl_t')
+local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'entered_at', 'sl_t', 'decision', 'reqs_now')
 local offered = c[1] == 'offered' or c[1] == 'dispatching' or c[1] == 'ringing'
 if not offered or c[2] ~= agent_id then return {'ignored', c[1]} end
-redis.call('HSET', ck, 'state', 'connected', 'answered_at', at)
+-- The call's record keeps why this agent was chosen and the requirements it was chosen for.
+local ok, decision = pcall(cjson.decode, c[6] or '')
+if not ok or type(decision) ~= 'table' then decision = {} end
+local reqs = type(decision.requirements) == 'string' and decision.requirements or (c[7] or '')
+local reason = type(decision.reason) == 'string' and decision.reason or ''
+redis.call('HSET', ck, 'state', 'connected', 'answered_at', at, 'reqs_now', reqs, 'ans_reason', reason)
 redis.call('ZREM', P .. 'offers', call_id)
 redis.call('ZREM', P .. 'relax_due', call_id)
 local ak = agent_key(agent_id)

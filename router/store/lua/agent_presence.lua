@@ -24,7 +24,9 @@ if same or (cur == 'wrap_up' and new == 'available') then
   return {'unchanged', cur, '0'}
 end
 if cur == 'wrap_up' then
+  -- A pause or logout cuts the after-call work short: that is where it ended.
   redis.call('ZREM', P .. 'wrapup', id)
+  finish_wrapup_record(id, math.max(0, at - num(a[3], at)))
   redis.call('HINCRBYFLOAT', ak, 'handled_s', math.max(0, at - num(a[3], at)))
 end
 if cur == 'logged_out' then

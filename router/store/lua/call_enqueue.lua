@@ -6,7 +6,9 @@
 --       priority_explicit ('1' when the call set its own priority), part, off,
 --       terms_json, limit, max_scan (optional: also return the candidates for these
 --       requirements, saving the routing decision a round trip), requeue ('1': a live
---       announcement may bring a transferred call back; resync listings may not)
+--       announcement may bring a transferred call back; resync listings may not),
+--       caller_number, caller_name (from the AMI, '' unknown), requirements in force
+--       now (for the call's record)
 -- Returns {'queued', 'waiting'} or {'requeued', agent_released ('' = none)}, then the
 -- candidates; or {'exists', state}.
 -- The queue's service-level threshold and wrap-up time travel with the call, so that a
@@ -26,8 +28,11 @@ local priority, entered_at = tonumber(ARGV[4]), tonumber(ARGV[7])
 redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', priority,
   'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', entered_at,
   'agent', '', 'offer_id', '', 'sl_t', ARGV[10], 'wrapup_s', ARGV[11], 'prio_set', ARGV[12],
-  'hops', 0)
+  'hops', 0, 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '')
 redis.call('HSETNX', ck, 'first_entered_at', entered_at)
+redis.call('HSETNX', ck, 'first_queue', ARGV[3])
+-- A caller its agent transferred back into a queue starts its next visit (its records').
+redis.call('HINCRBY', ck, 'segment', 1)
 mark(ck, ARGV[13], ARGV[14])
 line_add(id, ARGV[3], waiting_score(priority, entered_at), ARGV[5] ~= '')
 redis.call('SADD', P .. 'open_calls', id)

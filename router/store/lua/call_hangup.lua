@@ -16,13 +16,13 @@ mark(ck, ARGV[4], ARGV[5])
 local sk = stats_key(queue)
 local waiting = state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing'
 if waiting and ARGV[6] == '1' then
-  finish_call(call_id, 'pbx_restart', at)
+  finish_call(call_id, 'pbx_restart', at, 'pbx_restart')
   release_reservation(agent_id, at)
   redis.call('HINCRBY', sk, 'ended_by_pbx_restart', 1)
   return with_candidate({'pbx_restart', secs(math.max(0, at - num(c[3], at))), queue, agent_id}, agent_id)
 end
 if waiting then
-  finish_call(call_id, 'abandoned', at)
+  finish_call(call_id, 'abandoned', at, 'abandoned')
   release_reservation(agent_id, at)
   local waited = math.max(0, at - num(c[3], at))
   record_abandon(queue, waited, num(c[6], 0))
@@ -35,9 +35,9 @@ if state == 'connected' and redis.call('HEXISTS', ck, 'xfer_at') == 1 then
 end
 -- 'transferred' too: the caller hung up after the ACD handed it on; nothing to count.
 if state ~= 'connected' then return {'ignored', '0', queue, agent_id} end
-finish_call(call_id, 'completed', at)
 local talk = math.max(0, at - num(c[5], at))
+local wrapping = agent_call_done(agent_id, queue, talk, num(c[7], 0), at)
+finish_call(call_id, 'completed', at, 'answered', wrapping)
 redis.call('HINCRBY', sk, 'completed', 1)
 redis.call('HINCRBYFLOAT', sk, 'talk_sum', talk)
-agent_call_done(agent_id, queue, talk, num(c[7], 0), at)
 return with_candidate({'completed', secs(talk), queue, agent_id}, agent_id)

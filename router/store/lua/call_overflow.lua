@@ -2,7 +2,8 @@
 -- or out of the ACD to a dialplan target (final; the dispatcher redirects the caller).
 -- A call that is being offered right now is left alone and looked at again shortly.
 -- ARGV: P, call_id, at, from_queue, to_queue ('' = to a target), priority ('' = keep),
---       sl_threshold, wrapup_s, relax_due ('' = none), overflow_due ('' = none), max_hops
+--       sl_threshold, wrapup_s, relax_due ('' = none), overflow_due ('' = none), max_hops,
+--       requirements (in force in the new queue now, for the call's record)
 -- (priority: the new queue's default, used unless the call set its own)
 -- Returns {'queued'|'target', channel} or {'busy'|'ignored'|'loop', state}
 local call_id, at, from_queue = ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -18,7 +19,7 @@ if c[1] ~= 'waiting' or c[2] ~= from_queue then
 end
 redis.call('HINCRBY', stats_key(from_queue), 'overflowed', 1)
 if ARGV[5] == '' then
-  finish_call(call_id, 'overflowed', at)
+  finish_call(call_id, 'overflowed', at, 'overflowed')
   return {'target', c[3] or ''}
 end
 local hops = num(c[5], 0) + 1
@@ -32,7 +33,7 @@ local priority = num(c[4], 0)
 if c[6] ~= '1' and ARGV[6] ~= '' then priority = tonumber(ARGV[6]) end
 line_remove(call_id, c[2])
 redis.call('HSET', ck, 'queue', ARGV[5], 'entered_at', at, 'priority', priority, 'reqs', '',
-  'sl_t', ARGV[7], 'wrapup_s', ARGV[8], 'hops', hops)
+  'sl_t', ARGV[7], 'wrapup_s', ARGV[8], 'hops', hops, 'reqs_now', ARGV[12] or '')
 line_add(call_id, ARGV[5], waiting_score(priority, at), false)
 redis.call('ZREM', P .. 'relax_due', call_id)
 redis.call('ZREM', P .. 'overflow_due', call_id)

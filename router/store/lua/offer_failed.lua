@@ -13,7 +13,7 @@ if (c[1] ~= 'offered' and c[1] ~= 'dispatching') or c[2] ~= ARGV[3] then
 end
 local agent_id = c[3] or ''
 if ARGV[5] == '1' then
-  finish_call(call_id, 'abandoned', at)
+  finish_call(call_id, 'abandoned', at, 'abandoned')
   local waited = math.max(0, at - num(c[5], at))
   record_abandon(c[4], waited, num(c[6], 0))
   release_reservation(agent_id, at)

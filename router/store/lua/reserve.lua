@@ -19,6 +19,9 @@ if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
 end
 redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
   'offered_at', now, 'decision', ARGV[7])
+-- For the call's record: offers made, and the first.
+redis.call('HINCRBY', ck, 'offers', 1)
+redis.call('HSETNX', ck, 'first_offered_at', now)
 line_remove(call_id, c[2])
 redis.call('ZADD', P .. 'offers', ARGV[6], call_id)
 redis.call('HINCRBY', ak, 'reserved', 1)

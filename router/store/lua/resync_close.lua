@@ -6,6 +6,7 @@
 -- restart ended them, so a waiting call ends pbx_restart, not abandoned.
 -- Returns 4 fields per closed call: id, queue, outcome (completed|abandoned|pbx_restart),
 -- seconds (talked or waited), so that the worker's metrics count them like any other call.
+-- Their records say closed_by_resync (nobody saw how they ended), or pbx_restart.
 local at = tonumber(ARGV[2])
 local ended_at = tonumber(ARGV[4]) or at
 local cut = ARGV[5] == '1'
@@ -19,7 +20,7 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
     local ended = math.min(at, math.max(ended_at, num(c[3], at)))
     if c[1] == 'connected' then
       ended = math.max(ended, num(redis.call('HGET', call_key(id), 'answered_at'), ended))
-      finish_call(id, 'completed', ended)
+      finish_call(id, 'completed', ended, 'closed_by_resync')
       local ak = agent_key(c[4] or '')
       if redis.call('EXISTS', ak) == 1 then
         if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
@@ -34,11 +35,11 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
       local waited = math.max(0, ended - num(c[3], ended))
       release_reservation(c[4], at)
       if cut then
-        finish_call(id, 'pbx_restart', ended)
+        finish_call(id, 'pbx_restart', ended, 'pbx_restart')
         redis.call('HINCRBY', stats_key(c[2]), 'ended_by_pbx_restart', 1)
         for _, v in ipairs({id, c[2], 'pbx_restart', secs(waited)}) do out[#out + 1] = v end
       else
-        finish_call(id, 'abandoned', ended)
+        finish_call(id, 'abandoned', ended, 'closed_by_resync')
         record_abandon(c[2], waited, num(c[5], 0))
         for _, v in ipairs({id, c[2], 'abandoned', secs(waited)}) do out[#out + 1] = v end
       end

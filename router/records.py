@@ -1,0 +1,213 @@
+"""Call and agent-state records (docs/records.md): typed values, the envelopes that carry
+them, and how an outbox entry becomes one. Pure: no I/O.
+
+The Lua scripts append each record to the site's outbox as flat string fields (see
+``_lib.lua`` ``call_record`` and ``note_agent_state``); the relay turns an entry into a
+record with ``record_from_outbox`` and publishes ``record_envelope(record)``. Readers (the
+recorder) decode the envelope (router.envelope.decode) and call ``parse_call_record`` or
+``parse_agent_state_record``: fields they do not know are ignored, so records may grow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from router.envelope import RECORD_AGENT_STATE, RECORD_CALL, Envelope
+from router.errors import MalformedEventError
+
+# Outbox entry kinds (field ``t``) and the envelope types they travel as.
+CALL = "call"
+AGENT_STATE = "agent_state"
+ENVELOPE_TYPES = {CALL: RECORD_CALL, AGENT_STATE: RECORD_AGENT_STATE}
+
+OUTCOMES = frozenset(
+    {"answered", "abandoned", "overflowed", "transferred", "closed_by_resync", "pbx_restart"}
+)
+AGENT_STATES = frozenset({"available", "reserved", "on_call", "wrap_up", "paused", "logged_out"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A call's stay in the ACD (``record.call``); see docs/records.md for each field."""
+
+    record_id: str
+    revision: int
+    site: str
+    call_id: str
+    queue: str
+    first_queue: str
+    priority: int
+    caller_number: str
+    caller_name: str
+    entered_at: float
+    first_offered_at: float | None
+    answered_at: float | None
+    ended_at: float
+    outcome: str
+    wait_s: float
+    talk_s: float
+    wrapup_s: float | None
+    agent_id: str
+    offers: int
+    ring_no_answers: int
+    requirements: str
+    decision_reason: str
+    sl_threshold_s: float
+    answered_within_threshold: bool
+    abandoned_within_threshold: bool
+    recording: str
+    qa_sampled: bool
+    # Added to the contract (docs/records.md): which visit of the caller this is (a caller
+    # its agent transferred back into a queue visits again), and when it entered the queue
+    # it was in (wait_s counts from there).
+    segment: int = 1
+    queue_entered_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"call:{self.call_id}"
+
+    @property
+    def ts(self) -> float:
+        """When the fact happened: the call's end, or its wrap-up's end."""
+        return self.ended_at + (self.wrapup_s or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStateRecord:
+    """One stretch of an agent in one state (``record.agent_state``), published when it ends."""
+
+    record_id: str
+    site: str
+    agent_id: str
+    state: str
+    reason: str
+    start: float
+    end: float
+    duration_s: float
+
+    @property
+    def key(self) -> str:
+        return f"agent:{self.agent_id}"
+
+    @property
+    def ts(self) -> float:
+        return self.end
+
+
+Record = CallRecord | AgentStateRecord
+
+
+def record_envelope(record: Record, source: str) -> Envelope:
+    """The envelope a record travels in; the same record gives the same envelope, so a
+    record published twice is a byte-identical duplicate."""
+    kind = RECORD_CALL if isinstance(record, CallRecord) else RECORD_AGENT_STATE
+    return Envelope(kind, record.record_id, source, record.ts, record.key, dataclasses.asdict(record))
+
+
+# -- from the outbox (flat strings, as the Lua scripts write them) ---------------------------------
+
+
+def record_from_outbox(site: str, entry_id: str, fields: Mapping[str, str]) -> Record:
+    """A record from one outbox entry; MalformedEventError for an entry no script writes."""
+    kind = fields.get("t", "")
+    values = {name: value for name, value in fields.items() if name != "t"}
+    values |= {"record_id": f"{site}:{entry_id}", "site": site}
+    if kind == CALL:
+        values |= {"recording": "", "qa_sampled": "0"}
+        return _build(CallRecord, values, _from_text, "outbox entry " + entry_id)
+    if kind == AGENT_STATE:
+        start, end = _number(values.get("start", "")), _number(values.get("end", ""))
+        values["duration_s"] = repr(end - start) if start is not None and end is not None else ""
+        return _build(AgentStateRecord, values, _from_text, "outbox entry " + entry_id)
+    raise MalformedEventError(f"outbox entry {entry_id}: unknown record kind {kind!r}")
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _from_text(kind: str, text: Any) -> Any:
+    if not isinstance(text, str):
+        raise ValueError(f"expected text, got {text!r}")
+    if kind == "str":
+        return text
+    if kind == "bool":
+        if text not in ("0", "1"):
+            raise ValueError(f"expected 0 or 1, got {text!r}")
+        return text == "1"
+    if kind.endswith("| None") and text == "":
+        return None
+    number = _number(text)
+    if number is None:
+        raise ValueError(f"expected a number, got {text!r}")
+    return int(number) if kind == "int" else number
+
+
+# -- from an envelope (typed JSON) -------------------------------------------------------------
+
+
+def parse_call_record(message: Envelope | Mapping[str, Any]) -> CallRecord:
+    """A ``record.call`` envelope (or its ``data``) as a CallRecord; MalformedEventError otherwise."""
+    data = _data(message, RECORD_CALL)
+    record = _build(CallRecord, data, _from_json, RECORD_CALL)
+    if record.outcome not in OUTCOMES:
+        raise MalformedEventError(f"{RECORD_CALL}: unknown outcome {record.outcome!r}")
+    return record
+
+
+def parse_agent_state_record(message: Envelope | Mapping[str, Any]) -> AgentStateRecord:
+    """A ``record.agent_state`` envelope (or its ``data``) as an AgentStateRecord."""
+    data = _data(message, RECORD_AGENT_STATE)
+    record = _build(AgentStateRecord, data, _from_json, RECORD_AGENT_STATE)
+    if record.state not in AGENT_STATES:
+        raise MalformedEventError(f"{RECORD_AGENT_STATE}: unknown state {record.state!r}")
+    return record
+
+
+def _data(message: Envelope | Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    if isinstance(message, Envelope):
+        if message.type != kind:
+            raise MalformedEventError(f"expected a {kind} envelope, got {message.type!r}")
+        return message.data
+    return message
+
+
+def _from_json(kind: str, value: Any) -> Any:
+    if kind.endswith("| None") and value is None:
+        return None
+    base = kind.removesuffix(" | None")
+    if base == "str" and isinstance(value, str):
+        return value
+    if base == "bool" and isinstance(value, bool):
+        return value
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if base == "int" and numeric and float(value).is_integer():
+        return int(value)
+    if base == "float" and numeric and math.isfinite(value):
+        return float(value)
+    raise ValueError(f"expected {kind}, got {value!r}")
+
+
+def _build[R](cls: type[R], data: Mapping[str, Any], convert: Callable[[str, Any], Any], where: str) -> R:
+    """``cls`` from ``data``, each field converted by its declared type; a field with a
+    default may be absent (it was added to the contract later), extra fields are ignored."""
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if spec.name not in data:
+            if spec.default is dataclasses.MISSING:
+                raise MalformedEventError(f"{where}: field {spec.name!r} missing")
+            continue
+        try:
+            values[spec.name] = convert(str(spec.type), data[spec.name])
+        except ValueError as exc:
+            raise MalformedEventError(f"{where}: field {spec.name!r}: {exc}") from None
+    return cls(**values)

@@ -1,0 +1,186 @@
+"""The record relay: the site's outbox in Redis to the records topics in Kafka.
+
+Every routing worker runs one (docs/records.md). The scripts that make transitions append
+their records to the outbox; the relay reads batches of them through the ``relay``
+consumer group, produces each as an envelope, waits until the broker has acknowledged all
+of them, and only then acknowledges (and deletes) the entries. So a record is published
+at least once, never lost:
+
+- the broker or Redis unreachable: the batch is held and tried again with backoff (a batch
+  already published is not produced again, only acknowledged);
+- a relay killed between producing and acknowledging: its entries stay pending in the
+  group, and another relay claims them once they have been idle ``claim_idle_s``
+  (XAUTOCLAIM) and publishes them again, with the same ``record_id``;
+- an entry that is no record (a bug) goes to the dead-letter topic rather than blocking
+  the ones behind it.
+
+It adds nothing to the routing path: the records are written by the scripts the events
+run anyway, and the relay reads them in batches of up to ``batch`` entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from router.bus import KafkaEnvelopeProducer, Topics
+from router.errors import AcdError, MalformedEventError
+from router.metrics import RelayMetrics
+from router.records import AGENT_STATE, CALL, CallRecord, record_envelope, record_from_outbox
+from router.store.outbox import OutboxEntry, RedisOutboxStore
+from workers.runtime import wait_or_stop
+
+logger = logging.getLogger(__name__)
+
+BLOCK_MS = 100  # how long a read waits for new entries (real milliseconds)
+BACKLOG_EVERY_S = 1.0
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
+DRAIN_BATCHES = 20  # at stop: what is in the outbox now, at most this many batches
+
+
+class RecordRelay:
+    """Publishes a site's outbox; see the module docstring."""
+
+    def __init__(
+        self,
+        outbox: RedisOutboxStore,
+        producer: KafkaEnvelopeProducer,
+        topics: Topics,
+        metrics: RelayMetrics,
+        *,
+        site: str,
+        consumer: str,
+        batch: int = 500,
+        claim_idle_s: float = 30.0,
+    ) -> None:
+        self.outbox = outbox
+        self.producer = producer
+        self.topics = topics
+        self.metrics = metrics
+        self.site = site
+        self.consumer = consumer
+        self.batch = batch
+        self.claim_idle_s = claim_idle_s
+        self.claim_every_s = max(0.05, claim_idle_s / 4)
+        self.source = f"router:{site}"
+        self._held: list[OutboxEntry] = []  # read, not acknowledged yet
+        self._published = False  # ... and already acknowledged by the broker
+        self._group_ready = False
+        self._next_claim = 0.0
+        self._next_backlog = 0.0
+        self._backlog = 0  # as last shown
+
+    async def run(
+        self, stop: asyncio.Event, *, before_drain: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Until ``stop``; then (once ``before_drain`` returns: the process's last transitions
+        are made) what the outbox holds is published, as far as it goes."""
+        delay = BACKOFF_MIN_S
+        while not stop.is_set():
+            try:
+                await self.step(BLOCK_MS)
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
+                logger.warning("record relay: %s; trying again in %.1fs", exc, delay)
+                if await wait_or_stop(stop, delay):
+                    break
+                delay = min(delay * 2, BACKOFF_MAX_S)
+            else:
+                delay = BACKOFF_MIN_S
+        if before_drain is not None:
+            await before_drain()
+        await self._drain()
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """One batch: the one held from a failed attempt, else entries claimed from a dead
+        relay, else new ones (waiting up to ``block_ms``; None: not at all). Returns its size."""
+        if not self._group_ready:
+            await self.outbox.ensure_group()
+            self._group_ready = True
+        if not self._held:
+            self._held = await self._claim_due() or await self.outbox.read(
+                self.consumer, self.batch, block_ms
+            )
+            self._published = False
+        handled = len(self._held)
+        if self._held:
+            if not self._published:
+                await self._publish(self._held)
+                self._published = True
+            await self.outbox.ack([entry.entry_id for entry in self._held])
+            self._held = []
+        await self._report_backlog(handled)
+        return handled
+
+    async def _drain(self) -> None:
+        try:
+            for _ in range(DRAIN_BATCHES):
+                if not await self.step(None):
+                    await self.outbox.leave(self.consumer)
+                    return
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
+            logger.warning(
+                "record relay stopped with records unpublished (%s): another relay publishes them", exc
+            )
+
+    async def _claim_due(self) -> list[OutboxEntry]:
+        now = time.monotonic()
+        if now < self._next_claim:
+            return []
+        self._next_claim = now + self.claim_every_s
+        claimed = await self.outbox.claim(self.consumer, int(self.claim_idle_s * 1000), self.batch)
+        if claimed:
+            self.metrics.claimed.inc(len(claimed))
+            logger.warning(
+                "record relay: took over %d records another relay read and never published", len(claimed)
+            )
+        return claimed
+
+    async def _publish(self, entries: Sequence[OutboxEntry]) -> None:
+        """Produce every record of the batch; return once the broker has all of them."""
+        sent: list[tuple[str, asyncio.Future[object]]] = []
+        try:
+            for entry in entries:
+                sent += await self._send(entry)
+        except AcdError:
+            # What was sent before the refusal settles first (no delivery left unobserved).
+            await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+            raise
+        outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        failed = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failed is not None:
+            raise failed
+        for kind, _ in sent:
+            self.metrics.published.labels(kind).inc()
+
+    async def _send(self, entry: OutboxEntry) -> list[tuple[str, asyncio.Future[object]]]:
+        """Hand one entry's record to the producer: (kind, delivery); none for a dead letter."""
+        try:
+            record = record_from_outbox(self.site, entry.entry_id, entry.fields)
+        except MalformedEventError as exc:
+            await self._dead_letter(entry, exc)
+            return []
+        is_call = isinstance(record, CallRecord)
+        topic = self.topics.call_records if is_call else self.topics.agent_records
+        future = await self.producer.send(topic, record_envelope(record, self.source))
+        return [(CALL if is_call else AGENT_STATE, future)]
+
+    async def _dead_letter(self, entry: OutboxEntry, exc: MalformedEventError) -> None:
+        logger.error("outbox entry %s is no record (%s): dead-lettered", entry.entry_id, exc)
+        self.metrics.malformed.inc()
+        body = json.dumps({"outbox_entry": entry.entry_id, "fields": entry.fields, "error": str(exc)})
+        await self.producer.send_raw(self.topics.dead_letters, body.encode(), f"outbox:{self.site}".encode())
+
+    async def _report_backlog(self, handled: int) -> None:
+        """Once a second; and as soon as the relay finds nothing to do while it showed a backlog."""
+        now = time.monotonic()
+        if now >= self._next_backlog or (not handled and self._backlog):
+            self._next_backlog = now + BACKLOG_EVERY_S
+            self._backlog = await self.outbox.backlog()
+            self.metrics.backlog.set(self._backlog)
