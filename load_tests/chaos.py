@@ -74,6 +74,10 @@ class FaultRun(Demo):
         self.store: RedisStateStore | None = None
         self.pbx: Pbx | None = None
 
+    @property
+    def records_wanted(self) -> bool:
+        return True  # every fault also judges the records path: each ended call in PostgreSQL
+
     def _redis_server(self) -> EmbeddedRedis:
         # Every write reaches the disk before it is acknowledged: a killed Redis loses nothing.
         return EmbeddedRedis(self.run_dir / "redis", appendonly=True, fsync="always")
@@ -132,6 +136,7 @@ class FaultRun(Demo):
             "double_assigned": truth["double_assignments"],
             "state_mismatches": len(mismatched),
             "leaked_reservations": summary.get("leaked_reservations", 0),
+            "records_missing": summary.get("records", {}).get("missing_count", 0),
             "unobservable": len(judged_lost) - len(lost),
             "outcome_unobservable": len(judged_mismatched) - len(mismatched),
             "recovery_s": self.recovery_s(pbx),
@@ -240,6 +245,15 @@ async def restart_redis(run: FaultRun) -> None:
     await run.redis_server.start()
 
 
+async def restart_postgres(run: FaultRun) -> None:
+    """Kill PostgreSQL (``pg_ctl stop -m immediate``), keep it down, start it again: the
+    recorder holds its offsets meanwhile and catches up, nothing lost or written twice."""
+    assert run.postgres is not None
+    await run.postgres.stop(kill=True)
+    await asyncio.sleep(run.args.outage_s)
+    await run.postgres.start()
+
+
 async def drop_ami_link(run: FaultRun) -> None:
     """Cut every AMI connection and refuse new ones for a while, then let them back."""
     sessions = run.simulator.authenticated_sessions
@@ -290,6 +304,7 @@ FAULTS = (
     Fault("routing_worker_killed", "SIGKILL of a routing worker mid-decision", kill_routing_worker),
     Fault("broker_restarted", "Kafka broker stopped and restarted (empty)", restart_broker),
     Fault("redis_restarted", "redis-server killed and restarted from its AOF", restart_redis),
+    Fault("postgres_restarted", "PostgreSQL killed and restarted under the recorder", restart_postgres),
     Fault("ami_link_dropped", "AMI connections cut and refused, then restored", drop_ami_link),
     Fault(
         "asterisk_restarted",
@@ -348,7 +363,10 @@ async def run_chaos(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, 
 
 def clean(report: dict[str, Any]) -> bool:
     return all(
-        f["lost"] == 0 and f["double_assigned"] == 0 and f["leaked_reservations"] == 0
+        f["lost"] == 0
+        and f["double_assigned"] == 0
+        and f["leaked_reservations"] == 0
+        and f["records_missing"] == 0
         for f in report["faults"]
     )
 

@@ -29,7 +29,8 @@ from load_tests.amisim.perms import AmiUser
 from load_tests.amisim.server import AmiSimulator
 from load_tests.children import ChildProcesses, ChildSpec, scrape_totals
 from load_tests.decision_tap import ACKED_HISTOGRAM, DecisionTap, histogram_buckets, histogram_quantile
-from load_tests.embedded import EmbeddedKafka, EmbeddedRedis
+from load_tests.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis
+from load_tests.records_check import records_account
 from load_tests.scenario import Scenario, default_scenario_path, load_scenario
 from load_tests.summary import LISTED_CALLS, RoutingLatency, run_summary, write_assignments
 from load_tests.traffic import TrafficGenerator
@@ -37,8 +38,9 @@ from router import kpi
 from router.bus import Topics
 from router.clock import ScaledClock
 from router.domain import QueueConfig
-from router.settings import KafkaSettings
+from router.settings import KafkaSettings, PostgresSettings
 from router.store import RedisStateStore
+from workers.records.migrate import upgrade
 from workers.runtime import install_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"first of the ports the processes serve /metrics on (default {DEFAULT_METRICS_PORT}; 0 = any free)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run directory (config, logs)")
+    parser.add_argument(
+        "--records",
+        action="store_true",
+        help="also run PostgreSQL and `acd record`, and check that every ended call was recorded",
+    )
 
 
 class DemoObserver(Protocol):
@@ -104,11 +111,15 @@ class Demo:
         self.secret = secrets.token_urlsafe(16)
         self.out = sys.stderr if args.json else sys.stdout
         self.traffic_s = args.duration  # real seconds the traffic ran (a subclass may run longer)
+        self.postgres: EmbeddedPostgres | None = None
 
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
             redis_server = await stack.enter_async_context(self._redis_server())
             kafka = await stack.enter_async_context(EmbeddedKafka())
+            if self.records_wanted:
+                self.postgres = await stack.enter_async_context(EmbeddedPostgres(durable=True))
+                await upgrade(PostgresSettings(dsn=self.postgres.dsn()))
             pbx = Pbx(self.clock, seed=self.scenario.seed)
             stack.push_async_callback(pbx.aclose)
             simulator = AmiSimulator(pbx, users={AMI_USER: AmiUser(self.secret, AMI_READ, AMI_WRITE)})
@@ -143,6 +154,10 @@ class Demo:
         if not self.args.keep:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         return summary
+
+    @property
+    def records_wanted(self) -> bool:
+        return bool(getattr(self.args, "records", False))
 
     async def _start_tap(self, stack: contextlib.AsyncExitStack, bootstrap: str) -> None:
         """Read every offer's decision latency, as the dispatcher reads the offers."""
@@ -191,11 +206,15 @@ class Demo:
 
     def _child_specs(self, config: Path) -> list[ChildSpec]:
         names = ["ingest", "dispatch", "collect"] + [f"route-{i + 1}" for i in range(self.args.workers)]
+        if self.postgres is not None:
+            names.append("record")  # last: the others keep their metrics ports
         base = self.args.metrics_port
         specs = []
         for index, name in enumerate(names):
             command = name.split("-")[0]
             env = {"ACD_AMI__SECRET": self.secret, "ACD_HTTP__PORT": str(base + index if base else 0)}
+            if name == "record" and self.postgres is not None:
+                env["ACD_POSTGRES__DSN"] = self.postgres.dsn()
             specs.append(ChildSpec(name, ["--config", str(config)], command, env))
         return specs
 
@@ -272,6 +291,10 @@ class Demo:
             latency = await self._latency(children)
             summary = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls, latency=latency)
         summary = await self._with_metrics(summary, store, queues, pbx, children)
+        if self.postgres is not None:
+            summary["records"] = await records_account(
+                store.redis, self.postgres.dsn(), store.keys.site, list(pbx.ledger.calls)
+            )
         exit_codes = await children.stop()
         summary["duration_s"] = round(self.traffic_s, 1)
         summary["simulated_s"] = round(self.traffic_s * self.clock.time_scale, 1)

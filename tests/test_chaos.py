@@ -18,7 +18,7 @@ from load_tests.chaos import FAULTS, Fault, run_chaos
 # to a cap: what is judged is whether it recovered and lost nothing, not how fast.
 pytestmark = pytest.mark.slow
 
-OWN_PROCESSES = ("routing_worker_killed", "broker_restarted", "redis_restarted")
+OWN_PROCESSES = ("routing_worker_killed", "broker_restarted", "redis_restarted", "postgres_restarted")
 
 
 def _faults(*, own: bool) -> list[Fault]:
@@ -48,6 +48,7 @@ async def _judge(fault: Fault) -> None:
     assert result["double_assigned"] == 0, result
     assert result["leaked_reservations"] == 0, result
     assert result["state_mismatches"] == 0, result
+    assert result["records_missing"] == 0, result  # every ended call reached PostgreSQL
     assert result["recovery_s"] is not None, result
     codes = dict(result["process_exit_codes"])
     if fault.name == "asterisk_restarted":
