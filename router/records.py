@@ -160,7 +160,8 @@ def parse_call_record(message: Envelope | Mapping[str, Any]) -> CallRecord:
     data = _data(message, RECORD_CALL)
     record = _build(CallRecord, data, _from_json, RECORD_CALL)
     if record.outcome not in OUTCOMES:
-        raise MalformedEventError(f"{RECORD_CALL}: unknown outcome {record.outcome!r}")
+        expected = f"expected one of {sorted(OUTCOMES)}"
+        raise MalformedEventError(f"{RECORD_CALL}: field 'outcome': unknown outcome {record.outcome!r}, {expected}")
     return record
 
 
@@ -169,7 +170,8 @@ def parse_agent_state_record(message: Envelope | Mapping[str, Any]) -> AgentStat
     data = _data(message, RECORD_AGENT_STATE)
     record = _build(AgentStateRecord, data, _from_json, RECORD_AGENT_STATE)
     if record.state not in AGENT_STATES:
-        raise MalformedEventError(f"{RECORD_AGENT_STATE}: unknown state {record.state!r}")
+        expected = f"expected one of {sorted(AGENT_STATES)}"
+        raise MalformedEventError(f"{RECORD_AGENT_STATE}: field 'state': unknown state {record.state!r}, {expected}")
     return record
 
 

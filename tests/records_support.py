@@ -5,15 +5,15 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from router.envelope import Envelope
-from workers.records.parse import RECORD_AGENT_STATE, RECORD_CALL
+from router.envelope import RECORD_AGENT_STATE, RECORD_CALL, Envelope
 
 T0 = 1_800_000_000.0
 _ids = itertools.count(1)
 
 
 def call_record(call_id: str = "1800000000.1", **overrides: Any) -> dict[str, Any]:
-    """An answered call's record, revision 1 (wrap-up not ended yet)."""
+    """An answered call's record, revision 1 (wrap-up not ended yet), with every field of
+    the contract: it overflowed from support to billing 2 s after it entered."""
     record: dict[str, Any] = {
         "record_id": f"main:{T0:.0f}000-{next(_ids)}",
         "revision": 1,
@@ -29,7 +29,7 @@ def call_record(call_id: str = "1800000000.1", **overrides: Any) -> dict[str, An
         "answered_at": T0 + 12.25,
         "ended_at": T0 + 192.25,
         "outcome": "answered",
-        "wait_s": 12.25,
+        "wait_s": 10.25,
         "talk_s": 180.0,
         "wrapup_s": None,
         "agent_id": "a1",
@@ -42,6 +42,8 @@ def call_record(call_id: str = "1800000000.1", **overrides: Any) -> dict[str, An
         "abandoned_within_threshold": False,
         "recording": "1800000000.1.wav",
         "qa_sampled": True,
+        "segment": 1,
+        "queue_entered_at": T0 + 2.0,
     }
     record.update(overrides)
     return record

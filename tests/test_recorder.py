@@ -24,12 +24,13 @@ import pytest
 from load_tests.embedded import EmbeddedPostgres, free_port
 from router.bus import KafkaEnvelopeProducer, ensure_topics
 from router.clock import ScaledClock
+from router.envelope import RECORD_CALL
 from router.settings import AcdSettings, HttpSettings, KafkaSettings, PostgresSettings
 from tests.polling import eventually
 from tests.records_support import T0, agent_state_record, call_record, envelope
 from workers.lifecycle import ProcessLifecycle
 from workers.records.migrate import upgrade
-from workers.records.parse import RECORD_CALL, records_topics
+from workers.records.parse import records_topics
 from workers.records.recorder import open_recorder
 
 # A member that joins after another left waits for the broker to expire it: keep that short.
@@ -124,6 +125,7 @@ async def test_published_records_land_in_their_tables(
     assert (call["site"], call["call_id"], call["queue"], call["first_queue"]) == ("main", "c1", "billing", "support")
     assert call["answered_at"] == at(T0 + 12.25) and call["wrapup_s"] is None and call["outcome"] == "answered"
     assert (call["offers"], call["ring_no_answers"], call["qa_sampled"]) == (2, 1, True)
+    assert (call["segment"], call["queue_entered_at"], call["wait_s"]) == (1, at(T0 + 2.0), 10.25)
     (state,) = await table(records_dsn, "agent_state_records")
     assert (state["agent_id"], state["state"], state["start_at"]) == ("a7", "wrap_up", at(T0))
 
@@ -179,14 +181,15 @@ async def test_a_malformed_record_is_counted_and_skipped_and_its_partition_goes_
             wrong_type.encode(),
             envelope(no_outcome).encode(),
             call_record("c1", priority="high"),
+            call_record("c1", caller_name="Ada\x00"),  # a record, but PostgreSQL's text cannot hold NUL
             agent_state_record(state="lunch"),
             call_record("c1"),  # same key, same partition, after all of them
             agent_state_record(),
         )
         await eventually(lambda: _rows_in(records_dsn, 1, 1), "the valid records after the bad ones", within=20)
         await eventually(
-            lambda: metric(recorder, "acd_recorder_records_malformed_total", topic=calls, reason="malformed") == 5,
-            lambda: f"5 malformed on {calls}",
+            lambda: metric(recorder, "acd_recorder_records_malformed_total", topic=calls, reason="malformed") == 6,
+            lambda: f"6 malformed on {calls}",
             within=10,
         )
         assert metric(recorder, "acd_recorder_records_malformed_total", topic=agents, reason="malformed") == 1

@@ -6,8 +6,10 @@ project's errors with ``retriable`` set."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
+import typing
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,13 +20,15 @@ import pytest
 from load_tests.embedded import EmbeddedPostgres, free_port
 from router.errors import DatabaseRefusedError, DatabaseUnavailableError
 from router.postgres import Pool, dsn_target, open_postgres
+from router.records import AgentStateRecord, CallRecord, Record
 from router.settings import PostgresSettings
 from tests.records_support import T0, agent_state_record, call_record
 from workers.records.migrate import check_schema, current, head_revision, upgrade
 from workers.records.parse import (
-    AGENT_STATE_FIELDS,
-    CALL_FIELDS,
-    Record,
+    AGENT_STATE_TABLE,
+    CALL_TABLE,
+    INT_MAX,
+    INT_MIN,
     parse_agent_state_record,
     parse_call_record,
 )
@@ -85,11 +89,43 @@ async def test_two_upgrades_at_once_apply_each_migration_once(postgres_dsn: str)
     assert results == [head_revision(), head_revision()]
 
 
-NULLABLE_CALL_FIELDS = {"first_offered_at", "answered_at", "wrapup_s"}
+async def test_upgrading_from_0001_keeps_the_calls_and_gives_them_the_added_fields_defaults(
+    postgres_dsn: str,
+) -> None:
+    settings = PostgresSettings(dsn=postgres_dsn)
+    assert await upgrade(settings, "0001") == "0001"
+    pool = await open_postgres(settings, "acd test")
+    try:
+        with pytest.raises(DatabaseRefusedError, match="at revision 0001, this acd needs 0002: run `acd db upgrade"):
+            await check_schema(pool, dsn_target(postgres_dsn))
+        before = {
+            name: at(value) if is_instant(name) and value is not None else value
+            for name, value in call_record("c1").items()
+            if name not in ("segment", "queue_entered_at")  # the fields revision 0002 adds
+        }
+        placeholders = ", ".join(f"${i}" for i in range(1, len(before) + 1))
+        await pool.execute(f"INSERT INTO call_records ({', '.join(before)}) VALUES ({placeholders})", *before.values())
+
+        assert await upgrade(settings) == head_revision() == "0002"
+        assert await check_schema(pool, dsn_target(postgres_dsn)) == "0002"
+        (row,) = await rows(pool, "call_records")
+        assert {name: row[name] for name in before} == before
+        assert (row["segment"], row["queue_entered_at"]) == (1, None)  # the contract's defaults
+        store = PostgresRecordStore(pool, dsn_target(postgres_dsn))
+        newer = parse_call_record(call_record("c1", revision=2, wrapup_s=3.0))
+        assert (await store.write([newer])).written["call"] == 1
+        (row,) = await rows(pool, "call_records")
+        assert (row["revision"], row["segment"], row["queue_entered_at"]) == (2, 1, at(T0 + 2.0))
+    finally:
+        await pool.close()
+
+
+def is_instant(field: str) -> bool:
+    return field.endswith("_at") or field in ("start", "end")
 
 
 def expected_type(field: str, value: Any) -> str:
-    if field.endswith("_at") or field in ("start", "end"):
+    if is_instant(field):
         return "timestamp with time zone"
     if isinstance(value, bool):
         return "boolean"
@@ -100,15 +136,30 @@ def expected_type(field: str, value: Any) -> str:
     return "text"
 
 
+def nullable(record_type: type[Record], field: str) -> bool:
+    """Whether router.records types the field ``... | None``."""
+    return type(None) in typing.get_args(typing.get_type_hints(record_type)[field])
+
+
+INFORMATION_SCHEMA_TYPES = {"timestamptz": "timestamp with time zone"}
+
+
 async def test_every_contract_field_is_a_typed_column(records_dsn: str) -> None:
-    calls = await column_types(records_dsn, "call_records")
-    sample = call_record()
-    for field, (column, _) in CALL_FIELDS.items():
-        assert calls[column] == (expected_type(field, sample[field]), field in NULLABLE_CALL_FIELDS), field
-    states = await column_types(records_dsn, "agent_state_records")
-    sample = agent_state_record()
-    for field, (column, _) in AGENT_STATE_FIELDS.items():
-        assert states[column] == (expected_type(field, sample[field]), False), field
+    tables = (
+        (CALL_TABLE.name, CALL_TABLE.columns, CallRecord, call_record()),
+        (AGENT_STATE_TABLE.name, AGENT_STATE_TABLE.columns, AgentStateRecord, agent_state_record()),
+    )
+    for table, columns, record_type, sample in tables:
+        found = await column_types(records_dsn, table)
+        # Every field of the router's record has its column, and the table has no other.
+        assert set(found) == {column.name for column in columns} | {"recorded_at"}, table
+        for spec, column in zip(dataclasses.fields(record_type), columns, strict=True):
+            assert column.field == spec.name
+            assert column.name == {"start": "start_at", "end": "end_at"}.get(spec.name, spec.name)
+            wanted = (expected_type(spec.name, sample[spec.name]), nullable(record_type, spec.name))
+            assert found[column.name] == wanted, spec.name
+            # The store's casts are the columns' own types.
+            assert INFORMATION_SCHEMA_TYPES.get(column.sql_type, column.sql_type) == wanted[0], spec.name
     reviews = await column_types(records_dsn, "qa_reviews")
     assert {"call_id", "site", "reviewer", "scores", "total", "comments", "created_at"} <= set(reviews)
     assert reviews["scores"][0] == "jsonb" and reviews["created_at"][0] == "timestamp with time zone"
@@ -169,20 +220,64 @@ def at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def as_row(data: dict[str, Any]) -> dict[str, Any]:
+    """A record's data as its row holds it: instants as UTC datetimes, start and end renamed."""
+    renamed = {"start": "start_at", "end": "end_at"}
+    return {
+        renamed.get(name, name): at(value) if is_instant(name) and value is not None else value
+        for name, value in data.items()
+    }
+
+
 async def test_a_batch_is_written_with_every_value(pool: Pool, records_dsn: str) -> None:
     store = PostgresRecordStore(pool, dsn_target(records_dsn))
-    call, state = call_record(), agent_state_record()
+    call, state = call_record(segment=2), agent_state_record()  # segment 2: not the column's default
     written = await store.write([parse_call_record(call), parse_agent_state_record(state)])
     assert written.written == {"call": 1, "agent_state": 1} and written.unchanged == {"call": 0, "agent_state": 0}
     (row,) = await rows(pool, "call_records")
     assert row.pop("recorded_at") is not None
-    expected = {column: call[field] for field, (column, _) in CALL_FIELDS.items()}
-    for field in ("entered_at", "first_offered_at", "answered_at", "ended_at"):
-        expected[field] = at(call[field])
-    assert row == expected
+    assert row == as_row(call)
+    assert (row["entered_at"], row["queue_entered_at"]) == (at(T0), at(T0 + 2.0))
     (state_row,) = await rows(pool, "agent_state_records")
+    assert state_row.pop("recorded_at") is not None
+    assert state_row == as_row(state)
     assert state_row["start_at"] == at(T0) and state_row["end_at"] == at(T0 + 1800.5)
     assert (state_row["agent_id"], state_row["state"], state_row["reason"]) == ("a1", "paused", "lunch")
+
+
+async def test_a_record_without_the_fields_added_later_is_written_with_their_defaults(
+    pool: Pool, records_dsn: str
+) -> None:
+    store = PostgresRecordStore(pool, dsn_target(records_dsn))
+    older_router = call_record("c1")
+    del older_router["segment"], older_router["queue_entered_at"]
+    await store.write([parse_call_record(older_router)])
+    (row,) = await rows(pool, "call_records")
+    assert (row["segment"], row["queue_entered_at"]) == (1, None)
+
+
+async def test_values_at_the_edges_the_checks_accept_are_written(pool: Pool, records_dsn: str) -> None:
+    """The checks refuse no more than PostgreSQL must: its extremes are written, as they are."""
+    year_1, year_9999 = -62135596800.0 + 1, 253402300799.0  # 0001-01-01T00:00:01Z, 9999-12-31T23:59:59Z
+    store = PostgresRecordStore(pool, dsn_target(records_dsn))
+    call = call_record(
+        priority=INT_MIN,
+        offers=INT_MAX,
+        revision=INT_MAX,
+        segment=INT_MAX,
+        entered_at=year_1,
+        queue_entered_at=year_1,
+        ended_at=year_9999,
+        wait_s=0.0,
+        caller_name="Zoë 👋 ' \\ \"",
+    )
+    state = agent_state_record(start=year_1, end=year_9999, duration_s=0.0)
+    written = await store.write([parse_call_record(call), parse_agent_state_record(state)])
+    assert written.written == {"call": 1, "agent_state": 1}
+    (row,) = await rows(pool, "call_records")
+    row.pop("recorded_at")
+    assert row == as_row(call)
+    assert row["entered_at"].year == 1 and row["ended_at"].year == 9999
 
 
 async def test_the_same_records_twice_change_nothing(pool: Pool, records_dsn: str) -> None:
@@ -217,6 +312,25 @@ async def test_the_highest_revision_wins_whatever_the_order(pool: Pool, records_
         ("c2", 2),
         ("c3", 2),
     }
+
+
+async def test_a_callers_next_visit_replaces_the_row_of_its_first(pool: Pool, records_dsn: str) -> None:
+    """One row per call: its highest revision, which after a transfer back is its latest visit."""
+    store = PostgresRecordStore(pool, dsn_target(records_dsn))
+    first_visit = parse_call_record(call_record("c1", revision=2, wrapup_s=30.0))
+    second_visit = parse_call_record(
+        call_record("c1", revision=3, segment=2, queue="support", queue_entered_at=T0 + 400, ended_at=T0 + 500)
+    )
+    await store.write([first_visit])
+    assert (await store.write([second_visit])).written["call"] == 1
+    assert (await store.write([first_visit])).unchanged["call"] == 1
+    (row,) = await rows(pool, "call_records")
+    assert (row["revision"], row["segment"], row["queue"], row["queue_entered_at"]) == (
+        3,
+        2,
+        "support",
+        at(T0 + 400),
+    )
 
 
 async def test_a_record_postgres_rejects_is_skipped_alone(pool: Pool, records_dsn: str) -> None:

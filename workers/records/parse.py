@@ -1,226 +1,222 @@
-"""The records of docs/records.md, read from their envelopes into typed rows, validated once.
+"""The records of docs/records.md as rows of the recorder's tables.
 
-Each field of the contract is converted to what its column holds (epoch seconds to an
-aware UTC datetime for ``timestamptz``, integers bounded to PostgreSQL's ``integer``,
-strings without NUL, which PostgreSQL's text cannot hold), so that a record PostgreSQL
-would reject is caught here, named, and skipped; fields the contract may add later are
-ignored. ``MalformedEventError`` says which field is wrong and why.
+router.records alone defines the records (fields, types, outcomes and states) and parses
+their envelopes. This module says where each field goes, derived from the fields of the
+router's dataclasses: the table, the column (the field's own name, except ``start`` and
+``end``, reserved words in SQL) and the column's type (a float whose column ends in
+``_at`` is an instant, ``timestamptz``; one that ends in ``_s`` is seconds). It also
+refuses, naming the field, what PostgreSQL would refuse or what would make a wrong row:
+NUL in text, integers outside ``integer`` (or below the field's minimum), instants
+outside years 1-9999, negative seconds, an end before its start, an empty identity.
+Such a record is skipped by the recorder, never written half-right.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
-from router.envelope import Envelope
+from router import records
+from router.bus import Topics
+from router.envelope import RECORD_AGENT_STATE, RECORD_CALL, Envelope
 from router.errors import MalformedEventError
+from router.records import AgentStateRecord, CallRecord, Record
 
-RECORD_CALL = "record.call"
-RECORD_AGENT_STATE = "record.agent_state"
+__all__ = [
+    "AGENT_STATE_TABLE",
+    "CALL_TABLE",
+    "RECORD_AGENT_STATE",
+    "RECORD_CALL",
+    "AgentStateRecord",
+    "CallRecord",
+    "Column",
+    "Record",
+    "Table",
+    "parse_agent_state_record",
+    "parse_call_record",
+    "parse_record",
+    "records_topics",
+]
 
-OUTCOMES = frozenset({"answered", "abandoned", "overflowed", "transferred", "closed_by_resync", "pbx_restart"})
-AGENT_STATES = frozenset({"available", "reserved", "on_call", "wrap_up", "paused", "logged_out"})
-INT_MAX = 2**31 - 1  # PostgreSQL integer
-
-Convert = Callable[[str, Any], Any]
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # PostgreSQL integer
+SQL_TYPES: dict[object, str] = {str: "text", int: "integer", float: "double precision", bool: "boolean"}
+INSTANT = "timestamptz"
+# asyncpg writes these two instants as PostgreSQL's -infinity and infinity: not times.
+INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 
 
 def records_topics(prefix: str) -> tuple[str, str]:
     """The call and agent-state records topics under ``kafka.topic_prefix``."""
-    return f"{prefix}.records.calls.v1", f"{prefix}.records.agents.v1"
+    topics = Topics(prefix)
+    return topics.call_records, topics.agent_records
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One row of ``call_records``: a call as it left the ACD (docs/records.md)."""
-
-    record_id: str
-    revision: int
-    site: str
-    call_id: str
-    queue: str
-    first_queue: str
-    priority: int
-    caller_number: str
-    caller_name: str
-    entered_at: datetime
-    first_offered_at: datetime | None
-    answered_at: datetime | None
-    ended_at: datetime
-    outcome: str
-    wait_s: float
-    talk_s: float
-    wrapup_s: float | None
-    agent_id: str
-    offers: int
-    ring_no_answers: int
-    requirements: str
-    decision_reason: str
-    sl_threshold_s: float
-    answered_within_threshold: bool
-    abandoned_within_threshold: bool
-    recording: str
-    qa_sampled: bool
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.site, self.call_id
-
-
-@dataclass(frozen=True, slots=True)
-class AgentStateRecord:
-    """One row of ``agent_state_records``: a state an agent was in, once it ended."""
-
-    record_id: str
-    site: str
-    agent_id: str
-    state: str
-    reason: str
-    start_at: datetime
-    end_at: datetime
-    duration_s: float
-
-
-Record = CallRecord | AgentStateRecord
-
-
-def _fail(name: str, value: Any, expected: str) -> MalformedEventError:
+def _fail(where: str, name: str, value: Any, expected: str) -> MalformedEventError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return MalformedEventError(f"field {name!r} = {shown}: expected {expected}")
+    return MalformedEventError(f"{where}: field {name!r} = {shown}: expected {expected}")
 
 
-def text(name: str, value: Any) -> str:
-    if not isinstance(value, str) or "\x00" in value:
-        raise _fail(name, value, "a string (without NUL)")
-    return value
+@dataclass(frozen=True, slots=True)
+class Column:
+    """Where one field of a record goes, and what its column can hold."""
 
+    field: str
+    name: str
+    sql_type: str
+    nullable: bool
+    minimum: int = 0  # integers only
+    non_empty: bool = False  # text only
 
-def nonempty(name: str, value: Any) -> str:
-    if not text(name, value):
-        raise _fail(name, value, "a non-empty string")
-    return str(value)
-
-
-def _number(name: str, value: Any, expected: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(name, value, expected)
-    return float(value)
-
-
-def seconds(name: str, value: Any) -> float:
-    if _number(name, value, "a number of seconds >= 0") < 0:
-        raise _fail(name, value, "a number of seconds >= 0")
-    return float(value)
-
-
-def optional(convert: Convert) -> Convert:
-    def converted(name: str, value: Any) -> Any:
-        return None if value is None else convert(name, value)
-
-    return converted
-
-
-def instant(name: str, value: Any) -> datetime:
-    epoch = _number(name, value, "epoch seconds")
-    try:
-        return datetime.fromtimestamp(epoch, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise _fail(name, value, "epoch seconds within years 1-9999") from None
-
-
-def integer(low: int) -> Convert:
-    def converted(name: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= INT_MAX:
-            raise _fail(name, value, f"an integer from {low} to {INT_MAX}")
+    def sql_value(self, value: Any) -> Any:
+        """The value as the column takes it: an instant as an aware UTC datetime."""
+        if self.sql_type == INSTANT and value is not None:
+            return datetime.fromtimestamp(value, UTC)
         return value
 
-    return converted
+    def check(self, where: str, value: Any) -> None:
+        """MalformedEventError, naming the field, for a value the column cannot hold."""
+        if value is None:
+            return
+        if self.sql_type == "text" and ("\x00" in value or (self.non_empty and not value)):
+            raise _fail(
+                where,
+                self.field,
+                value,
+                "a non-empty string without NUL" if self.non_empty else "a string without NUL",
+            )
+        if self.sql_type == "integer" and not self.minimum <= value <= INT_MAX:
+            raise _fail(where, self.field, value, f"an integer from {self.minimum} to {INT_MAX}")
+        if self.sql_type == "double precision" and value < 0:
+            raise _fail(where, self.field, value, "a number of seconds >= 0")
+        if self.sql_type == INSTANT:
+            try:
+                finite = self.sql_value(value) not in INFINITIES
+            except (OverflowError, OSError, ValueError):
+                finite = False
+            if not finite:
+                raise _fail(
+                    where, self.field, value, "epoch seconds within years 1-9999 (not their very ends)"
+                )
 
 
-def flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(name, value, "true or false")
-    return value
+def _column(field: str, hint: object, name: str, minimum: int, non_empty: bool) -> Column:
+    """The column of a field typed ``hint`` (``int``, ``float | None``, ...)."""
+    present = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
+    sql_type = SQL_TYPES[present[0]]
+    if sql_type == "double precision" and name.endswith("_at"):
+        sql_type = INSTANT
+    elif sql_type == "double precision" and not name.endswith("_s"):
+        raise TypeError(f"{field}: a float field is an instant (column *_at) or seconds (*_s)")
+    nullable = type(None) in typing.get_args(hint)
+    return Column(field, name, sql_type, nullable, minimum=minimum, non_empty=non_empty)
 
 
-def one_of(allowed: frozenset[str]) -> Convert:
-    def converted(name: str, value: Any) -> str:
-        if value not in allowed:
-            raise _fail(name, value, f"one of {sorted(allowed)}")
-        return str(value)
+@dataclass(frozen=True, slots=True)
+class Table[R: (CallRecord, AgentStateRecord)]:
+    """A table of one kind of record: one column per field of the record, in its order."""
 
-    return converted
+    name: str
+    record_type: type[R]
+    envelope_type: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # the primary key's columns
+    order: tuple[str, str]  # (start, end): an end before its start is malformed
 
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        record_type: type[R],
+        envelope_type: str,
+        *,
+        key: tuple[str, ...],
+        order: tuple[str, str],
+        non_empty: frozenset[str],
+        renamed: Mapping[str, str] = MappingProxyType({}),
+        minimum: Mapping[str, int] = MappingProxyType({}),
+    ) -> Table[R]:
+        """The table of ``record_type``: a column per field; ``renamed`` only where the
+        field's name cannot be the column's, ``minimum`` only where it is not 0."""
+        names = {spec.name for spec in dataclasses.fields(record_type)}
+        unknown = ({*order, *non_empty, *renamed, *minimum} - names) | (
+            set(key) - names - set(renamed.values())
+        )
+        if unknown:
+            raise ValueError(f"{name}: {sorted(unknown)} are not fields of {record_type.__name__}")
+        hints = typing.get_type_hints(record_type)
+        columns = tuple(
+            _column(
+                spec.name,
+                hints[spec.name],
+                renamed.get(spec.name, spec.name),
+                minimum.get(spec.name, 0),
+                spec.name in non_empty,
+            )
+            for spec in dataclasses.fields(record_type)
+        )
+        return cls(name, record_type, envelope_type, columns, key, order)
 
-# Contract field -> (column, conversion), in the columns' order.
-CALL_FIELDS: dict[str, tuple[str, Convert]] = {
-    "record_id": ("record_id", nonempty),
-    "revision": ("revision", integer(1)),
-    "site": ("site", nonempty),
-    "call_id": ("call_id", nonempty),
-    "queue": ("queue", nonempty),
-    "first_queue": ("first_queue", nonempty),
-    "priority": ("priority", integer(-INT_MAX)),
-    "caller_number": ("caller_number", text),
-    "caller_name": ("caller_name", text),
-    "entered_at": ("entered_at", instant),
-    "first_offered_at": ("first_offered_at", optional(instant)),
-    "answered_at": ("answered_at", optional(instant)),
-    "ended_at": ("ended_at", instant),
-    "outcome": ("outcome", one_of(OUTCOMES)),
-    "wait_s": ("wait_s", seconds),
-    "talk_s": ("talk_s", seconds),
-    "wrapup_s": ("wrapup_s", optional(seconds)),
-    "agent_id": ("agent_id", text),
-    "offers": ("offers", integer(0)),
-    "ring_no_answers": ("ring_no_answers", integer(0)),
-    "requirements": ("requirements", text),
-    "decision_reason": ("decision_reason", text),
-    "sl_threshold_s": ("sl_threshold_s", seconds),
-    "answered_within_threshold": ("answered_within_threshold", flag),
-    "abandoned_within_threshold": ("abandoned_within_threshold", flag),
-    "recording": ("recording", text),
-    "qa_sampled": ("qa_sampled", flag),
-}
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
 
-AGENT_STATE_FIELDS: dict[str, tuple[str, Convert]] = {
-    "record_id": ("record_id", nonempty),
-    "site": ("site", nonempty),
-    "agent_id": ("agent_id", nonempty),
-    "state": ("state", one_of(AGENT_STATES)),
-    "reason": ("reason", text),
-    "start": ("start_at", instant),
-    "end": ("end_at", instant),
-    "duration_s": ("duration_s", seconds),
-}
+    def check(self, record: R) -> R:
+        """The record, if PostgreSQL takes every value of it; else MalformedEventError."""
+        for column in self.columns:
+            column.check(self.envelope_type, getattr(record, column.field))
+        start, end = self.order
+        if getattr(record, end) < getattr(record, start):
+            raise _fail(
+                self.envelope_type,
+                end,
+                getattr(record, end),
+                f"not before {start} ({getattr(record, start)!r})",
+            )
+        return record
 
-
-def _columns(data: Mapping[str, Any], spec: Mapping[str, tuple[str, Convert]]) -> dict[str, Any]:
-    missing = [name for name in spec if name not in data]
-    if missing:
-        raise MalformedEventError(f"fields missing: {missing}")
-    return {column: convert(name, data[name]) for name, (column, convert) in spec.items()}
-
-
-def parse_call_record(data: Mapping[str, Any]) -> CallRecord:
-    record = CallRecord(**_columns(data, CALL_FIELDS))
-    if record.ended_at < record.entered_at:
-        raise MalformedEventError(f"ended_at {record.ended_at} is before entered_at {record.entered_at}")
-    return record
-
-
-def parse_agent_state_record(data: Mapping[str, Any]) -> AgentStateRecord:
-    record = AgentStateRecord(**_columns(data, AGENT_STATE_FIELDS))
-    if record.end_at < record.start_at:
-        raise MalformedEventError(f"end {record.end_at} is before start {record.start_at}")
-    return record
+    def row(self, record: R) -> tuple[Any, ...]:
+        """The record's values in the columns' order, as PostgreSQL takes them."""
+        return tuple(column.sql_value(getattr(record, column.field)) for column in self.columns)
 
 
-PARSERS: dict[str, Callable[[Mapping[str, Any]], Record]] = {
+CALL_TABLE = Table.of(
+    "call_records",
+    CallRecord,
+    RECORD_CALL,
+    key=("site", "call_id"),
+    order=("entered_at", "ended_at"),
+    non_empty=frozenset({"record_id", "site", "call_id", "queue", "first_queue"}),
+    minimum={"revision": 1, "segment": 1, "priority": INT_MIN},
+)
+AGENT_STATE_TABLE = Table.of(
+    "agent_state_records",
+    AgentStateRecord,
+    RECORD_AGENT_STATE,
+    key=("record_id",),
+    order=("start", "end"),
+    non_empty=frozenset({"record_id", "site", "agent_id"}),
+    renamed={"start": "start_at", "end": "end_at"},  # reserved words in SQL
+)
+
+
+def parse_call_record(message: Envelope | Mapping[str, Any]) -> CallRecord:
+    """A ``record.call`` envelope (or its ``data``) as router.records parses it, if
+    ``call_records`` can hold it; MalformedEventError naming the field otherwise."""
+    return CALL_TABLE.check(records.parse_call_record(message))
+
+
+def parse_agent_state_record(message: Envelope | Mapping[str, Any]) -> AgentStateRecord:
+    """A ``record.agent_state`` envelope (or its ``data``), if ``agent_state_records`` can hold it."""
+    return AGENT_STATE_TABLE.check(records.parse_agent_state_record(message))
+
+
+PARSERS: dict[str, Callable[[Envelope], Record]] = {
     RECORD_CALL: parse_call_record,
     RECORD_AGENT_STATE: parse_agent_state_record,
 }
@@ -231,9 +227,4 @@ def parse_record(envelope: Envelope) -> Record:
     parser = PARSERS.get(envelope.type)
     if parser is None:
         raise MalformedEventError(f"envelope type {envelope.type!r} is not a record type {sorted(PARSERS)}")
-    return parser(envelope.data)
-
-
-def columns(row_type: type[Record]) -> tuple[str, ...]:
-    """The table columns a row type fills, in order."""
-    return tuple(field.name for field in fields(row_type))
+    return parser(envelope)

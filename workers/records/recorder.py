@@ -20,11 +20,12 @@ from router.bus import Consumed, KafkaGroupReader, ensure_topics
 from router.envelope import decode
 from router.errors import AcdError, MalformedEventError, RecordRejectedError
 from router.postgres import Pool, dsn_target
+from router.records import Record
 from router.settings import AcdSettings, PostgresSettings
 from workers.lifecycle import Component, ProcessContext, process_main
 from workers.records.metrics import RecorderMetrics
 from workers.records.migrate import check_schema
-from workers.records.parse import Record, parse_record, records_topics
+from workers.records.parse import parse_record, records_topics
 from workers.records.store import PostgresRecordStore, Written
 from workers.runtime import wait_or_stop
 

@@ -5,59 +5,36 @@ Call records are upserted on (site, call_id) and a row changes only for a higher
 nothing. Agent-state records are inserted once per ``record_id``. Each table takes a batch
 in one statement (``unnest`` of one array per column), after the batch is reduced to one
 record per row (the highest revision of a call), so that a statement never touches a row
-twice.
+twice. The statements are built from the tables of parse.py, whose columns are the fields
+of router.records' records.
 """
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from router.errors import RecordRejectedError
 from router.postgres import Pool, postgres_errors
-from workers.records.parse import AgentStateRecord, CallRecord, Record, columns
-
-CALL_COLUMNS = columns(CallRecord)
-AGENT_STATE_COLUMNS = columns(AgentStateRecord)
-SQL_TYPES: dict[object, str] = {
-    str: "text",
-    int: "integer",
-    float: "double precision",
-    bool: "boolean",
-    datetime: "timestamptz",
-}
+from router.records import AgentStateRecord, CallRecord, Record
+from workers.records.parse import AGENT_STATE_TABLE, CALL_TABLE, Table
 
 
-def _sql_type(hint: object) -> str:
-    """``text`` for ``str``, ``timestamptz`` for ``datetime | None``, ..."""
-    present = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
-    return SQL_TYPES[present[0]]
-
-
-def _array_types(row_type: type[Record]) -> list[str]:
-    hints = typing.get_type_hints(row_type)
-    return [f"${i}::{_sql_type(hints[name])}[]" for i, name in enumerate(columns(row_type), start=1)]
-
-
-def _insert(table: str, names: Sequence[str], row_type: type[Record]) -> str:
+def _insert(table: Table[CallRecord] | Table[AgentStateRecord]) -> str:
+    arrays = ", ".join(f"${i}::{column.sql_type}[]" for i, column in enumerate(table.columns, start=1))
     return (
-        f"INSERT INTO {table} ({', '.join(names)}) "
-        f"SELECT * FROM unnest({', '.join(_array_types(row_type))})"
+        f"INSERT INTO {table.name} ({', '.join(table.column_names)}) SELECT * FROM unnest({arrays})"
+        f" ON CONFLICT ({', '.join(table.key)})"
     )
 
 
 UPSERT_CALLS = (
-    _insert("call_records", CALL_COLUMNS, CallRecord)
-    + " ON CONFLICT (site, call_id) DO UPDATE SET "
-    + ", ".join(f"{name} = EXCLUDED.{name}" for name in CALL_COLUMNS if name not in ("site", "call_id"))
+    _insert(CALL_TABLE)
+    + " DO UPDATE SET "
+    + ", ".join(f"{name} = EXCLUDED.{name}" for name in CALL_TABLE.column_names if name not in CALL_TABLE.key)
     + ", recorded_at = now() WHERE call_records.revision < EXCLUDED.revision"
 )
-INSERT_AGENT_STATES = (
-    _insert("agent_state_records", AGENT_STATE_COLUMNS, AgentStateRecord)
-    + " ON CONFLICT (record_id) DO NOTHING"
-)
+INSERT_AGENT_STATES = _insert(AGENT_STATE_TABLE) + " DO NOTHING"
 
 
 @dataclass
@@ -81,9 +58,10 @@ def latest_calls(records: Sequence[Record]) -> list[CallRecord]:
     latest: dict[tuple[str, str], CallRecord] = {}
     for record in records:
         if isinstance(record, CallRecord):
-            seen = latest.get(record.key)
+            key = (record.site, record.call_id)
+            seen = latest.get(key)
             if seen is None or record.revision > seen.revision:
-                latest[record.key] = record
+                latest[key] = record
     return list(latest.values())
 
 
@@ -95,8 +73,10 @@ def distinct_agent_states(records: Sequence[Record]) -> list[AgentStateRecord]:
     return list(found.values())
 
 
-def _arrays(rows: Sequence[Record], names: Sequence[str]) -> list[list[object]]:
-    return [[getattr(row, name) for row in rows] for name in names]
+def _arrays[R: (CallRecord, AgentStateRecord)](table: Table[R], records: Sequence[R]) -> list[list[object]]:
+    """One array per column, as ``unnest`` takes them."""
+    rows = [table.row(record) for record in records]
+    return [[row[i] for row in rows] for i in range(len(table.columns))]
 
 
 def _count(status: str) -> int:
@@ -122,11 +102,11 @@ class PostgresRecordStore:
             async with self.pool.acquire() as connection, connection.transaction():
                 if calls:
                     result.written["call"] = _count(
-                        await connection.execute(UPSERT_CALLS, *_arrays(calls, CALL_COLUMNS))
+                        await connection.execute(UPSERT_CALLS, *_arrays(CALL_TABLE, calls))
                     )
                 if states:
                     result.written["agent_state"] = _count(
-                        await connection.execute(INSERT_AGENT_STATES, *_arrays(states, AGENT_STATE_COLUMNS))
+                        await connection.execute(INSERT_AGENT_STATES, *_arrays(AGENT_STATE_TABLE, states))
                     )
         in_calls = sum(isinstance(record, CallRecord) for record in records)
         result.unchanged["call"] = in_calls - result.written["call"]
