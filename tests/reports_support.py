@@ -270,24 +270,31 @@ AGENT_TOTALS = {
 }  # fmt: skip
 
 
-async def write_records(dsn: str) -> None:
+async def write_records(dsn: str, site: str = "main") -> None:
     """The schema (the project's migrations), then the records through the recorder's writer
-    (two batches: c1's second revision after the first), then the quality reviews."""
+    (two batches: c1's second revision after the first), then the quality reviews; the
+    records of site "main" as ``site``'s."""
+
+    def moved(record: dict[str, Any]) -> dict[str, Any]:
+        return record | {"site": site} if record["site"] == "main" else record
+
     settings = PostgresSettings(dsn=dsn)
     await upgrade(settings)
     pool = await open_postgres(settings, "acd reports test")
     try:
         store = PostgresRecordStore(pool, "test")
-        await store.write([parse_call_record(c) for c in calls()] + [parse_agent_state_record(s) for s in states()])
-        await store.write([parse_call_record(c) for c in wrapup_ended()])
-        await add_reviews(pool)
+        records = [parse_call_record(moved(c)) for c in calls()]
+        await store.write(records + [parse_agent_state_record(moved(s)) for s in states()])
+        await store.write([parse_call_record(moved(c)) for c in wrapup_ended()])
+        await add_reviews(pool, site)
     finally:
         await pool.close()
 
 
-async def add_reviews(pool: Pool) -> None:
+async def add_reviews(pool: Pool, site: str = "main") -> None:
+    reviews = [(site if where == "main" else where, call_id, total) for where, call_id, total in REVIEWS]
     await pool.executemany(
-        "INSERT INTO qa_reviews (site, call_id, reviewer, total) VALUES ($1, $2, 'qa1', $3)", REVIEWS
+        "INSERT INTO qa_reviews (site, call_id, reviewer, total) VALUES ($1, $2, 'qa1', $3)", reviews
     )
 
 
