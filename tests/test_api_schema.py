@@ -10,8 +10,14 @@ goes through all of its checks: no server error, status code, content type, head
 body (each live event too) as described, invalid input refused, valid input accepted,
 auth enforced. Generation is deterministic, so a failure here fails every run.
 
-A second pass cuts the API off from Redis: every answer must still be one the
-description declares. The live events' `data` (JSON in a string) is checked against
+The reports routes read a real PostgreSQL holding the records of tests/reports_support.py
+(times mixed into the generated ones land on them). The description cannot say that `from`
+must come before `to`, that `agent` goes with `by=agent` or how long a range may be, so a
+well-formed request to those routes may also be refused with 400; tests/test_reports_api.py
+checks the requests that must succeed.
+
+A second pass cuts the API off from Redis, and runs it without PostgreSQL: every answer
+must still be one the description declares. The live events' `data` (JSON in a string) is checked against
 each kind's `contentSchema` here, since schemathesis does not read inside it.
 """
 
@@ -21,7 +27,8 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +42,23 @@ from redis.backoff import NoBackoff
 from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 
+from tests.reports_support import write_records
 from workers.api.app import openapi_document
 
-from .test_api_support import TOKEN, ApiHarness, auth, enqueue, into_wrap_up, offer, present, running_api
+from .test_api_support import (
+    SITE,
+    TOKEN,
+    ApiHarness,
+    auth,
+    enqueue,
+    into_wrap_up,
+    offer,
+    present,
+    running_api,
+)
 
 if TYPE_CHECKING:
-    from load_tests.embedded import EmbeddedRedis
+    from load_tests.embedded import EmbeddedPostgres, EmbeddedRedis
 
 # serial: on pytest-xdist workers the cases schemathesis generates are collected but never
 # run (6 of 46 ran, silently); `make test` runs this module on its own.
@@ -53,7 +71,13 @@ KNOWN = {
     "agents": ["a1", "a2", "a3"],
     "queues": ["billing", "support"],
     "calls": ["c-wait", "c-offer", "c-done"],
+    # Every `to` is after every `from`, around the reports' records (tests/reports_support.py).
+    "report_from": ["2026-10-25", "2026-10-24T22:00:00Z", "2026-10-25T01:00"],
+    "report_to": ["2026-10-26", "2026-10-25T05:00:00+01:00", "2026-10-25T03:30"],
+    "timezones": ["UTC", "Europe/Berlin", "Asia/Kolkata"],
 }
+# Well-formed requests that the reports may still refuse (see the module docstring).
+REPORTS_ACCEPT = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 
 
 def schemathesis_config(examples: int) -> schemathesis.Config:
@@ -75,6 +99,9 @@ def schemathesis_config(examples: int) -> schemathesis.Config:
                 "path.queue": {"dictionary": "queues", "probability": 0.6},
                 "query.queue": {"dictionary": "queues", "probability": 0.5},
                 "path.call_id": {"dictionary": "calls", "probability": 0.6},
+                "query.from": {"dictionary": "report_from", "probability": 0.6},
+                "query.to": {"dictionary": "report_to", "probability": 0.6},
+                "query.timezone": {"dictionary": "timezones", "probability": 0.6},
             },
             # A live-update stream never ends: read its first events, then judge them.
             "operations": [
@@ -83,16 +110,23 @@ def schemathesis_config(examples: int) -> schemathesis.Config:
                     "max-stream-events": 4,
                     "request-timeout": 0.5,
                     "generation": {"max-examples": min(examples, 10)},
-                }
+                },
+                {
+                    "include-path-regex": "^/api/v1/reports/",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": REPORTS_ACCEPT}},
+                },
             ],
         }
     )
 
 
 @contextlib.contextmanager
-def api_in_thread(redis_url: str, *, cut_redis: Path | None = None) -> Iterator[str]:
+def api_in_thread(
+    redis_url: str, *, postgres: EmbeddedPostgres | None = None, cut_redis: Path | None = None
+) -> Iterator[str]:
     """The API (`running_api`) on its own event loop in a thread; yields its base URL.
 
+    ``postgres``: the reports read a fresh database of it, holding the reports' records.
     ``cut_redis``: once the states are written, the API's Redis client is pointed at this
     socket, where nothing listens: every read and write fails as if Redis were down.
     """
@@ -103,7 +137,7 @@ def api_in_thread(redis_url: str, *, cut_redis: Path | None = None) -> Iterator[
     async def serve() -> None:
         async with Redis.from_url(redis_url) as redis_before:
             await redis_before.flushdb()  # a clean database, like the `redis` fixture's
-        async with running_api(redis_url) as api:
+        async with records_database(postgres) as dsn, running_api(redis_url, postgres_dsn=dsn) as api:
             await _states(api)
             redis = api.service.redis
             kept = redis.connection_pool
@@ -137,6 +171,21 @@ def api_in_thread(redis_url: str, *, cut_redis: Path | None = None) -> Iterator[
     assert not thread.is_alive() and not failed, failed
 
 
+@contextlib.asynccontextmanager
+async def records_database(postgres: EmbeddedPostgres | None) -> AsyncIterator[str | None]:
+    """A fresh database with the reports' records as the API's site's, dropped afterwards."""
+    if postgres is None:
+        yield None
+        return
+    name = f"schema_{uuid.uuid4().hex[:12]}"
+    await postgres.create_database(name)
+    try:
+        await write_records(postgres.dsn(name), site=SITE)
+        yield postgres.dsn(name)
+    finally:
+        await postgres.drop_database(name)
+
+
 async def _states(api: ApiHarness) -> None:
     """Something in every state, so that the views and the live events have content."""
     now = api.clock.now()
@@ -149,8 +198,8 @@ async def _states(api: ApiHarness) -> None:
 
 
 @pytest.fixture(scope="module")
-def api_base(redis_server: EmbeddedRedis) -> Iterator[str]:
-    with api_in_thread(redis_server.url) as base:
+def api_base(redis_server: EmbeddedRedis, postgres_server: EmbeddedPostgres) -> Iterator[str]:
+    with api_in_thread(redis_server.url, postgres=postgres_server) as base:
         yield base
 
 

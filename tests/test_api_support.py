@@ -23,7 +23,7 @@ from load_tests.amisim.server import AmiSimulator
 from load_tests.children import ChildProcesses, ChildSpec
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig, ServiceLevelTarget
-from router.settings import AcdSettings, AmiSettings, HttpSettings, RedisSettings
+from router.settings import AcdSettings, AmiSettings, HttpSettings, PostgresSettings, RedisSettings
 from router.store import NO_POSITION, NewCall, RedisStateStore
 from router.store.admin import AdminStore
 from tests.polling import eventually
@@ -93,7 +93,10 @@ def api_settings(**overrides: Any) -> ApiSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_api(redis_url: str, **overrides: Any) -> AsyncIterator[ApiHarness]:
+async def running_api(
+    redis_url: str, *, postgres_dsn: str | None = None, **overrides: Any
+) -> AsyncIterator[ApiHarness]:
+    """The API on ``redis_url``; with ``postgres_dsn``, its reports read that database."""
     clock = ScaledClock()
     pbx = Pbx(clock, seed=7)
     for agent in AGENTS:
@@ -115,6 +118,7 @@ async def running_api(redis_url: str, **overrides: Any) -> AsyncIterator[ApiHarn
         ),
         redis=RedisSettings(url=redis_url),
         http=HttpSettings(port=0),
+        postgres=PostgresSettings(dsn=postgres_dsn, startup_timeout_s=1),
     )
     redis = Redis.from_url(redis_url, decode_responses=True)
     store, admin = RedisStateStore(redis, SITE), AdminStore(redis, SITE)

@@ -20,6 +20,7 @@ from workers.api.auth import TokenAuth
 from workers.api.errors import error_middleware
 from workers.api.handlers import ApiContext, Handlers
 from workers.api.metrics import ApiMetrics
+from workers.api.reports import ReportHandlers
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -40,6 +41,7 @@ def build_app(
 ) -> web.Application:
     """All routes of the API process on one application."""
     handlers = Handlers(context)
+    reports = ReportHandlers(context.reports)
     middlewares = [error_middleware, auth.middleware()]
     if metrics is not None:
         middlewares.insert(0, metrics.middleware())  # outermost: counts the final status
@@ -68,6 +70,8 @@ def build_app(
     add.add_get("/api/v1/calls/{call_id}", handlers.get_call)
     add.add_get("/api/v1/calls/{call_id}/decision", handlers.get_decision)
     add.add_get("/api/v1/wallboard", handlers.wallboard)
+    add.add_get("/api/v1/reports/intervals", reports.intervals)
+    add.add_get("/api/v1/reports/calls", reports.calls)
     add.add_get("/api/v1/events", handlers.events)
     return app
 

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from router.clock import Clock
 from router.errors import AcdError
+from router.postgres import Pool, close_pool, dsn_target, open_postgres_on_demand
 from router.settings import AcdSettings, load_settings
 from router.store import RedisSummaryStore
 from router.store.admin import AdminStore
@@ -30,10 +31,13 @@ from workers.api.auth import TokenAuth
 from workers.api.handlers import ApiContext
 from workers.api.live import LiveFeed
 from workers.api.metrics import ApiMetrics
+from workers.api.reports import ReportsContext
 from workers.api.roster import Roster, RosterGateway
 from workers.api.settings import ApiSettings
 from workers.api.views import Views
 from workers.lifecycle import Component, ProcessContext, run_process, serve
+from workers.reports.request import ReportScope
+from workers.reports.service import ReportService
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class ApiService:
         gateway: RosterGateway,
         registry: CollectorRegistry,
         redis_ready: Callable[[], bool] = lambda: True,
+        postgres: Pool | None = None,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -64,6 +69,10 @@ class ApiService:
         self.feed = LiveFeed(self.views, api.push_interval_s)
         self.metrics = ApiMetrics(registry)
         self.metrics.track(lambda: self.feed.subscriber_count, lambda: gateway.connected)
+        self.reports = ReportsContext(ReportScope.from_settings(settings))
+        if postgres is not None:
+            where = dsn_target(settings.postgres.require_dsn())
+            self.reports.service = ReportService(postgres, where, self.reports.scope)
         context = ApiContext(
             settings=api,
             views=self.views,
@@ -72,6 +81,7 @@ class ApiService:
             feed=self.feed,
             clock=clock,
             stop=self.stop_event,
+            reports=self.reports,
         )
         auth = TokenAuth(api.require_token(), api.read_token, public_reads=api.public_reads)
         self.app = build_app(context, auth, self.readiness, self.metrics)
@@ -104,6 +114,9 @@ class ApiService:
         own the agent profiles).
         """
         self.views.queues = fresh.queue_map()
+        self.reports.scope = ReportScope.from_settings(fresh)
+        if self.reports.service is not None:
+            self.reports.service.configure(self.reports.scope)
         try:
             await self.admin.apply_profiles(fresh.agents, self.clock.now(), force=False)
         except AcdError as exc:
@@ -148,13 +161,28 @@ async def run_api(
         gateway = RosterGateway(settings.ami, events=False)
         ctx.stack.push_async_callback(gateway.close)
         ctx.link("ami", lambda: gateway.ready)
-        service = ApiService(settings, api, ctx.clock, redis, gateway, ctx.registry, ctx.probe("redis"))
+        postgres = await reports_pool(ctx)
+        service = ApiService(
+            settings, api, ctx.clock, redis, gateway, ctx.registry, ctx.probe("redis"), postgres
+        )
         await ctx.open(service.start, service.stop)
         if started is not None:
             started.set_result(service)
         return service.component()
 
     await run_process("api", settings, clock, stop, open_api, reload=reload, config_path=config_path)
+
+
+async def reports_pool(ctx: ProcessContext) -> Pool | None:
+    """With a ``postgres`` DSN, a pool for the reports that connects on first use: the API
+    starts, and stays ready, whether PostgreSQL answers or not (its other routes do not need
+    it); without one, None, and the reports routes answer 503."""
+    dsn = ctx.settings.postgres.dsn
+    if dsn is None or not dsn.get_secret_value():
+        return None
+    pool = await open_postgres_on_demand(ctx.settings.postgres, "acd api")
+    ctx.stack.push_async_callback(close_pool, pool)
+    return pool
 
 
 def load_api_process_settings(config: Path | None) -> tuple[AcdSettings, ApiSettings]:
