@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from router.postgres import Pool, postgres_errors
-from workers.records.parse import CallRecord, columns
+from workers.records.parse import CALL_TABLE
 from workers.reports.figures import CallFacts, Review, StateSpan
 from workers.reports.request import CallsRequest, Cursor
 
@@ -43,7 +43,7 @@ WHERE c.site = $1 AND c.entered_at >= $2 AND c.entered_at < $3
 # The finished calls API: every column of the call record but record_id, in
 # (entered_at, call_id) order, after the cursor; one row more than the page tells
 # whether there is a next page.
-CALL_COLUMNS = tuple(name for name in columns(CallRecord) if name != "record_id")
+CALL_COLUMNS = tuple(name for name in CALL_TABLE.column_names if name != "record_id")
 FINISHED_CALLS = f"""
 SELECT {", ".join(CALL_COLUMNS)}
 FROM call_records

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 from router.domain import SlFormula
 from router.errors import AcdError
+from router.records import OUTCOMES
 from router.settings import AcdSettings, known_time_zone
-from workers.records.parse import OUTCOMES
 from workers.reports.intervals import INTERVALS, MAX_INTERVALS, TimeInputError, parse_time, too_many
 
 GROUPINGS = ("queue", "agent", "site")
