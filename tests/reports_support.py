@@ -103,6 +103,8 @@ def call(
         "abandoned_within_threshold": outcome == "abandoned" and wait <= threshold,
         "recording": "",
         "qa_sampled": False,
+        "segment": 1,
+        "queue_entered_at": start,  # one queue all along: entered it when it entered the ACD
     }
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from router.postgres import Pool
+from workers.records.parse import CALL_TABLE, INSTANT
 from workers.reports.intervals import iso
 from workers.reports.queries import ReportQueries
 from workers.reports.report import Report, ReportData, build_report
 from workers.reports.request import CallsRequest, ReportRequest, ReportScope
 
-TIME_COLUMNS = ("entered_at", "first_offered_at", "answered_at", "ended_at")
+TIME_COLUMNS = tuple(column.name for column in CALL_TABLE.columns if column.sql_type == INSTANT)
 
 
 class ReportService:
