@@ -4,7 +4,7 @@
     acd route    --config FILE     routing worker (run several: they form a consumer group)
     acd dispatch --config FILE     routing commands -> AMI actions
     acd collect  --config FILE     site-wide state gauges for Prometheus
-    acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--json]
+    acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--patience S] [--json]
     acd api      --config FILE     agent and supervisor API, live updates, wallboard
     acd record   --config FILE     call and agent-state records from Kafka into PostgreSQL
     acd db upgrade|current --config FILE   the recorder's schema (Alembic migrations)
@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     from workers.staffing import add_staffing_arguments
 
     add_staffing_arguments(
-        commands.add_parser("staffing", help="Erlang C: the fewest agents that meet a service-level target")
+        commands.add_parser(
+            "staffing", help="Erlang C (or A, with --patience): the fewest agents that meet a service-level target"
+        )
     )
     api = commands.add_parser("api", help="agent and supervisor API, live updates and wallboard")
     api.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")
