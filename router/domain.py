@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -124,6 +124,7 @@ SlFormula = Literal[
     "answered_within_over_answered_and_abandoned",
     "answered_within_over_answered_and_abandoned_after_threshold",
 ]
+SL_FORMULAS: tuple[SlFormula, ...] = get_args(SlFormula)
 DEFAULT_SL_FORMULA: SlFormula = "answered_within_over_answered_and_abandoned_after_threshold"
 
 
@@ -152,6 +153,12 @@ class Overflow(Frozen):
         return self
 
 
+class QueueStaffing(Frozen):
+    """How the live staffing advice models the queue's callers (docs/metrics.md, Staffing)."""
+
+    patience_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
 class QueueConfig(Frozen):
     """A queue: who may answer its calls, in what order, and its service target."""
 
@@ -163,6 +170,7 @@ class QueueConfig(Frozen):
     service_level: ServiceLevelTarget = ServiceLevelTarget()
     wrapup_s: float = Field(default=0.0, ge=0)
     overflow: Overflow | None = None
+    staffing: QueueStaffing = QueueStaffing()
 
     @model_validator(mode="after")
     def _relax_in_order(self) -> Self:
