@@ -96,7 +96,7 @@ async def test_upgrading_from_0001_keeps_the_calls_and_gives_them_the_added_fiel
     assert await upgrade(settings, "0001") == "0001"
     pool = await open_postgres(settings, "acd test")
     try:
-        with pytest.raises(DatabaseRefusedError, match="at revision 0001, this acd needs 0002: run `acd db upgrade"):
+        with pytest.raises(DatabaseRefusedError, match="at revision 0001, this acd needs 0003: run `acd db upgrade"):
             await check_schema(pool, dsn_target(postgres_dsn))
         before = {
             name: at(value) if is_instant(name) and value is not None else value
@@ -106,8 +106,8 @@ async def test_upgrading_from_0001_keeps_the_calls_and_gives_them_the_added_fiel
         placeholders = ", ".join(f"${i}" for i in range(1, len(before) + 1))
         await pool.execute(f"INSERT INTO call_records ({', '.join(before)}) VALUES ({placeholders})", *before.values())
 
-        assert await upgrade(settings) == head_revision() == "0002"
-        assert await check_schema(pool, dsn_target(postgres_dsn)) == "0002"
+        assert await upgrade(settings) == head_revision() == "0003"
+        assert await check_schema(pool, dsn_target(postgres_dsn)) == "0003"
         (row,) = await rows(pool, "call_records")
         assert {name: row[name] for name in before} == before
         assert (row["segment"], row["queue_entered_at"]) == (1, None)  # the contract's defaults

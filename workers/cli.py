@@ -11,6 +11,9 @@
     acd report   --config FILE --from ISO --to ISO [--interval 15m|30m|1h|1d] [--by queue|agent|site]
                  [--format table|csv|json] [--timezone TZ] [--queue NAME] [--agent ID]
                                    interval reports from the records in PostgreSQL (docs/reports.md)
+    acd report   --abandoned --config FILE --from ISO --to ISO [--needs-callback] [--queue NAME]
+                 [--format table|csv|json] [--timezone TZ] [--limit N]
+                                   abandoned callers to call back, newest first (docs/reports.md)
     acd check-config --config FILE validate a configuration file (e.g. before a reload)
 
 With the lab installed (`pip install 'acd-router[lab]'`, load_tests/cli.py), through the
