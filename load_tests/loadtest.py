@@ -287,7 +287,7 @@ def run_loadtest_command(args: argparse.Namespace) -> int:
 
 
 def verdict_clean(summary: dict[str, Any]) -> bool:
-    """No double assignment, no lost call, no wrong account, and Erlang C agrees where it applies."""
+    """No double assignment, no lost call, no wrong account, and Erlang C (or A) agrees where it applies."""
     invariants = (
         not summary["double_assignments"] and not summary["lost_calls"] and not summary["state_mismatches"]
     )
@@ -306,7 +306,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         for line in erlang_check.summary_lines(erlang_check.Comparison(**_comparison_fields(check))):
             print(line)
     elif check:
-        print(f"  Erlang C check: not applicable ({check.get('why_not')})")
+        print(f"  Erlang C/A check: not applicable ({check.get('why_not')})")
 
 
 def _comparison_fields(check: dict[str, Any]) -> dict[str, Any]:
