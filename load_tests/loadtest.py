@@ -4,7 +4,7 @@ The same embedded pipeline as `acd demo` (redis-server, Tansu, the AMI simulator
 `acd` processes as children), with what a load test adds: a progress bar, a sample of the
 router's figures every second, a drain after the traffic (arrivals stop, the calls still
 waiting are answered or abandoned), the load-test figures (occupancy, decisions per
-second), the Erlang C check where its assumptions hold, and with ``--report DIR`` a
+second), the Erlang C (or A) check where its assumptions hold, and with ``--report DIR`` a
 Markdown report with PNG plots. The JSON object printed last is documented in
 docs/load-testing.md.
 """
@@ -58,7 +58,7 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup",
         type=float,
         default=None,
-        help="simulated seconds left out of the Erlang C check (default: the scenario's warmup_s, "
+        help="simulated seconds left out of the Erlang C (or A) check (default: the scenario's warmup_s, "
         "else a fifth of the run)",
     )
     parser.add_argument(

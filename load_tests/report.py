@@ -4,7 +4,7 @@ Plots (matplotlib, Agg backend: no display needed), against simulated time since
 traffic started:
 
 - ``service_level_asa.png``: service level and ASA, cumulative and over a rolling window,
-  with the target and, where it applies, Erlang C's figures;
+  with the target and, where it applies, Erlang C's (or A's) figures;
 - ``waiting.png``: calls waiting and the oldest wait;
 - ``agents.png``: agents by state;
 - ``latency.png``: routing decision latency percentiles per sample interval, and decisions
@@ -163,7 +163,10 @@ def _plot_sl_asa(data: ReportInput) -> Any:
         top.axhline(target * 100, color="#c62828", linestyle="--", linewidth=1, label=f"target {target:.0%}")
     if data.comparison is not None:
         top.axhline(
-            data.comparison.service_level_theory * 100, color="#2e7d32", linestyle=":", label="Erlang C"
+            data.comparison.service_level_theory * 100,
+            color="#2e7d32",
+            linestyle=":",
+            label=_model_name(data.comparison.model),
         )
     top.set_ylabel(f"service level within {'/'.join(f'{t:g}' for t in thresholds)} s (%)")
     top.set_ylim(0, 105)
@@ -173,7 +176,12 @@ def _plot_sl_asa(data: ReportInput) -> Any:
     bottom.plot(x, [s.asa_seconds for s in samples], label="cumulative", color="#6a1b9a")
     bottom.plot(x, rolling_asa, label=f"rolling ({width} s real)", color="#ce93d8")
     if data.comparison is not None:
-        bottom.axhline(data.comparison.asa_seconds_theory, color="#2e7d32", linestyle=":", label="Erlang C")
+        bottom.axhline(
+            data.comparison.asa_seconds_theory,
+            color="#2e7d32",
+            linestyle=":",
+            label=_model_name(data.comparison.model),
+        )
     bottom.set_ylabel("ASA (simulated s)")
     bottom.set_xlabel(_x_label(data))
     bottom.set_ylim(bottom=0)
@@ -463,10 +471,14 @@ def _queue_section(s: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _model_name(model: str) -> str:
+    return "Erlang A" if model == "erlang-a" else "Erlang C"
+
+
 def _erlang_section(data: ReportInput) -> list[str]:
     check = data.summary.get("erlang_c") or {}
     c = data.comparison
-    name = "Erlang A" if check.get("model") == "erlang-a" else "Erlang C"
+    name = _model_name(str(check.get("model", "")))
     if not check.get("applies"):
         return ["## Erlang C comparison", "", f"Not applicable: {check.get('why_not', 'not computed')}.", ""]
     if c is None:
