@@ -15,6 +15,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -276,6 +277,11 @@ class AcdSettings(BaseSettings):
     )
 
     site: str = Field(default="main", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    timezone: str | None = Field(
+        default=None,
+        description="the site's time zone, an IANA name such as `Europe/Berlin`: interval reports "
+        "(`acd report`, the reports API) align to its clock; unset: UTC",
+    )
     queues: tuple[QueueConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
     ami: AmiSettings = AmiSettings()
@@ -297,6 +303,13 @@ class AcdSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, name: str | None) -> str | None:
+        if name is not None and not known_time_zone(name):
+            raise ValueError("not a time zone this machine knows: expected an IANA name such as Europe/Berlin or UTC")
+        return name
 
     @model_validator(mode="after")
     def _queues_consistent(self) -> Self:
@@ -320,6 +333,15 @@ class AcdSettings(BaseSettings):
 
     def queue_map(self) -> dict[str, QueueConfig]:
         return {queue.name: queue for queue in self.queues}
+
+
+def known_time_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone in the machine's (or the tzdata package's) database."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "Europe"
+        return False
+    return True
 
 
 def check_queue_references(queues: tuple[QueueConfig, ...], fallback: str | None) -> None:

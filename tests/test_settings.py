@@ -70,6 +70,15 @@ def test_bad_strategy_lists_the_choices(tmp_config: Path) -> None:
         load_settings(write(tmp_config, MINIMAL + "    strategy: fastest\n"))
 
 
+def test_the_site_time_zone_is_an_iana_name(tmp_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(write(tmp_config, MINIMAL)).timezone is None
+    assert load_settings(write(tmp_config, MINIMAL + "timezone: Europe/Berlin\n")).timezone == "Europe/Berlin"
+    for wrong in ("Europe/Berln", "Europe", "../etc/passwd"):
+        monkeypatch.setenv("ACD_TIMEZONE", wrong)
+        with pytest.raises(ConfigError, match=f"timezone = '{wrong}'.*expected an IANA name such as Europe/Berlin"):
+            load_settings(tmp_config)
+
+
 def test_unknown_environment_section(tmp_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACD_AMII__PORT", "1")
     with pytest.raises(ConfigError, match=r"ACD_AMII__PORT: unknown section 'amii'"):
