@@ -44,6 +44,7 @@ def call_record(call_id: str = "1800000000.1", **overrides: Any) -> dict[str, An
         "qa_sampled": True,
         "segment": 1,
         "queue_entered_at": T0 + 2.0,
+        "qa_reason": "random",
     }
     record.update(overrides)
     return record
