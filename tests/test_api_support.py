@@ -93,7 +93,10 @@ def api_settings(**overrides: Any) -> ApiSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_api(redis_url: str, **overrides: Any) -> AsyncIterator[ApiHarness]:
+async def running_api(
+    redis_url: str, *, acd: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[ApiHarness]:
+    """``overrides``: the api section's fields; ``acd``: other sections' (timezone, postgres, qa)."""
     clock = ScaledClock()
     pbx = Pbx(clock, seed=7)
     for agent in AGENTS:
@@ -115,6 +118,7 @@ async def running_api(redis_url: str, **overrides: Any) -> AsyncIterator[ApiHarn
         ),
         redis=RedisSettings(url=redis_url),
         http=HttpSettings(port=0),
+        **(acd or {}),
     )
     redis = Redis.from_url(redis_url, decode_responses=True)
     store, admin = RedisStateStore(redis, SITE), AdminStore(redis, SITE)

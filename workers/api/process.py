@@ -59,8 +59,10 @@ class ApiService:
         self.gateway = gateway
         self.stop_event = asyncio.Event()
         self.clock = clock
-        self.admin = admin = AdminStore(redis, settings.site)
-        self.views = Views(RedisSummaryStore(redis, settings.site), admin, settings.queue_map(), clock)
+        zone = settings.timezone or "UTC"
+        self.admin = admin = AdminStore(redis, settings.site, timezone=zone)
+        summary = RedisSummaryStore(redis, settings.site, timezone=zone)
+        self.views = Views(summary, admin, settings.queue_map(), clock)
         self.feed = LiveFeed(self.views, api.push_interval_s)
         self.metrics = ApiMetrics(registry)
         self.metrics.track(lambda: self.feed.subscriber_count, lambda: gateway.connected)
