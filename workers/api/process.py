@@ -16,12 +16,14 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from router.clock import Clock
 from router.errors import AcdError
+from router.postgres import Pool, close_pool, dsn_target, postgres_errors
 from router.settings import AcdSettings, load_settings
 from router.store import RedisSummaryStore
 from router.store.admin import AdminStore
@@ -30,6 +32,8 @@ from workers.api.auth import TokenAuth
 from workers.api.handlers import ApiContext
 from workers.api.live import LiveFeed
 from workers.api.metrics import ApiMetrics
+from workers.api.qa import QaHandlers
+from workers.api.reviews import PostgresReviewStore
 from workers.api.roster import Roster, RosterGateway
 from workers.api.settings import ApiSettings
 from workers.api.views import Views
@@ -75,8 +79,12 @@ class ApiService:
             clock=clock,
             stop=self.stop_event,
         )
-        auth = TokenAuth(api.require_token(), api.read_token, public_reads=api.public_reads)
-        self.app = build_app(context, auth, self.readiness, self.metrics)
+        auth = TokenAuth(
+            api.require_token(), api.read_token, public_reads=api.public_reads, reviewer_token=api.reviewer_token
+        )
+        self.pool: Pool | None = None
+        self.qa = QaHandlers(settings.qa.form, None)
+        self.app = build_app(context, auth, self.readiness, self.metrics, self.qa)
         self.redis_ready = redis_ready
         self.port = api.port
         self._runner: web.AppRunner | None = None
@@ -88,6 +96,7 @@ class ApiService:
         # Like a routing worker at start-up: every configured agent has a profile (skills
         # edited through the API are kept), so the API works before any worker has run.
         await self.admin.apply_profiles(self.settings.agents, self.clock.now(), force=False)
+        await self._open_reviews()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=REQUEST_GRACE_S)
         self.port = await serve(self._runner, self.api.host, self.api.port, key="api")
         logger.info(
@@ -98,6 +107,29 @@ class ApiService:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await close_pool(pool)
+
+    async def _open_reviews(self) -> None:
+        """Quality reviews' PostgreSQL, when a DSN is configured. Connections are made when a
+        review route needs one: the API serves everything else while PostgreSQL is down."""
+        postgres = self.settings.postgres
+        if postgres.dsn is None or not postgres.dsn.get_secret_value():
+            logger.info("no PostgreSQL DSN: the quality review routes answer 503")
+            return
+        dsn = postgres.require_dsn()
+        where = dsn_target(dsn)
+        with postgres_errors(where):  # a DSN asyncpg cannot use is a configuration error
+            self.pool = await asyncpg.create_pool(
+                dsn,
+                min_size=0,
+                max_size=postgres.pool_size,
+                timeout=postgres.connect_timeout_s,
+                command_timeout=postgres.command_timeout_s,
+                server_settings={"application_name": "acd api"},
+            )
+        self.qa.reviews = PostgresReviewStore(self.pool, where, self.settings.site)
 
     async def apply_config(self, fresh: AcdSettings) -> None:
         """A reload's queues (the service-level targets shown) and new agents.
