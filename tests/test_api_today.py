@@ -56,7 +56,11 @@ async def test_queue_figures_count_today_in_the_sites_time_zone_and_say_so(api: 
     status, one = await api.call("GET", "/api/v1/queues/billing")
     assert status == 200 and (one["day"], one["timezone"], one["queue"]) == (today.label, ZONE, billing)
     status, board = await api.call("GET", "/api/v1/wallboard")
-    assert status == 200 and (board["day"], board["since"], board["timezone"]) == (today.label, today.start, ZONE)
+    assert status == 200 and (board["day"], board["since"], board["timezone"]) == (
+        today.label,
+        today.start,
+        ZONE,
+    )
     assert next(q for q in board["queues"] if q["name"] == "billing") == billing
     # All time, the calls of both days.
     all_time = await store.queue_stats("billing")

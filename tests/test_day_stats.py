@@ -110,7 +110,9 @@ async def test_counts_roll_over_at_local_midnight_not_at_utc_midnight(store: Red
     assert (await store.caller_hung_up("c1", local(2026, 3, 29, 0, 1, 0), NO_POSITION)).status == "completed"
     # 00:30 Berlin is still 23:30 UTC on the 28th: a UTC day would count it there.
     await enqueue(store, "c2", local(2026, 3, 29, 0, 30))
-    assert (await store.caller_hung_up("c2", local(2026, 3, 29, 0, 30, 25), NO_POSITION)).status == "abandoned"
+    assert (
+        await store.caller_hung_up("c2", local(2026, 3, 29, 0, 30, 25), NO_POSITION)
+    ).status == "abandoned"
 
     assert await day(store, "2026-03-28") == {
         "offered": 1,
@@ -161,7 +163,9 @@ async def test_a_wrap_up_ended_before_midnight_counts_on_its_own_day_when_handle
     assert (await day(store, "2026-03-29"))["wrapups"] == 1
 
 
-async def test_per_day_keys_expire_three_days_after_their_day_ends(store: RedisStateStore, redis: Redis) -> None:
+async def test_per_day_keys_expire_three_days_after_their_day_ends(
+    store: RedisStateStore, redis: Redis
+) -> None:
     at = local(2026, 3, 29, 12, 0)
     await enqueue(store, "c1", at)
     key = store.keys.day_stats("2026-03-29", "q")

@@ -25,7 +25,11 @@ QUEUES = [
     {"name": "marked", "requirements": [{"skill": "y"}], "qa": {"sample_share": 1.0}},
     {"name": "plain", "requirements": [{"skill": "z"}]},
 ]
-AGENTS = [{"id": "a1", "skills": {"x": 1}}, {"id": "a2", "skills": {"y": 1}}, {"id": "a3", "skills": {"z": 1}}]
+AGENTS = [
+    {"id": "a1", "skills": {"x": 1}},
+    {"id": "a2", "skills": {"y": 1}},
+    {"id": "a3", "skills": {"z": 1}},
+]
 TOPICS = f"qa-{uuid.uuid4().hex[:8]}"
 
 
@@ -57,7 +61,10 @@ async def agent_in(pipe: Pipeline, agent_id: str, state: str) -> bool:
 
 async def metric(pipe: Pipeline, process: str, name: str, **labels: str) -> float:
     port = pipe.children.children[process].http_port
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
         text = await response.text()
     return sum(
         sample.value

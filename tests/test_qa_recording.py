@@ -68,7 +68,11 @@ async def test_mixmonitor_succeeds_without_a_message_and_mixmonitorstart_follows
     assert await client.read_raw() == b"Response: Success\r\nActionID: M1\r\n\r\n"
     while (event := await admin.read_message())["Event"] != "MixMonitorStart":
         pass
-    assert (event["Privilege"], event["Channel"], event["Linkedid"]) == ("call,all", call.channel.name, call.call_id)
+    assert (event["Privilege"], event["Channel"], event["Linkedid"]) == (
+        "call,all",
+        call.channel.name,
+        call.call_id,
+    )
     [started] = pbx.ledger.recordings
     assert (started.channel, started.call_id, started.path, started.options) == (
         call.channel.name,
@@ -106,7 +110,9 @@ def test_asterisks_refusals_are_named_for_the_metric() -> None:
     assert recording_failure("No such channel") == "channel_gone"
     assert recording_failure("Permission denied") == "permission_denied"
     assert (
-        recording_failure("Invalid/unknown command: MixMonitor. Use Action: ListCommands to show available commands.")
+        recording_failure(
+            "Invalid/unknown command: MixMonitor. Use Action: ListCommands to show available commands."
+        )
         == "not_available"
     )
     assert recording_failure("Could not start monitoring channel") == "refused"

@@ -70,10 +70,14 @@ def workload(total: int, seed: int = 12) -> dict[tuple[str, str], list[float]]:
     return times
 
 
-async def run_agent(store: RedisStateStore, agent: str, calls: list[tuple[str, float]], seed: str) -> list[Answer]:
+async def run_agent(
+    store: RedisStateStore, agent: str, calls: list[tuple[str, float]], seed: str
+) -> list[Answer]:
     answers = []
     for call_id, at in calls:
-        call = NewCall(call_id, "q", 0, False, None, f"PJSIP/trunk-{call_id}", at, None, None, 20.0, 0.0, qa=POLICY)
+        call = NewCall(
+            call_id, "q", 0, False, None, f"PJSIP/trunk-{call_id}", at, None, None, 20.0, 0.0, qa=POLICY
+        )
         assert (await store.enqueue(call, NO_POSITION)).status == "queued"
         reserved = await store.reserve(call_id, agent, f"o-{call_id}", at, at + 10, json.dumps({}))
         assert reserved.status == "ok", reserved
@@ -87,7 +91,9 @@ async def run_agent(store: RedisStateStore, agent: str, calls: list[tuple[str, f
     return answers
 
 
-async def answer_all(redis: Redis, site: str, times: dict[tuple[str, str], list[float]], seed: str) -> list[Answer]:
+async def answer_all(
+    redis: Redis, site: str, times: dict[tuple[str, str], list[float]], seed: str
+) -> list[Answer]:
     store = RedisStateStore(redis, site, timezone=ZONE)
     for agent in AGENTS:
         await store.upsert_agent(AgentConfig(id=agent), 0.0)
@@ -165,7 +171,9 @@ async def test_twenty_thousand_answers_meet_the_share_and_every_agents_daily_min
     counts = await redis.hgetall(RedisStateStore(redis, "qa1").keys.qa_day(DAYS[2].isoformat()))
     on_day = [a for a in answers if a.day == DAYS[2].isoformat()]
     assert sum(int(v) for k, v in counts.items() if k.startswith("answered:")) == len(on_day)
-    assert sum(int(v) for k, v in counts.items() if k.startswith("sampled:")) == sum(bool(a.reason) for a in on_day)
+    assert sum(int(v) for k, v in counts.items() if k.startswith("sampled:")) == sum(
+        bool(a.reason) for a in on_day
+    )
 
 
 async def test_the_same_seed_draws_the_same_calls_and_another_seed_others(
