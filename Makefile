@@ -8,8 +8,11 @@ DURATION ?= 60
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
+# The demo also runs PostgreSQL and the recorder, and prints the run's interval table;
+# its reports (calls.csv, intervals_by_queue.csv, intervals_by_agent.csv) go to $(DEMO_REPORTS).
+DEMO_REPORTS ?= reports/demo
 demo: $(VENV)/.installed
-	$(BIN)/acd demo --duration $(DURATION)
+	$(BIN)/acd demo --duration $(DURATION) --report-out $(DEMO_REPORTS)
 
 # Load test (docs/load-testing.md): the peak-hour scenario, one simulated hour in 6 minutes.
 LOADTEST_SCENARIO ?= load_tests/scenarios/peak_hour.yaml

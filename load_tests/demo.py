@@ -31,6 +31,7 @@ from load_tests.children import ChildProcesses, ChildSpec, scrape_totals
 from load_tests.decision_tap import ACKED_HISTOGRAM, DecisionTap, histogram_buckets, histogram_quantile
 from load_tests.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis
 from load_tests.records_check import records_account
+from load_tests.run_reports import read_run_reports, table, write_run_reports
 from load_tests.scenario import Scenario, default_scenario_path, load_scenario
 from load_tests.summary import LISTED_CALLS, RoutingLatency, run_summary, write_assignments
 from load_tests.traffic import TrafficGenerator
@@ -38,7 +39,7 @@ from router import kpi
 from router.bus import Topics
 from router.clock import ScaledClock
 from router.domain import QueueConfig
-from router.settings import KafkaSettings, PostgresSettings
+from router.settings import KafkaSettings, PostgresSettings, load_settings
 from router.store import RedisStateStore
 from workers.records.migrate import upgrade
 from workers.runtime import install_stop_signals
@@ -84,6 +85,19 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--records",
         action="store_true",
         help="also run PostgreSQL and `acd record`, and check that every ended call was recorded",
+    )
+    parser.add_argument(
+        "--report-out",
+        type=Path,
+        default=None,
+        help="write calls.csv, intervals_by_queue.csv and intervals_by_agent.csv there, read back from "
+        "PostgreSQL at the end (implies --records; the run ends by hanging up every caller still on the line)",
+    )
+    parser.add_argument(
+        "--report-interval",
+        choices=("15m", "30m", "1h", "1d"),
+        default="15m",
+        help="interval of the --report-out reports, in simulated time (default 15m)",
     )
 
 
@@ -136,7 +150,9 @@ class Demo:
                 simulator,
                 children,
             )
-            config = self._write_config(redis_server.url, kafka.bootstrap_servers, simulator.port)
+            config = self.config_path = self._write_config(
+                redis_server.url, kafka.bootstrap_servers, simulator.port
+            )
             await children.start(self._child_specs(config))
             self._banner(children)
             await children.wait_ready(timeout_s=60)
@@ -157,7 +173,12 @@ class Demo:
 
     @property
     def records_wanted(self) -> bool:
-        return bool(getattr(self.args, "records", False))
+        return bool(getattr(self.args, "records", False)) or self.report_out is not None
+
+    @property
+    def report_out(self) -> Path | None:
+        out: Path | None = getattr(self.args, "report_out", None)
+        return out
 
     async def _start_tap(self, stack: contextlib.AsyncExitStack, bootstrap: str) -> None:
         """Read every offer's decision latency, as the dispatcher reads the offers."""
@@ -282,6 +303,8 @@ class Demo:
         """Let in-flight events land, judge the run, then stop the processes cleanly."""
         if self.observer is not None:
             await self.observer.finishing(store)
+        if self.report_out is not None:
+            await self._end_every_call(store, pbx)
         queues = {q.name: q for q in self.scenario.queues}
         deadline = time.monotonic() + SETTLE_S
         latency = await self._latency(children)
@@ -295,6 +318,8 @@ class Demo:
             summary["records"] = await records_account(
                 store.redis, self.postgres.dsn(), store.keys.site, list(pbx.ledger.calls)
             )
+        if self.postgres is not None and self.report_out is not None:
+            summary["report_out"] = await self._write_reports(self.report_out, self.postgres.dsn(), pbx)
         exit_codes = await children.stop()
         summary["duration_s"] = round(self.traffic_s, 1)
         summary["simulated_s"] = round(self.traffic_s * self.clock.time_scale, 1)
@@ -302,6 +327,37 @@ class Demo:
         summary["routing_workers"] = self.args.workers
         summary["process_exit_codes"] = exit_codes
         return summary
+
+    async def _end_every_call(self, store: RedisStateStore, pbx: Pbx) -> None:
+        """Hang up every caller still on the line and let the agents' wrap-ups end, so that
+        every call of the run is finished, recorded and in the reports."""
+        for call_id in list(pbx.ledger.calls):
+            pbx.hangup_call(call_id)
+        deadline = (
+            time.monotonic()
+            + SETTLE_S
+            + max(q.wrapup_s for q in self.scenario.queues) / self.clock.time_scale
+        )
+        while time.monotonic() < deadline:
+            agents = (await store.state_summary()).agents
+            if not agents.get("wrap_up") and not agents.get("on_call") and not agents.get("reserved"):
+                return
+            await asyncio.sleep(0.1)
+
+    async def _write_reports(self, out: Path, dsn: str, pbx: Pbx) -> str:
+        calls = pbx.ledger.calls.values()
+        span = (min(c.entered_at for c in calls), max((c.ended_at or c.entered_at) for c in calls))
+        settings = load_settings(self.config_path)
+        reports = await read_run_reports(settings, dsn, span, self.args.report_interval)
+        await asyncio.to_thread(write_run_reports, out, reports)
+        print(table(reports), file=self.out)
+        print(
+            f"acd demo: {len(reports.calls)} calls; reports in {out}/ (calls.csv, intervals_by_queue.csv, "
+            "intervals_by_agent.csv)",
+            file=self.out,
+            flush=True,
+        )
+        return str(out)
 
 
 def _counts(summary: dict[str, Any]) -> tuple[Any, ...]:

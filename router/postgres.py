@@ -160,6 +160,22 @@ async def open_postgres(settings: PostgresSettings, application: str) -> Pool:
             delay = min(delay * 2, 2.0)
 
 
+async def open_postgres_on_demand(settings: PostgresSettings, application: str) -> Pool:
+    """A pool that connects on first use (``min_size=0``), for a process whose main work does
+    not need PostgreSQL (the API, for its reports): it starts and stays ready without it, and
+    each use fails with the project's errors (``postgres_errors``) while PostgreSQL is away."""
+    dsn = settings.require_dsn()
+    with postgres_errors(dsn_target(dsn)):
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=settings.pool_size,
+            timeout=settings.connect_timeout_s,
+            command_timeout=settings.command_timeout_s,
+            server_settings={"application_name": application},
+        )
+
+
 async def close_pool(pool: Pool, timeout_s: float = 5.0) -> None:
     """Close gracefully; terminate what is still busy after ``timeout_s`` (a server gone away)."""
     try:

@@ -53,8 +53,9 @@ async def calls_dsn(postgres_dsn: str) -> str:
 
 @pytest.fixture
 async def api(redis: Redis, redis_server: EmbeddedRedis, calls_dsn: str) -> AsyncIterator[ApiHarness]:
-    acd = {"postgres": {"dsn": calls_dsn}, "qa": {"form": FORM}}
-    async with running_api(redis_server.url, acd=acd, reviewer_token=SecretStr(REVIEWER)) as harness:
+    async with running_api(
+        redis_server.url, postgres_dsn=calls_dsn, acd={"qa": {"form": FORM}}, reviewer_token=SecretStr(REVIEWER)
+    ) as harness:
         yield harness
 
 
@@ -201,10 +202,15 @@ async def test_without_postgresql_the_review_routes_answer_503_and_say_why(
     redis: Redis, redis_server: EmbeddedRedis
 ) -> None:
     async with running_api(redis_server.url, reviewer_token=SecretStr(REVIEWER)) as api:
+        review = {"reviewer": "Jane", "scores": {"overall": 3}}  # the default form's
         for method, path in (("GET", "/api/v1/qa/reviews"), ("POST", "/api/v1/qa/reviews/c-mid")):
-            status, body = await api.call(method, path, token=REVIEWER, body=GOOD if method == "POST" else None)
-            assert status == 503 and body["error"]["code"] == "qa_unavailable"
-            assert "need PostgreSQL" in body["error"]["message"] and "ACD_POSTGRES__DSN" in body["error"]["message"]
+            status, body = await api.call(method, path, token=REVIEWER, body=review if method == "POST" else None)
+            assert status == 503 and body["error"]["code"] == "postgres_not_configured"
+            message = body["error"]["message"]
+            assert "PostgreSQL" in message and "ACD_POSTGRES__DSN_FILE" in message and "acd api" in message
+        # The input is checked first, as for the reports.
+        status, body = await api.call("POST", "/api/v1/qa/reviews/c-mid", token=REVIEWER, body=GOOD)
+        assert status == 400 and "scores.greeting: not a criterion" in body["error"]["message"]
         assert (await api.call("GET", "/api/v1/qa/form", token=REVIEWER))[0] == 200  # configuration only
         assert (await api.call("GET", "/api/v1/queues"))[0] == 200  # the rest is unaffected
 
@@ -217,12 +223,12 @@ async def test_postgresql_down_or_not_set_up_is_a_503_that_says_what_to_do(
         redis_server.url, acd={"postgres": {"dsn": nobody, "connect_timeout_s": 1}}, reviewer_token=SecretStr(REVIEWER)
     ) as api:
         status, body = await api.call("GET", "/api/v1/qa/reviews", token=REVIEWER)
-        assert status == 503 and body["error"]["code"] == "database_unavailable", body
+        assert status == 503 and body["error"]["code"] == "postgres_unavailable", body
         assert (await api.call("GET", "/ready", token=None))[0] == 200  # the API itself is fine
     # A database without the recorder's tables (`acd db upgrade` never ran).
     async with running_api(
         redis_server.url, acd={"postgres": {"dsn": postgres_dsn}}, reviewer_token=SecretStr(REVIEWER)
     ) as api:
         status, body = await api.call("GET", "/api/v1/qa/reviews", token=REVIEWER)
-        assert status == 503 and body["error"]["code"] == "database_refused", body
+        assert status == 503 and body["error"]["code"] == "postgres_unavailable", body
         assert "acd db upgrade" in body["error"]["message"]

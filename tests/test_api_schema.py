@@ -10,8 +10,19 @@ goes through all of its checks: no server error, status code, content type, head
 body (each live event too) as described, invalid input refused, valid input accepted,
 auth enforced. Generation is deterministic, so a failure here fails every run.
 
-A second pass cuts the API off from Redis: every answer must still be one the
-description declares. The live events' `data` (JSON in a string) is checked against
+The reports routes read a real PostgreSQL holding the records of tests/reports_support.py
+(times mixed into the generated ones land on them). The description cannot say that `from`
+must come before `to`, that `agent` goes with `by=agent` or how long a range may be, so a
+well-formed request to those routes may also be refused with 400; tests/test_reports_api.py
+checks the requests that must succeed.
+
+The quality review routes take the reviewer token (every other route the full-access token)
+and read the same database, which also holds a sampled call (c-done, reviews are stored) and
+one that was not sampled (c-offer); the review form is the site's own (FORM), and the
+description the API serves says so.
+
+A second pass cuts the API off from Redis, and runs it without PostgreSQL: every answer
+must still be one the description declares. The live events' `data` (JSON in a string) is checked against
 each kind's `contentSchema` here, since schemathesis does not read inside it.
 """
 
@@ -22,7 +33,7 @@ import contextlib
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +49,10 @@ from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 
 from router.settings import QaForm
+from tests.records_support import call_record, record_calls, sampled_call_record
+from tests.reports_support import write_records
 from workers.api.app import openapi_document
 
-from .records_support import call_record, record_calls, sampled_call_record
 from .test_api_support import (
     SITE,
     TOKEN,
@@ -67,9 +79,14 @@ KNOWN = {
     "agents": ["a1", "a2", "a3"],
     "queues": ["billing", "support"],
     "calls": ["c-wait", "c-offer", "c-done"],
+    # Every `to` is after every `from`, around the reports' records (tests/reports_support.py).
+    "report_from": ["2026-10-25", "2026-10-24T22:00:00Z", "2026-10-25T01:00"],
+    "report_to": ["2026-10-26", "2026-10-25T05:00:00+01:00", "2026-10-25T03:30"],
+    "timezones": ["UTC", "Europe/Berlin", "Asia/Kolkata"],
 }
-# Quality reviews: the reviewer token on their routes, a form of the site's own, and calls in
-# PostgreSQL: c-done sampled (reviews are stored), c-offer recorded but not sampled (409).
+# Well-formed requests that the reports may still refuse (see the module docstring).
+REPORTS_ACCEPT = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+# Quality reviews: the reviewer token on their routes, and a review form of the site's own.
 REVIEWER = "reviewer-token-for-the-schema-test"
 FORM = QaForm.model_validate(
     {"scale": [0, 10], "criteria": [{"name": "greeting", "weight": 1}, {"name": "resolution", "weight": 2.5}]}
@@ -95,6 +112,9 @@ def schemathesis_config(examples: int, token: str = TOKEN) -> schemathesis.Confi
                 "path.queue": {"dictionary": "queues", "probability": 0.6},
                 "query.queue": {"dictionary": "queues", "probability": 0.5},
                 "path.call_id": {"dictionary": "calls", "probability": 0.6},
+                "query.from": {"dictionary": "report_from", "probability": 0.6},
+                "query.to": {"dictionary": "report_to", "probability": 0.6},
+                "query.timezone": {"dictionary": "timezones", "probability": 0.6},
             },
             # A live-update stream never ends: read its first events, then judge them.
             "operations": [
@@ -103,7 +123,11 @@ def schemathesis_config(examples: int, token: str = TOKEN) -> schemathesis.Confi
                     "max-stream-events": 4,
                     "request-timeout": 0.5,
                     "generation": {"max-examples": min(examples, 10)},
-                }
+                },
+                {
+                    "include-path-regex": "^/api/v1/reports/",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": REPORTS_ACCEPT}},
+                },
             ],
         }
     )
@@ -111,12 +135,11 @@ def schemathesis_config(examples: int, token: str = TOKEN) -> schemathesis.Confi
 
 @contextlib.contextmanager
 def api_in_thread(
-    redis_url: str, postgres: EmbeddedPostgres, *, cut_redis: Path | None = None
+    redis_url: str, *, postgres: EmbeddedPostgres | None = None, cut_redis: Path | None = None
 ) -> Iterator[str]:
     """The API (`running_api`) on its own event loop in a thread; yields its base URL.
 
-    Quality reviews read a database of ``postgres`` of their own, dropped at the end.
-
+    ``postgres``: the reports read a fresh database of it, holding the reports' records.
     ``cut_redis``: once the states are written, the API's Redis client is pointed at this
     socket, where nothing listens: every read and write fails as if Redis were down.
     """
@@ -127,22 +150,8 @@ def api_in_thread(
     async def serve() -> None:
         async with Redis.from_url(redis_url) as redis_before:
             await redis_before.flushdb()  # a clean database, like the `redis` fixture's
-        database = f"schema_{uuid.uuid4().hex[:12]}"
-        await postgres.create_database(database)
-        dsn = postgres.dsn(database)
-        calls = [
-            sampled_call_record("c-done", 1_800_000_100.0, site=SITE),
-            call_record("c-offer", site=SITE, qa_sampled=False, qa_reason="", recording=""),
-        ]
-        await record_calls(dsn, calls)
-        acd = {"postgres": {"dsn": dsn}, "qa": {"form": FORM}}
-        try:
-            await _serve_api(acd)
-        finally:
-            await postgres.drop_database(database)
-
-    async def _serve_api(acd: dict[str, Any]) -> None:
-        async with running_api(redis_url, acd=acd, reviewer_token=SecretStr(REVIEWER)) as api:
+        qa = {"reviewer_token": SecretStr(REVIEWER), "acd": {"qa": {"form": FORM}}}
+        async with records_database(postgres) as dsn, running_api(redis_url, postgres_dsn=dsn, **qa) as api:
             await _states(api)
             redis = api.service.redis
             kept = redis.connection_pool
@@ -176,6 +185,26 @@ def api_in_thread(
     assert not thread.is_alive() and not failed, failed
 
 
+@contextlib.asynccontextmanager
+async def records_database(postgres: EmbeddedPostgres | None) -> AsyncIterator[str | None]:
+    """A fresh database with the reports' records as the API's site's, dropped afterwards."""
+    if postgres is None:
+        yield None
+        return
+    name = f"schema_{uuid.uuid4().hex[:12]}"
+    await postgres.create_database(name)
+    try:
+        await write_records(postgres.dsn(name), site=SITE)
+        reviewed = [
+            sampled_call_record("c-done", 1_800_000_100.0, site=SITE),
+            call_record("c-offer", site=SITE, qa_sampled=False, qa_reason="", recording=""),
+        ]
+        await record_calls(postgres.dsn(name), reviewed)
+        yield postgres.dsn(name)
+    finally:
+        await postgres.drop_database(name)
+
+
 async def _states(api: ApiHarness) -> None:
     """Something in every state, so that the views and the live events have content."""
     now = api.clock.now()
@@ -189,21 +218,19 @@ async def _states(api: ApiHarness) -> None:
 
 @pytest.fixture(scope="module")
 def api_base(redis_server: EmbeddedRedis, postgres_server: EmbeddedPostgres) -> Iterator[str]:
-    with api_in_thread(redis_server.url, postgres_server) as base:
+    with api_in_thread(redis_server.url, postgres=postgres_server) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
 def api_base_without_redis(
-    redis_server: EmbeddedRedis, postgres_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    gone = tmp_path_factory.mktemp("gone") / "redis.sock"
-    with api_in_thread(redis_server.url, postgres_server, cut_redis=gone) as base:
+    with api_in_thread(redis_server.url, cut_redis=tmp_path_factory.mktemp("gone") / "redis.sock") as base:
         yield base
 
 
-# The description the API serves: a review's scores as FORM defines them. The review routes
-# take the reviewer token, every other route the full-access token.
+# The description the API serves: a review's scores as FORM defines them.
 DOCUMENT = openapi_document(FORM)
 QA_ROUTES = "^/api/v1/qa/"
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis_config(EXAMPLES)).exclude(

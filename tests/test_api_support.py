@@ -23,7 +23,7 @@ from load_tests.amisim.server import AmiSimulator
 from load_tests.children import ChildProcesses, ChildSpec
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig, ServiceLevelTarget
-from router.settings import AcdSettings, AmiSettings, HttpSettings, RedisSettings
+from router.settings import AcdSettings, AmiSettings, HttpSettings, PostgresSettings, RedisSettings
 from router.store import NO_POSITION, NewCall, RedisStateStore
 from router.store.admin import AdminStore
 from tests.polling import eventually
@@ -94,9 +94,10 @@ def api_settings(**overrides: Any) -> ApiSettings:
 
 @contextlib.asynccontextmanager
 async def running_api(
-    redis_url: str, *, acd: dict[str, Any] | None = None, **overrides: Any
+    redis_url: str, *, postgres_dsn: str | None = None, acd: dict[str, Any] | None = None, **overrides: Any
 ) -> AsyncIterator[ApiHarness]:
-    """``overrides``: the api section's fields; ``acd``: other sections' (timezone, postgres, qa)."""
+    """The API on ``redis_url``; with ``postgres_dsn``, its reports and reviews read that database.
+    ``overrides``: the api section's fields; ``acd``: other sections' (timezone, qa, postgres)."""
     clock = ScaledClock()
     pbx = Pbx(clock, seed=7)
     for agent in AGENTS:
@@ -118,7 +119,7 @@ async def running_api(
         ),
         redis=RedisSettings(url=redis_url),
         http=HttpSettings(port=0),
-        **(acd or {}),
+        **({"postgres": PostgresSettings(dsn=postgres_dsn, startup_timeout_s=1)} | (acd or {})),
     )
     redis = Redis.from_url(redis_url, decode_responses=True)
     store, admin = RedisStateStore(redis, SITE), AdminStore(redis, SITE)

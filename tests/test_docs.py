@@ -18,6 +18,7 @@ from load_tests.scenario import parse_scenario
 from router import settings_reference
 from router.errors import AcdError
 from router.settings import AcdSettings
+from workers.reports.report import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -101,3 +102,12 @@ def test_metrics_md_lists_every_alert() -> None:
     alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     documented = set(re.findall(r"^\| `(Acd[A-Za-z]+)` \|", METRICS_DOC.read_text(), flags=re.MULTILINE))
     assert alerts == documented
+
+
+def test_reports_md_lists_the_report_columns_in_their_order() -> None:
+    """Other people's scripts read the CSV by these names (docs/reports.md, Columns)."""
+    section = (ROOT / "docs" / "reports.md").read_text().split("\n## Columns", 1)[1].split("\n## ", 1)[0]
+    tables = re.findall(r"((?:^\| `[a-z_]+` \|.*\n)+)", section, flags=re.MULTILINE)
+    documented = [re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE) for table in tables]
+    assert documented == [list(COLUMNS["queue"]), list(COLUMNS["agent"])]
+    assert COLUMNS["site"] == tuple("site" if name == "queue" else name for name in COLUMNS["queue"])

@@ -60,7 +60,8 @@ def test_the_product_installs_and_its_commands_run(product_venv: Path, tmp_path:
     help_ = run([acd, "--help"], cwd=tmp_path)
     assert help_.returncode == 0, help_.stderr
     out = " ".join(help_.stdout.split())
-    for command in ("ingest", "route", "dispatch", "collect", "record", "db", "api", "check-config", "staffing"):
+    commands = ("ingest", "route", "dispatch", "collect", "record", "db", "report", "api", "check-config", "staffing")
+    for command in commands:
         assert f" {command} " in out
     assert "demo (the lab is not installed)" in out
     checked = run([acd, "check-config", "--config", ROOT / "config" / "acd.example.yaml"], cwd=tmp_path)
@@ -77,6 +78,16 @@ def test_the_recorder_and_its_migrations_are_installed(product_venv: Path, tmp_p
     )
     assert head.returncode == 0 and head.stdout.strip() == "0003", head.stderr
     no_dsn = run([product_venv / "bin" / "acd", "db", "upgrade"], cwd=tmp_path)
+    assert no_dsn.returncode == 2 and "no PostgreSQL DSN: set ACD_POSTGRES__DSN" in no_dsn.stderr, no_dsn.stderr
+
+
+def test_reports_read_their_time_zones_without_the_lab(product_venv: Path, tmp_path: Path) -> None:
+    """`acd report` checks its input (time zones from the installed tzdata) before it needs a DSN."""
+    config = ROOT / "config" / "acd.example.yaml"
+    args = ["report", "--config", config, "--from", "2026-10-25", "--to", "2026-10-26"]
+    wrong = run([product_venv / "bin" / "acd", *args, "--timezone", "Europe/Berln"], cwd=tmp_path)
+    assert wrong.returncode == 2 and "--timezone 'Europe/Berln': not a known time zone" in wrong.stderr
+    no_dsn = run([product_venv / "bin" / "acd", *args, "--timezone", "Pacific/Chatham"], cwd=tmp_path)
     assert no_dsn.returncode == 2 and "no PostgreSQL DSN: set ACD_POSTGRES__DSN" in no_dsn.stderr, no_dsn.stderr
 
 

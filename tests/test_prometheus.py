@@ -109,6 +109,18 @@ def panel_targets(dashboard: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
     return found
 
 
+def prometheus_dashboards() -> list[tuple[Path, dict[str, Any]]]:
+    """The dashboards on a Prometheus data source (the reports dashboard queries PostgreSQL:
+    tests/test_grafana_reports.py)."""
+    found = []
+    for path in sorted(GRAFANA_DIR.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        kinds = {v["query"] for v in dashboard["templating"]["list"] if v["type"] == "datasource"}
+        if kinds == {"prometheus"}:
+            found.append((path, dashboard))
+    return found
+
+
 def rule_expressions() -> list[tuple[str, str]]:
     """(name, expr) of every recording and alerting rule shipped."""
     found = []
@@ -254,8 +266,8 @@ class Observer:
     async def _evaluate_panels(self, at: float) -> dict[str, tuple[str, list[dict[str, Any]]]]:
         """(legend, result) per panel target."""
         results = {}
-        for path in sorted(GRAFANA_DIR.glob("*.json")):
-            for title, target in panel_targets(json.loads(path.read_text())):
+        for path, dashboard in prometheus_dashboards():
+            for title, target in panel_targets(dashboard):
                 key = f"{path.name}: {title} [{target['refId']}]"
                 result = await self.prometheus.query(substitute(target["expr"]), at)
                 results[key] = (target.get("legendFormat", ""), result)

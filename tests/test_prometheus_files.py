@@ -1,6 +1,7 @@
 """The shipped Prometheus and Grafana files, statically: promtool accepts the rules and
 the scrape config; the dashboards import into any Grafana (a data-source variable, no
-fixed data source) and every alert says what it is about."""
+fixed data source) and every alert says what it is about. The reports dashboard queries
+PostgreSQL, not Prometheus (tests/test_grafana_reports.py runs its SQL)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
+# Data-source type -> what each panel target holds.
+QUERY_FIELD = {"prometheus": "expr", "grafana-postgresql-datasource": "rawSql"}
 ALERTS = {
     "AcdServiceLevelBelowTarget",
     "AcdOldestWaitHigh",
@@ -68,19 +71,21 @@ def test_dashboards_import_into_any_grafana(path: Path) -> None:
     dashboard = json.loads(path.read_text())
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
-    assert variables["datasource"]["query"] == "prometheus"
+    kind = variables["datasource"]["query"]
+    assert kind in QUERY_FIELD
     assert dashboard["uid"] and dashboard["title"]
     ids = [panel["id"] for panel in panels(dashboard)]
     assert len(ids) == len(set(ids))
     queried = [panel for panel in panels(dashboard) if panel["type"] != "row"]
     assert queried
     for panel in queried:
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["datasource"] == {"type": kind, "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], panel["title"]
         refs = [target["refId"] for target in panel["targets"]]
         assert len(refs) == len(set(refs)), panel["title"]
         for target in panel["targets"]:
-            assert target["expr"].strip() and target["datasource"]["uid"] == "${datasource}", panel["title"]
+            query = target[QUERY_FIELD[kind]]
+            assert query.strip() and target["datasource"] == panel["datasource"], panel["title"]
 
 
 def test_the_wallboard_repeats_a_row_per_queue() -> None:

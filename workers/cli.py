@@ -8,6 +8,9 @@
     acd api      --config FILE     agent and supervisor API, live updates, wallboard
     acd record   --config FILE     call and agent-state records from Kafka into PostgreSQL
     acd db upgrade|current --config FILE   the recorder's schema (Alembic migrations)
+    acd report   --config FILE --from ISO --to ISO [--interval 15m|30m|1h|1d] [--by queue|agent|site]
+                 [--format table|csv|json] [--timezone TZ] [--queue NAME] [--agent ID]
+                                   interval reports from the records in PostgreSQL (docs/reports.md)
     acd check-config --config FILE validate a configuration file (e.g. before a reload)
 
 With the lab installed (`pip install 'acd-router[lab]'`, load_tests/cli.py), through the
@@ -105,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="agent and supervisor API, live updates and wallboard")
     api.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")
     add_db_arguments(commands.add_parser("db", help="the recorder's PostgreSQL schema: upgrade, current"))
+    from workers.reports.cli import add_report_arguments
+
+    add_report_arguments(
+        commands.add_parser("report", help="interval reports (service level, ASA, AHT, agents) from PostgreSQL")
+    )
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", type=Path, required=True, help="YAML configuration file to check")
     return parser
@@ -135,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from workers.records.migrate import run_db_command
 
             return run_db_command(args)
+        if args.command == "report":
+            from workers.reports.cli import run_report_command
+
+            return run_report_command(args)
         if args.command == "check-config":
             return _check_config(args.config)
         if args.command == "api":

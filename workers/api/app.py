@@ -23,6 +23,7 @@ from workers.api.errors import error_middleware
 from workers.api.handlers import ApiContext, Handlers
 from workers.api.metrics import ApiMetrics
 from workers.api.qa import QaHandlers, scores_schema
+from workers.api.reports import ReportHandlers
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -56,6 +57,7 @@ def build_app(
     """All routes of the API process on one application."""
     handlers = Handlers(context)
     qa = qa or QaHandlers(QaForm(), None)
+    reports = ReportHandlers(context.reports)
     middlewares = [error_middleware, auth.middleware()]
     if metrics is not None:
         middlewares.insert(0, metrics.middleware())  # outermost: counts the final status
@@ -84,6 +86,8 @@ def build_app(
     add.add_get("/api/v1/calls/{call_id}", handlers.get_call)
     add.add_get("/api/v1/calls/{call_id}/decision", handlers.get_decision)
     add.add_get("/api/v1/wallboard", handlers.wallboard)
+    add.add_get("/api/v1/reports/intervals", reports.intervals)
+    add.add_get("/api/v1/reports/calls", reports.calls)
     add.add_get("/api/v1/events", handlers.events)
 
     # Quality reviews (reviewer token only: workers/api/auth.py).

@@ -16,7 +16,13 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from router.errors import AmiActionError, AmiConnectionError, RedisUnavailableError
+from router.errors import (
+    AmiActionError,
+    AmiConnectionError,
+    DatabaseRefusedError,
+    DatabaseUnavailableError,
+    RedisUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +144,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (RedisUnavailableError, RedisError) as exc:  # the stores' error, or a command Redis refused
         logger.warning("Redis unavailable for %s %s: %s", request.method, request.path, exc)
         return ApiError(503, "redis_unavailable", f"the state store (Redis) is unavailable: {exc}").response()
+    except (DatabaseUnavailableError, DatabaseRefusedError) as exc:  # the reports' PostgreSQL
+        logger.warning("PostgreSQL unavailable for %s %s: %s", request.method, request.path, exc)
+        return ApiError(
+            503, "postgres_unavailable", f"the records database (PostgreSQL) cannot answer: {exc}"
+        ).response()
     except Exception:
         logger.exception("unexpected error in %s %s", request.method, request.path)
         return ApiError(500, "internal_error", "unexpected error; see the API's log").response()

@@ -23,6 +23,7 @@ from router.errors import AmiActionError, AmiConnectionError
 from router.store.admin import AdminStore, AgentView
 from workers.api.errors import ApiError, ami_error, read_body, unknown_agent
 from workers.api.live import TOPICS, LiveFeed
+from workers.api.reports import ReportsContext
 from workers.api.roster import Roster
 from workers.api.settings import REASON_PATTERN, ApiSettings
 from workers.api.views import AGENT_ACTIVITIES, Views
@@ -83,6 +84,7 @@ class ApiContext:
     feed: LiveFeed
     clock: Clock
     stop: asyncio.Event
+    reports: ReportsContext
 
 
 def _accepted(agent_id: str, action: str, sent: str, **extra: Any) -> web.Response:

@@ -16,14 +16,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from router.clock import Clock
 from router.errors import AcdError
-from router.postgres import Pool, close_pool, dsn_target, postgres_errors
+from router.postgres import Pool, close_pool, dsn_target, open_postgres_on_demand
 from router.settings import AcdSettings, load_settings
 from router.store import RedisSummaryStore
 from router.store.admin import AdminStore
@@ -33,11 +32,14 @@ from workers.api.handlers import ApiContext
 from workers.api.live import LiveFeed
 from workers.api.metrics import ApiMetrics
 from workers.api.qa import QaHandlers
+from workers.api.reports import ReportsContext
 from workers.api.reviews import PostgresReviewStore
 from workers.api.roster import Roster, RosterGateway
 from workers.api.settings import ApiSettings
 from workers.api.views import Views
 from workers.lifecycle import Component, ProcessContext, run_process, serve
+from workers.reports.request import ReportScope
+from workers.reports.service import ReportService
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class ApiService:
         gateway: RosterGateway,
         registry: CollectorRegistry,
         redis_ready: Callable[[], bool] = lambda: True,
+        postgres: Pool | None = None,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -70,6 +73,13 @@ class ApiService:
         self.feed = LiveFeed(self.views, api.push_interval_s)
         self.metrics = ApiMetrics(registry)
         self.metrics.track(lambda: self.feed.subscriber_count, lambda: gateway.connected)
+        self.reports = ReportsContext(ReportScope.from_settings(settings))
+        reviews = None
+        if postgres is not None:
+            where = dsn_target(settings.postgres.require_dsn())
+            self.reports.service = ReportService(postgres, where, self.reports.scope)
+            reviews = PostgresReviewStore(postgres, where, settings.site)
+        self.qa = QaHandlers(settings.qa.form, reviews)
         context = ApiContext(
             settings=api,
             views=self.views,
@@ -78,12 +88,11 @@ class ApiService:
             feed=self.feed,
             clock=clock,
             stop=self.stop_event,
+            reports=self.reports,
         )
         auth = TokenAuth(
             api.require_token(), api.read_token, public_reads=api.public_reads, reviewer_token=api.reviewer_token
         )
-        self.pool: Pool | None = None
-        self.qa = QaHandlers(settings.qa.form, None)
         self.app = build_app(context, auth, self.readiness, self.metrics, self.qa)
         self.redis_ready = redis_ready
         self.port = api.port
@@ -96,7 +105,6 @@ class ApiService:
         # Like a routing worker at start-up: every configured agent has a profile (skills
         # edited through the API are kept), so the API works before any worker has run.
         await self.admin.apply_profiles(self.settings.agents, self.clock.now(), force=False)
-        await self._open_reviews()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=REQUEST_GRACE_S)
         self.port = await serve(self._runner, self.api.host, self.api.port, key="api")
         logger.info(
@@ -107,29 +115,6 @@ class ApiService:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-        if self.pool is not None:
-            pool, self.pool = self.pool, None
-            await close_pool(pool)
-
-    async def _open_reviews(self) -> None:
-        """Quality reviews' PostgreSQL, when a DSN is configured. Connections are made when a
-        review route needs one: the API serves everything else while PostgreSQL is down."""
-        postgres = self.settings.postgres
-        if postgres.dsn is None or not postgres.dsn.get_secret_value():
-            logger.info("no PostgreSQL DSN: the quality review routes answer 503")
-            return
-        dsn = postgres.require_dsn()
-        where = dsn_target(dsn)
-        with postgres_errors(where):  # a DSN asyncpg cannot use is a configuration error
-            self.pool = await asyncpg.create_pool(
-                dsn,
-                min_size=0,
-                max_size=postgres.pool_size,
-                timeout=postgres.connect_timeout_s,
-                command_timeout=postgres.command_timeout_s,
-                server_settings={"application_name": "acd api"},
-            )
-        self.qa.reviews = PostgresReviewStore(self.pool, where, self.settings.site)
 
     async def apply_config(self, fresh: AcdSettings) -> None:
         """A reload's queues (the service-level targets shown) and new agents.
@@ -138,6 +123,9 @@ class ApiService:
         own the agent profiles).
         """
         self.views.queues = fresh.queue_map()
+        self.reports.scope = ReportScope.from_settings(fresh)
+        if self.reports.service is not None:
+            self.reports.service.configure(self.reports.scope)
         try:
             await self.admin.apply_profiles(fresh.agents, self.clock.now(), force=False)
         except AcdError as exc:
@@ -182,13 +170,28 @@ async def run_api(
         gateway = RosterGateway(settings.ami, events=False)
         ctx.stack.push_async_callback(gateway.close)
         ctx.link("ami", lambda: gateway.ready)
-        service = ApiService(settings, api, ctx.clock, redis, gateway, ctx.registry, ctx.probe("redis"))
+        postgres = await reports_pool(ctx)
+        service = ApiService(
+            settings, api, ctx.clock, redis, gateway, ctx.registry, ctx.probe("redis"), postgres
+        )
         await ctx.open(service.start, service.stop)
         if started is not None:
             started.set_result(service)
         return service.component()
 
     await run_process("api", settings, clock, stop, open_api, reload=reload, config_path=config_path)
+
+
+async def reports_pool(ctx: ProcessContext) -> Pool | None:
+    """With a ``postgres`` DSN, a pool for the reports that connects on first use: the API
+    starts, and stays ready, whether PostgreSQL answers or not (its other routes do not need
+    it); without one, None, and the reports routes answer 503."""
+    dsn = ctx.settings.postgres.dsn
+    if dsn is None or not dsn.get_secret_value():
+        return None
+    pool = await open_postgres_on_demand(ctx.settings.postgres, "acd api")
+    ctx.stack.push_async_callback(close_pool, pool)
+    return pool
 
 
 def load_api_process_settings(config: Path | None) -> tuple[AcdSettings, ApiSettings]:

@@ -2,22 +2,23 @@
 calls pending review or reviewed, and a review's scores checked against the form.
 
 The reviewer token alone opens these routes (workers/api/auth.py). Sampled calls and
-reviews live in PostgreSQL (workers/api/reviews.py): without a configured DSN the routes
-that need it answer 503 and say so; the form is configuration and needs none.
+reviews live in PostgreSQL (workers/api/reviews.py), on the API's pool that the reports
+share. As for the reports, the input is checked first (400, 404), then, without a
+``postgres`` DSN, 503 ``postgres_not_configured``; with PostgreSQL away or without its
+tables, 503 ``postgres_unavailable`` (the error middleware). The form is configuration and
+needs no database.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field
 
-from router.errors import DatabaseRefusedError, DatabaseUnavailableError
 from router.settings import QaForm
 from workers.api.errors import ApiError, read_body
 from workers.api.handlers import Body
@@ -139,9 +140,10 @@ class QaHandlers:
         if self.reviews is None:
             raise ApiError(
                 503,
-                "qa_unavailable",
-                "quality reviews need PostgreSQL, where `acd record` keeps the sampled calls: set "
-                "ACD_POSTGRES__DSN or ACD_POSTGRES__DSN_FILE (postgres.dsn_file) for acd api",
+                "postgres_not_configured",
+                "quality reviews read the sampled calls `acd record` keeps in PostgreSQL, and this API "
+                "has no postgres DSN: set ACD_POSTGRES__DSN_FILE (or ACD_POSTGRES__DSN) for `acd api` "
+                "and restart it",
             )
         return self.reviews
 
@@ -151,8 +153,7 @@ class QaHandlers:
     async def list_reviews(self, request: web.Request) -> web.Response:
         status, agent_id, queue, limit = self._list_query(request.query)
         store = self._store()
-        with _database():
-            calls = await store.sampled_calls(status, agent_id=agent_id, queue=queue, limit=limit)
+        calls = await store.sampled_calls(status, agent_id=agent_id, queue=queue, limit=limit)
         return web.json_response({"status": status, "count": len(calls), "calls": calls})
 
     def _list_query(self, query: Mapping[str, str]) -> tuple[Status, str | None, str | None, int]:
@@ -173,18 +174,17 @@ class QaHandlers:
 
     async def post_review(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]
-        store = self._store()
         body = await read_body(request, ReviewBody)
         scores, total = check_scores(self.form, body.scores)
+        store = self._store()
         if not _usable(call_id):
             raise _unknown_call(call_id)
-        with _database():
-            sampled = await store.sampled(call_id)
-            if sampled is None:
-                raise _unknown_call(call_id)
-            if not sampled:
-                raise ApiError(409, "not_sampled", f"call {call_id!r} was not sampled for quality review")
-            review = await store.add(call_id, body.reviewer, scores, total, body.comments)
+        sampled = await store.sampled(call_id)
+        if sampled is None:
+            raise _unknown_call(call_id)
+        if not sampled:
+            raise ApiError(409, "not_sampled", f"call {call_id!r} was not sampled for quality review")
+        review = await store.add(call_id, body.reviewer, scores, total, body.comments)
         if review is None:
             raise _unknown_call(call_id)
         logger.info("call %s reviewed by %s: %s", call_id, body.reviewer, total, extra={"call_id": call_id})
@@ -198,16 +198,3 @@ def _unknown_call(call_id: str) -> ApiError:
         f"no recorded call {call_id!r}: the recorder (acd record) writes a call once it has ended "
         "(GET /api/v1/qa/reviews lists the sampled ones)",
     )
-
-
-@contextlib.contextmanager
-def _database() -> Iterator[None]:
-    """PostgreSQL's failures as answers: unreachable, or refusing (tables missing, grants)."""
-    try:
-        yield
-    except DatabaseUnavailableError as exc:
-        raise ApiError(
-            503, "database_unavailable", f"{exc}; try again shortly", headers={"Retry-After": "5"}
-        ) from None
-    except DatabaseRefusedError as exc:
-        raise ApiError(503, "database_refused", str(exc)) from None
