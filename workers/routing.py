@@ -156,7 +156,7 @@ class RoutingWorker:
         guardian = TopicGuardian(self.settings.kafka, self.topics.all())
         return Component(
             draining=[self._writing(self.consume), self._writing(self.timers), self.relay_records],
-            background=[self.report_lag, lambda stop: guardian.run()],
+            background=[self.report_lag, lambda stop: guardian.run(), self.relay.watch_broker],
             reload=self.apply_config,
         )
 
