@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 AMI_USER = "acd-router"
 AMI_READ = frozenset({"system", "call", "agent", "user"})
-AMI_WRITE = frozenset({"call", "reporting", "agent"})  # as deploy/asterisk/manager.conf
+AMI_WRITE = frozenset({"call", "reporting", "agent", "system"})  # as deploy/asterisk/manager.conf
 SETTLE_S = 5.0
 DEFAULT_METRICS_PORT = 9400
 # Prometheus counters summed over all processes at the end, next to the Redis statistics.

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from load_tests.benchmark import site
 from load_tests.embedded import EmbeddedRedis
 from router.clock import ScaledClock
-from router.commands import OfferCommand, OverflowCommand, PauseCommand
+from router.commands import OfferCommand, OverflowCommand, PauseCommand, RecordCommand
 from router.context import RoutingContext
 from router.engine import RoutingEngine
 from router.events import AgentAnswered, AgentPresenceChanged, CallerHungUp, CallQueued
@@ -44,6 +44,9 @@ class _Sink:
         return None
 
     async def overflow(self, command: OverflowCommand) -> None:
+        return None
+
+    async def record(self, command: RecordCommand) -> None:
         return None
 
 

@@ -10,7 +10,14 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from router.envelope import DISPATCH_OUTCOME, ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, Envelope
+from router.envelope import (
+    DISPATCH_OUTCOME,
+    ROUTING_OFFER,
+    ROUTING_OVERFLOW,
+    ROUTING_PAUSE,
+    ROUTING_RECORD,
+    Envelope,
+)
 from router.errors import MalformedEventError
 from router.events import OfferFailed
 
@@ -53,6 +60,19 @@ class OverflowCommand:
     decided_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RecordCommand:
+    """Record a call sampled for quality review: MixMonitor on the caller's ``channel``,
+    both directions mixed into ``file`` in Asterisk's monitor directory."""
+
+    call_id: str
+    channel: str
+    file: str
+    agent_id: str
+    queue: str
+    decided_at: float
+
+
 class CommandSink(Protocol):
     """Where routing commands go (Kafka in production, a list in unit tests)."""
 
@@ -61,6 +81,8 @@ class CommandSink(Protocol):
     async def pause(self, command: PauseCommand) -> None: ...
 
     async def overflow(self, command: OverflowCommand) -> None: ...
+
+    async def record(self, command: RecordCommand) -> None: ...
 
 
 def offer_envelope(command: OfferCommand, source: str, *, decision_ms: float | None = None) -> Envelope:
@@ -107,6 +129,20 @@ def overflow_envelope(command: OverflowCommand, source: str) -> Envelope:
     )
 
 
+def record_envelope(command: RecordCommand, source: str) -> Envelope:
+    """Keyed by the call, so it follows the call's offer on the same partition."""
+    data = asdict(command)
+    data.pop("decided_at")
+    return Envelope(
+        type=ROUTING_RECORD,
+        id=uuid.uuid4().hex,
+        source=source,
+        ts=command.decided_at,
+        key=f"call:{command.call_id}",
+        data=data,
+    )
+
+
 def _fields(envelope: Envelope, names: tuple[str, ...]) -> dict[str, str]:
     values = {}
     for name in names:
@@ -131,6 +167,11 @@ def parse_pause(envelope: Envelope) -> PauseCommand:
 def parse_overflow(envelope: Envelope) -> OverflowCommand:
     names = ("call_id", "channel", "queue", "context", "exten", "priority")
     return OverflowCommand(**_fields(envelope, names), decided_at=envelope.ts)
+
+
+def parse_record(envelope: Envelope) -> RecordCommand:
+    names = ("call_id", "channel", "file", "agent_id", "queue")
+    return RecordCommand(**_fields(envelope, names), decided_at=envelope.ts)
 
 
 def failure_envelope(

@@ -20,3 +20,5 @@ class RoutingContext:
     clock: Clock
     sink: CommandSink
     metrics: RoutingMetrics
+    # Quality sampling's seed (settings.qa.seed_for(site)): the same seed draws the same calls.
+    qa_seed: str = ""

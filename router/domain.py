@@ -159,6 +159,25 @@ class QueueStaffing(Frozen):
     patience_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
+class QaPolicy(Frozen):
+    """Which answered calls of a queue are sampled for quality review (docs/quality.md)."""
+
+    sample_share: float = Field(
+        default=0.0, ge=0, le=1, description="share of answered calls sampled at random (0.05 = 5 %)"
+    )
+    min_per_agent_per_day: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="each agent's answers are sampled until it has this many samples that day (site timezone)",
+    )
+    record: bool = Field(default=False, description="record sampled calls (AMI MixMonitor on the caller's channel)")
+
+    @property
+    def samples(self) -> bool:
+        return self.sample_share > 0 or self.min_per_agent_per_day > 0
+
+
 class QueueConfig(Frozen):
     """A queue: who may answer its calls, in what order, and its service target."""
 
@@ -171,6 +190,7 @@ class QueueConfig(Frozen):
     wrapup_s: float = Field(default=0.0, ge=0)
     overflow: Overflow | None = None
     staffing: QueueStaffing = QueueStaffing()
+    qa: QaPolicy | None = Field(default=None, description="optional: quality sampling of answered calls")
 
     @model_validator(mode="after")
     def _relax_in_order(self) -> Self:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from router.clock import Clock
-from router.commands import CommandSink, PauseCommand
+from router.commands import CommandSink, PauseCommand, RecordCommand
 from router.context import RoutingContext
 from router.domain import AgentConfig, QueueConfig, Requirements, WaitingCall
 from router.events import (
@@ -39,7 +39,7 @@ from router.overflow import Overflows, first_due
 from router.policy import requirements_in_force
 from router.settings import RoutingSettings
 from router.store.params import NewCall, Position, ResyncGap
-from router.store.replies import ClosedCall, Declined, TransferStep
+from router.store.replies import Answered, ClosedCall, Declined, TransferStep
 from router.store.routing import RedisRoutingStore
 from router.store.timers import RedisTimerStore
 
@@ -191,6 +191,7 @@ class RoutingEngine:
             caller_number=event.caller_number,
             caller_name=event.caller_name,
             requirements_in_force=requirements,
+            qa=queue.qa,
         )
 
     async def _on_agent_rang(self, event: AgentRang, pos: Position, started: float) -> None:
@@ -202,7 +203,9 @@ class RoutingEngine:
         agent_id = await self._agent_for_device(event.device)
         if agent_id is None:
             return
-        answered = await self.store.agent_answered(event.call_id, agent_id, event.at, pos)
+        answered = await self.store.agent_answered(
+            event.call_id, agent_id, event.at, pos, qa_seed=self.context.qa_seed
+        )
         if answered.status == "answered":
             self.metrics.answered.labels(answered.queue).inc()
             self.metrics.answer_wait.labels(answered.queue).observe(answered.waited_s)
@@ -213,9 +216,27 @@ class RoutingEngine:
                 answered.waited_s,
                 extra=ids(event.call_id, agent_id),
             )
+            if answered.sampled:
+                await self._sampled(event.call_id, agent_id, answered)
         # An agent with spare capacity (chat-style) may take another call right away.
         if answered.status != "answered" or answered.spare_capacity:
             await self.matcher.match_agent(agent_id, started)
+
+    async def _sampled(self, call_id: str, agent_id: str, answered: Answered) -> None:
+        """A call chosen for quality review: counted, and recorded if its queue records."""
+        self.metrics.qa_sampled.labels(answered.queue, answered.qa_reason).inc()
+        logger.info(
+            "call %s sampled for quality review (%s), recording: %s",
+            call_id,
+            answered.qa_reason,
+            answered.recording or "none",
+            extra=ids(call_id, agent_id),
+        )
+        if answered.record_now and answered.channel:
+            command = RecordCommand(
+                call_id, answered.channel, answered.recording, agent_id, answered.queue, self.clock.now()
+            )
+            await self.sink.record(command)
 
     async def _on_agent_declined(self, event: AgentDeclined, pos: Position, started: float) -> None:
         agent_id = await self._agent_for_device(event.device)

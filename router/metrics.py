@@ -105,6 +105,13 @@ class RoutingMetrics:
         self.answered = Counter(
             "acd_calls_answered_total", "Calls answered by an agent", ["queue"], registry=registry
         )
+        self.qa_sampled = Counter(
+            "acd_qa_sampled_total",
+            "Answered calls sampled for quality review, by type: random (the call's draw) or minimum "
+            "(its agent's daily minimum topped up)",
+            ["queue", "type"],
+            registry=registry,
+        )
         self.abandoned = Counter(
             "acd_calls_abandoned_total", "Callers who hung up while queued", ["queue"], registry=registry
         )
@@ -240,6 +247,14 @@ class IngestMetrics:
     """The AMI link and what it delivered to Kafka."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.recordings = Counter(
+            "acd_dispatch_recordings_total",
+            "Recordings of sampled calls asked of Asterisk (MixMonitor), by result: started, "
+            "channel_gone, permission_denied, not_available (app_mixmonitor not loaded), refused, "
+            "unconfirmed (AMI link lost), skipped (a redelivered command, or the call already over)",
+            ["result"],
+            registry=registry,
+        )
         self.connected = Gauge("acd_ami_connected", "1 while logged in to AMI", registry=registry)
         self.reconnects = Counter(
             "acd_ami_reconnects_total", "AMI connections re-established after a loss", registry=registry
@@ -271,6 +286,14 @@ class DispatchMetrics:
         self.stale = Counter(
             "acd_dispatch_stale_commands_total",
             "Commands skipped because their offer was withdrawn meanwhile",
+            registry=registry,
+        )
+        self.recordings = Counter(
+            "acd_dispatch_recordings_total",
+            "Recordings of sampled calls asked of Asterisk (MixMonitor), by result: started, "
+            "channel_gone, permission_denied, not_available (app_mixmonitor not loaded), refused, "
+            "unconfirmed (AMI link lost), skipped (a redelivered command, or the call already over)",
+            ["result"],
             registry=registry,
         )
         self.connected = Gauge("acd_ami_connected", "1 while logged in to AMI", registry=registry)

@@ -114,6 +114,7 @@ class Overflows:
             relax_due=None if next_relax is None else now + next_relax,
             overflow_due=first_due(queue, now),
             requirements_in_force=queue.requirements_at(0.0),
+            qa=queue.qa,
         )
 
     async def _send_out(

@@ -66,6 +66,9 @@ class CallRecord:
     # it was in (wait_s counts from there).
     segment: int = 1
     queue_entered_at: float | None = None
+    # Why the call was sampled for review: 'random' (its draw), 'minimum' (its agent's daily
+    # minimum topped up), '' not sampled (docs/quality.md).
+    qa_reason: str = ""
 
     @property
     def key(self) -> str:
@@ -118,7 +121,8 @@ def record_from_outbox(site: str, entry_id: str, fields: Mapping[str, str]) -> R
     values = {name: value for name, value in fields.items() if name != "t"}
     values |= {"record_id": f"{site}:{entry_id}", "site": site}
     if kind == CALL:
-        values |= {"recording": "", "qa_sampled": "0"}
+        # Entries appended before quality sampling existed have no such fields.
+        values = {"recording": "", "qa_sampled": "0"} | values
         return _build(CallRecord, values, _from_text, "outbox entry " + entry_id)
     if kind == AGENT_STATE:
         start, end = _number(values.get("start", "")), _number(values.get("end", ""))

@@ -217,6 +217,9 @@ class ApiSettings(Frozen):
     # Read-only access (views, live updates): wallboards. Optional.
     read_token: SecretStr | None = None
     read_token_file: Path | None = None
+    # Quality reviews only (/api/v1/qa/...): the reviewers' tool. Optional.
+    reviewer_token: SecretStr | None = None
+    reviewer_token_file: Path | None = None
     public_reads: bool = Field(default=False, description="serve the read endpoints without a token")
     # Kept for configurations written before ami.roster_queue; both name the same queue.
     roster_queue: str = Field(default="acd-agents", pattern=QUEUE_NAME_PATTERN)
@@ -228,7 +231,11 @@ class ApiSettings(Frozen):
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Self:
-        for field, file_field in (("token", "token_file"), ("read_token", "read_token_file")):
+        for field, file_field in (
+            ("token", "token_file"),
+            ("read_token", "read_token_file"),
+            ("reviewer_token", "reviewer_token_file"),
+        ):
             from_file = _read_secret_file(getattr(self, file_field), f"api.{file_field}")
             if from_file is not None:
                 if not from_file.get_secret_value():
@@ -241,6 +248,8 @@ class ApiSettings(Frozen):
                 )
         if self.token is not None and self.read_token is not None and self.token == self.read_token:
             raise ValueError("api.read_token must differ from api.token")
+        if self.reviewer_token is not None and self.reviewer_token in (self.token, self.read_token):
+            raise ValueError("api.reviewer_token must differ from api.token and api.read_token")
         return self
 
     @property
@@ -255,6 +264,67 @@ class ApiSettings(Frozen):
                 "ACD_API__TOKEN_FILE (a file holding the token); clients send 'Authorization: Bearer <token>'"
             )
         return self.token
+
+
+QA_CRITERION_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class QaCriterion(Frozen):
+    """One line of the quality review form."""
+
+    name: str = Field(
+        pattern=QA_CRITERION_PATTERN, description="the score's key in a review (`scores.<name>`)"
+    )
+    weight: float = Field(default=1.0, gt=0, le=1000, description="its weight in the review's total")
+    description: str = Field(
+        default="", max_length=500, description="what the reviewer judges (shown by `GET /api/v1/qa/form`)"
+    )
+
+
+class QaForm(Frozen):
+    """The score form reviewers fill in for a sampled call (docs/quality.md)."""
+
+    scale: tuple[int, int] = Field(
+        default=(1, 5), description="lowest and highest score of every criterion, whole numbers"
+    )
+    criteria: tuple[QaCriterion, ...] = Field(
+        default=(QaCriterion(name="overall"),), min_length=1, max_length=100, description="what is scored"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        low, high = self.scale
+        if low >= high:
+            raise ValueError(f"qa.form.scale {list(self.scale)}: the lowest score must be below the highest")
+        names = [criterion.name for criterion in self.criteria]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"qa.form.criteria: names must be unique; given more than once: {twice}")
+        return self
+
+
+class QaSettings(Frozen):
+    """Quality sampling's seed and the review form (queues say what they sample: `queues[].qa`)."""
+
+    seed: SecretStr | None = Field(
+        default=None,
+        description="seed of the sampling draw (default: the site name); keep it secret so that "
+        "nobody can tell from a call id whether the call will be sampled",
+    )
+    seed_file: Path | None = Field(default=None, description="a file holding the seed (read at start-up)")
+    form: QaForm = QaForm()
+
+    @model_validator(mode="after")
+    def _seed_from_file(self) -> Self:
+        from_file = _read_secret_file(self.seed_file, "qa.seed_file")
+        if from_file is not None:
+            object.__setattr__(self, "seed", from_file)
+        return self
+
+    def seed_for(self, site: str) -> str:
+        """The sampling seed: the configured one, else the site's name."""
+        given = self.seed.get_secret_value() if self.seed is not None else ""
+        return given or site
 
 
 class ClockSettings(Frozen):
@@ -292,6 +362,7 @@ class AcdSettings(BaseSettings):
     clock: ClockSettings = ClockSettings()
     api: ApiSettings = ApiSettings()
     postgres: PostgresSettings = PostgresSettings()
+    qa: QaSettings = QaSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -100,6 +100,11 @@ NOTES: dict[str, str] = {
     "api.token_file": "a file holding the full-access token (required: this or `token`)",
     "api.read_token": "read-only bearer token (wallboards); must differ from `token`",
     "api.read_token_file": "a file holding the read token",
+    "api.reviewer_token": (
+        "bearer token of the quality reviews (`/api/v1/qa/...`, and nothing else); must differ from "
+        "the other two"
+    ),
+    "api.reviewer_token_file": "a file holding the reviewer token",
     "api.roster_queue": "older name of `ami.roster_queue`: if both are set they must agree",
     "api.pause_reasons": "comma-separated reason codes agents may pause with; empty: any code",
     "api.max_wrapup_extend_s": "longest single wrap-up extension (the router's seconds)",
@@ -301,7 +306,18 @@ def _shown(value: Any) -> str:
         return "empty"
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f"`{_number(value)}`"
+    if isinstance(value, tuple | list):
+        return f"`{json.dumps(_plain(value))}`"
     return f"`{json.dumps(value) if isinstance(value, bool) else value}`"
+
+
+def _plain(value: Any) -> Any:
+    """A default as the file would say it: models as mappings, tuples as lists."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _number(value: float) -> str:

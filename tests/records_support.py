@@ -6,6 +6,11 @@ import itertools
 from typing import Any
 
 from router.envelope import RECORD_AGENT_STATE, RECORD_CALL, Envelope
+from router.postgres import dsn_target, open_postgres
+from router.settings import PostgresSettings
+from workers.records.migrate import upgrade
+from workers.records.parse import parse_call_record
+from workers.records.store import PostgresRecordStore
 
 T0 = 1_800_000_000.0
 _ids = itertools.count(1)
@@ -44,6 +49,7 @@ def call_record(call_id: str = "1800000000.1", **overrides: Any) -> dict[str, An
         "qa_sampled": True,
         "segment": 1,
         "queue_entered_at": T0 + 2.0,
+        "qa_reason": "random",
     }
     record.update(overrides)
     return record
@@ -69,3 +75,20 @@ def envelope(data: dict[str, Any]) -> Envelope:
     if "call_id" in data:
         return Envelope(RECORD_CALL, data["record_id"], "router:main", T0, f"call:{data['call_id']}", data)
     return Envelope(RECORD_AGENT_STATE, data["record_id"], "router:main", T0, f"agent:{data['agent_id']}", data)
+
+
+async def record_calls(dsn: str, calls: list[dict[str, Any]]) -> None:
+    """Calls in PostgreSQL as `acd record` writes them (the schema applied, its own store)."""
+    settings = PostgresSettings(dsn=dsn)
+    await upgrade(settings)
+    pool = await open_postgres(settings, "acd test")
+    try:
+        await PostgresRecordStore(pool, dsn_target(dsn)).write([parse_call_record(call) for call in calls])
+    finally:
+        await pool.close()
+
+
+def sampled_call_record(call_id: str, answered: float, **overrides: Any) -> dict[str, Any]:
+    """An answered call sampled for review (at random) and recorded."""
+    values = {"qa_sampled": True, "qa_reason": "random", "answered_at": answered, "recording": f"acd-{call_id}.wav"}
+    return call_record(call_id, **(values | overrides))

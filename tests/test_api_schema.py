@@ -16,6 +16,11 @@ must come before `to`, that `agent` goes with `by=agent` or how long a range may
 well-formed request to those routes may also be refused with 400; tests/test_reports_api.py
 checks the requests that must succeed.
 
+The quality review routes take the reviewer token (every other route the full-access token)
+and read the same database, which also holds a sampled call (c-done, reviews are stored) and
+one that was not sampled (c-offer); the review form is the site's own (FORM), and the
+description the API serves says so.
+
 A second pass cuts the API off from Redis, and runs it without PostgreSQL: every answer
 must still be one the description declares. The live events' `data` (JSON in a string) is checked against
 each kind's `contentSchema` here, since schemathesis does not read inside it.
@@ -36,12 +41,15 @@ import jsonschema_rs
 import pytest
 import requests
 import schemathesis
+from pydantic import SecretStr
 from redis.asyncio import ConnectionPool, Redis, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 
+from router.settings import QaForm
+from tests.records_support import call_record, record_calls, sampled_call_record
 from tests.reports_support import write_records
 from workers.api.app import openapi_document
 
@@ -78,12 +86,17 @@ KNOWN = {
 }
 # Well-formed requests that the reports may still refuse (see the module docstring).
 REPORTS_ACCEPT = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+# Quality reviews: the reviewer token on their routes, and a review form of the site's own.
+REVIEWER = "reviewer-token-for-the-schema-test"
+FORM = QaForm.model_validate(
+    {"scale": [0, 10], "criteria": [{"name": "greeting", "weight": 1}, {"name": "resolution", "weight": 2.5}]}
+)
 
 
-def schemathesis_config(examples: int) -> schemathesis.Config:
+def schemathesis_config(examples: int, token: str = TOKEN) -> schemathesis.Config:
     return schemathesis.Config.from_dict(
         {
-            "headers": {"Authorization": f"Bearer {TOKEN}"},
+            "headers": {"Authorization": f"Bearer {token}"},
             "generation": {
                 "mode": "all",
                 "max-examples": examples,
@@ -137,7 +150,8 @@ def api_in_thread(
     async def serve() -> None:
         async with Redis.from_url(redis_url) as redis_before:
             await redis_before.flushdb()  # a clean database, like the `redis` fixture's
-        async with records_database(postgres) as dsn, running_api(redis_url, postgres_dsn=dsn) as api:
+        qa = {"reviewer_token": SecretStr(REVIEWER), "acd": {"qa": {"form": FORM}}}
+        async with records_database(postgres) as dsn, running_api(redis_url, postgres_dsn=dsn, **qa) as api:
             await _states(api)
             redis = api.service.redis
             kept = redis.connection_pool
@@ -181,6 +195,11 @@ async def records_database(postgres: EmbeddedPostgres | None) -> AsyncIterator[s
     await postgres.create_database(name)
     try:
         await write_records(postgres.dsn(name), site=SITE)
+        reviewed = [
+            sampled_call_record("c-done", 1_800_000_100.0, site=SITE),
+            call_record("c-offer", site=SITE, qa_sampled=False, qa_reason="", recording=""),
+        ]
+        await record_calls(postgres.dsn(name), reviewed)
         yield postgres.dsn(name)
     finally:
         await postgres.drop_database(name)
@@ -211,12 +230,26 @@ def api_base_without_redis(
         yield base
 
 
-schema = schemathesis.openapi.from_dict(openapi_document(), config=schemathesis_config(EXAMPLES))
-schema_when_redis_is_down = schemathesis.openapi.from_dict(openapi_document(), config=schemathesis_config(5))
+# The description the API serves: a review's scores as FORM defines them.
+DOCUMENT = openapi_document(FORM)
+QA_ROUTES = "^/api/v1/qa/"
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis_config(EXAMPLES)).exclude(
+    path_regex=QA_ROUTES
+)
+review_schema = schemathesis.openapi.from_dict(
+    DOCUMENT, config=schemathesis_config(EXAMPLES, token=REVIEWER)
+).exclude(path_regex="^/(?!api/v1/qa/)")  # (its include() filter is lost by the pytest plugin)
+schema_when_redis_is_down = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis_config(5))
 
 
 @schema.parametrize()
 def test_the_api_answers_as_its_openapi_description_says(case: Case, api_base: str) -> None:
+    case.call_and_validate(base_url=api_base)
+
+
+@review_schema.parametrize()
+def test_the_review_routes_answer_as_the_description_says(case: Case, api_base: str) -> None:
+    """With the reviewer token, on PostgreSQL: scores checked against the configured form."""
     case.call_and_validate(base_url=api_base)
 
 

@@ -94,9 +94,10 @@ def api_settings(**overrides: Any) -> ApiSettings:
 
 @contextlib.asynccontextmanager
 async def running_api(
-    redis_url: str, *, postgres_dsn: str | None = None, **overrides: Any
+    redis_url: str, *, postgres_dsn: str | None = None, acd: dict[str, Any] | None = None, **overrides: Any
 ) -> AsyncIterator[ApiHarness]:
-    """The API on ``redis_url``; with ``postgres_dsn``, its reports read that database."""
+    """The API on ``redis_url``; with ``postgres_dsn``, its reports and reviews read that database.
+    ``overrides``: the api section's fields; ``acd``: other sections' (timezone, qa, postgres)."""
     clock = ScaledClock()
     pbx = Pbx(clock, seed=7)
     for agent in AGENTS:
@@ -118,7 +119,7 @@ async def running_api(
         ),
         redis=RedisSettings(url=redis_url),
         http=HttpSettings(port=0),
-        postgres=PostgresSettings(dsn=postgres_dsn, startup_timeout_s=1),
+        **({"postgres": PostgresSettings(dsn=postgres_dsn, startup_timeout_s=1)} | (acd or {})),
     )
     redis = Redis.from_url(redis_url, decode_responses=True)
     store, admin = RedisStateStore(redis, SITE), AdminStore(redis, SITE)

@@ -182,7 +182,8 @@ async def pbx(
     settings = ami_settings(_env("USER", "acd-router"), _env("SECRET", "acd-router-secret"))
     config = {
         "site": SITE,
-        "queues": [{"name": QUEUE, "wrapup_s": 1}],
+        # Every answered call sampled and recorded: MixMonitor, as the recipe's user may send it.
+        "queues": [{"name": QUEUE, "wrapup_s": 1, "qa": {"sample_share": 1.0, "record": True}}],
         "agents": [
             {"id": p.agent_id, "extension": p.extension, "interface": p.interface} for p in PHONES
         ],
@@ -250,6 +251,23 @@ async def test_a_call_is_routed_answered_and_completed(clean: RealPbx) -> None:
     assert (await pbx.call_state(call_id))["agent"] == phone.agent_id
     await pbx.state_is(call_id, "completed")
     await pbx.agent_is(phone, "available")  # after its 1 s of wrap-up
+
+
+async def test_a_sampled_call_is_recorded_on_the_callers_channel(clean: RealPbx) -> None:
+    """MixMonitor as the recipe's acd-router (write = system) on the caller's channel: Asterisk
+    starts it (MixMonitorStart, a call-class event) into the monitor directory's file."""
+    pbx, phone = clean, PHONES[0]
+    await pbx.driver.phone(phone, talk="3")
+    await log_in(pbx, phone)
+    call_id = await pbx.driver.call()
+    await pbx.state_is(call_id, "connected")
+    state = await pbx.call_state(call_id)
+    assert (state["qa_sampled"], state["qa_reason"], state["recording"]) == ("1", "random", f"acd-{call_id}.wav")
+    started = await pbx.driver.wait_for(
+        lambda e: e.get("Event") == "MixMonitorStart" and e.get("Linkedid") == call_id
+    )
+    assert started.get("Channel") == state["channel"] and started.get("Uniqueid") == call_id
+    await pbx.state_is(call_id, "completed")
 
 
 async def test_a_caller_who_hangs_up_on_hold_is_an_abandon(clean: RealPbx) -> None:

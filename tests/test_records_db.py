@@ -96,21 +96,22 @@ async def test_upgrading_from_0001_keeps_the_calls_and_gives_them_the_added_fiel
     assert await upgrade(settings, "0001") == "0001"
     pool = await open_postgres(settings, "acd test")
     try:
-        with pytest.raises(DatabaseRefusedError, match="at revision 0001, this acd needs 0003: run `acd db upgrade"):
+        needs = f"at revision 0001, this acd needs {head_revision()}: run `acd db upgrade"
+        with pytest.raises(DatabaseRefusedError, match=needs):
             await check_schema(pool, dsn_target(postgres_dsn))
         before = {
             name: at(value) if is_instant(name) and value is not None else value
             for name, value in call_record("c1").items()
-            if name not in ("segment", "queue_entered_at")  # the fields revision 0002 adds
+            if name not in ("segment", "queue_entered_at", "qa_reason")  # the fields 0002 and 0003 add
         }
         placeholders = ", ".join(f"${i}" for i in range(1, len(before) + 1))
         await pool.execute(f"INSERT INTO call_records ({', '.join(before)}) VALUES ({placeholders})", *before.values())
 
-        assert await upgrade(settings) == head_revision() == "0003"
-        assert await check_schema(pool, dsn_target(postgres_dsn)) == "0003"
+        assert await upgrade(settings) == head_revision() == "0004"
+        assert await check_schema(pool, dsn_target(postgres_dsn)) == "0004"
         (row,) = await rows(pool, "call_records")
         assert {name: row[name] for name in before} == before
-        assert (row["segment"], row["queue_entered_at"]) == (1, None)  # the contract's defaults
+        assert (row["segment"], row["queue_entered_at"], row["qa_reason"]) == (1, None, "")  # the defaults
         store = PostgresRecordStore(pool, dsn_target(postgres_dsn))
         newer = parse_call_record(call_record("c1", revision=2, wrapup_s=3.0))
         assert (await store.write([newer])).written["call"] == 1

@@ -278,3 +278,41 @@ async def test_a_relay_waiting_for_records_stops_promptly(redis: Redis) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 1.0)
+
+
+async def test_a_broker_that_comes_back_empty_gets_the_recent_records_again(redis: Redis) -> None:
+    """Tansu keeps its data in memory: restarted, it has lost records it had acknowledged
+    (and the relay had deleted from the outbox). The relay notices the outage and, once the
+    broker is back, publishes the recent records again."""
+    from load_tests.embedded import EmbeddedKafka
+
+    await make_calls(redis, 4)
+    async with EmbeddedKafka() as kafka:
+        settings = settings_for(kafka.bootstrap_servers, "empty")
+        topics = Topics("empty")
+        await ensure_topics(settings, topics.all())
+        producer = KafkaEnvelopeProducer(settings)
+        await producer.start()
+        relay, metrics = relay_for(RedisOutboxStore(redis, SITE), producer, topics, "r1")
+        stop = asyncio.Event()
+        tasks = [asyncio.get_running_loop().create_task(job(stop)) for job in (relay.run, relay.watch_broker)]
+        try:
+            await eventually(
+                lambda: metrics.published.labels("call")._value.get() == 4, "the records published", within=15
+            )
+            await kafka.stop()
+            await asyncio.sleep(1.0)  # the relay's probe sees the broker gone
+            await kafka.start()
+            await eventually(
+                lambda: metrics.published.labels("call")._value.get() >= 8,
+                "the records published again",
+                within=30,
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 15)
+            await producer.stop()
+        envelopes = await read_records(settings, topics, 6)
+    assert sorted(parse_call_record(e).call_id for e in envelopes if e.type == RECORD_CALL) == [
+        f"c{i}" for i in range(4)
+    ]

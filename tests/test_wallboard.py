@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from load_tests.embedded import EmbeddedRedis
 from router.store import NO_POSITION
+from router.store.params import SiteDays
 from tests.polling import eventually
 
 from .test_api_support import READ_TOKEN, ApiHarness, enqueue, offer, present, running_api
@@ -180,6 +181,9 @@ async def test_wallboard_renders_the_figures_in_chromium(board: ApiHarness, tmp_
         dom = await page.dom()
     assert 'data-rendered="yes"' in dom
     assert '<span id="status" class="live">live</span>' in dom
+    # The counts are today's, and the board says so (the site's time zone: UTC by default).
+    day = SiteDays().day(board.clock.now()).label
+    assert f'<span id="today" data-day="{day}">\u2013 today, {day} (UTC)</span>' in dom
 
     billing, support = tile(dom, "billing"), tile(dom, "support")
     assert billing.startswith("met ") and '<div class="sl-value">100%</div>' in billing

@@ -155,6 +155,7 @@ async def open_collector(ctx: ProcessContext) -> Component:
     """Redis only; ready while it answers."""
     redis = await ctx.redis()
     site = ctx.settings.site
+    # Staffing differences the all-time counters over its window: no day boundary in them.
     summary, leases = RedisSummaryStore(redis, site), RedisLeaseStore(redis, site)
     collector = StateCollector(summary, leases, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock)
 

@@ -21,12 +21,14 @@ from router.commands import (
     OfferCommand,
     OverflowCommand,
     PauseCommand,
+    RecordCommand,
     failure_envelope,
     parse_offer,
     parse_overflow,
     parse_pause,
+    parse_record,
 )
-from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, decode
+from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, ROUTING_RECORD, decode
 from router.errors import (
     AcdError,
     AmiActionError,
@@ -46,12 +48,34 @@ logger = logging.getLogger(__name__)
 # "Redirect failed, channel not up." is Asterisk's answer for a channel already hanging up
 # (main/manager.c action_redirect): its Hangup follows, so the caller is as good as gone.
 CHANNEL_GONE_MARKERS = ("no such channel", "does not exist", "not found", "channel not up")
+# MixMonitor's options: b records only while the caller's channel is bridged (with its agent,
+# or whoever it was transferred to; not music on hold); both directions of the channel are
+# mixed into one file, MixMonitor's default.
+MIXMONITOR_OPTIONS = "b"
 
 
 def channel_gone(message: str) -> bool:
     """Whether Asterisk's error text says the caller's channel no longer exists or is hanging up."""
     lowered = message.lower()
     return any(marker in lowered for marker in CHANNEL_GONE_MARKERS)
+
+
+RECORDING_HINTS = {
+    "permission_denied": " (the AMI user needs 'write = system' in manager.conf for MixMonitor: docs/asterisk.md)",
+    "not_available": " (app_mixmonitor is not loaded: 'module load app_mixmonitor.so')",
+}
+
+
+def recording_failure(message: str) -> str:
+    """What Asterisk's refusal of MixMonitor means, as acd_dispatch_recordings_total names it."""
+    lowered = message.lower()
+    if channel_gone(message):
+        return "channel_gone"
+    if "permission denied" in lowered:
+        return "permission_denied"
+    if "invalid/unknown command" in lowered:
+        return "not_available"
+    return "refused"
 
 
 class Dispatcher:
@@ -145,6 +169,8 @@ class Dispatcher:
                 await self.pause(parse_pause(envelope))
             elif envelope.type == ROUTING_OVERFLOW:
                 await self.overflow(parse_overflow(envelope))
+            elif envelope.type == ROUTING_RECORD:
+                await self.record(parse_record(envelope))
         except MalformedEventError as exc:
             logger.warning("dead-lettering command %s@%s: %s", message.part, message.offset, exc)
             await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
@@ -232,6 +258,48 @@ class Dispatcher:
                 command.exten,
                 exc,
             )
+
+    async def record(self, command: RecordCommand) -> None:
+        """Start recording a sampled call. A failure is logged and counted, never retried and
+        never in routing's way: the call goes on unrecorded (its record still names the file)."""
+        ids = {"call_id": command.call_id, "agent_id": command.agent_id}
+        claim = await self.store.claim_recording(command.call_id, command.file)
+        if claim.status != "ok":
+            self.metrics.recordings.labels("skipped").inc()
+            logger.info("recording of call %s not started (%s)", command.call_id, claim.state, extra=ids)
+            return
+        action = {
+            "Action": "MixMonitor",
+            "Channel": command.channel,
+            "File": command.file,
+            "Options": MIXMONITOR_OPTIONS,
+        }
+        try:
+            await self.gateway.send_action(action)
+        except AmiActionError as exc:
+            self.metrics.actions.labels("MixMonitor", "error").inc()
+            self._recording_refused(command, exc.ami_message)
+            return
+        except AmiConnectionError as exc:
+            self.metrics.actions.labels("MixMonitor", "unknown").inc()
+            self.metrics.recordings.labels("unconfirmed").inc()
+            logger.warning("recording of call %s unconfirmed (%s)", command.call_id, exc, extra=ids)
+            return
+        self.metrics.actions.labels("MixMonitor", "ok").inc()
+        self.metrics.recordings.labels("started").inc()
+        logger.info("recording call %s to %s", command.call_id, command.file, extra=ids)
+
+    def _recording_refused(self, command: RecordCommand, reason: str) -> None:
+        result = recording_failure(reason)
+        self.metrics.recordings.labels(result).inc()
+        ids = {"call_id": command.call_id, "agent_id": command.agent_id}
+        if result == "channel_gone":
+            logger.info("call %s ended before its recording started: %s", command.call_id, reason, extra=ids)
+            return
+        hint = RECORDING_HINTS.get(result, "")
+        logger.error(
+            "MixMonitor of %s for call %s refused: %s%s", command.channel, command.call_id, reason, hint, extra=ids
+        )
 
     async def pause(self, command: PauseCommand) -> None:
         action = {

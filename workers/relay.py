@@ -12,7 +12,12 @@ at least once, never lost:
   group, and another relay claims them once they have been idle ``claim_idle_s``
   (XAUTOCLAIM) and publishes them again, with the same ``record_id``;
 - an entry that is no record (a bug) goes to the dead-letter topic rather than blocking
-  the ones behind it.
+  the ones behind it;
+- a broker that was unreachable may come back without what it had acknowledged (Tansu
+  keeps its data in memory; a Kafka that lost a disk), and a producer that retried into it
+  before its topics were recreated may have lost writes: ``watch_broker`` notices the
+  outage, and once the broker is back with the records topics the relay publishes again
+  what it published in the last RECENT_S (the recorder keeps a record once).
 
 It adds nothing to the routing path: the records are written by the scripts the events
 run anyway, and the relay reads them in batches of up to ``batch`` entries.
@@ -24,12 +29,14 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from router.bus import KafkaEnvelopeProducer, Topics
+from router.bus import KafkaEnvelopeProducer, Topics, broker_reachable, ensure_topics
 from router.errors import AcdError, MalformedEventError
 from router.metrics import RelayMetrics
 from router.records import AGENT_STATE, CALL, CallRecord, record_envelope, record_from_outbox
+from router.settings import KafkaSettings
 from router.store.outbox import OutboxEntry, RedisOutboxStore
 from workers.runtime import wait_or_stop
 
@@ -39,6 +46,8 @@ BLOCK_MS = 100  # how long a read waits for new entries (real milliseconds)
 BACKLOG_EVERY_S = 1.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
 DRAIN_BATCHES = 20  # at stop: what is in the outbox now, at most this many batches
+RECENT_S = 30.0  # real seconds of published records kept, in case the broker loses them
+BROKER_PROBE_S = 0.25  # how often the relay checks that the broker is reachable
 
 
 class RecordRelay:
@@ -72,6 +81,8 @@ class RecordRelay:
         self._next_claim = 0.0
         self._next_backlog = 0.0
         self._backlog = 0  # as last shown
+        self._recent: deque[tuple[float, OutboxEntry]] = deque()  # published, with when
+        self._republish: list[OutboxEntry] = []  # after an outage: published again first
 
     async def run(
         self, stop: asyncio.Event, *, before_drain: Callable[[], Awaitable[object]] | None = None
@@ -101,6 +112,12 @@ class RecordRelay:
         if not self._group_ready:
             await self.outbox.ensure_group()
             self._group_ready = True
+        if self._republish:
+            await self._publish(self._republish)
+            logger.warning(
+                "record relay: published %d recent records again after a broker outage", len(self._republish)
+            )
+            self._republish = []
         if not self._held:
             self._held = await self._claim_due() or await self.outbox.read(
                 self.consumer, self.batch, block_ms
@@ -111,10 +128,46 @@ class RecordRelay:
             if not self._published:
                 await self._publish(self._held)
                 self._published = True
+                self._remember(self._held)
             await self.outbox.ack([entry.entry_id for entry in self._held])
             self._held = []
         await self._report_backlog(handled)
         return handled
+
+    def _remember(self, entries: Sequence[OutboxEntry]) -> None:
+        now = time.monotonic()
+        self._recent.extend((now, entry) for entry in entries)
+        while self._recent and now - self._recent[0][0] > RECENT_S:
+            self._recent.popleft()
+
+    async def watch_broker(self, stop: asyncio.Event) -> None:
+        """Probe the broker; after an outage, once the records topics are there again, have
+        ``step`` publish the recent records again (see the module docstring)."""
+        settings = self.producer.settings
+        while not await wait_or_stop(stop, BROKER_PROBE_S):
+            if await broker_reachable(settings):
+                continue
+            logger.warning("record relay: the broker is unreachable; recent records go again once it is back")
+            while not await wait_or_stop(stop, BROKER_PROBE_S):
+                if await broker_reachable(settings):
+                    break
+            if stop.is_set():
+                return
+            await self._topics_back(stop, settings)
+            self._republish = [entry for _, entry in self._recent]
+
+    async def _topics_back(self, stop: asyncio.Event, settings: KafkaSettings) -> None:
+        """The records topics exist again (made here if no other process made them yet), and
+        the producer's view of them is fresh (``metadata_max_age_ms``)."""
+        while not stop.is_set():
+            try:
+                await ensure_topics(settings, [self.topics.call_records, self.topics.agent_records])
+                break
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
+                await wait_or_stop(stop, BROKER_PROBE_S)
+        await wait_or_stop(stop, settings.metadata_max_age_ms / 1000)
 
     async def _drain(self) -> None:
         try:

@@ -22,9 +22,11 @@ from router.commands import (
     OfferCommand,
     OverflowCommand,
     PauseCommand,
+    RecordCommand,
     offer_envelope,
     overflow_envelope,
     pause_envelope,
+    record_envelope,
 )
 from router.context import RoutingContext
 from router.engine import RoutingEngine
@@ -104,6 +106,11 @@ class KafkaCommandSink:
         self._pending.append(future)
         self.metrics.commands.labels("overflow").inc()
 
+    async def record(self, command: RecordCommand) -> None:
+        future = await self.producer.send(self.topics.routing_commands, record_envelope(command, self.source))
+        self._pending.append(future)
+        self.metrics.commands.labels("record").inc()
+
     def _acked(self, future: asyncio.Future[Any], started: float) -> None:
         if not future.cancelled() and future.exception() is None:
             self.metrics.command_acked_latency.observe(time.monotonic() - started)
@@ -149,7 +156,7 @@ class RoutingWorker:
         guardian = TopicGuardian(self.settings.kafka, self.topics.all())
         return Component(
             draining=[self._writing(self.consume), self._writing(self.timers), self.relay_records],
-            background=[self.report_lag, lambda stop: guardian.run()],
+            background=[self.report_lag, lambda stop: guardian.run(), self.relay.watch_broker],
             reload=self.apply_config,
         )
 
@@ -359,11 +366,14 @@ async def build_engine(
 ) -> RoutingEngine:
     agents = {agent.id: agent for agent in settings.agents}
     config = LiveConfig(settings.queue_map(), agents, settings.routing.unknown_queue)
-    context = RoutingContext(config, settings.routing, clock, sink, metrics)
+    seed = settings.qa.seed_for(settings.site)
+    context = RoutingContext(config, settings.routing, clock, sink, metrics, qa_seed=seed)
     # One script runner for both stores: what handlers and timers ask for together batches.
     scripts = shared_scripts(redis, settings.site, RedisRoutingStore, RedisTimerStore)
-    store = RedisRoutingStore(redis, settings.site, scripts=scripts)
-    engine = RoutingEngine(context, store=store, timers=RedisTimerStore(redis, settings.site, scripts=scripts))
+    zone = settings.timezone or "UTC"
+    store = RedisRoutingStore(redis, settings.site, scripts=scripts, timezone=zone)
+    timers = RedisTimerStore(redis, settings.site, scripts=scripts, timezone=zone)
+    engine = RoutingEngine(context, store=store, timers=timers)
     await engine.seed_agents()
     return engine
 

@@ -506,6 +506,24 @@ def _queue_summary(ctx: Ctx) -> None:
     ctx.session.send(list_complete("QueueSummaryComplete", action_id, len(rosters)))
 
 
+# -- recording ----------------------------------------------------------------------------
+
+
+@action("MixMonitor", perms.SYSTEM)
+def _mix_monitor(ctx: Ctx) -> None:
+    """app_mixmonitor.c manager_mixmonitor: write class system (its Command option runs a shell
+    command). Success carries no Message, only ``MixMonitorID`` when ``i(<var>)`` asked for one;
+    MixMonitorStart follows as an event (class call)."""
+    if not ctx.h("Channel"):
+        ctx.error("No channel specified")
+        return
+    error, mixmonitor_id = ctx.pbx.mix_monitor(ctx.h("Channel"), ctx.h("File"), ctx.h("Options"))
+    if error is not None:
+        ctx.error(error)
+        return
+    ctx.ok(extra=[("MixMonitorID", mixmonitor_id)] if mixmonitor_id else ())
+
+
 @action("QueuePause", perms.AGENT)
 def _queue_pause(ctx: Ctx) -> None:
     interface, paused_text = ctx.h("Interface"), ctx.h("Paused")

@@ -113,6 +113,18 @@ class UnavailableOffer:
     at: float
 
 
+@dataclass(frozen=True)
+class RecordingStarted:
+    """A MixMonitor started on a channel: ``path`` is where Asterisk writes the mixed audio."""
+
+    channel: str
+    call_id: str  # the channel's Linkedid
+    agent_id: str | None  # the agent the caller was talking to then (None: nobody)
+    path: str
+    options: str
+    at: float
+
+
 @dataclass
 class Ledger:
     calls: dict[str, CallRecord] = field(default_factory=dict)
@@ -120,6 +132,7 @@ class Ledger:
     double_assignments: list[DoubleAssignment] = field(default_factory=list)
     unexpected_redirects: list[UnexpectedRedirect] = field(default_factory=list)
     offers_to_unavailable_agents: list[UnavailableOffer] = field(default_factory=list)
+    recordings: list[RecordingStarted] = field(default_factory=list)
 
     def waiting_calls(self) -> list[CallRecord]:
         """Calls still on hold or ringing: each must be visible as waiting in the router."""
@@ -161,4 +174,5 @@ class Ledger:
             "double_assignments": len(self.double_assignments),
             "unexpected_redirects": len(self.unexpected_redirects),
             "offers_to_unavailable_agents": len(self.offers_to_unavailable_agents),
+            "recordings": len(self.recordings),
         }

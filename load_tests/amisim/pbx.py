@@ -16,7 +16,7 @@ from typing import Literal
 
 from load_tests.amisim.calls import NORMAL_CLEARING, CallFlow, SimCall, TransferKind, TransferPlan
 from load_tests.amisim.core import DEFAULT_CHANNELVARS, Core, EventListener, clean
-from load_tests.amisim.ledger import AgentRecord, Ledger, UnexpectedRedirect
+from load_tests.amisim.ledger import AgentRecord, Ledger, RecordingStarted, UnexpectedRedirect
 from load_tests.amisim.originate import OriginateDone, OriginateRequest, Originator
 from load_tests.amisim.phones import AnswerDelay, Phones, SimAgent
 from load_tests.amisim.roster import Roster
@@ -25,6 +25,8 @@ from router.clock import Clock
 
 Target = Literal["hold", "dial", "inbound", "overflow"]
 NO_SUCH_CHANNEL = "No such channel"
+# Asterisk's default monitor directory (asterisk.conf astspooldir + /monitor).
+MONITOR_DIR = "/var/spool/asterisk/monitor"
 # What a channel hung up by ast_softhangup_all() reports: nothing sets a cause on the way
 # (main/channel.c ast_softhangup_all, main/pbx.c), so Hangup says 0 / Unknown.
 SHUTDOWN_CAUSE = 0
@@ -87,7 +89,9 @@ class Pbx:
         other_queues: tuple[str, ...] = (),
         first_hold_delay_s: float = 0.0,
         hangup_linger_s: float = 0.0,
+        monitor_dir: str = MONITOR_DIR,
     ) -> None:
+        self.monitor_dir = monitor_dir
         self._core = Core(clock, seed=seed, channelvars=channelvars)
         self._phones = Phones(self._core)
         self.roster = Roster(self._core, self._phones, roster_queue)
@@ -407,6 +411,31 @@ class Pbx:
             return NO_SUCH_CHANNEL, ""
         value = channel.variables.get(variable, self._core.globals.get(variable, ""))
         return None, value
+
+    def mix_monitor(self, name: str, file: str, options: str) -> tuple[str | None, str]:
+        """MixMonitor on a channel (apps/app_mixmonitor.c manager_mixmonitor): the error text
+        Asterisk answers, or None and the id an ``i(<variable>)`` option asked for ('' none).
+
+        Asterisk only opens the file once audio flows, so a file it cannot write is never an
+        AMI error (only a line in its log); neither is it here."""
+        channel = self._core.find_channel(name)
+        if channel is None:
+            return NO_SUCH_CHANNEL, ""
+        if not file and not re.search(r"[rt]\(", options):
+            # mixmonitor_exec() refuses: nothing to write to.
+            return "Could not start monitoring channel", ""
+        path = file if file.startswith("/") else f"{self.monitor_dir}/{file}"
+        call = self.ledger.calls.get(channel.linkedid)
+        self.ledger.recordings.append(
+            RecordingStarted(channel.name, channel.linkedid, call.agent_id if call else None, path, options, self.now())
+        )
+        mixmonitor_id = ""
+        wanted = re.search(r"i\(([^)]*)\)", options)
+        if wanted and wanted.group(1):
+            mixmonitor_id = f"{channel.uniqueid}-{len(self.ledger.recordings)}"
+            self._core.set_var(channel, wanted.group(1), mixmonitor_id)
+        self._core.emit_channel("MixMonitorStart", channel)
+        return None, mixmonitor_id
 
     def originate(self, request: OriginateRequest, done: OriginateDone) -> None:
         self._core.timers.call_later(0, lambda: self._originator.start(request, done))

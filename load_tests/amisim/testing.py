@@ -26,7 +26,7 @@ ADMIN = AmiUser("admin-secret", frozenset({"all"}), frozenset({"all"}))
 ROUTER = AmiUser(
     "router-secret",
     read=frozenset({"system", "call", "agent", "user"}),
-    write=frozenset({"call", "reporting", "agent", "originate"}),
+    write=frozenset({"call", "reporting", "agent", "system", "originate"}),
 )
 DEFAULT_USERS: Mapping[str, AmiUser] = {"admin": ADMIN, "acd-router": ROUTER}
 

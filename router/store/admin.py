@@ -159,7 +159,7 @@ class AdminStore(RedisSiteStore):
 
     async def finish_wrapup(self, agent_id: str, now: float) -> WrapUpFinished:
         """End after-call work now; the agent becomes available."""
-        return WrapUpFinished.parse(await self._run("wrapup_finish", agent_id, now))
+        return WrapUpFinished.parse(await self._run("wrapup_finish", agent_id, now, self.days.window(now)))
 
     async def set_skills(
         self, agent_id: str, skills: Mapping[str, int], now: float, *, mode: SkillsMode = "replace"

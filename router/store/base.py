@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
+from router.store.params import SiteDays
 from router.store.scripts import Arg, LuaScripts
 
 
@@ -22,9 +23,13 @@ class RedisSiteStore:
 
     SCRIPTS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, redis: Redis, site: str, *, scripts: LuaScripts | None = None) -> None:
+    def __init__(
+        self, redis: Redis, site: str, *, scripts: LuaScripts | None = None, timezone: str = "UTC"
+    ) -> None:
         self.redis = redis
         self.keys = Keys(site)
+        # The site's days, for the statistics the scripts also count per day.
+        self.days = SiteDays(timezone)
         names = self.script_names()
         if scripts is None:
             scripts = LuaScripts(redis, self.keys, names)

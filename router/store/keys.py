@@ -42,6 +42,14 @@ class Keys:
         """Available agents at exactly ``level`` in ``skill`` (by idle time)."""
         return f"{self.prefix}skill:{skill}:{level}"
 
+    def day_stats(self, day: str, queue: str) -> str:
+        """A queue's statistics of one day (``YYYY-MM-DD`` in the site's time zone)."""
+        return f"{self.prefix}daystats:{day}:{queue}"
+
+    def qa_day(self, day: str) -> str:
+        """Quality sampling's counts of one day: ``answered:<agent>``, ``sampled:<agent>``."""
+        return f"{self.prefix}qa:{day}"
+
     def chain(self, envelope_key: str) -> str:
         return f"{self.prefix}chain:{envelope_key}"
 

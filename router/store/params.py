@@ -4,8 +4,10 @@ overflow move, what ingest knows of an AMI gap."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from router.domain import Requirements
+from router.domain import QaPolicy, Requirements
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class NewCall:
     caller_number: str = ""
     caller_name: str = ""
     requirements_in_force: Requirements | None = None
+    qa: QaPolicy | None = None  # the queue's quality sampling (None: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class OverflowMove:
     overflow_due: float | None
     max_hops: int = 5
     requirements_in_force: Requirements = ()  # the new queue's, as the call enters it
+    qa: QaPolicy | None = None  # the new queue's quality sampling
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +74,64 @@ class ResyncGap:
 
     link_lost_at: float | None = None
     pbx_restart: bool = False
+
+
+def qa_arg(policy: QaPolicy | None) -> str:
+    """A queue's sampling as the call's hash keeps it: ``share minimum record`` ('' none)."""
+    if policy is None or not policy.samples:
+        return ""
+    return f"{policy.sample_share!r} {policy.min_per_agent_per_day} {int(policy.record)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One calendar day of the site: its label and the epoch seconds it starts and ends at."""
+
+    label: str  # YYYY-MM-DD in the site's time zone
+    start: float
+    end: float
+
+
+class SiteDays:
+    """The site's calendar days in its time zone, for the per-day statistics.
+
+    The scripts that count a queue's statistics also count them per day, in keys named by
+    the day's label; which day a time falls in is worked out here (zoneinfo knows the
+    zone's daylight-saving rules) and handed to the scripts as ``window``: the day of the
+    event and the days either side, with their exact bounds, so that a script can file any
+    time it handles (an event's, a wrap-up's scheduled end) under its own day.
+    """
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        self.timezone = timezone
+        self.zone = ZoneInfo(timezone)
+        self._cached: tuple[Day, str] | None = None
+
+    def start_of(self, day: date) -> float:
+        """The first instant of ``day``: local midnight, or the end of a clock change that
+        skipped it (``fold=0`` takes the offset in force before the change)."""
+        return datetime.combine(day, time(0), tzinfo=self.zone).timestamp()
+
+    def day(self, at: float) -> Day:
+        local = datetime.fromtimestamp(at, self.zone).date()
+        return Day(local.isoformat(), self.start_of(local), self.start_of(local + timedelta(days=1)))
+
+    def window(self, at: float) -> str:
+        """The day of ``at`` and its neighbours as the scripts read them (``use_days`` in
+        _lib.lua): ``label start end`` three times, earliest first."""
+        cached = self._cached
+        if cached is not None and cached[0].start <= at < cached[0].end:
+            return cached[1]
+        today = self.day(at)
+        local = date.fromisoformat(today.label)
+        days = [
+            Day(d.isoformat(), self.start_of(d), self.start_of(d + timedelta(days=1)))
+            for d in (local - timedelta(days=1), local, local + timedelta(days=1))
+        ]
+        text = " ".join(f"{d.label} {_epoch(d.start)} {_epoch(d.end)}" for d in days)
+        self._cached = (today, text)
+        return text
+
+
+def _epoch(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)

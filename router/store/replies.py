@@ -113,19 +113,41 @@ class Reserved:
 
 @dataclass(frozen=True, slots=True)
 class Answered:
-    """The offered agent answered (``answered``), or ``ignored`` (not its offer now)."""
+    """The offered agent answered (``answered``), or ``ignored`` (not its offer now).
+
+    With the answer comes quality sampling's decision: ``qa_reason`` is '' (not sampled),
+    ``random`` or ``minimum``; ``recording`` the file the call is recorded to ('' none), and
+    ``record_now`` whether the recording of the caller's ``channel`` is to be started now.
+    """
 
     status: str
     waited_s: float = 0.0
     queue: str = ""
     spare_capacity: bool = False  # the agent may take another call right away (chat-style)
+    qa_reason: str = ""
+    recording: str = ""
+    record_now: bool = False
+    channel: str = ""
+
+    @property
+    def sampled(self) -> bool:
+        return self.qa_reason != ""
 
     @classmethod
     def parse(cls, raw: Any) -> Answered:
         items = texts(raw)
         if items[0] != "answered":
             return cls(items[0])
-        return cls("answered", number(item(items, 1)), item(items, 2), flag(item(items, 3)))
+        return cls(
+            "answered",
+            number(item(items, 1)),
+            item(items, 2),
+            flag(item(items, 3)),
+            item(items, 4),
+            item(items, 5),
+            flag(item(items, 6)),
+            item(items, 7),
+        )
 
 
 @dataclass(frozen=True, slots=True)

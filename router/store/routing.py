@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar, cast
 
 from router.domain import AgentCandidate, AgentConfig, Requirements, WaitingCall
+from router.qa import recording_stem
 from router.store.base import RedisSiteStore
 from router.store.codec import (
     candidate,
@@ -27,7 +28,7 @@ from router.store.codec import (
     waiting_calls_in,
 )
 from router.store.errors import translates_redis_errors
-from router.store.params import NewCall, OverflowMove, Position
+from router.store.params import NewCall, OverflowMove, Position, qa_arg
 from router.store.replies import (
     Answered,
     Declined,
@@ -61,6 +62,7 @@ class RedisRoutingStore(RedisSiteStore):
         "line_for_agent",
         "reserve",
         "offer_claim",
+        "record_claim",
         "agent_rang",
         "agent_answered",
         "agent_declined",
@@ -163,7 +165,9 @@ class RedisRoutingStore(RedisSiteStore):
         requeue = flag_arg(requeue_transferred)
         in_force = call.requirements if call.requirements_in_force is None else call.requirements_in_force
         record = (call.caller_number, call.caller_name, record_requirements_arg(in_force))
-        return Enqueued.parse(await self._run("call_enqueue", *args, *pos.args(), *search, requeue, *record))
+        days = self.days.window(call.entered_at)
+        raw = await self._run("call_enqueue", *args, *pos.args(), *search, requeue, *record, days, qa_arg(call.qa))
+        return Enqueued.parse(raw)
 
     async def call(self, call_id: str) -> dict[str, str]:
         return pairs(await self._run("read", "HGETALL", f"call:{call_id}"))
@@ -189,17 +193,27 @@ class RedisRoutingStore(RedisSiteStore):
         """The dispatcher takes the offer to execute it: ``ok``, or ``stale`` (withdrawn)."""
         return StateChange.parse(await self._run("offer_claim", call_id, offer_id, deadline))
 
+    async def claim_recording(self, call_id: str, file: str) -> StateChange:
+        """The dispatcher takes a recording command: ``ok`` once per call and file; ``stale``
+        (with why) for a redelivery, or a call no longer connected."""
+        return StateChange.parse(await self._run("record_claim", call_id, file))
+
     async def agent_rang(self, call_id: str, agent_id: str, at: float, pos: Position) -> StateChange:
         return StateChange.parse(await self._run("agent_rang", call_id, agent_id, at, *pos.args()))
 
-    async def agent_answered(self, call_id: str, agent_id: str, at: float, pos: Position) -> Answered:
-        return Answered.parse(await self._run("agent_answered", call_id, agent_id, at, *pos.args()))
+    async def agent_answered(
+        self, call_id: str, agent_id: str, at: float, pos: Position, *, qa_seed: str = ""
+    ) -> Answered:
+        """The call is connected; quality sampling decides (with ``qa_seed``) in the same step."""
+        days, stem = self.days.window(at), recording_stem(call_id)
+        raw = await self._run("agent_answered", call_id, agent_id, at, *pos.args(), days, qa_seed, stem)
+        return Answered.parse(raw)
 
     async def agent_declined(
         self, call_id: str, agent_id: str, at: float, auto_pause: bool, reason: str, pos: Position
     ) -> Declined:
         flag = flag_arg(auto_pause)
-        raw = await self._run("agent_declined", call_id, agent_id, at, flag, reason, *pos.args())
+        raw = await self._run("agent_declined", call_id, agent_id, at, flag, reason, *pos.args(), self.days.window(at))
         return Declined.parse(raw, agent_id)
 
     async def caller_held(
@@ -207,7 +221,8 @@ class RedisRoutingStore(RedisSiteStore):
     ) -> Declined:
         """Music on hold started during an offer: the offered phone could not take the call."""
         flag = flag_arg(auto_pause)
-        return Declined.parse(await self._run("caller_held", call_id, at, flag, reason, *pos.args()))
+        days = self.days.window(at)
+        return Declined.parse(await self._run("caller_held", call_id, at, flag, reason, *pos.args(), days))
 
     async def caller_left_hold(self, call_id: str, at: float, pos: Position) -> StateChange:
         """Music on hold stopped on the caller's channel: during an offer, its Redirect took effect."""
@@ -217,24 +232,27 @@ class RedisRoutingStore(RedisSiteStore):
         self, call_id: str, at: float, pos: Position, *, by_pbx_shutdown: bool = False
     ) -> HungUp:
         cut = flag_arg(by_pbx_shutdown)
-        return HungUp.parse(await self._run("call_hangup", call_id, at, *pos.args(), cut))
+        return HungUp.parse(await self._run("call_hangup", call_id, at, *pos.args(), cut, self.days.window(at)))
 
     async def call_transferred(
         self, call_id: str, agent_id: str, kind: str, target: str, at: float, pos: Position
     ) -> TransferStep:
         """The agent transferred the call; ``transferred`` when its leg had already ended."""
-        raw = await self._run("call_transfer", call_id, agent_id, kind, target, at, *pos.args())
+        days = self.days.window(at)
+        raw = await self._run("call_transfer", call_id, agent_id, kind, target, at, *pos.args(), days)
         return TransferStep.parse(raw)
 
     async def agent_leg_ended(self, call_id: str, agent_id: str, at: float, pos: Position) -> TransferStep:
         """The agent's leg ended; ``transferred`` when that ends its part in a transferred call."""
-        return TransferStep.parse(await self._run("agent_leg_ended", call_id, agent_id, at, *pos.args()))
+        days = self.days.window(at)
+        return TransferStep.parse(await self._run("agent_leg_ended", call_id, agent_id, at, *pos.args(), days))
 
     async def offer_failed(
         self, call_id: str, offer_id: str, at: float, *, channel_gone: bool, pos: Position
     ) -> FailedOffer:
         gone = flag_arg(channel_gone)
-        return FailedOffer.parse(await self._run("offer_failed", call_id, offer_id, at, gone, *pos.args()))
+        days = self.days.window(at)
+        return FailedOffer.parse(await self._run("offer_failed", call_id, offer_id, at, gone, *pos.args(), days))
 
     async def overflow(self, call_id: str, at: float, from_queue: str, move: OverflowMove | None) -> Overflowed:
         """Overflow a waiting call to another queue (``move``) or, with None, out to a target."""
@@ -254,4 +272,5 @@ class RedisRoutingStore(RedisSiteStore):
                 move.max_hops,
                 record_requirements_arg(move.requirements_in_force),
             )
-        return Overflowed.parse(await self._run("call_overflow", *args))
+        policy = qa_arg(move.qa if move is not None else None)
+        return Overflowed.parse(await self._run("call_overflow", *args, self.days.window(at), policy))

@@ -52,6 +52,7 @@ local out = {}
 for i, op in ipairs(cjson.decode(ARGV[2])) do
   local args = {P}
   for j = 2, #op do args[j] = op[j] end
+  use_days(nil)  -- an operation that passes no days counts none (not the previous one's)
   local ok, answer = pcall(OPS[op[1]], args)
   if ok then
     out[i] = answer or {}

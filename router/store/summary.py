@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar, cast
 
 from router.store.base import RedisSiteStore
@@ -24,5 +25,19 @@ class RedisSummaryStore(RedisSiteStore):
         return CollectorSummary.parse(await self._run("collector_summary"))
 
     async def queue_stats(self, queue: str) -> dict[str, float]:
+        """A queue's counters since the statistics began (what staffing's windows difference)."""
         raw = cast(dict[str, str], await self.redis.hgetall(self.keys.stats(queue)))
         return {name: float(value) for name, value in raw.items()}
+
+    async def day_stats(self, queues: Iterable[str], day: str) -> dict[str, dict[str, float]]:
+        """Each queue's counters of one day (``YYYY-MM-DD`` in the site's time zone, see
+        ``self.days``); kept for a few days after it ended (DAY_KEEP_S in _lib.lua)."""
+        names = list(queues)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in names:
+                pipe.hgetall(self.keys.day_stats(day, queue))
+            raw = cast(list[dict[str, str]], await pipe.execute())
+        return {
+            queue: {field: float(value) for field, value in stats.items()}
+            for queue, stats in zip(names, raw, strict=True)
+        }

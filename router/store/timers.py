@@ -35,7 +35,7 @@ class RedisTimerStore(RedisLeaseStore):
 
     async def run_timers(self, now: float, limit: int = 500) -> tuple[list[WrapUpEnded], list[str]]:
         """Finish due wrap-ups and requeue expired offers: (wrap-ups ended, calls requeued)."""
-        return timers_in(await self._run("timers", now, limit))
+        return timers_in(await self._run("timers", now, limit, self.days.window(now)))
 
     async def take_nudges(self, limit: int = 500) -> list[dict[str, Any]]:
         """Agents changed by the operator API since the last tick (see _lib.lua nudge)."""
@@ -92,4 +92,5 @@ class RedisTimerStore(RedisLeaseStore):
         ended_at = "" if gap is None or gap.link_lost_at is None else gap.link_lost_at
         cut = "1" if gap is not None and gap.pbx_restart else "0"
         live = json.dumps(sorted(live_call_ids))
-        return ClosedCall.parse_all(await self._run("resync_close", snapshot_at, live, ended_at, cut))
+        days = self.days.window(snapshot_at)
+        return ClosedCall.parse_all(await self._run("resync_close", snapshot_at, live, ended_at, cut, days))

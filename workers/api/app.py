@@ -7,6 +7,7 @@ nothing described is missing here.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -16,19 +17,29 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from router.settings import QaForm
 from workers.api.auth import TokenAuth
 from workers.api.errors import error_middleware
 from workers.api.handlers import ApiContext, Handlers
 from workers.api.metrics import ApiMetrics
+from workers.api.qa import QaHandlers, scores_schema
 from workers.api.reports import ReportHandlers
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
+def _openapi_yaml() -> dict[str, Any]:
     text = (resources.files("workers.api") / "openapi.yaml").read_text()
     return dict(yaml.safe_load(text))
+
+
+@cache
+def openapi_document(form: QaForm = QaForm()) -> dict[str, Any]:  # noqa: B008 (frozen, hashable)
+    """The API's description; a review's scores as the site's review form defines them."""
+    document = copy.deepcopy(_openapi_yaml())
+    document["components"]["schemas"]["QaScores"] = scores_schema(form)
+    return document
 
 
 @cache
@@ -37,10 +48,15 @@ def wallboard_page() -> bytes:
 
 
 def build_app(
-    context: ApiContext, auth: TokenAuth, readiness: Readiness, metrics: ApiMetrics | None = None
+    context: ApiContext,
+    auth: TokenAuth,
+    readiness: Readiness,
+    metrics: ApiMetrics | None = None,
+    qa: QaHandlers | None = None,
 ) -> web.Application:
     """All routes of the API process on one application."""
     handlers = Handlers(context)
+    qa = qa or QaHandlers(QaForm(), None)
     reports = ReportHandlers(context.reports)
     middlewares = [error_middleware, auth.middleware()]
     if metrics is not None:
@@ -49,7 +65,7 @@ def build_app(
     add = app.router
     add.add_get("/health", _health)
     add.add_get("/ready", _ready_handler(readiness))
-    add.add_get("/openapi.json", _openapi)
+    add.add_get("/openapi.json", _openapi_handler(qa.form))
     add.add_get("/wallboard", _wallboard)
 
     agent = "/api/v1/agents/{agent_id}"
@@ -74,6 +90,11 @@ def build_app(
     add.add_get("/api/v1/reports/calls", reports.calls)
     add.add_get("/api/v1/reports/abandoned", reports.abandoned)
     add.add_get("/api/v1/events", handlers.events)
+
+    # Quality reviews (reviewer token only: workers/api/auth.py).
+    add.add_get("/api/v1/qa/form", qa.get_form)
+    add.add_get("/api/v1/qa/reviews", qa.list_reviews)
+    add.add_post("/api/v1/qa/reviews/{call_id}", qa.post_review)
     return app
 
 
@@ -90,10 +111,13 @@ def _ready_handler(readiness: Readiness) -> Callable[[web.Request], Awaitable[we
     return ready
 
 
-async def _openapi(request: web.Request) -> web.Response:
-    return web.Response(
-        text=json.dumps(openapi_document(), indent=1), content_type="application/json", charset="utf-8"
-    )
+def _openapi_handler(form: QaForm) -> Callable[[web.Request], Awaitable[web.Response]]:
+    text = json.dumps(openapi_document(form), indent=1)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(text=text, content_type="application/json", charset="utf-8")
+
+    return openapi
 
 
 async def _wallboard(request: web.Request) -> web.Response:

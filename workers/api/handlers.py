@@ -266,7 +266,8 @@ class Handlers:
         return web.json_response((await self._agent(request)).as_json())
 
     async def list_queues(self, request: web.Request) -> web.Response:
-        return web.json_response({"queues": await self.ctx.views.queue_summaries()})
+        today = self.ctx.views.today()
+        return web.json_response({**today, "queues": await self.ctx.views.queue_summaries(today["day"])})
 
     def _queue_name(self, name: str) -> str:
         if name not in self.ctx.views.queues:
@@ -279,9 +280,11 @@ class Handlers:
 
     async def get_queue(self, request: web.Request) -> web.Response:
         name = self._queue_name(request.match_info["queue"])
-        summary = next(q for q in await self.ctx.views.queue_summaries() if q["name"] == name)
+        today = self.ctx.views.today()
+        summaries = await self.ctx.views.queue_summaries(today["day"])
+        summary = next(q for q in summaries if q["name"] == name)
         calls = self.ctx.views.calls_json(await self.ctx.views.calls(name))
-        return web.json_response({"queue": summary, "calls": calls})
+        return web.json_response({**today, "queue": summary, "calls": calls})
 
     async def list_calls(self, request: web.Request) -> web.Response:
         # An empty filter is no filter, as for ?topics=; an unknown queue is the same 404

@@ -31,7 +31,9 @@ from workers.api.auth import TokenAuth
 from workers.api.handlers import ApiContext
 from workers.api.live import LiveFeed
 from workers.api.metrics import ApiMetrics
+from workers.api.qa import QaHandlers
 from workers.api.reports import ReportsContext
+from workers.api.reviews import PostgresReviewStore
 from workers.api.roster import Roster, RosterGateway
 from workers.api.settings import ApiSettings
 from workers.api.views import Views
@@ -64,15 +66,20 @@ class ApiService:
         self.gateway = gateway
         self.stop_event = asyncio.Event()
         self.clock = clock
-        self.admin = admin = AdminStore(redis, settings.site)
-        self.views = Views(RedisSummaryStore(redis, settings.site), admin, settings.queue_map(), clock)
+        zone = settings.timezone or "UTC"
+        self.admin = admin = AdminStore(redis, settings.site, timezone=zone)
+        summary = RedisSummaryStore(redis, settings.site, timezone=zone)
+        self.views = Views(summary, admin, settings.queue_map(), clock)
         self.feed = LiveFeed(self.views, api.push_interval_s)
         self.metrics = ApiMetrics(registry)
         self.metrics.track(lambda: self.feed.subscriber_count, lambda: gateway.connected)
         self.reports = ReportsContext(ReportScope.from_settings(settings))
+        reviews = None
         if postgres is not None:
             where = dsn_target(settings.postgres.require_dsn())
             self.reports.service = ReportService(postgres, where, self.reports.scope)
+            reviews = PostgresReviewStore(postgres, where, settings.site)
+        self.qa = QaHandlers(settings.qa.form, reviews)
         context = ApiContext(
             settings=api,
             views=self.views,
@@ -83,8 +90,10 @@ class ApiService:
             stop=self.stop_event,
             reports=self.reports,
         )
-        auth = TokenAuth(api.require_token(), api.read_token, public_reads=api.public_reads)
-        self.app = build_app(context, auth, self.readiness, self.metrics)
+        auth = TokenAuth(
+            api.require_token(), api.read_token, public_reads=api.public_reads, reviewer_token=api.reviewer_token
+        )
+        self.app = build_app(context, auth, self.readiness, self.metrics, self.qa)
         self.redis_ready = redis_ready
         self.port = api.port
         self._runner: web.AppRunner | None = None

@@ -1,8 +1,10 @@
 """Supervisor views, as JSON documents: queues, agents by state, the wallboard.
 
-Figures are the ones Grafana shows: waiting calls and oldest wait come from the same
-state summary the collector exports, service level from the queue statistics with each
-queue's configured formula (router.kpi).
+Waiting calls and oldest wait come from the same state summary the collector exports. The
+queues' counts (offered, answered, abandoned, service level with each queue's configured
+formula, ASA) are today's: since midnight in the site's time zone, from the per-day
+statistics the routing scripts keep (router/store/lua/_lib.lua, ``stat``); every document
+says which day (``day``, ``since``, ``timezone``). Prometheus' counters stay all-time.
 """
 
 from __future__ import annotations
@@ -44,10 +46,16 @@ class Views:
         self.queues = queues
         self.clock = clock
 
-    async def queue_summaries(self) -> list[dict[str, Any]]:
+    def today(self) -> dict[str, Any]:
+        """Which day the queues' figures cover: its label, when it began, the time zone."""
+        day = self.store.days.day(self.clock.now())
+        return {"day": day.label, "since": day.start, "timezone": self.store.days.timezone}
+
+    async def queue_summaries(self, day: str | None = None) -> list[dict[str, Any]]:
+        """Every queue now, with the figures of ``day`` (default: today)."""
         summary = await self.store.state_summary()
-        stats = await self.admin.queue_stats(self.queues)
         now = self.clock.now()
+        stats = await self.store.day_stats(self.queues, day or self.store.days.day(now).label)
         out = []
         for name, queue in self.queues.items():
             figures = stats.get(name, {})
@@ -78,9 +86,11 @@ class Views:
         return {activity: summary.agents.get(activity, 0) for activity in AGENT_ACTIVITIES}
 
     async def wallboard(self) -> dict[str, Any]:
+        today = self.today()
         return {
             "at": round(self.clock.now(), 3),
-            "queues": await self.queue_summaries(),
+            **today,
+            "queues": await self.queue_summaries(today["day"]),
             "agents": await self.agents_by_activity(),
         }
 

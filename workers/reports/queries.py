@@ -60,7 +60,7 @@ LIMIT $9
 # Callers to call back: abandoned calls with a caller number, newest first (then call_id, the
 # page's order), each with the calls the same number made after it entered (any queue) and
 # the first answer among them: a caller answered since needs no call back. The index
-# call_records_site_caller_entered_at (revision 0003) serves the lookup of later calls.
+# call_records_site_caller_entered_at (revision 0004) serves the lookup of later calls.
 ABANDONED_COLUMNS = (
     "call_id",
     "queue",

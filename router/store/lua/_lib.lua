@@ -16,6 +16,123 @@ local function agent_key(id) return P .. 'agent:' .. id end
 local function call_key(id) return P .. 'call:' .. id end
 local function stats_key(queue) return P .. 'stats:' .. queue end
 
+-- Queue statistics, all time and per day ----------------------------------------------------
+-- Every count goes to the queue's all-time hash (stats:<queue>) and to the hash of the day
+-- it happened on in the site's time zone (daystats:<YYYY-MM-DD>:<queue>), which the
+-- wallboard and the API show as "today". Which day a time falls in is worked out in Python
+-- (router/store/params.py, SiteDays: zoneinfo knows the daylight-saving rules) and passed
+-- to the script as a window of three days with their exact bounds; a script calls
+-- use_days(ARGV[n]) first. Per-day keys expire DAY_KEEP_S after their day ended, counted
+-- from the event's time (an expiry time in Redis' clock would delete at once the keys of
+-- events replayed from the past, or of a simulated clock behind the real one).
+local DAY_KEEP_S = 3 * 86400
+local DAYS = nil
+local EXPIRING = {}
+
+local function use_days(spec)
+  DAYS, EXPIRING = nil, {}
+  if spec == nil or spec == false or spec == '' then return end
+  local parts = {}
+  for part in string.gmatch(spec, '%S+') do parts[#parts + 1] = part end
+  DAYS = {}
+  for i = 1, #parts - 2, 3 do
+    DAYS[#DAYS + 1] = {parts[i], tonumber(parts[i + 1]), tonumber(parts[i + 2])}
+  end
+end
+
+-- The day ``t`` falls in ({label, start, end}), clamped to the window; nil without one.
+local function day_of(t)
+  if DAYS == nil or #DAYS == 0 then return nil end
+  local found = DAYS[1]
+  for _, d in ipairs(DAYS) do
+    if t >= d[2] then found = d end
+  end
+  return found
+end
+
+-- A per-day key (once written) expires DAY_KEEP_S after its day ends, as seen from ``at``;
+-- set once per key and script run.
+local function expire_with_day(key, d, at)
+  if not EXPIRING[key] then
+    local left = math.max(0, math.min(d[3] - at, 2 * 86400))
+    redis.call('EXPIRE', key, math.floor(left + DAY_KEEP_S))
+    EXPIRING[key] = true
+  end
+end
+
+local function stat(queue, field, n, at)
+  redis.call('HINCRBY', stats_key(queue), field, n)
+  local d = day_of(at)
+  if d then
+    local key = P .. 'daystats:' .. d[1] .. ':' .. queue
+    redis.call('HINCRBY', key, field, n)
+    expire_with_day(key, d, at)
+  end
+end
+
+local function statf(queue, field, x, at)
+  redis.call('HINCRBYFLOAT', stats_key(queue), field, x)
+  local d = day_of(at)
+  if d then
+    local key = P .. 'daystats:' .. d[1] .. ':' .. queue
+    redis.call('HINCRBYFLOAT', key, field, x)
+    expire_with_day(key, d, at)
+  end
+end
+
+-- Quality sampling (docs/quality.md) -------------------------------------------------------------
+-- The draw: the first 52 bits of SHA-1(seed, call id) read as a number in [0, 1). It depends
+-- on nothing but the call's id and the site's seed (not on the agent, the time or the order
+-- calls arrive in), so a queue's share is met on average for every agent and hour alike, and
+-- the same seed draws the same calls again.
+local QA_DRAW_BITS = 4503599627370496  -- 2^52: 13 hex digits, exact in a double
+
+local function qa_draw(seed, call_id)
+  return tonumber(string.sub(redis.sha1hex(seed .. '\n' .. call_id), 1, 13), 16) / QA_DRAW_BITS
+end
+
+-- Is the call the agent has just answered sampled for review? 'random': its draw is below
+-- the queue's share; 'minimum': the agent has fewer samples today (the site's day of the
+-- answer) than the queue's minimum, so it is topped up. The agent's answers and samples of
+-- the day are counted in qa:<day> (answered:<agent>, sampled:<agent>; sampled only in
+-- queues that sample). A sampled call of a queue that records gets its recording's file
+-- name; record_now '1' asks for the recording to start (not when an earlier visit of the
+-- caller already started one: the caller's channel is being recorded already).
+-- The policy is the call's 'qa' field ('share minimum record', set as it entered the queue).
+-- Returns reason ('' not sampled), recording ('' none), record_now ('1'|'0').
+local function qa_sample(ck, call_id, agent_id, at, seed, stem)
+  local policy = redis.call('HGET', ck, 'qa')
+  if not policy or policy == '' then return '', '', '0' end
+  local share, minimum, record = string.match(policy, '^(%S+) (%S+) (%S+)$')
+  share, minimum = tonumber(share) or 0, tonumber(minimum) or 0
+  local d = day_of(at)
+  local key = d and (P .. 'qa:' .. d[1]) or nil
+  local reason = ''
+  if share > 0 and qa_draw(seed, call_id) < share then
+    reason = 'random'
+  elseif key and minimum > 0 and num(redis.call('HGET', key, 'sampled:' .. agent_id), 0) < minimum then
+    reason = 'minimum'
+  end
+  if key then
+    redis.call('HINCRBY', key, 'answered:' .. agent_id, 1)
+    if reason ~= '' then redis.call('HINCRBY', key, 'sampled:' .. agent_id, 1) end
+    expire_with_day(key, d, at)
+  end
+  if reason == '' then return '', '', '0' end
+  local recording, record_now = '', '0'
+  if record == '1' then
+    recording = redis.call('HGET', ck, 'rec_file')
+    if not recording then
+      local segment = num(redis.call('HGET', ck, 'segment'), 1)
+      recording = stem .. (segment > 1 and ('-' .. segment) or '') .. '.wav'
+      redis.call('HSET', ck, 'rec_file', recording)
+      record_now = '1'
+    end
+  end
+  redis.call('HSET', ck, 'qa_sampled', '1', 'qa_reason', reason, 'recording', recording)
+  return reason, recording, record_now
+end
+
 -- Records (docs/records.md) ------------------------------------------------------------------
 -- A transition appends its record to the site's outbox stream in the same atomic step; the
 -- routing workers' relay (workers/relay.py) publishes it to Kafka, then acknowledges and
@@ -274,7 +391,7 @@ end
 local function call_record(call_id, outcome)
   local c = redis.call('HMGET', call_key(call_id), 'queue', 'first_queue', 'priority', 'caller_num',
     'caller_name', 'first_entered_at', 'entered_at', 'first_offered_at', 'answered_at', 'ended_at',
-    'agent', 'offers', 'rna', 'reqs_now', 'ans_reason', 'sl_t', 'segment')
+    'agent', 'offers', 'rna', 'reqs_now', 'ans_reason', 'sl_t', 'segment', 'recording', 'qa_sampled', 'qa_reason')
   local entered, answered, ended = num(c[7], 0), num(c[9], nil), num(c[10], 0)
   local wait = math.max(0, (answered or ended) - entered)
   local within = wait <= num(c[16], 0)
@@ -290,6 +407,7 @@ local function call_record(call_id, outcome)
     'sl_threshold_s', c[16] or '0',
     'answered_within_threshold', (answered and within) and '1' or '0',
     'abandoned_within_threshold', (outcome == 'abandoned' and within) and '1' or '0',
+    'recording', c[18] or '', 'qa_sampled', c[19] == '1' and '1' or '0', 'qa_reason', c[20] or '',
   }, answered ~= nil
 end
 
@@ -334,11 +452,10 @@ end
 
 -- Count an abandoned call for the queue's statistics. Abandons within the service-level
 -- threshold are "short abandons", which the default service-level formula leaves out.
-local function record_abandon(queue, waited, threshold)
-  local sk = stats_key(queue)
-  redis.call('HINCRBY', sk, 'abandoned', 1)
-  redis.call('HINCRBYFLOAT', sk, 'abandon_wait_sum', waited)
-  if waited > threshold then redis.call('HINCRBY', sk, 'abandoned_after', 1) end
+local function record_abandon(queue, waited, threshold, at)
+  stat(queue, 'abandoned', 1, at)
+  statf(queue, 'abandon_wait_sum', waited, at)
+  if waited > threshold then stat(queue, 'abandoned_after', 1, at) end
 end
 
 -- The offered agent did not take the call: back to its place at the head of the line,
@@ -348,7 +465,7 @@ local function decline_offer(call_id, agent_id, queue, at, auto_pause, reason)
   redis.call('SADD', P .. 'declined:' .. call_id, agent_id)
   redis.call('HSET', call_key(call_id), 'declines', '1')  -- push_waiting_call reads the set then
   redis.call('HINCRBY', call_key(call_id), 'rna', 1)
-  redis.call('HINCRBY', stats_key(queue), 'declined', 1)
+  stat(queue, 'declined', 1, at)
   requeue(call_id)
   local ak = agent_key(agent_id)
   local paused = '0'
@@ -459,8 +576,8 @@ local function end_wrapup(id, ended, now)
   local seconds = math.max(0, ended - num(a[2], ended))
   redis.call('HINCRBYFLOAT', ak, 'handled_s', seconds)
   if a[3] and a[3] ~= '' then
-    redis.call('HINCRBYFLOAT', stats_key(a[3]), 'wrapup_sum', seconds)
-    redis.call('HINCRBY', stats_key(a[3]), 'wrapups', 1)
+    statf(a[3], 'wrapup_sum', seconds, ended)
+    stat(a[3], 'wrapups', 1, ended)
   end
   redis.call('HSET', ak, 'state', 'available', 'idle_since', ended, 'state_since', ended,
     'wrapup_until', ended)
@@ -506,8 +623,8 @@ local function end_transferred_call(call_id, at)
   local wrapping = agent_call_done(agent_id, queue, talk, num(c[4], 0), at)
   finish_call(call_id, 'transferred', at, 'transferred', wrapping)
   redis.call('HSET', ck, 'outcome', 'transferred', 'talk_s', secs(talk))
-  redis.call('HINCRBY', stats_key(queue), 'completed', 1)
-  redis.call('HINCRBYFLOAT', stats_key(queue), 'talk_sum', talk)
+  stat(queue, 'completed', 1, at)
+  statf(queue, 'talk_sum', talk, at)
   return talk, queue, agent_id
 end
 
@@ -529,7 +646,8 @@ local function forget_transfer(call_id, ck, state, at)
   end
   -- The record's per-visit figures too: the caller's next visit counts its own offers.
   redis.call('HDEL', ck, 'xfer_at', 'xfer_kind', 'xfer_to', 'leg_ended_at', 'outcome', 'ended_at',
-    'answered_at', 'talk_s', 'declines', 'first_offered_at', 'offers', 'rna', 'ans_reason')
+    'answered_at', 'talk_s', 'declines', 'first_offered_at', 'offers', 'rna', 'ans_reason',
+    'qa_sampled', 'qa_reason', 'recording')
   redis.call('PERSIST', ck)
   redis.call('DEL', P .. 'declined:' .. call_id)
   return released

@@ -1,12 +1,18 @@
--- The offered agent answered (DialEnd ANSWER): the call is connected.
--- ARGV: P, call_id, agent_id, at, part, off
--- Returns {'answered', wait_seconds, queue, agent_free} or {outcome, state}
+-- The offered agent answered (DialEnd ANSWER): the call is connected, and quality sampling
+-- decides in the same step whether it is reviewed and recorded (qa_sample in _lib.lua).
+-- ARGV: P, call_id, agent_id, at, part, off, days (use_days), qa_seed, recording stem
+--       (the file name without extension: 'acd-<call id>', made safe by the caller)
+-- Returns {'answered', wait_seconds, queue, agent_free, qa_reason ('' not sampled, 'random',
+-- 'minimum'), recording ('' none), record_now ('1': start recording the caller's channel),
+-- channel} or {outcome, state}
 local call_id, agent_id, at = ARGV[2], ARGV[3], tonumber(ARGV[4])
+use_days(ARGV[7])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end
 if seen(ck, ARGV[5], ARGV[6]) then return {'duplicate', ''} end
 mark(ck, ARGV[5], ARGV[6])
-local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'entered_at', 'sl_t', 'decision', 'reqs_now')
+local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'entered_at', 'sl_t', 'decision', 'reqs_now',
+  'channel')
 local offered = c[1] == 'offered' or c[1] == 'dispatching' or c[1] == 'ringing'
 if not offered or c[2] ~= agent_id then return {'ignored', c[1]} end
 -- The call's record keeps why this agent was chosen and the requirements it was chosen for.
@@ -22,8 +28,8 @@ redis.call('HINCRBY', ak, 'reserved', -1)
 redis.call('HINCRBY', ak, 'connected', 1)
 reindex(agent_id, at)
 local wait = math.max(0, at - num(c[4], at))
-local sk = stats_key(c[3])
-redis.call('HINCRBY', sk, 'answered', 1)
-redis.call('HINCRBYFLOAT', sk, 'answer_wait_sum', wait)
-if wait <= num(c[5], 0) then redis.call('HINCRBY', sk, 'answered_within', 1) end
-return {'answered', secs(wait), c[3], free_now(agent_id)}
+stat(c[3], 'answered', 1, at)
+statf(c[3], 'answer_wait_sum', wait, at)
+if wait <= num(c[5], 0) then stat(c[3], 'answered_within', 1, at) end
+local qa_reason, recording, record_now = qa_sample(ck, call_id, agent_id, at, ARGV[8] or '', ARGV[9] or '')
+return {'answered', secs(wait), c[3], free_now(agent_id), qa_reason, recording, record_now, c[8] or ''}

@@ -1,7 +1,8 @@
 -- The offered agent did not take the call (DialEnd NOANSWER, BUSY, ...).
--- ARGV: P, call_id, agent_id, at, auto_pause ('1'|'0'), pause_reason, part, off
+-- ARGV: P, call_id, agent_id, at, auto_pause ('1'|'0'), pause_reason, part, off, days
 -- Returns {'declined', paused ('1'|'0')} or {outcome, state}
 local call_id, agent_id, at = ARGV[2], ARGV[3], tonumber(ARGV[4])
+use_days(ARGV[9])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end
 if seen(ck, ARGV[7], ARGV[8]) then return {'duplicate', ''} end

@@ -2,10 +2,11 @@
 -- After a transfer this is where the agent's part ends: talk stops, wrap-up starts. Any
 -- other time the caller's Hangup ends the call as always; the moment is only kept in case
 -- the transfer event comes after it (see call_transfer.lua).
--- ARGV: P, call_id, agent_id, at, part, off
+-- ARGV: P, call_id, agent_id, at, part, off, days
 -- Returns {'transferred', talk, queue, agent_id, agent_free[, candidate]} or
 -- {outcome, '0', queue, agent_id}.
 local call_id, agent_id, at = ARGV[2], ARGV[3], tonumber(ARGV[4])
+use_days(ARGV[7])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '0', '', ''} end
 local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'xfer_at')

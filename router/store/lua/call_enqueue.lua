@@ -8,12 +8,14 @@
 --       requirements, saving the routing decision a round trip), requeue ('1': a live
 --       announcement may bring a transferred call back; resync listings may not),
 --       caller_number, caller_name (from the AMI, '' unknown), requirements in force
---       now (for the call's record)
+--       now (for the call's record), days, qa (the queue's sampling: 'share minimum
+--       record', '' none)
 -- Returns {'queued', 'waiting'} or {'requeued', agent_released ('' = none)}, then the
 -- candidates; or {'exists', state}.
 -- The queue's service-level threshold and wrap-up time travel with the call, so that a
 -- configuration change does not re-judge calls already in flight.
 local id = ARGV[2]
+use_days(ARGV[22])
 local ck = call_key(id)
 local requeued = false
 local released = ''
@@ -28,7 +30,8 @@ local priority, entered_at = tonumber(ARGV[4]), tonumber(ARGV[7])
 redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', priority,
   'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', entered_at,
   'agent', '', 'offer_id', '', 'sl_t', ARGV[10], 'wrapup_s', ARGV[11], 'prio_set', ARGV[12],
-  'hops', 0, 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '')
+  'hops', 0, 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '',
+  'qa', ARGV[23] or '')
 redis.call('HSETNX', ck, 'first_entered_at', entered_at)
 redis.call('HSETNX', ck, 'first_queue', ARGV[3])
 -- A caller its agent transferred back into a queue starts its next visit (its records').
@@ -38,11 +41,11 @@ line_add(id, ARGV[3], waiting_score(priority, entered_at), ARGV[5] ~= '')
 redis.call('SADD', P .. 'open_calls', id)
 if ARGV[8] ~= '' then redis.call('ZADD', P .. 'relax_due', ARGV[8], id) end
 if ARGV[9] ~= '' then redis.call('ZADD', P .. 'overflow_due', ARGV[9], id) end
-redis.call('HINCRBY', stats_key(ARGV[3]), 'offered', 1)
+stat(ARGV[3], 'offered', 1, entered_at)
 local out = {'queued', 'waiting'}
 if requeued then
   -- Counted as offered to the queue again; transfer_in lets a site total count it once.
-  redis.call('HINCRBY', stats_key(ARGV[3]), 'transfer_in', 1)
+  stat(ARGV[3], 'transfer_in', 1, entered_at)
   out = {'requeued', released}
 end
 if (ARGV[15] or '') ~= '' then

@@ -1,10 +1,11 @@
 -- The caller's channel hung up: abandoned if still queued, completed if connected
 -- (transferred if its agent had transferred it).
 -- ARGV: P, call_id, at, part, off, pbx_cut ('1': Asterisk hung it up while shutting down:
--- a waiting call ends pbx_restart, not abandoned)
+-- a waiting call ends pbx_restart, not abandoned), days (the statistics' days: use_days)
 -- Returns {outcome, seconds (waited or talked), queue, agent_id, agent_free} and, when the
 -- agent is free, its 8 candidate fields (as the candidates script returns them).
 local call_id, at = ARGV[2], tonumber(ARGV[3])
+use_days(ARGV[7])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '0', '', ''} end
 local c = redis.call('HMGET', ck, 'state', 'queue', 'entered_at', 'agent', 'answered_at', 'sl_t',
@@ -13,19 +14,18 @@ local state, queue, agent_id = c[1], c[2], c[4] or ''
 -- A redelivery changes nothing, but says which agent to look at again (follow-up matching).
 if seen(ck, ARGV[4], ARGV[5]) then return with_candidate({'duplicate', '0', queue, agent_id}, agent_id) end
 mark(ck, ARGV[4], ARGV[5])
-local sk = stats_key(queue)
 local waiting = state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing'
 if waiting and ARGV[6] == '1' then
   finish_call(call_id, 'pbx_restart', at, 'pbx_restart')
   release_reservation(agent_id, at)
-  redis.call('HINCRBY', sk, 'ended_by_pbx_restart', 1)
+  stat(queue, 'ended_by_pbx_restart', 1, at)
   return with_candidate({'pbx_restart', secs(math.max(0, at - num(c[3], at))), queue, agent_id}, agent_id)
 end
 if waiting then
   finish_call(call_id, 'abandoned', at, 'abandoned')
   release_reservation(agent_id, at)
   local waited = math.max(0, at - num(c[3], at))
-  record_abandon(queue, waited, num(c[6], 0))
+  record_abandon(queue, waited, num(c[6], 0), at)
   return with_candidate({'abandoned', secs(waited), queue, agent_id}, agent_id)
 end
 if state == 'connected' and redis.call('HEXISTS', ck, 'xfer_at') == 1 then
@@ -38,6 +38,6 @@ if state ~= 'connected' then return {'ignored', '0', queue, agent_id} end
 local talk = math.max(0, at - num(c[5], at))
 local wrapping = agent_call_done(agent_id, queue, talk, num(c[7], 0), at)
 finish_call(call_id, 'completed', at, 'answered', wrapping)
-redis.call('HINCRBY', sk, 'completed', 1)
-redis.call('HINCRBYFLOAT', sk, 'talk_sum', talk)
+stat(queue, 'completed', 1, at)
+statf(queue, 'talk_sum', talk, at)
 return with_candidate({'completed', secs(talk), queue, agent_id}, agent_id)

@@ -3,10 +3,12 @@
 -- A call that is being offered right now is left alone and looked at again shortly.
 -- ARGV: P, call_id, at, from_queue, to_queue ('' = to a target), priority ('' = keep),
 --       sl_threshold, wrapup_s, relax_due ('' = none), overflow_due ('' = none), max_hops,
---       requirements (in force in the new queue now, for the call's record)
+--       requirements (in force in the new queue now, for the call's record), days,
+--       qa (the new queue's sampling: 'share minimum record', '' none)
 -- (priority: the new queue's default, used unless the call set its own)
 -- Returns {'queued'|'target', channel} or {'busy'|'ignored'|'loop', state}
 local call_id, at, from_queue = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+use_days(ARGV[13])
 local ck = call_key(call_id)
 local c = redis.call('HMGET', ck, 'state', 'queue', 'channel', 'priority', 'hops', 'prio_set')
 if c[1] == 'offered' or c[1] == 'dispatching' or c[1] == 'ringing' then
@@ -17,7 +19,7 @@ if c[1] ~= 'waiting' or c[2] ~= from_queue then
   redis.call('ZREM', P .. 'overflow_due', call_id)
   return {'ignored', c[1] or 'unknown'}
 end
-redis.call('HINCRBY', stats_key(from_queue), 'overflowed', 1)
+stat(from_queue, 'overflowed', 1, at)
 if ARGV[5] == '' then
   finish_call(call_id, 'overflowed', at, 'overflowed')
   return {'target', c[3] or ''}
@@ -33,12 +35,12 @@ local priority = num(c[4], 0)
 if c[6] ~= '1' and ARGV[6] ~= '' then priority = tonumber(ARGV[6]) end
 line_remove(call_id, c[2])
 redis.call('HSET', ck, 'queue', ARGV[5], 'entered_at', at, 'priority', priority, 'reqs', '',
-  'sl_t', ARGV[7], 'wrapup_s', ARGV[8], 'hops', hops, 'reqs_now', ARGV[12] or '')
+  'sl_t', ARGV[7], 'wrapup_s', ARGV[8], 'hops', hops, 'reqs_now', ARGV[12] or '', 'qa', ARGV[14] or '')
 line_add(call_id, ARGV[5], waiting_score(priority, at), false)
 redis.call('ZREM', P .. 'relax_due', call_id)
 redis.call('ZREM', P .. 'overflow_due', call_id)
 if ARGV[9] ~= '' then redis.call('ZADD', P .. 'relax_due', ARGV[9], call_id) end
 if ARGV[10] ~= '' then redis.call('ZADD', P .. 'overflow_due', ARGV[10], call_id) end
-redis.call('HINCRBY', stats_key(ARGV[5]), 'offered', 1)
-redis.call('HINCRBY', stats_key(ARGV[5]), 'overflow_in', 1)
+stat(ARGV[5], 'offered', 1, at)
+stat(ARGV[5], 'overflow_in', 1, at)
 return {'queued', c[3] or ''}

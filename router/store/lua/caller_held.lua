@@ -4,9 +4,10 @@
 -- left hold for this very offer first (caller_left_hold): the caller's first hold can be
 -- announced after the offer was made (on a loaded PBX MusicOnHoldStart trails the
 -- UserEvent), and times from different processes are never compared.
--- ARGV: P, call_id, at, auto_pause ('1'|'0'), pause_reason, part, off
+-- ARGV: P, call_id, at, auto_pause ('1'|'0'), pause_reason, part, off, days
 -- Returns {'declined', paused, agent_id} or {outcome, state, ''}
 local call_id, at = ARGV[2], tonumber(ARGV[3])
+use_days(ARGV[8])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '', ''} end
 if seen(ck, ARGV[6], ARGV[7]) then return {'duplicate', '', ''} end

@@ -1,8 +1,9 @@
 -- The dispatcher could not execute an offer. If the caller's channel is gone the call
 -- was abandoned (its Hangup may still follow and then changes nothing); otherwise it
 -- goes back to its place in line. Either way the agent is released.
--- ARGV: P, call_id, offer_id, at, channel_gone ('1'|'0'), part, off
+-- ARGV: P, call_id, offer_id, at, channel_gone ('1'|'0'), part, off, days
 local call_id, at = ARGV[2], tonumber(ARGV[4])
+use_days(ARGV[8])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '', ''} end
 if seen(ck, ARGV[6], ARGV[7]) then return {'duplicate', '', ''} end
@@ -15,7 +16,7 @@ local agent_id = c[3] or ''
 if ARGV[5] == '1' then
   finish_call(call_id, 'abandoned', at, 'abandoned')
   local waited = math.max(0, at - num(c[5], at))
-  record_abandon(c[4], waited, num(c[6], 0))
+  record_abandon(c[4], waited, num(c[6], 0), at)
   release_reservation(agent_id, at)
   return {'abandoned', secs(waited), agent_id, c[4]}
 end

@@ -1,6 +1,6 @@
 -- After an AMI reconnect, ingest lists every live channel. Open calls that entered before
 -- the snapshot and are not in it ended during the gap: close them instead of leaving them
--- waiting forever. ARGV: P, snapshot_at, live_ids_json, ended_at, pbx_cut
+-- waiting forever. ARGV: P, snapshot_at, live_ids_json, ended_at, pbx_cut, days
 -- ended_at: the last moment the calls were known to exist (ingest lost the link or saw
 -- Event: Shutdown); '' when unknown, then the snapshot time. pbx_cut '1': Asterisk's
 -- restart ended them, so a waiting call ends pbx_restart, not abandoned.
@@ -10,6 +10,7 @@
 local at = tonumber(ARGV[2])
 local ended_at = tonumber(ARGV[4]) or at
 local cut = ARGV[5] == '1'
+use_days(ARGV[6])
 local live = {}
 for _, id in ipairs(cjson.decode(ARGV[3])) do live[id] = true end
 local out = {}
@@ -27,20 +28,20 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
         redis.call('HSET', ak, 'idle_since', at)
         reindex(c[4], at)
       end
-      redis.call('HINCRBY', stats_key(c[2]), 'completed', 1)
+      stat(c[2], 'completed', 1, ended)
       local talked = math.max(0, ended - num(redis.call('HGET', call_key(id), 'answered_at'), ended))
-      redis.call('HINCRBYFLOAT', stats_key(c[2]), 'talk_sum', talked)
+      statf(c[2], 'talk_sum', talked, ended)
       for _, v in ipairs({id, c[2], 'completed', secs(talked)}) do out[#out + 1] = v end
     elseif c[1] then
       local waited = math.max(0, ended - num(c[3], ended))
       release_reservation(c[4], at)
       if cut then
         finish_call(id, 'pbx_restart', ended, 'pbx_restart')
-        redis.call('HINCRBY', stats_key(c[2]), 'ended_by_pbx_restart', 1)
+        stat(c[2], 'ended_by_pbx_restart', 1, ended)
         for _, v in ipairs({id, c[2], 'pbx_restart', secs(waited)}) do out[#out + 1] = v end
       else
         finish_call(id, 'abandoned', ended, 'closed_by_resync')
-        record_abandon(c[2], waited, num(c[5], 0))
+        record_abandon(c[2], waited, num(c[5], 0), ended)
         for _, v in ipairs({id, c[2], 'abandoned', secs(waited)}) do out[#out + 1] = v end
       end
     else

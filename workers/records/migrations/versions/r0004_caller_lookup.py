@@ -1,16 +1,16 @@
 """Call records by caller: the abandoned callers' list looks up each caller's later calls
 (docs/reports.md, Abandoned callers to call back).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0003"
-down_revision: str | None = "0002"
+revision = "0004"
+down_revision: str | None = "0003"
 branch_labels = None
 depends_on = None
 
