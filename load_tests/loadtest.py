@@ -4,7 +4,7 @@ The same embedded pipeline as `acd demo` (redis-server, Tansu, the AMI simulator
 `acd` processes as children), with what a load test adds: a progress bar, a sample of the
 router's figures every second, a drain after the traffic (arrivals stop, the calls still
 waiting are answered or abandoned), the load-test figures (occupancy, decisions per
-second), the Erlang C check where its assumptions hold, and with ``--report DIR`` a
+second), the Erlang C (or A) check where its assumptions hold, and with ``--report DIR`` a
 Markdown report with PNG plots. The JSON object printed last is documented in
 docs/load-testing.md.
 """
@@ -58,7 +58,7 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup",
         type=float,
         default=None,
-        help="simulated seconds left out of the Erlang C check (default: the scenario's warmup_s, "
+        help="simulated seconds left out of the Erlang C (or A) check (default: the scenario's warmup_s, "
         "else a fifth of the run)",
     )
     parser.add_argument(
@@ -287,7 +287,7 @@ def run_loadtest_command(args: argparse.Namespace) -> int:
 
 
 def verdict_clean(summary: dict[str, Any]) -> bool:
-    """No double assignment, no lost call, no wrong account, and Erlang C agrees where it applies."""
+    """No double assignment, no lost call, no wrong account, and Erlang C (or A) agrees where it applies."""
     invariants = (
         not summary["double_assignments"] and not summary["lost_calls"] and not summary["state_mismatches"]
     )
@@ -306,7 +306,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         for line in erlang_check.summary_lines(erlang_check.Comparison(**_comparison_fields(check))):
             print(line)
     elif check:
-        print(f"  Erlang C check: not applicable ({check.get('why_not')})")
+        print(f"  Erlang C/A check: not applicable ({check.get('why_not')})")
 
 
 def _comparison_fields(check: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Plots (matplotlib, Agg backend: no display needed), against simulated time since
 traffic started:
 
 - ``service_level_asa.png``: service level and ASA, cumulative and over a rolling window,
-  with the target and, where it applies, Erlang C's figures;
+  with the target and, where it applies, Erlang C's (or A's) figures;
 - ``waiting.png``: calls waiting and the oldest wait;
 - ``agents.png``: agents by state;
 - ``latency.png``: routing decision latency percentiles per sample interval, and decisions
@@ -163,7 +163,10 @@ def _plot_sl_asa(data: ReportInput) -> Any:
         top.axhline(target * 100, color="#c62828", linestyle="--", linewidth=1, label=f"target {target:.0%}")
     if data.comparison is not None:
         top.axhline(
-            data.comparison.service_level_theory * 100, color="#2e7d32", linestyle=":", label="Erlang C"
+            data.comparison.service_level_theory * 100,
+            color="#2e7d32",
+            linestyle=":",
+            label=_model_name(data.comparison.model),
         )
     top.set_ylabel(f"service level within {'/'.join(f'{t:g}' for t in thresholds)} s (%)")
     top.set_ylim(0, 105)
@@ -173,7 +176,12 @@ def _plot_sl_asa(data: ReportInput) -> Any:
     bottom.plot(x, [s.asa_seconds for s in samples], label="cumulative", color="#6a1b9a")
     bottom.plot(x, rolling_asa, label=f"rolling ({width} s real)", color="#ce93d8")
     if data.comparison is not None:
-        bottom.axhline(data.comparison.asa_seconds_theory, color="#2e7d32", linestyle=":", label="Erlang C")
+        bottom.axhline(
+            data.comparison.asa_seconds_theory,
+            color="#2e7d32",
+            linestyle=":",
+            label=_model_name(data.comparison.model),
+        )
     bottom.set_ylabel("ASA (simulated s)")
     bottom.set_xlabel(_x_label(data))
     bottom.set_ylim(bottom=0)
@@ -463,37 +471,52 @@ def _queue_section(s: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _model_name(model: str) -> str:
+    return "Erlang A" if model == "erlang-a" else "Erlang C"
+
+
 def _erlang_section(data: ReportInput) -> list[str]:
     check = data.summary.get("erlang_c") or {}
+    c = data.comparison
+    name = _model_name(str(check.get("model", "")))
     if not check.get("applies"):
         return ["## Erlang C comparison", "", f"Not applicable: {check.get('why_not', 'not computed')}.", ""]
-    c = data.comparison
     if c is None:
-        return ["## Erlang C comparison", "", f"Not computed: {check.get('why_not')}.", ""]
+        return [f"## {name} comparison", "", f"Not computed: {check.get('why_not')}.", ""]
     verdict = "**agrees**" if c.agrees else "**disagrees**"
-    return [
-        "## Erlang C comparison",
-        "",
-        f"{c.agents} agents, {c.calls_per_hour:g} calls/h, AHT {c.aht_s:.2f} s (expected talk, plus the "
-        f"pipeline's times measured in this run: offer to answer {c.offer_to_answer_s:.2f} s, hang-up to the "
-        f"agent's next offer {c.free_lag_s:.2f} s, arrival to offer when an agent was free "
-        f"{c.arrival_lag_s:.2f} s; measured offer-to-hang-up per call {_fmt(c.aht_measured_s)} s), "
-        f"traffic {c.traffic_erlangs:.3f} Erlangs, P(wait) {c.p_wait:.4f}. "
-        f"Measured: the router's records of the {c.calls} calls that arrived after a {c.warmup_s:g} s warm-up "
-        f"({c.not_answered} not answered).",
-        "",
-        "| | measured | Erlang C | standard error | z | batch-means SE | finite-run mean (model) |",
-        "|---|---|---|---|---|---|---|",
+    patience = f", callers' mean patience {c.patience_s:g} s (exponential)" if c.patience_s is not None else ""
+    rows = [
         f"| service level within {c.threshold_s:g} s | {c.service_level:.4f} | {c.service_level_theory:.4f} "
         f"| {c.service_level_se:.4f} | {c.service_level_z:+.2f} | {_fmt(c.service_level_batch_se)} "
         f"| {c.finite_run_service_level:.4f} |",
         f"| ASA (s) | {c.asa_seconds:.3f} | {c.asa_seconds_theory:.3f} | {c.asa_seconds_se:.3f} | {c.asa_z:+.2f} "
         f"| {_fmt(c.asa_seconds_batch_se)} | {c.finite_run_asa_seconds:.3f} |",
-        f"| occupancy (offer to hang-up) | {_fmt(c.occupancy)} | {c.occupancy_theory:.4f} | | | | |",
+    ]
+    if c.model == "erlang-a":
+        rows.append(
+            f"| abandon rate ({c.abandoned} calls) | {c.abandon_rate:.4f} | {c.abandon_rate_theory:.4f} "
+            f"| {c.abandon_rate_se:.4f} | {c.abandon_z:+.2f} | | {c.finite_run_abandon_rate:.4f} |"
+        )
+    rows.append(f"| occupancy (offer to hang-up) | {_fmt(c.occupancy)} | {c.occupancy_theory:.4f} | | | | |")
+    judged = "all three" if c.model == "erlang-a" else "both"
+    return [
+        f"## {name} comparison",
         "",
-        f"Verdict: {verdict} (|z| <= {c.z_limit:g} for both). The standard error is the spread of the same "
-        f"statistic over {c.replications} replications of the ideal M/G/N queue with this run's length and "
-        "warm-up (see docs/load-testing.md).",
+        f"{c.agents} agents, {c.calls_per_hour:g} calls/h{patience}, AHT {c.aht_s:.2f} s (expected talk, plus the "
+        f"pipeline's times measured in this run: offer to answer {c.offer_to_answer_s:.2f} s, hang-up to the "
+        f"agent's next offer {c.free_lag_s:.2f} s, arrival to offer when an agent was free "
+        f"{c.arrival_lag_s:.2f} s; measured offer-to-hang-up per call {_fmt(c.aht_measured_s)} s), "
+        f"traffic {c.traffic_erlangs:.3f} Erlangs, P(wait) {c.p_wait:.4f}. "
+        f"Measured: the router's records of the {c.calls} calls that arrived after a {c.warmup_s:g} s warm-up "
+        f"and were answered ({c.not_answered} not answered); service level by {c.service_level_formula}.",
+        "",
+        f"| | measured | {name} | standard error | z | batch-means SE | finite-run mean (model) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Verdict: {verdict} (|z| <= {c.z_limit:g} for {judged}). The standard error is the spread of the same "
+        f"statistic over {c.replications} replications of the ideal M/G/N{'+M' if c.model == 'erlang-a' else ''} "
+        "queue with this run's length and warm-up (see docs/load-testing.md).",
         "",
     ]
 

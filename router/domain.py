@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -124,6 +124,7 @@ SlFormula = Literal[
     "answered_within_over_answered_and_abandoned",
     "answered_within_over_answered_and_abandoned_after_threshold",
 ]
+SL_FORMULAS: tuple[SlFormula, ...] = get_args(SlFormula)
 DEFAULT_SL_FORMULA: SlFormula = "answered_within_over_answered_and_abandoned_after_threshold"
 
 
@@ -150,6 +151,12 @@ class Overflow(Frozen):
         if (self.to_queue is None) == (self.to_target is None):
             raise ValueError("overflow needs exactly one of to_queue or to_target")
         return self
+
+
+class QueueStaffing(Frozen):
+    """How the live staffing advice models the queue's callers (docs/metrics.md, Staffing)."""
+
+    patience_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class QaPolicy(Frozen):
@@ -182,6 +189,7 @@ class QueueConfig(Frozen):
     service_level: ServiceLevelTarget = ServiceLevelTarget()
     wrapup_s: float = Field(default=0.0, ge=0)
     overflow: Overflow | None = None
+    staffing: QueueStaffing = QueueStaffing()
     qa: QaPolicy | None = Field(default=None, description="optional: quality sampling of answered calls")
 
     @model_validator(mode="after")

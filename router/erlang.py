@@ -27,12 +27,19 @@ def p_wait(agents: int, traffic: float) -> float:
         return 0.0
     if agents <= traffic:
         return 1.0
-    # Erlang B by the stable recurrence, then C = B / (1 - rho (1 - B)).
-    erlang_b = 1.0
-    for n in range(1, agents + 1):
-        erlang_b = traffic * erlang_b / (n + traffic * erlang_b)
+    # C = B / (1 - rho (1 - B)), from Erlang B.
+    blocking = erlang_b(agents, traffic)
     rho = traffic / agents
-    return erlang_b / (1 - rho * (1 - erlang_b))
+    return blocking / (1 - rho * (1 - blocking))
+
+
+def erlang_b(agents: int, traffic: float) -> float:
+    """Erlang B (the loss system M/M/n/n's blocking probability), by the stable recurrence
+    B(n) = A B(n-1) / (n + A B(n-1)), B(0) = 1; it may underflow to 0.0 for n far above A."""
+    blocking = 1.0
+    for n in range(1, agents + 1):
+        blocking = traffic * blocking / (n + traffic * blocking)
+    return blocking
 
 
 def service_level(agents: int, traffic: float, aht_s: float, threshold_s: float) -> float:

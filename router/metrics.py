@@ -354,12 +354,14 @@ class StateGauges:
 
 
 class StaffingGauges:
-    """Live Erlang C staffing advice per queue, beside the agents staffed (collector only)."""
+    """Live staffing advice per queue (Erlang C, or Erlang A where the queue configures a
+    patience), beside the agents staffed (collector only)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.agents_needed = Gauge(
             "acd_staffing_agents_needed",
-            "Erlang C agents needed now to meet the queue's SL target at the observed arrival rate and AHT",
+            "Agents needed now to meet the queue's SL target at the observed arrival rate and AHT "
+            "(Erlang C, or Erlang A with the queue's staffing.patience_s)",
             ["queue"],
             registry=registry,
         )
@@ -388,5 +390,26 @@ class StaffingGauges:
             registry=registry,
         )
 
+        self.abandon_rate = Gauge(
+            "acd_staffing_abandon_ratio",
+            "Erlang A: share of callers expected to give up with the agents needed (queues with a patience)",
+            ["queue"],
+            registry=registry,
+        )
+        self.model = Gauge(
+            "acd_staffing_model_info",
+            "The queueing model of the queue's staffing advice: erlang-c or erlang-a",
+            ["queue", "model"],
+            registry=registry,
+        )
+
     def all(self) -> tuple[Gauge, ...]:
-        return (self.agents_needed, self.agents_staffed, self.arrival_rate, self.handle_time, self.traffic)
+        return (
+            self.agents_needed,
+            self.agents_staffed,
+            self.arrival_rate,
+            self.handle_time,
+            self.traffic,
+            self.abandon_rate,
+            self.model,
+        )

@@ -45,6 +45,8 @@ NOTES: dict[str, str] = {
     "queues.service_level.threshold_s": "T of 'answered within T seconds' (the router's seconds)",
     "queues.service_level.target": "the share to meet (0.8 = 80 %)",
     "queues.service_level.formula": "which service-level definition (docs/metrics.md)",
+    "queues.staffing.patience_s": "callers' mean patience (router's seconds): the live staffing advice "
+    "uses Erlang A, which counts callers who give up; unset: Erlang C (docs/metrics.md, Staffing)",
     "queues.wrapup_s": "timed after-call work after each call, in the router's seconds",
     "queues.overflow": "optional: send calls elsewhere (docs/routing.md, Overflow)",
     "queues.overflow.after_s": "overflow once the call has waited this long (the router's seconds)",

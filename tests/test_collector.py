@@ -11,8 +11,15 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from router import erlang
-from router.domain import AgentConfig, AnyOf, QueueConfig, ServiceLevelTarget, SkillRequirement
+from router import erlang, erlang_a
+from router.domain import (
+    AgentConfig,
+    AnyOf,
+    QueueConfig,
+    QueueStaffing,
+    ServiceLevelTarget,
+    SkillRequirement,
+)
 from router.metrics import RoutingMetrics, StateGauges
 from router.store import NO_POSITION, NewCall, RedisStateStore
 from workers.collector import StateCollector
@@ -20,7 +27,11 @@ from workers.collector import StateCollector
 T0 = 1_800_000_000.0
 
 QUEUES = (
-    QueueConfig(name="billing", requirements=(SkillRequirement(skill="billing", min_level=3),)),
+    QueueConfig(
+        name="billing",
+        requirements=(SkillRequirement(skill="billing", min_level=3),),
+        staffing=QueueStaffing(patience_s=90),
+    ),
     QueueConfig(
         name="support",
         requirements=(SkillRequirement(skill="support", min_level=2),),
@@ -165,6 +176,34 @@ async def test_staffing_advice_follows_offered_calls_and_handle_time(
     assert gauge("acd_staffing_arrival_rate_per_second") == pytest.approx(240 / 3600)
     assert gauge("acd_staffing_handle_time_seconds") == pytest.approx(180)
     assert gauge("acd_staffing_traffic_erlangs") == pytest.approx(12.0)
+    assert (
+        registry.get_sample_value("acd_staffing_model_info", {"queue": "support", "model": "erlang-c"}) == 1
+    )
+    assert gauge("acd_staffing_abandon_ratio") is None  # Erlang C: nobody gives up
+
+
+async def test_staffing_advice_counts_abandonment_where_the_queue_configures_a_patience(
+    store: RedisStateStore, redis: Redis
+) -> None:
+    clock = FakeClock()
+    col, registry = collector(store, clock)
+    stats = store.keys.stats("billing")
+    await redis.hset(stats, mapping={"offered": 0, "completed": 0, "talk_sum": 0})
+    await col.collect_once(1.0)
+    clock.at += 600
+    # 60 calls in 10 minutes = 360 an hour, 180 s handle time: 18 Erlangs, patience 90 s.
+    await redis.hset(stats, mapping={"offered": 60, "completed": 30, "talk_sum": 5400})
+    await col.collect_once(1.0)
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"queue": "billing", **labels})
+
+    expected = erlang_a.agents_needed(360, 180, 90, 0.8, 20)
+    assert gauge("acd_staffing_agents_needed") == expected.agents
+    assert expected.agents < erlang.agents_needed(360, 180, 0.8, 20).agents  # abandons take load off
+    assert gauge("acd_staffing_abandon_ratio") == pytest.approx(expected.abandon_rate)
+    assert gauge("acd_staffing_model_info", model="erlang-a") == 1
+    assert gauge("acd_staffing_model_info", model="erlang-c") is None
 
 
 async def test_ten_thousand_agents_come_back_as_a_few_skill_profiles(store: RedisStateStore) -> None:

@@ -6,6 +6,7 @@ load_tests/scenarios/erlang_check_long.yaml (docs/performance.md).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -14,8 +15,8 @@ import pytest
 
 from load_tests import erlang_check
 from load_tests.erlang_check import CallTimes, ErlangModel, Overheads
-from load_tests.scenario import load_scenario
-from router import erlang
+from load_tests.scenario import Distribution, load_scenario
+from router import erlang, erlang_a
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "load_tests" / "scenarios"
 MODEL = ErlangModel(
@@ -129,3 +130,107 @@ def test_pipeline_lags_are_measured_from_the_router_records() -> None:
         free_lag_p99_s=0.5,
         arrival_lag_p99_s=0.25,
     )
+
+
+# -- Erlang A: callers who abandon ----------------------------------------------------------
+
+MODEL_A = dataclasses.replace(MODEL, calls_per_hour=2200, patience_mean_s=40.0)
+
+
+def ideal_calls_with_patience(
+    model: ErlangModel, run_s: float, seed: int, *, patience_factor: float = 1.0
+) -> list[CallTimes]:
+    """The ideal FCFS queue with exponential patience, as the router records it: a caller
+    still there at the answer (ring = the answer delay) is answered, else abandoned."""
+    assert model.patience_mean_s is not None
+    rng = random.Random(seed)
+    free_at = [0.0] * model.agents
+    calls, now = [], 0.0
+    while (now := now + rng.expovariate(model.arrival_rate)) <= run_s:
+        leaves = now + rng.expovariate(1 / (model.patience_mean_s * patience_factor))
+        start = max(now, min(free_at))
+        answered = start + model.answer_delay_s
+        name = f"c{len(calls)}"
+        if leaves <= answered:
+            if leaves > start:  # rang out on the caller's side: the agent is held until then
+                free_at[free_at.index(min(free_at))] = leaves
+            calls.append(CallTimes(name, now, None, None, leaves, abandoned=True))
+            continue
+        talk = max(1.0, rng.expovariate(1 / model.handle_mean_s))
+        free_at[free_at.index(min(free_at))] = answered + talk
+        calls.append(CallTimes(name, now, start, answered, answered + talk))
+    return calls
+
+
+def test_with_patience_the_model_is_erlang_a_and_other_patience_is_not_modelled() -> None:
+    for name in ("erlang_a_check.yaml", "erlang_a_check_long.yaml"):
+        scenario = load_scenario(SCENARIOS / name)
+        model = erlang_check.model_for(scenario)
+        assert isinstance(model, ErlangModel) and model.name == "erlang-a", name
+        assert model.patience_mean_s == 60 and model.formula == scenario.queues[0].service_level.formula
+    line = scenario.traffic[0]
+    fixed = scenario.model_copy(
+        update={"traffic": [line.model_copy(update={"patience_s": Distribution(dist="fixed", mean=60)})]}
+    )
+    assert erlang_check.model_for(fixed) == "callers' patience is not exponential (Erlang A needs it)"
+
+
+def test_erlang_a_without_pipeline_times_is_router_erlang_a() -> None:
+    none = Overheads(offer_to_answer_s=0.0, free_lag_s=0.0, arrival_lag_s=0.0)
+    aht = erlang_check.effective_aht(MODEL_A, none)
+    predicted = erlang_check.predict(MODEL_A, MODEL_A.arrival_rate * aht, aht, none)
+    figures = erlang_a.figures(20, 2200, aht, 40, 10)
+    assert predicted.p_wait == pytest.approx(figures.p_wait, abs=1e-12)
+    assert predicted.service_level == pytest.approx(figures.service_level(), abs=1e-12)
+    assert predicted.asa_seconds == pytest.approx(figures.asa_seconds, rel=1e-12)
+    assert predicted.abandon_rate == pytest.approx(figures.abandon_rate, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("formula", "ring", "arrival_lag"),
+    [
+        ("answered_within_over_answered_and_abandoned_after_threshold", 2.0, 0.0),
+        ("answered_within_over_answered", 2.0, 0.0),
+        ("answered_within_over_answered_and_abandoned_after_threshold", 0.5, 0.2),
+    ],
+)
+def test_erlang_a_with_pipeline_times_matches_the_ideal_queue_on_a_long_run(
+    formula: str, ring: float, arrival_lag: float
+) -> None:
+    # The shares within T after the ring and the arrival lag come from algebra on Erlang A's
+    # figures: replications of the ideal queue with the same times must land on them. A long
+    # ring (2 s, 5 % of callers hang up while it rings) tests the algebra; the pipeline's
+    # usual times (about 0.5 s, 0.2 s) leave the approximation of the arrival lag as hold
+    # time (as in the Erlang C check) a bias well inside one short run's standard error.
+    model = dataclasses.replace(MODEL_A, formula=formula)
+    lags = Overheads(offer_to_answer_s=ring, free_lag_s=0.3, arrival_lag_s=arrival_lag)
+    aht = erlang_check.effective_aht(model, lags)
+    predicted = erlang_check.predict(model, model.arrival_rate * aht, aht, lags)
+    ref = erlang_check.reference(model, lags, run_s=40_000, warmup_s=500, replications=16, seed=3)
+    slack = 3 / math.sqrt(16)
+    assert 0.03 < predicted.abandon_rate < 0.2 and ref.abandon_sd > 0
+    assert ref.sl_mean == pytest.approx(predicted.service_level, abs=slack * ref.sl_sd + 0.004)
+    assert ref.asa_mean == pytest.approx(predicted.asa_seconds, abs=slack * ref.asa_sd + 0.07)
+    assert ref.abandon_mean == pytest.approx(predicted.abandon_rate, abs=slack * ref.abandon_sd + 0.002)
+
+
+def test_ideal_abandoning_traffic_agrees_and_more_patient_callers_do_not() -> None:
+    calls = ideal_calls_with_patience(MODEL_A, 20_000, seed=11)
+    fair = erlang_check.compare(MODEL_A, calls, start_at=0, end_at=20_000, warmup_s=300, replications=60)
+    assert fair is not None and fair.agrees, fair
+    assert fair.model == "erlang-a" and fair.abandoned > 300 and fair.patience_s == 40
+    assert fair.abandon_rate == pytest.approx(fair.abandon_rate_theory, abs=3 * fair.abandon_rate_se)
+    assert any("abandon rate: measured" in line for line in erlang_check.summary_lines(fair))
+    # Callers twice as patient as the model says: fewer give up, the others wait longer.
+    patient = ideal_calls_with_patience(MODEL_A, 20_000, seed=11, patience_factor=2.0)
+    unfair = erlang_check.compare(MODEL_A, patient, start_at=0, end_at=20_000, warmup_s=300, replications=60)
+    assert unfair is not None and not unfair.agrees
+    assert unfair.abandon_z < -2 and unfair.asa_z > 3
+
+
+def test_abandons_are_read_from_the_router_call_hash() -> None:
+    fields = {"entered_at": "100", "ended_at": "130.5", "state": "abandoned"}
+    times = erlang_check.call_times("c1", fields)
+    assert times is not None and times.abandoned and times.abandon_wait_s == pytest.approx(30.5)
+    done = erlang_check.call_times("c2", {"entered_at": "100", "answered_at": "101", "state": "completed"})
+    assert done is not None and not done.abandoned and done.abandon_wait_s is None

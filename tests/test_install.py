@@ -76,7 +76,7 @@ def test_the_recorder_and_its_migrations_are_installed(product_venv: Path, tmp_p
         [product_venv / "bin" / "python", "-c", "from workers.records.migrate import head_revision as h; print(h())"],
         cwd=tmp_path,
     )
-    assert head.returncode == 0 and head.stdout.strip() == "0003", head.stderr
+    assert head.returncode == 0 and head.stdout.strip() == "0004", head.stderr
     no_dsn = run([product_venv / "bin" / "acd", "db", "upgrade"], cwd=tmp_path)
     assert no_dsn.returncode == 2 and "no PostgreSQL DSN: set ACD_POSTGRES__DSN" in no_dsn.stderr, no_dsn.stderr
 

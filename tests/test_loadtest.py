@@ -21,6 +21,7 @@ from workers.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "load_tests" / "scenarios" / "erlang_check.yaml"
+SCENARIO_A = ROOT / "load_tests" / "scenarios" / "erlang_a_check.yaml"
 PLOTS = ("service_level_asa.png", "waiting.png", "agents.png", "latency.png")
 
 
@@ -59,6 +60,38 @@ def test_loadtest_command_short_erlang_check(tmp_path: Path) -> None:
     assert json.loads((report / "summary.json").read_text())["offered"] == summary["offered"]
     assert len((report / "samples.csv").read_text().splitlines()) == summary["samples"] + 1
     assert "acd loadtest: run directory" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.system
+def test_loadtest_command_short_erlang_a_check(tmp_path: Path) -> None:
+    """Callers who abandon (exponential patience): measured service level, ASA and abandon
+    rate against Erlang A, within the sampling error of a run this short."""
+    report = tmp_path / "report"
+    command = [sys.executable, "-m", "workers.cli", "loadtest", "--scenario", str(SCENARIO_A)]
+    command += ["--duration", "30", "--json", "--report", str(report)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["double_assignments"] == 0 and summary["lost_calls"] == 0
+    assert summary["abandoned"] > 0 and summary["answered"] + summary["abandoned"] == summary["offered"]
+    check = summary["erlang_c"]
+    print(
+        {
+            k: check[k]
+            for k in ("service_level", "service_level_theory", "service_level_se", "service_level_z")
+        }
+    )
+    print({k: check[k] for k in ("asa_seconds", "asa_seconds_theory", "asa_seconds_se", "asa_z")})
+    print({k: check[k] for k in ("abandon_rate", "abandon_rate_theory", "abandon_rate_se", "abandon_z")})
+    assert check["applies"] and check["model"] == "erlang-a" and check["patience_s"] == 60
+    assert check["abandoned"] > 0 and check["abandon_rate_se"] > 0
+    assert abs(check["service_level_z"]) <= 3 and abs(check["asa_z"]) <= 3 and abs(check["abandon_z"]) <= 3
+    assert check["agrees"]
+    text = (report / "report.md").read_text()
+    assert "## Erlang A comparison" in text and "| abandon rate (" in text and "**agrees**" in text
 
 
 def samples(count: int = 30) -> list[Sample]:

@@ -22,7 +22,7 @@ from router.metrics import (
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 # Every label a metric may carry: values come from config (queue) or fixed sets.
-BOUNDED_LABELS = {"queue", "state", "topic", "type", "trigger", "action", "result", "formula", "bucket", "le"}
+BOUNDED_LABELS = {"queue", "state", "topic", "type", "trigger", "action", "result", "formula", "bucket", "le", "model"}
 
 
 def every_metric() -> list[CollectorRegistry]:

@@ -107,8 +107,8 @@ async def test_upgrading_from_0001_keeps_the_calls_and_gives_them_the_added_fiel
         placeholders = ", ".join(f"${i}" for i in range(1, len(before) + 1))
         await pool.execute(f"INSERT INTO call_records ({', '.join(before)}) VALUES ({placeholders})", *before.values())
 
-        assert await upgrade(settings) == head_revision() == "0003"
-        assert await check_schema(pool, dsn_target(postgres_dsn)) == "0003"
+        assert await upgrade(settings) == head_revision() == "0004"
+        assert await check_schema(pool, dsn_target(postgres_dsn)) == "0004"
         (row,) = await rows(pool, "call_records")
         assert {name: row[name] for name in before} == before
         assert (row["segment"], row["queue_entered_at"], row["qa_reason"]) == (1, None, "")  # the defaults

@@ -4,13 +4,16 @@
     acd route    --config FILE     routing worker (run several: they form a consumer group)
     acd dispatch --config FILE     routing commands -> AMI actions
     acd collect  --config FILE     site-wide state gauges for Prometheus
-    acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--json]
+    acd staffing --calls-per-hour R --aht S [--sl-target 0.8] [--threshold 20] [--patience S] [--json]
     acd api      --config FILE     agent and supervisor API, live updates, wallboard
     acd record   --config FILE     call and agent-state records from Kafka into PostgreSQL
     acd db upgrade|current --config FILE   the recorder's schema (Alembic migrations)
     acd report   --config FILE --from ISO --to ISO [--interval 15m|30m|1h|1d] [--by queue|agent|site]
                  [--format table|csv|json] [--timezone TZ] [--queue NAME] [--agent ID]
                                    interval reports from the records in PostgreSQL (docs/reports.md)
+    acd report   --abandoned --config FILE --from ISO --to ISO [--needs-callback] [--queue NAME]
+                 [--format table|csv|json] [--timezone TZ] [--limit N]
+                                   abandoned callers to call back, newest first (docs/reports.md)
     acd check-config --config FILE validate a configuration file (e.g. before a reload)
 
 With the lab installed (`pip install 'acd-router[lab]'`, load_tests/cli.py), through the
@@ -103,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     from workers.staffing import add_staffing_arguments
 
     add_staffing_arguments(
-        commands.add_parser("staffing", help="Erlang C: the fewest agents that meet a service-level target")
+        commands.add_parser(
+            "staffing", help="Erlang C (or A, with --patience): the fewest agents that meet a service-level target"
+        )
     )
     api = commands.add_parser("api", help="agent and supervisor API, live updates and wallboard")
     api.add_argument("--config", type=Path, help="YAML configuration file (see config/acd.example.yaml)")

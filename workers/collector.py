@@ -123,6 +123,9 @@ class StateCollector:
             gauges.arrival_rate.labels(queue.name).set(advice.arrival_rate_per_s)
             gauges.handle_time.labels(queue.name).set(advice.aht_s)
             gauges.traffic.labels(queue.name).set(advice.traffic_erlangs)
+            gauges.model.labels(queue.name, advice.model).set(1)
+            if advice.abandon_rate is not None:
+                gauges.abandon_rate.labels(queue.name).set(advice.abandon_rate)
 
     def _clear(self) -> None:
         for gauge in self.gauges.all():

@@ -1,4 +1,8 @@
-"""Staffing advice by Erlang C: live per queue (for the collector) and `acd staffing`.
+"""Staffing advice: live per queue (for the collector) and `acd staffing`.
+
+The model is Erlang C (router/erlang.py), or Erlang A (router/erlang_a.py), which counts
+callers who give up, when the callers' mean patience is known: `acd staffing --patience S`,
+or a queue's ``staffing.patience_s`` for the live advice.
 
 Live advice uses the queue's statistics in Redis: the arrival rate is the growth of
 ``offered`` over a sliding window, the average handle time (AHT) is talk time per
@@ -17,13 +21,15 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from router import erlang
-from router.domain import QueueConfig
+from router import erlang, erlang_a
+from router.domain import DEFAULT_SL_FORMULA, SL_FORMULAS, QueueConfig, SlFormula
 
 DEFAULT_WINDOW_S = 900.0
 MIN_SPAN_S = 60.0
-# Erlang C approaches but never reaches 100 %: a target of 1.0 is advised as 99.9 %.
+# Erlang C and A approach but never reach 100 %: a target of 1.0 is advised as 99.9 %.
 MAX_SL_TARGET = 0.999
+ERLANG_C = "erlang-c"
+ERLANG_A = "erlang-a"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,9 @@ class StaffingAdvice:
     aht_s: float
     traffic_erlangs: float
     agents_needed: int
+    model: str = ERLANG_C
+    # Erlang A: the share of callers expected to give up with ``agents_needed`` agents.
+    abandon_rate: float | None = None
 
 
 class QueueWindow:
@@ -76,7 +85,7 @@ class QueueWindow:
 
 
 class StaffingEstimator:
-    """Erlang C agents needed per queue from the statistics the collector reads each tick."""
+    """Erlang C (or A) agents needed per queue from the statistics the collector reads each tick."""
 
     def __init__(self, window_s: float = DEFAULT_WINDOW_S, min_span_s: float = MIN_SPAN_S) -> None:
         self.window_s = window_s
@@ -105,16 +114,24 @@ def wrapup_per_call(queue: QueueConfig, stats: Mapping[str, float]) -> float:
 
 
 def advise(queue: QueueConfig, arrival_rate_per_s: float, aht_s: float) -> StaffingAdvice:
-    """The fewest agents that meet the queue's SL target (0 when no calls arrive)."""
+    """The fewest agents that meet the queue's SL target (0 when no calls arrive), by Erlang A
+    with the queue's service-level formula when it configures a patience, else by Erlang C."""
     traffic = arrival_rate_per_s * aht_s
-    needed = 0
-    if traffic > 0:
-        target = min(queue.service_level.target, MAX_SL_TARGET)
-        staffing = erlang.agents_needed(
-            arrival_rate_per_s * 3600, aht_s, target, queue.service_level.threshold_s
-        )
-        needed = staffing.agents
-    return StaffingAdvice(queue.name, arrival_rate_per_s, aht_s, traffic, needed)
+    patience = queue.staffing.patience_s
+    model = ERLANG_C if patience is None else ERLANG_A
+    if traffic <= 0:
+        return StaffingAdvice(queue.name, arrival_rate_per_s, aht_s, traffic, 0, model)
+    target = min(queue.service_level.target, MAX_SL_TARGET)
+    threshold = queue.service_level.threshold_s
+    if patience is None:
+        needed = erlang.agents_needed(arrival_rate_per_s * 3600, aht_s, target, threshold).agents
+        return StaffingAdvice(queue.name, arrival_rate_per_s, aht_s, traffic, needed)
+    figures = erlang_a.agents_needed(
+        arrival_rate_per_s * 3600, aht_s, patience, target, threshold, queue.service_level.formula
+    )
+    return StaffingAdvice(
+        queue.name, arrival_rate_per_s, aht_s, traffic, figures.agents, model, figures.abandon_rate
+    )
 
 
 # -- `acd staffing` ---------------------------------------------------------------------
@@ -131,7 +148,33 @@ def add_staffing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=float, default=20.0, help="service-level threshold, seconds (default 20)"
     )
+    parser.add_argument(
+        "--patience",
+        metavar="S",
+        help="callers' mean patience, seconds: Erlang A, which counts callers who give up (default: "
+        "Erlang C, nobody gives up)",
+    )
+    parser.add_argument(
+        "--sl-formula",
+        choices=SL_FORMULAS,
+        default=DEFAULT_SL_FORMULA,
+        metavar="FORMULA",
+        help="how the service level counts abandons, with --patience: "
+        f"{', '.join(SL_FORMULAS)} (default {DEFAULT_SL_FORMULA}; docs/metrics.md)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def patience_seconds(args: argparse.Namespace) -> float | None:
+    """--patience as a number (checked by ``staffing_problem`` first), None without it."""
+    return None if args.patience is None else float(args.patience)
+
+
+def _patience_ok(text: str | None) -> bool:
+    try:
+        return text is None or (math.isfinite(float(text)) and float(text) > 0)
+    except ValueError:
+        return False
 
 
 def staffing_problem(args: argparse.Namespace) -> str | None:
@@ -141,25 +184,55 @@ def staffing_problem(args: argparse.Namespace) -> str | None:
         (math.isfinite(args.aht) and args.aht > 0, "--aht must be > 0 seconds"),
         (0 < args.sl_target < 1, "--sl-target must be between 0 and 1 (exclusive), e.g. 0.8"),
         (math.isfinite(args.threshold) and args.threshold > 0, "--threshold must be > 0 seconds"),
+        (
+            _patience_ok(args.patience),
+            f"--patience {args.patience!r}: expected the callers' mean patience, a number of seconds > 0, "
+            "e.g. 120",
+        ),
     ]
     return next((message for ok, message in checks if not ok), None)
 
 
+def staffing_figures(args: argparse.Namespace) -> dict[str, float | int | str]:
+    """The answer's fields: Erlang C's as they always were, then Erlang A's additions."""
+    patience = patience_seconds(args)
+    if patience is None:
+        result = erlang.agents_needed(args.calls_per_hour, args.aht, args.sl_target, args.threshold)
+        return {**asdict(result), "model": ERLANG_C}
+    formula: SlFormula = args.sl_formula
+    found = erlang_a.agents_needed(
+        args.calls_per_hour, args.aht, patience, args.sl_target, args.threshold, formula
+    )
+    return {
+        "agents": found.agents,
+        "traffic_erlangs": found.traffic_erlangs,
+        "p_wait": found.p_wait,
+        "service_level": found.service_level(formula),
+        "asa_seconds": found.asa_seconds,
+        "occupancy": found.occupancy,
+        "abandon_rate": found.abandon_rate,
+        "model": ERLANG_A,
+    }
+
+
 def run_staffing_command(args: argparse.Namespace) -> int:
-    """`acd staffing`: the minimum Erlang C staffing that meets the target."""
+    """`acd staffing`: the minimum Erlang C (or, with --patience, Erlang A) staffing that meets the target."""
     problem = staffing_problem(args)
     if problem is not None:
         print(f"acd staffing: error: {problem}", file=sys.stderr)
         return 2
-    result = erlang.agents_needed(args.calls_per_hour, args.aht, args.sl_target, args.threshold)
-    figures = asdict(result)
+    figures = staffing_figures(args)
     if args.json:
-        print(json.dumps({name: round(value, 6) for name, value in figures.items()}))
+        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in figures.items()}))
         return 0
-    print(
-        f"{result.agents} agents: traffic {result.traffic_erlangs:.2f} Erlangs, "
-        f"service level {result.service_level:.1%} within {args.threshold:g}s "
-        f"(target {args.sl_target:.0%}), ASA {result.asa_seconds:.1f}s, "
-        f"occupancy {result.occupancy:.1%}, P(wait) {result.p_wait:.1%}"
+    line = (
+        f"{figures['agents']} agents: traffic {figures['traffic_erlangs']:.2f} Erlangs, "
+        f"service level {figures['service_level']:.1%} within {args.threshold:g}s "
+        f"(target {args.sl_target:.0%}), ASA {figures['asa_seconds']:.1f}s, "
+        f"occupancy {figures['occupancy']:.1%}, P(wait) {figures['p_wait']:.1%}"
     )
+    if args.patience is not None:
+        patience = patience_seconds(args)
+        line += f", abandoned {figures['abandon_rate']:.1%} (Erlang A, mean patience {patience:g}s)"
+    print(line)
     return 0

@@ -88,6 +88,7 @@ def build_app(
     add.add_get("/api/v1/wallboard", handlers.wallboard)
     add.add_get("/api/v1/reports/intervals", reports.intervals)
     add.add_get("/api/v1/reports/calls", reports.calls)
+    add.add_get("/api/v1/reports/abandoned", reports.abandoned)
     add.add_get("/api/v1/events", handlers.events)
 
     # Quality reviews (reviewer token only: workers/api/auth.py).

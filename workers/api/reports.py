@@ -1,4 +1,5 @@
-"""The reports endpoints: interval reports and finished calls, from PostgreSQL (docs/reports.md).
+"""The reports endpoints: interval reports, finished calls and the abandoned callers to call
+back, from PostgreSQL (docs/reports.md).
 
 The parameters are checked first (400, or 404 for a queue or agent that is not
 configured), whether or not PostgreSQL is there; then, without a ``postgres`` DSN in the
@@ -13,12 +14,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from workers.api.errors import ApiError
-from workers.reports.render import to_csv
+from workers.reports.render import abandoned_csv, to_csv
 from workers.reports.request import (
+    RawAbandoned,
     RawCalls,
     RawReport,
     ReportInputError,
     ReportScope,
+    abandoned_request,
     calls_request,
     query_parameter,
     report_request,
@@ -51,7 +54,7 @@ def not_configured() -> ApiError:
 
 
 class ReportHandlers:
-    """GET /api/v1/reports/intervals and GET /api/v1/reports/calls."""
+    """GET /api/v1/reports/intervals, /calls and /abandoned."""
 
     def __init__(self, context: ReportsContext) -> None:
         self.ctx = context
@@ -115,3 +118,30 @@ class ReportHandlers:
         except ReportInputError as exc:
             raise input_error(exc) from None
         return web.json_response(await self._service().finished_calls(asked))
+
+    async def abandoned(self, request: web.Request) -> web.Response:
+        query = request.query
+        raw = RawAbandoned(
+            start=query.get("from"),
+            end=query.get("to"),
+            timezone=query.get("timezone"),
+            queues=query.getall("queue", []),
+            needs_callback=query.get("needs_callback"),
+            limit=query.get("limit"),
+            cursor=query.get("cursor"),
+        )
+        form = self._format(request)
+        try:
+            asked = abandoned_request(raw, self.ctx.scope, query_parameter)
+        except ReportInputError as exc:
+            raise input_error(exc) from None
+        document = await self._service().abandoned_callers(asked)
+        if form == "json":
+            return web.json_response(document)
+        # The page's rows; the next page's cursor (none on the last) in a header.
+        headers = {"Content-Disposition": 'attachment; filename="acd-abandoned-callers.csv"'}
+        if document["next_cursor"] is not None:
+            headers["Acd-Next-Cursor"] = document["next_cursor"]
+        return web.Response(
+            text=abandoned_csv(document), content_type="text/csv", charset="utf-8", headers=headers
+        )

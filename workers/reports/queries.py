@@ -14,7 +14,7 @@ from typing import Any
 from router.postgres import Pool, postgres_errors
 from workers.records.parse import CALL_TABLE
 from workers.reports.figures import CallFacts, Review, StateSpan
-from workers.reports.request import CallsRequest, Cursor
+from workers.reports.request import AbandonedRequest, CallsRequest, Cursor
 
 # A filter given as an array, or NULL for none: one statement serves both.
 CALLS = """
@@ -55,6 +55,42 @@ WHERE site = $1
   AND ($7::timestamptz IS NULL OR (entered_at, call_id) > ($7, $8::text))
 ORDER BY entered_at, call_id
 LIMIT $9
+"""
+
+# Callers to call back: abandoned calls with a caller number, newest first (then call_id, the
+# page's order), each with the calls the same number made after it entered (any queue) and
+# the first answer among them: a caller answered since needs no call back. The index
+# call_records_site_caller_entered_at (revision 0004) serves the lookup of later calls.
+ABANDONED_COLUMNS = (
+    "call_id",
+    "queue",
+    "caller_number",
+    "caller_name",
+    "entered_at",
+    "abandoned_at",
+    "wait_s",
+    "abandoned_within_threshold",
+    "later_calls",
+    "answered_later",
+    "answered_later_at",
+)
+ABANDONED = """
+SELECT a.call_id, a.queue, a.caller_number, a.caller_name, a.entered_at, a.ended_at AS abandoned_at,
+       a.wait_s, a.abandoned_within_threshold, later.calls AS later_calls,
+       later.answered_at IS NOT NULL AS answered_later, later.answered_at AS answered_later_at
+FROM call_records a
+CROSS JOIN LATERAL (
+    SELECT count(*) AS calls, min(l.answered_at) AS answered_at
+    FROM call_records l
+    WHERE l.site = a.site AND l.caller_number = a.caller_number AND l.entered_at > a.entered_at
+) later
+WHERE a.site = $1 AND a.outcome = 'abandoned' AND a.caller_number <> ''
+  AND a.entered_at >= $2 AND a.entered_at < $3
+  AND ($4::text[] IS NULL OR a.queue = ANY($4::text[]))
+  AND ($5::boolean IS NULL OR (later.answered_at IS NULL) = $5)
+  AND ($6::timestamptz IS NULL OR (a.entered_at, a.call_id) < ($6, $7::text))
+ORDER BY a.entered_at DESC, a.call_id DESC
+LIMIT $8
 """
 
 
@@ -111,4 +147,22 @@ class ReportQueries:
         )
         page = [dict(row) for row in rows[: request.limit]]
         more = len(rows) > request.limit
+        return page, Cursor(page[-1]["entered_at"], page[-1]["call_id"]) if more else None
+
+    async def abandoned(self, request: AbandonedRequest) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """A page of abandoned callers, newest first, and the cursor of the next page (None: last)."""
+        after, limit = request.after, request.limit
+        rows = await self._fetch(
+            ABANDONED,
+            self.site,
+            request.start,
+            request.end,
+            _filter(request.queues),
+            request.needs_callback,
+            None if after is None else after.entered_at,
+            None if after is None else after.call_id,
+            None if limit is None else limit + 1,
+        )
+        page = [dict(row) for row in (rows if limit is None else rows[:limit])]
+        more = limit is not None and len(rows) > limit
         return page, Cursor(page[-1]["entered_at"], page[-1]["call_id"]) if more else None

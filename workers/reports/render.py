@@ -146,7 +146,8 @@ def _formulas(rows: Sequence[Mapping[str, Any]], by: str, totals: Mapping[str, A
 
 def _aligned(header: list[str], body: list[list[str]], names: Sequence[str]) -> list[str]:
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    text = {"interval_start", "queue", "site", "agent", "paused_by_reason"}
+    text = {"interval_start", "queue", "site", "agent", "paused_by_reason", "abandoned_at", "caller_number"}
+    text |= {"caller_name", "answered_later_at"}
 
     def line(values: Sequence[str]) -> str:
         parts = [
@@ -156,3 +157,63 @@ def _aligned(header: list[str], body: list[list[str]], names: Sequence[str]) -> 
         return "  ".join(parts).rstrip()
 
     return [line(header), *(line(values) for values in body)]
+
+
+# -- abandoned callers to call back ----------------------------------------------------------
+
+
+def abandoned_csv(document: Mapping[str, Any]) -> str:
+    """One header row (the column names), then one row per caller, newest first."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = document["columns"]
+    writer.writerow(columns)
+    for row in document["callers"]:
+        writer.writerow([_abandoned_csv_value(row[name]) for name in columns])
+    return out.getvalue()
+
+
+def _abandoned_csv_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{round(value, 3):g}"
+    return csv_value(value)
+
+
+ABANDONED_HEADINGS = {
+    "abandoned_at": "abandoned at",
+    "queue": "queue",
+    "caller_number": "number",
+    "caller_name": "name",
+    "wait_s": "waited",
+    "later_calls": "called again",
+    "answered_later_at": "answered since",
+}
+
+
+def abandoned_table(document: Mapping[str, Any]) -> str:
+    """The callers for people: newest first, when each was answered since ("-": call back)."""
+    shown = list(ABANDONED_HEADINGS)
+    zone = f"times in {document['timezone']}"
+    lines = [
+        f"Abandoned callers to call back: site {document['site']}, calls that entered from "
+        f"{document['from']} to {document['to']}, newest first",
+        zone + '; "answered since" is the first answer of a later call from the same number ("-": call back)',
+    ]
+    body = [[_abandoned_cell(name, row[name]) for name in shown] for row in document["callers"]]
+    lines += _aligned([ABANDONED_HEADINGS[name] for name in shown], body, shown)
+    if not body:
+        lines.append("(no abandoned caller with a number in this range)")
+    return "\n".join(lines) + "\n"
+
+
+def _abandoned_cell(name: str, value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if name.endswith("_at"):  # 2026-10-25T02:13:45.5+01:00 -> 2026-10-25 02:13:45+01:00
+        day, _, clock = str(value).partition("T")
+        return f"{day} {clock[:8]}{clock[-6:]}"
+    if name == "wait_s":
+        return duration(value)
+    return str(value)

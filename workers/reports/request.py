@@ -278,3 +278,62 @@ def calls_request(raw: RawCalls, scope: ReportScope, flag: Flag) -> CallsRequest
         limit=_limit(raw.limit, flag),
         after=None if raw.cursor is None else Cursor.decode(raw.cursor, flag),
     )
+
+
+# -- abandoned callers to call back (`acd report --abandoned`, /api/v1/reports/abandoned) --
+
+NEEDS_CALLBACK = ("true", "false")
+
+
+@dataclass(frozen=True, slots=True)
+class RawAbandoned:
+    """The parameters of the list of abandoned callers as given."""
+
+    start: str | None
+    end: str | None
+    timezone: str | None = None
+    queues: Sequence[str] = ()
+    needs_callback: str | None = None
+    limit: str | None = None
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonedRequest:
+    """Callers who abandoned a call that entered in [start, end), newest first, after ``after``;
+    ``needs_callback`` None for all, True for those not answered since, False for those answered;
+    ``limit`` None for every one (the command line)."""
+
+    start: datetime
+    end: datetime
+    zone: ZoneInfo
+    zone_source: ZoneSource
+    queues: tuple[str, ...] = ()
+    needs_callback: bool | None = None
+    limit: int | None = DEFAULT_LIMIT
+    after: Cursor | None = None
+
+
+def abandoned_request(
+    raw: RawAbandoned, scope: ReportScope, flag: Flag, *, default_limit: int | None = DEFAULT_LIMIT
+) -> AbandonedRequest:
+    """The list ``raw`` asks for, or the first ``ReportInputError`` found in it."""
+    list_zone, source = zone(raw.timezone, scope, flag)
+    start = instant(raw.start, "from", list_zone, flag)
+    end = instant(raw.end, "to", list_zone, flag)
+    if start >= end:
+        raise ReportInputError(
+            f"{flag('from')} {raw.start!r} is not before {flag('to')} {raw.end!r}: expected {flag('from')} "
+            f"earlier than {flag('to')}"
+        )
+    needs = choice(raw.needs_callback, NEEDS_CALLBACK, "", "needs_callback", flag)
+    return AbandonedRequest(
+        start=start,
+        end=end,
+        zone=list_zone,
+        zone_source=source,
+        queues=known(raw.queues, scope.formulas, "queue", flag),
+        needs_callback=None if not needs else needs == "true",
+        limit=default_limit if raw.limit is None else _limit(raw.limit, flag),
+        after=None if raw.cursor is None else Cursor.decode(raw.cursor, flag),
+    )

@@ -7,9 +7,9 @@ from typing import Any
 from router.postgres import Pool
 from workers.records.parse import CALL_TABLE, INSTANT
 from workers.reports.intervals import iso
-from workers.reports.queries import ReportQueries
+from workers.reports.queries import ABANDONED_COLUMNS, ReportQueries
 from workers.reports.report import Report, ReportData, build_report
-from workers.reports.request import CallsRequest, ReportRequest, ReportScope
+from workers.reports.request import AbandonedRequest, CallsRequest, ReportRequest, ReportScope
 
 TIME_COLUMNS = tuple(column.name for column in CALL_TABLE.columns if column.sql_type == INSTANT)
 
@@ -54,5 +54,27 @@ class ReportService:
             "timezone": request.zone.key,
             "limit": request.limit,
             "calls": rows,
+            "next_cursor": None if next_cursor is None else next_cursor.encode(),
+        }
+
+    async def abandoned_callers(self, request: AbandonedRequest) -> dict[str, Any]:
+        """Callers to call back (GET /api/v1/reports/abandoned, `acd report --abandoned`):
+        a page of them, newest first, times in the request's zone."""
+        rows, next_cursor = await self._queries.abandoned(request)
+        for row in rows:
+            for name in ("entered_at", "abandoned_at", "answered_later_at"):
+                if row[name] is not None:
+                    row[name] = iso(row[name], request.zone)
+        return {
+            "site": self.scope.site,
+            "from": iso(request.start, request.zone),
+            "to": iso(request.end, request.zone),
+            "timezone": request.zone.key,
+            "timezone_source": request.zone_source,
+            "queues": list(request.queues) or None,
+            "needs_callback": request.needs_callback,
+            "limit": request.limit,
+            "columns": list(ABANDONED_COLUMNS),
+            "callers": [{name: row[name] for name in ABANDONED_COLUMNS} for row in rows],
             "next_cursor": None if next_cursor is None else next_cursor.encode(),
         }
