@@ -253,7 +253,8 @@ class Dispatcher:
 
 async def open_dispatcher(ctx: ProcessContext) -> Component:
     """Redis, the topics, the producer, the consumer group, then AMI; ready while Redis
-    answers, the group has given it its partitions, and Asterisk takes actions."""
+    answers, the broker answers, the group has given it its partitions, and Asterisk takes
+    actions."""
     settings = ctx.settings
     metrics = DispatchMetrics(ctx.registry)
     topics = Topics(settings.kafka.topic_prefix)
@@ -265,7 +266,8 @@ async def open_dispatcher(ctx: ProcessContext) -> Component:
         settings.kafka, [topics.routing_commands], f"{settings.kafka.consumer_group}-dispatch"
     )
     await ctx.open(reader.start, reader.stop)
-    ctx.link("kafka", lambda: reader.assigned)
+    broker = ctx.kafka(producer, reader)
+    ctx.link("kafka", lambda: reader.assigned and broker.ready)
     gateway = AmiGateway(settings.ami, events=False)
     ctx.stack.push_async_callback(gateway.close)
     ctx.link("ami", lambda: gateway.ready)
