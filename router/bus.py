@@ -356,15 +356,20 @@ class KafkaLink:
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._correlation = 0
         self._clients: list[KafkaClient] = []
+        self._hung = False  # a probe went unanswered (not refused) since the link was last up
 
     def track(self, *clients: KafkaClient) -> None:
-        """When the broker answers again after it did not, these clients drop every connection
-        they hold (``drop_connections``) and make fresh ones.
+        """When the broker answers again after it left a probe unanswered, these clients drop
+        every connection they hold (``drop_connections``) and make fresh ones.
 
         A connection that was open while the broker did not answer may never be answered
-        again (the broker lost it: a restart behind the same address, a failover, a firewall
-        that forgot the flow); aiokafka's only cure would be each request's timeout, one
-        connection after another.
+        again (the broker lost it: a frozen host replaced behind the same address, a
+        failover, a firewall that forgot the flow); aiokafka's only cure would be each
+        request's timeout, one connection after another. A broker that refused or closed
+        connections (stopped, restarted) closed theirs already: then nothing is dropped,
+        and the clients reconnect at their own pace, as they always did (a broker that
+        restarted empty must have its topics recreated before they write: ingest, docs/
+        architecture.md invariant 4).
         """
         self._clients.extend(clients)
 
@@ -385,6 +390,7 @@ class KafkaLink:
                 await self._ask()
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             self.close()
+            self._hung = self._hung or isinstance(exc, TimeoutError)
             if self.ready:
                 logger.warning(
                     "Kafka at %s stopped answering (%s)",
@@ -394,15 +400,22 @@ class KafkaLink:
             self.ready = False
         else:
             if not self.ready:
-                logger.info(
-                    "Kafka at %s answers again: %d clients reconnect",
-                    self.settings.bootstrap_servers,
-                    len(self._clients),
-                )
-                for client in self._clients:
-                    client.drop_connections()
+                self._answered_again()
             self.ready = True
         return self.ready
+
+    def _answered_again(self) -> None:
+        hung, self._hung = self._hung, False
+        if not hung:
+            logger.info("Kafka at %s answers again", self.settings.bootstrap_servers)
+            return
+        logger.info(
+            "Kafka at %s answers again after it left requests unanswered: %d clients reconnect",
+            self.settings.bootstrap_servers,
+            len(self._clients),
+        )
+        for client in self._clients:
+            client.drop_connections()
 
     async def _ask(self) -> None:
         reader, writer = self._stream or await self._connect()

@@ -148,6 +148,27 @@ async def test_kafka_link_notices_a_broker_that_accepts_but_never_answers(
         link.close()
 
 
+async def test_kafka_link_a_broker_that_refused_makes_no_client_drop_its_connections(
+    proxied_kafka: tuple[EmbeddedKafka, BlackholeProxy],
+) -> None:
+    """Stopped, not hung: its connections were closed already, and a broker that restarted
+    empty must get its topics back before clients write (ingest sees to that)."""
+    kafka, proxy = proxied_kafka
+    link = KafkaLink(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, probe_timeout_s=0.5))
+    client = CountingClient()
+    link.track(client)
+    port = proxy.port
+    try:
+        assert await link.check()
+        await proxy.stop()  # connections closed, new ones refused
+        assert not await link.check()
+        async with BlackholeProxy("127.0.0.1", kafka.port, port=port):
+            assert await link.check()
+        assert client.dropped == 0
+    finally:
+        link.close()
+
+
 async def test_kafka_clients_work_again_at_once_not_after_their_request_timeout(
     proxied_kafka: tuple[EmbeddedKafka, BlackholeProxy], topic_prefix: str
 ) -> None:
