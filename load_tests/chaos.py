@@ -154,6 +154,8 @@ class FaultRun(Demo):
         self.proxy: BlackholeProxy | None = None  # in front of ``fault.link``
         self.link_watch: LinkWatch | None = None
         self.details: dict[str, Any] = {}  # what a fault reports beyond the common fields
+        # What a fault measures once the traffic is over, while the processes still run.
+        self.before_finish: list[Callable[[ChildProcesses], Awaitable[None]]] = []
 
     async def _link(self, stack: contextlib.AsyncExitStack, name: str, port: int) -> int:
         """The fault's link goes through a proxy that can hang it; the others are direct."""
@@ -202,12 +204,8 @@ class FaultRun(Demo):
             await _sleep_unless(stop, 0.25)
 
     async def _finish(self, store: RedisStateStore, pbx: Pbx, children: ChildProcesses) -> dict[str, Any]:
-        if self.fault.name == "dispatcher_killed":
-            # The restarted dispatcher read again what its predecessor had not committed:
-            # commands whose offer was claimed already are skipped, never sent twice.
-            port = {"dispatch": children.http_ports()["dispatch"]}
-            stale = await scrape_totals(port, ("acd_dispatch_stale_commands_total",))
-            self.details["stale_commands_after_restart"] = int(stale["acd_dispatch_stale_commands_total"])
+        for measure in self.before_finish:
+            await measure(children)
         summary = await super()._finish(store, pbx, children)
         summary["leaked_reservations"] = len(await leaked_reservations(store))
         return self.verdict(summary, pbx)
@@ -435,6 +433,15 @@ async def kill_dispatcher(run: FaultRun) -> None:
     run.details.update(
         dispatching_at_kill=len(dispatching), ready_again_after_kill_s=round(time.monotonic() - killed_at, 2)
     )
+
+    async def count_skipped(children: ChildProcesses) -> None:
+        # What the new dispatcher read again and did not send: claimed by its predecessor
+        # (or withdrawn meanwhile), never executed twice.
+        port = {"dispatch": children.http_ports()["dispatch"]}
+        stale = await scrape_totals(port, ("acd_dispatch_stale_commands_total",))
+        run.details["stale_commands_after_restart"] = int(stale["acd_dispatch_stale_commands_total"])
+
+    run.before_finish.append(count_skipped)
 
 
 async def hang_link(run: FaultRun) -> None:
