@@ -140,7 +140,7 @@ class Dispatcher:
         try:
             envelope = decode(message.value)
             if envelope.type == ROUTING_OFFER:
-                await self.offer(parse_offer(envelope))
+                await self.offer(parse_offer(envelope), claimant=self._claimant(message))
             elif envelope.type == ROUTING_PAUSE:
                 await self.pause(parse_pause(envelope))
             elif envelope.type == ROUTING_OVERFLOW:
@@ -149,9 +149,14 @@ class Dispatcher:
             logger.warning("dead-lettering command %s@%s: %s", message.part, message.offset, exc)
             await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
 
-    async def offer(self, command: OfferCommand) -> None:
+    def _claimant(self, message: Consumed) -> str:
+        """This delivery of a command to this dispatcher: the same while its claim is retried
+        (``_execute_until_done``), another after a restart or a redelivery."""
+        return f"{self.source}:{self._session}:{message.part}@{message.offset}:{message.generation}"
+
+    async def offer(self, command: OfferCommand, *, claimant: str = "") -> None:
         deadline = self.clock.now() + self.settings.routing.dispatch_timeout_s * self.clock.time_scale
-        claim = await self.store.claim_offer(command.call_id, command.offer_id, deadline)
+        claim = await self.store.claim_offer(command.call_id, command.offer_id, deadline, claimant)
         if claim.status != "ok":
             self.metrics.stale.inc()
             logger.info(
