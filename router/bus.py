@@ -328,6 +328,8 @@ def _drop_connections(client: Any) -> None:
 
 API_VERSIONS = 18  # the Kafka request every broker answers, before any authentication
 RECHECK_DOWN_S = 0.25  # how often a KafkaLink asks while the broker does not answer
+PROBE_ERRORS = (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError)
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 PROBE_CLIENT_ID = b"acd-link-probe"
 MAX_PROBE_REPLY = 1 << 20
 
@@ -353,7 +355,7 @@ class KafkaLink:
         self.every_s = every_s or settings.probe_interval_s
         self.timeout_s = settings.probe_timeout_s
         self.ready = True  # the process's clients have just been answered
-        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._stream: Stream | None = None
         self._correlation = 0
         self._clients: list[KafkaClient] = []
         self._hung = False  # a probe went unanswered (not refused) since the link was last up
@@ -374,35 +376,81 @@ class KafkaLink:
         self._clients.extend(clients)
 
     async def watch(self) -> None:
-        """Until cancelled; an outage is logged once when it starts and once when it ends.
-        While the broker does not answer it is asked more often: its return is what the
-        clients wait for to reconnect."""
+        """Until cancelled; an outage is logged once when it starts and once when it ends."""
         try:
             while True:
-                await asyncio.sleep(self.every_s if self.ready else min(self.every_s, RECHECK_DOWN_S))
-                await self.check()
+                await asyncio.sleep(self.every_s)
+                if not await self.check():
+                    await self._until_answered()
         finally:
             self.close()
 
     async def check(self) -> bool:
+        """Ask once (on the link's connection, or a new one); whether the broker answered."""
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self._ask()
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                if self._stream is None:
+                    self._stream = await self._open()
+                await self._ask(self._stream)
+        except PROBE_ERRORS as exc:
             self.close()
-            self._hung = self._hung or isinstance(exc, TimeoutError)
-            if self.ready:
-                logger.warning(
-                    "Kafka at %s stopped answering (%s)",
-                    self.settings.bootstrap_servers,
-                    str(exc) or type(exc).__name__,
-                )
-            self.ready = False
+            self._failed(exc)
+        else:
+            self._answered()
+        return self.ready
+
+    async def _until_answered(self) -> None:
+        """While the broker does not answer: a fresh attempt every RECHECK_DOWN_S, beside those
+        still waiting (each gives up after ``probe_timeout_s``), so that an attempt stuck on a
+        connection into a link that still hangs does not hold up noticing its return."""
+        loop = asyncio.get_running_loop()
+        attempts: set[asyncio.Task[None]] = set()
+        try:
+            while not self.ready:
+                attempts.add(loop.create_task(self._attempt()))
+                next_at = loop.time() + RECHECK_DOWN_S
+                while attempts and not self.ready and next_at > loop.time():
+                    _, attempts = await asyncio.wait(
+                        attempts, timeout=next_at - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                    )
+                if not self.ready:
+                    await asyncio.sleep(max(0.0, next_at - loop.time()))
+        finally:
+            for task in attempts:
+                task.cancel()
+            await asyncio.gather(*attempts, return_exceptions=True)
+
+    async def _attempt(self) -> None:
+        """One question on a connection of its own; the first answered becomes the link's."""
+        stream: Stream | None = None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                stream = await self._open()
+                await self._ask(stream)
+        except PROBE_ERRORS as exc:
+            self._failed(exc)
         else:
             if not self.ready:
-                self._answered_again()
-            self.ready = True
-        return self.ready
+                self._stream, stream = stream, None
+                self._answered()
+        finally:
+            if stream is not None:
+                stream[1].transport.abort()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._hung = self._hung or isinstance(exc, TimeoutError)
+        if self.ready:
+            logger.warning(
+                "Kafka at %s stopped answering (%s)",
+                self.settings.bootstrap_servers,
+                str(exc) or type(exc).__name__,
+            )
+        self.ready = False
+
+    def _answered(self) -> None:
+        if not self.ready:
+            self._answered_again()
+        self.ready = True
 
     def _answered_again(self) -> None:
         hung, self._hung = self._hung, False
@@ -417,27 +465,24 @@ class KafkaLink:
         for client in self._clients:
             client.drop_connections()
 
-    async def _ask(self) -> None:
-        reader, writer = self._stream or await self._connect()
-        self._correlation = (self._correlation + 1) % 2**31
-        writer.write(_api_versions_request(self._correlation))
+    async def _ask(self, stream: Stream) -> None:
+        reader, writer = stream
+        self._correlation = correlation = (self._correlation + 1) % 2**31
+        writer.write(_api_versions_request(correlation))
         await writer.drain()
         (size,) = struct.unpack(">i", await reader.readexactly(4))
         if not 4 <= size <= MAX_PROBE_REPLY:
             raise ValueError(f"not a Kafka reply (size {size})")
-        (correlation,) = struct.unpack_from(">i", await reader.readexactly(size))
-        if correlation != self._correlation:
-            raise ValueError(f"reply to request {correlation}, expected {self._correlation}")
+        (answered,) = struct.unpack_from(">i", await reader.readexactly(size))
+        if answered != correlation:
+            raise ValueError(f"reply to request {answered}, expected {correlation}")
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self) -> Stream:
         tls = client_options(self.settings).get("ssl_context")
         error: OSError = OSError(f"no bootstrap server in {self.settings.bootstrap_servers!r}")
         for host, port in bootstrap_addresses(self.settings.bootstrap_servers):
             try:
-                self._stream = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None
-                )
-                return self._stream
+                return await asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls else None)
             except OSError as exc:
                 error = exc
         raise error

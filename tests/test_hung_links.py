@@ -148,6 +148,30 @@ async def test_kafka_link_notices_a_broker_that_accepts_but_never_answers(
         link.close()
 
 
+async def test_kafka_link_notices_the_return_without_waiting_for_an_attempt_stuck_in_the_hang(
+    proxied_kafka: tuple[EmbeddedKafka, BlackholeProxy],
+) -> None:
+    """An attempt made while the link hung waits its whole timeout; the ones made after the
+    release, beside it, are answered at once."""
+    kafka, proxy = proxied_kafka
+    settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, probe_timeout_s=3.0)
+    link = KafkaLink(settings, every_s=0.1)
+    client = CountingClient()
+    link.track(client)
+    watch = asyncio.create_task(link.watch())
+    try:
+        proxy.hang()
+        await eventually(lambda: not link.ready, within=settings.probe_timeout_s + SLACK_S)
+        await asyncio.sleep(1.0)  # attempts are waiting in the black hole now
+        proxy.release()
+        _, took = await timed(eventually(lambda: link.ready, within=settings.probe_timeout_s))
+        assert took < 1.0  # not an attempt's 3 s timeout
+        assert client.dropped == 1
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+
+
 async def test_kafka_link_a_broker_that_refused_makes_no_client_drop_its_connections(
     proxied_kafka: tuple[EmbeddedKafka, BlackholeProxy],
 ) -> None:
