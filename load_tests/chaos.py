@@ -9,7 +9,11 @@ call with the simulator's ledger:
   waiting; ``double_assigned``: Redirects that reached an agent already at capacity;
 - ``leaked_reservations``: agents still holding a reservation no open offer explains;
 - ``recovery_s``: real seconds from the fault until a call that arrived after it was
-  answered (routing works end to end again).
+  answered (routing works end to end again);
+- for a link that hangs (``*_link_hung``: the processes reach Redis, the broker or AMI
+  through a ``BlackholeProxy``): ``link_detected_s``, seconds until the slowest process
+  behind the link said so on /ready, and ``link_ready_again_s``, seconds from the link's
+  return until the slowest was ready again.
 """
 
 from __future__ import annotations
@@ -23,18 +27,23 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from load_tests.amisim.pbx import Pbx
-from load_tests.children import ChildProcesses
+from load_tests.children import ChildProcesses, Readiness, scrape_totals
 from load_tests.demo import Demo
 from load_tests.embedded import EmbeddedRedis
+from load_tests.proxy import BlackholeProxy
 from load_tests.scenario import Scenario, load_scenario
 from load_tests.summary import LISTED_CALLS
 from load_tests.traffic import TrafficGenerator
+from router.settings import AmiSettings, KafkaSettings, RedisSettings
 from router.store import RedisStateStore
+from router.store.connect import PING_EVERY_S
 from workers.runtime import install_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -47,15 +56,84 @@ PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ring
 # before it did would report "never recovered" for a fault the system rode out.
 RECOVERED_FOR_S = 2.0
 EXTRA_S = 20.0
+# A hung link stays hung for the outage, and at least until every process behind it has
+# said so on /ready, for at most this long (real seconds; then ``link_detected_s`` is null).
+DETECT_LIMIT_S = 30.0
+READY_AGAIN_LIMIT_S = 30.0  # after the link's return, how long the processes are watched
+READINESS_POLL_S = 0.1
+# deploy/systemd/acd-dispatch.service: Restart=on-failure, RestartSec=2.
+SYSTEMD_RESTART_S = 2.0
 
 
 @dataclass(frozen=True)
 class Fault:
-    """A named fault: ``strike`` breaks something (and repairs it, when repair is part of it)."""
+    """A named fault: ``strike`` breaks something (and repairs it, when repair is part of it).
+
+    ``link``: the link (redis, kafka, ami) the processes reach through a ``BlackholeProxy``
+    in this fault's run, so that ``strike`` can hang it."""
 
     name: str
     description: str
     strike: Callable[[FaultRun], Awaitable[None]]
+    link: str | None = None
+
+
+@dataclass
+class LinkWatch:
+    """When each process behind a hung link said so on /ready, and when it was ready again
+    (monotonic seconds)."""
+
+    link: str
+    users: set[str] = field(default_factory=set)  # the processes whose /ready lists the link
+    hung_at: float = 0.0
+    released_at: float | None = None
+    noticed: dict[str, float] = field(default_factory=dict)
+    ready_again: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, answers: dict[str, Readiness], now: float) -> None:
+        for name, answer in answers.items():
+            if name not in self.users or not answer.answered:
+                continue
+            if answer.links.get(self.link) is False:
+                self.noticed.setdefault(name, now)
+            if self.released_at is not None and answer.ready:
+                self.ready_again.setdefault(name, now)
+
+    def all_noticed(self) -> bool:
+        return self.users <= set(self.noticed)
+
+    def all_ready_again(self) -> bool:
+        return self.users <= set(self.ready_again)
+
+    @property
+    def detected_s(self) -> float | None:
+        """Seconds from the hang until the slowest process reported it; None: one never did."""
+        if not self.users or not self.all_noticed():
+            return None
+        return round(max(self.noticed.values()) - self.hung_at, 2)
+
+    @property
+    def ready_again_s(self) -> float | None:
+        """Seconds from the link's return until the slowest process was ready again."""
+        if self.released_at is None or not self.users or not self.all_ready_again():
+            return None
+        return round(max(self.ready_again.values()) - self.released_at, 2)
+
+    def report(self) -> dict[str, Any]:
+        def after(at: float | None, since: float | None) -> float | None:
+            return None if at is None or since is None else round(at - since, 2)
+
+        return {
+            "link": self.link,
+            "hung_s": after(self.released_at, self.hung_at),
+            "processes": {
+                name: {
+                    "not_ready_after_s": after(self.noticed.get(name), self.hung_at),
+                    "ready_again_after_s": after(self.ready_again.get(name), self.released_at),
+                }
+                for name in sorted(self.users)
+            },
+        }
 
 
 class FaultRun(Demo):
@@ -73,6 +151,18 @@ class FaultRun(Demo):
         self.blind_until: float | None = None
         self.store: RedisStateStore | None = None
         self.pbx: Pbx | None = None
+        self.proxy: BlackholeProxy | None = None  # in front of ``fault.link``
+        self.link_watch: LinkWatch | None = None
+        self.details: dict[str, Any] = {}  # what a fault reports beyond the common fields
+        # What a fault measures once the traffic is over, while the processes still run.
+        self.before_finish: list[Callable[[ChildProcesses], Awaitable[None]]] = []
+
+    async def _link(self, stack: contextlib.AsyncExitStack, name: str, port: int) -> int:
+        """The fault's link goes through a proxy that can hang it; the others are direct."""
+        if name != self.fault.link:
+            return port
+        self.proxy = await stack.enter_async_context(BlackholeProxy("127.0.0.1", port))
+        return self.proxy.port
 
     @property
     def records_wanted(self) -> bool:
@@ -114,6 +204,8 @@ class FaultRun(Demo):
             await _sleep_unless(stop, 0.25)
 
     async def _finish(self, store: RedisStateStore, pbx: Pbx, children: ChildProcesses) -> dict[str, Any]:
+        for measure in self.before_finish:
+            await measure(children)
         summary = await super()._finish(store, pbx, children)
         summary["leaked_reservations"] = len(await leaked_reservations(store))
         return self.verdict(summary, pbx)
@@ -140,6 +232,10 @@ class FaultRun(Demo):
             "unobservable": len(judged_lost) - len(lost),
             "outcome_unobservable": len(judged_mismatched) - len(mismatched),
             "recovery_s": self.recovery_s(pbx),
+            "link_detected_s": self.link_watch.detected_s if self.link_watch else None,
+            "link_ready_again_s": self.link_watch.ready_again_s if self.link_watch else None,
+            "unexpected_redirects": truth.get("unexpected_redirects", 0),
+            "details": self.details,
             "process_exit_codes": summary["process_exit_codes"],
             "lost_call_ids": lost[:LISTED_CALLS],
             "lost_calls_truth": [self._truth(pbx, call_id) for call_id in lost[:LISTED_CALLS]],
@@ -199,6 +295,20 @@ class FaultRun(Demo):
             elif good_since is None:
                 good_since = probe.entered_at
         return good_since
+
+
+def stated_detection_s(link: str) -> float:
+    """How soon, by the default settings, every process notices that ``link`` (redis, kafka,
+    ami) hangs: what docs/operations.md states (Links that hang)."""
+    if link == "redis":
+        return PING_EVERY_S + RedisSettings().socket_timeout_s
+    if link == "kafka":
+        kafka = KafkaSettings()
+        return kafka.probe_interval_s + kafka.probe_timeout_s
+    if link == "ami":
+        ami = AmiSettings()
+        return ami.ping_interval_s + ami.ping_timeout_s
+    raise ValueError(f"unknown link {link!r}: redis, kafka or ami")
 
 
 async def leaked_reservations(store: RedisStateStore) -> list[str]:
@@ -296,8 +406,81 @@ async def redirect_of_a_gone_caller(run: FaultRun) -> None:
 
 
 async def _offered_calls(store: RedisStateStore) -> list[str]:
-    states = await store.call_states(await store.open_call_ids())
-    return [call_id for call_id, state in states.items() if state in ("offered", "dispatching")]
+    return await _calls_in(store, ("offered", "dispatching"))
+
+
+async def _calls_in(store: RedisStateStore, states: tuple[str, ...]) -> list[str]:
+    found = await store.call_states(await store.open_call_ids())
+    return [call_id for call_id, state in found.items() if state in states]
+
+
+async def kill_dispatcher(run: FaultRun) -> None:
+    """SIGKILL the dispatcher, if it comes within a few seconds while an offer is claimed
+    (state ``dispatching``: its Redirect sent or about to be), and start it again after
+    systemd's RestartSec. The new one reads again every command not committed: a command
+    whose offer is claimed already is skipped, so no caller is redirected twice."""
+    assert run.store is not None
+    deadline = time.monotonic() + 5.0
+    dispatching: list[str] = []
+    while not dispatching and time.monotonic() < deadline:
+        dispatching = await _calls_in(run.store, ("dispatching",))
+        if not dispatching:
+            await asyncio.sleep(0.005)
+    await run.children.kill("dispatch", signal.SIGKILL)
+    killed_at = time.monotonic()
+    await asyncio.sleep(SYSTEMD_RESTART_S)
+    await run.children.restart("dispatch")
+    run.details.update(
+        dispatching_at_kill=len(dispatching), ready_again_after_kill_s=round(time.monotonic() - killed_at, 2)
+    )
+
+    async def count_skipped(children: ChildProcesses) -> None:
+        # What the new dispatcher read again and did not send: claimed by its predecessor
+        # (or withdrawn meanwhile), never executed twice.
+        port = {"dispatch": children.http_ports()["dispatch"]}
+        stale = await scrape_totals(port, ("acd_dispatch_stale_commands_total",))
+        run.details["stale_commands_after_restart"] = int(stale["acd_dispatch_stale_commands_total"])
+
+    run.before_finish.append(count_skipped)
+
+
+async def hang_link(run: FaultRun) -> None:
+    """Hang the fault's link (the proxy forwards nothing and closes nothing) for the outage,
+    and at least until every process behind it has said so on /ready; then let it back and
+    watch them get ready again."""
+    assert run.proxy is not None and run.fault.link is not None
+    watch = run.link_watch = LinkWatch(run.fault.link)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        before = await run.children.readiness(session)
+        watch.users = {name for name, answer in before.items() if watch.link in answer.links}
+        watch.hung_at = time.monotonic()
+        run.proxy.hang()
+        hold_until = watch.hung_at + run.args.outage_s
+
+        def held() -> bool:
+            return watch.all_noticed() and time.monotonic() >= hold_until
+
+        await _watch_readiness(run, session, watch, held, max(hold_until, watch.hung_at + DETECT_LIMIT_S))
+        run.proxy.release()
+        watch.released_at = time.monotonic()
+        await _watch_readiness(
+            run, session, watch, watch.all_ready_again, watch.released_at + READY_AGAIN_LIMIT_S
+        )
+    if watch.link == "ami":
+        run.blind_until = run.clock.now()  # calls that came and went meanwhile were unseen
+    run.details["readiness"] = watch.report()
+
+
+async def _watch_readiness(
+    run: FaultRun,
+    session: aiohttp.ClientSession,
+    watch: LinkWatch,
+    done: Callable[[], bool],
+    deadline: float,
+) -> None:
+    while not done() and time.monotonic() < deadline:
+        watch.observe(await run.children.readiness(session), time.monotonic())
+        await asyncio.sleep(READINESS_POLL_S)
 
 
 FAULTS = (
@@ -315,6 +498,25 @@ FAULTS = (
         "redirect_failed",
         "Redirect of callers who hung up meanwhile (No such channel)",
         redirect_of_a_gone_caller,
+    ),
+    Fault("dispatcher_killed", "SIGKILL of the dispatcher mid-dispatch, restarted", kill_dispatcher),
+    Fault(
+        "redis_link_hung",
+        "Redis stops answering, connections left open (a black hole), then back",
+        hang_link,
+        link="redis",
+    ),
+    Fault(
+        "broker_link_hung",
+        "the Kafka broker stops answering, connections left open, then back",
+        hang_link,
+        link="kafka",
+    ),
+    Fault(
+        "ami_link_hung",
+        "AMI stops answering, connections left open, then back",
+        hang_link,
+        link="ami",
     ),
 )
 

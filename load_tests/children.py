@@ -104,11 +104,12 @@ class ChildProcesses:
     def http_ports(self) -> dict[str, int]:
         return {name: child.http_port for name, child in self.children.items()}
 
-    async def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Wait until every child answers 200 on /ready."""
+    async def wait_ready(self, timeout_s: float = 60.0, names: list[str] | None = None) -> None:
+        """Wait until every child (or those in ``names``) answers 200 on /ready."""
         deadline = time.monotonic() + timeout_s
+        wanted = [self.children[name] for name in names] if names is not None else self.children.values()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            for child in self.children.values():
+            for child in wanted:
                 await self._learn_port(child, deadline)
                 while not await _ready(session, child.http_port):
                     self._raise_if_dead(child)
@@ -143,6 +144,22 @@ class ChildProcesses:
         child.process.send_signal(sig)
         await child.process.wait()
 
+    async def restart(self, name: str, *, timeout_s: float = 60.0) -> Child:
+        """Start a child that died (``kill``) again with the same command, as systemd's
+        ``Restart=`` does, and wait until it is ready; its log goes on in the same file."""
+        old = self.children[name]
+        if old.process.returncode is None:
+            raise ChildProcessError(f"{name} is still running (pid {old.process.pid}): kill it first")
+        child = await self.start_one(old.spec)
+        await self.wait_ready(timeout_s, names=[name])
+        return child
+
+    async def readiness(self, session: aiohttp.ClientSession) -> dict[str, Readiness]:
+        """Each live child's /ready now (one request each, side by side)."""
+        live = {n: c for n, c in self.children.items() if c.http_port and c.process.returncode is None}
+        answers = await asyncio.gather(*(_readiness(session, c.http_port) for c in live.values()))
+        return dict(zip(live, answers, strict=True))
+
     async def stop(self, grace_s: float = 15.0) -> dict[str, int | None]:
         """SIGTERM every child, wait for clean exits (SIGKILL after ``grace_s``); exit codes."""
         for child in self.children.values():
@@ -158,6 +175,25 @@ class ChildProcesses:
                 await child.process.wait()
                 codes[name] = None  # did not stop within the grace period
         return codes
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """One answer of a process's /ready: whether it is ready, and each link's probe
+    (``answered`` False: no answer at all, e.g. the process is busy or gone)."""
+
+    answered: bool
+    ready: bool = False
+    links: dict[str, bool] = field(default_factory=dict)
+
+
+async def _readiness(session: aiohttp.ClientSession, port: int) -> Readiness:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/ready") as response:
+            body = await response.json()
+            return Readiness(True, response.status == 200, dict(body.get("links", {})))
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+        return Readiness(False)
 
 
 async def _ready(session: aiohttp.ClientSession, port: int) -> bool:

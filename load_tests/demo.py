@@ -130,7 +130,9 @@ class Demo:
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
             redis_server = await stack.enter_async_context(self._redis_server())
-            kafka = await stack.enter_async_context(EmbeddedKafka())
+            kafka = EmbeddedKafka()
+            kafka.advertised_port = await self._link(stack, "kafka", kafka.port)
+            await stack.enter_async_context(kafka)
             if self.records_wanted:
                 self.postgres = await stack.enter_async_context(EmbeddedPostgres(durable=True))
                 await upgrade(PostgresSettings(dsn=self.postgres.dsn()))
@@ -150,8 +152,11 @@ class Demo:
                 simulator,
                 children,
             )
+            redis_port = await self._link(stack, "redis", redis_server.port)
             config = self.config_path = self._write_config(
-                redis_server.url, kafka.bootstrap_servers, simulator.port
+                f"redis://127.0.0.1:{redis_port}/0",
+                kafka.bootstrap_servers,
+                await self._link(stack, "ami", simulator.port),
             )
             await children.start(self._child_specs(config))
             self._banner(children)
@@ -179,6 +184,11 @@ class Demo:
     def report_out(self) -> Path | None:
         out: Path | None = getattr(self.args, "report_out", None)
         return out
+
+    async def _link(self, stack: contextlib.AsyncExitStack, name: str, port: int) -> int:
+        """The loopback port the processes reach link ``name`` (redis, kafka, ami) on: the
+        server's own here; a fault run may put something in between."""
+        return port
 
     async def _start_tap(self, stack: contextlib.AsyncExitStack, bootstrap: str) -> None:
         """Read every offer's decision latency, as the dispatcher reads the offers."""

@@ -182,18 +182,24 @@ class EmbeddedRedis(_ChildServer):
 
 
 class EmbeddedKafka(_ChildServer):
-    """A Tansu broker (memory storage) on a free loopback port."""
+    """A Tansu broker (memory storage) on a free loopback port.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``advertised_port``: the port clients are told to use for the broker (default: the one it
+    listens on); the chaos runs put a proxy there, so that every connection goes through it.
+    """
+
+    def __init__(self, port: int | None = None, *, advertised_port: int | None = None) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     async def start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
-        args = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
+        args = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         args += ["--storage-engine", "memory://tansu/"]
         self.proc = await asyncio.create_subprocess_exec(
             *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent, start_new_session=True

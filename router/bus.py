@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.conn import CloseReason
 from aiokafka.errors import (
     AuthenticationFailedError,
     ClusterAuthorizationFailedError,
@@ -91,6 +93,7 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
         # Re-read topic metadata often: after a broker loses its topics (Tansu keeps them in
         # memory), clients must notice the recreated partitions within seconds, not minutes.
         "metadata_max_age_ms": settings.metadata_max_age_ms,
+        "connections_max_idle_ms": int(settings.connections_max_idle_s * 1000),
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
@@ -308,18 +311,195 @@ def bootstrap_addresses(bootstrap_servers: str) -> list[tuple[str, int]]:
     return addresses
 
 
-async def broker_reachable(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
-    """Whether any bootstrap server accepts a TCP connection (cheap enough to ask often)."""
-    for host, port in bootstrap_addresses(settings.bootstrap_servers):
+class KafkaClient(Protocol):
+    """What ``KafkaLink.track`` needs of a client."""
+
+    def drop_connections(self) -> None: ...
+
+
+def _drop_connections(client: Any) -> None:
+    """Close every connection an aiokafka client holds, as a broker that went away would:
+    requests in flight fail at once (aiokafka retries them on fresh connections) instead of
+    each waiting ``request_timeout_s`` for an answer that will never come. aiokafka has no
+    public way to do this; it does the same to a connection whose request timed out."""
+    for connection in list(client._conns.values()):
+        connection.close(reason=CloseReason.CONNECTION_BROKEN)
+
+
+API_VERSIONS = 18  # the Kafka request every broker answers, before any authentication
+RECHECK_DOWN_S = 0.25  # how often a KafkaLink asks while the broker does not answer
+PROBE_ERRORS = (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError)
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+PROBE_CLIENT_ID = b"acd-link-probe"
+MAX_PROBE_REPLY = 1 << 20
+
+
+def _api_versions_request(correlation_id: int) -> bytes:
+    """ApiVersions v0: request header v1 (api key, version, correlation id, client id), no body."""
+    body = struct.pack(">hhih", API_VERSIONS, 0, correlation_id, len(PROBE_CLIENT_ID)) + PROBE_CLIENT_ID
+    return struct.pack(">i", len(body)) + body
+
+
+class KafkaLink:
+    """Whether the broker answers now: a process's readiness probe, and ingest's fence.
+
+    An ApiVersions request (what every Kafka-protocol broker answers, before authentication)
+    on a connection of its own, answered within ``probe_timeout_s``. A TCP connection alone
+    proves nothing: a broker that hangs, or a network that drops everything, still lets the
+    kernel accept it. After a failure the connection is dropped and the next check opens a
+    fresh one, so the link counts as back only when a new connection is answered.
+    """
+
+    def __init__(self, settings: KafkaSettings, *, every_s: float | None = None) -> None:
+        self.settings = settings
+        self.every_s = every_s or settings.probe_interval_s
+        self.timeout_s = settings.probe_timeout_s
+        self.ready = True  # the process's clients have just been answered
+        self._stream: Stream | None = None
+        self._correlation = 0
+        self._clients: list[KafkaClient] = []
+        self._hung = False  # a probe went unanswered (not refused) since the link was last up
+
+    def track(self, *clients: KafkaClient) -> None:
+        """When the broker answers again after it left a probe unanswered, these clients drop
+        every connection they hold (``drop_connections``) and make fresh ones.
+
+        A connection that was open while the broker did not answer may never be answered
+        again (the broker lost it: a frozen host replaced behind the same address, a
+        failover, a firewall that forgot the flow); aiokafka's only cure would be each
+        request's timeout, one connection after another. A broker that refused or closed
+        connections (stopped, restarted) closed theirs already: then nothing is dropped,
+        and the clients reconnect at their own pace, as they always did (a broker that
+        restarted empty must have its topics recreated before they write: ingest, docs/
+        architecture.md invariant 4).
+        """
+        self._clients.extend(clients)
+
+    async def watch(self) -> None:
+        """Until cancelled; an outage is logged once when it starts and once when it ends."""
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-        except (OSError, TimeoutError):
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-    return False
+            while True:
+                await asyncio.sleep(self.every_s)
+                if not await self.check():
+                    await self._until_answered()
+        finally:
+            self.close()
+
+    async def check(self) -> bool:
+        """Ask once (on the link's connection, or a new one); whether the broker answered."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if self._stream is None:
+                    self._stream = await self._open()
+                await self._ask(self._stream)
+        except PROBE_ERRORS as exc:
+            self.close()
+            self._failed(exc)
+        else:
+            self._answered()
+        return self.ready
+
+    async def _until_answered(self) -> None:
+        """While the broker does not answer: a fresh attempt every RECHECK_DOWN_S, beside those
+        still waiting (each gives up after ``probe_timeout_s``), so that an attempt stuck on a
+        connection into a link that still hangs does not hold up noticing its return."""
+        loop = asyncio.get_running_loop()
+        attempts: set[asyncio.Task[None]] = set()
+        try:
+            while not self.ready:
+                attempts.add(loop.create_task(self._attempt()))
+                next_at = loop.time() + RECHECK_DOWN_S
+                while attempts and not self.ready and next_at > loop.time():
+                    _, attempts = await asyncio.wait(
+                        attempts, timeout=next_at - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                    )
+                if not self.ready:
+                    await asyncio.sleep(max(0.0, next_at - loop.time()))
+        finally:
+            for task in attempts:
+                task.cancel()
+            await asyncio.gather(*attempts, return_exceptions=True)
+
+    async def _attempt(self) -> None:
+        """One question on a connection of its own; the first answered becomes the link's."""
+        stream: Stream | None = None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                stream = await self._open()
+                await self._ask(stream)
+        except PROBE_ERRORS as exc:
+            self._failed(exc)
+        else:
+            if not self.ready:
+                self._stream, stream = stream, None
+                self._answered()
+        finally:
+            if stream is not None:
+                stream[1].transport.abort()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._hung = self._hung or isinstance(exc, TimeoutError)
+        if self.ready:
+            logger.warning(
+                "Kafka at %s stopped answering (%s)",
+                self.settings.bootstrap_servers,
+                str(exc) or type(exc).__name__,
+            )
+        self.ready = False
+
+    def _answered(self) -> None:
+        if not self.ready:
+            self._answered_again()
+        self.ready = True
+
+    def _answered_again(self) -> None:
+        hung, self._hung = self._hung, False
+        if not hung:
+            logger.info("Kafka at %s answers again", self.settings.bootstrap_servers)
+            return
+        logger.info(
+            "Kafka at %s answers again after it left requests unanswered: %d clients reconnect",
+            self.settings.bootstrap_servers,
+            len(self._clients),
+        )
+        for client in self._clients:
+            client.drop_connections()
+
+    async def _ask(self, stream: Stream) -> None:
+        reader, writer = stream
+        self._correlation = correlation = (self._correlation + 1) % 2**31
+        writer.write(_api_versions_request(correlation))
+        await writer.drain()
+        (size,) = struct.unpack(">i", await reader.readexactly(4))
+        if not 4 <= size <= MAX_PROBE_REPLY:
+            raise ValueError(f"not a Kafka reply (size {size})")
+        (answered,) = struct.unpack_from(">i", await reader.readexactly(size))
+        if answered != correlation:
+            raise ValueError(f"reply to request {answered}, expected {correlation}")
+
+    async def _open(self) -> Stream:
+        tls = client_options(self.settings).get("ssl_context")
+        error: OSError = OSError(f"no bootstrap server in {self.settings.bootstrap_servers!r}")
+        for host, port in bootstrap_addresses(self.settings.bootstrap_servers):
+            try:
+                return await asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls else None)
+            except OSError as exc:
+                error = exc
+        raise error
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream[1].transport.abort()  # at once: a TLS goodbye to a hung peer would wait
+
+
+async def broker_answers(settings: KafkaSettings) -> bool:
+    """Whether a bootstrap server answers a request now (``KafkaLink``, asked once)."""
+    link = KafkaLink(settings)
+    try:
+        return await link.check()
+    finally:
+        link.close()
 
 
 def _fail_buffered(producer: AIOKafkaProducer, reason: BaseException) -> None:
@@ -371,9 +551,12 @@ class KafkaEnvelopeProducer:
         if not self.started:
             return
         self.started = False
-        _fail_buffered(self._producer, reason)
-        await _close_quietly(self._producer)
-        self._producer = self._new_producer()
+        # Swapped before the first await: a ``restart`` meanwhile starts the fresh producer.
+        old, self._producer = self._producer, self._new_producer()
+        _fail_buffered(old, reason)
+        # A request in flight into a broker that hangs would hold stop() for its timeout.
+        _drop_connections(old.client)
+        await _close_quietly(old)
 
     async def restart(self) -> bool:
         """Start a fresh producer after ``abandon``; False while the broker refuses it."""
@@ -387,6 +570,11 @@ class KafkaEnvelopeProducer:
             return False
         self.started = True
         return True
+
+    def drop_connections(self) -> None:
+        """See ``KafkaLink.track``."""
+        if self.started:
+            _drop_connections(self._producer.client)
 
     async def send(self, topic: str, envelope: Envelope) -> asyncio.Future[Any]:
         """Queue one envelope; the returned future resolves once the broker has it.
@@ -508,6 +696,10 @@ class KafkaGroupReader:
     async def stop(self) -> None:
         self.in_group = False
         await self._consumer.stop()
+
+    def drop_connections(self) -> None:
+        """See ``KafkaLink.track``."""
+        _drop_connections(self._consumer._client)
 
     async def read(self, timeout_ms: int = 100) -> list[Consumed]:
         try:

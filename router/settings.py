@@ -46,9 +46,15 @@ class AmiSettings(Frozen):
     username: str = "acd-router"
     secret: SecretStr = SecretStr("")
     secret_file: Path | None = None
-    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # A link that hangs (Asterisk or the network stops answering, nothing closed) is
+    # noticed within ping_interval_s + ping_timeout_s; a connection attempt into a link
+    # that still hangs is given up after connect_timeout_s (docs/operations.md).
+    connect_timeout_s: float = Field(default=3.0, gt=0)
     action_timeout_s: float = Field(default=5.0, gt=0)
-    ping_interval_s: float = Field(default=5.0, gt=0)
+    ping_interval_s: float = Field(default=2.0, gt=0)
+    ping_timeout_s: float = Field(
+        default=2.0, gt=0, description="a keep-alive Ping not answered by then: the link is dropped and made again"
+    )
     reconnect_min_s: float = Field(default=0.2, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
     # app_queue raises QueueMember* events for every queue on the PBX: only this one's
@@ -80,6 +86,19 @@ class KafkaSettings(Frozen):
     sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     request_timeout_s: float = Field(default=10.0, gt=0)
+    # Readiness and ingest's fence: the broker must *answer* (ApiVersions), not just accept
+    # a connection; a broker that hangs is noticed within probe_interval_s + probe_timeout_s.
+    probe_interval_s: float = Field(
+        default=1.0, gt=0, description="real seconds between the link probes (ApiVersions) of each process"
+    )
+    probe_timeout_s: float = Field(
+        default=2.0, gt=0, description="a probe not answered by then: the broker counts as unreachable"
+    )
+    connections_max_idle_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="close a connection idle this long (before a firewall or NAT forgets it silently)",
+    )
     metadata_max_age_ms: int = Field(default=5_000, ge=100, description="how soon recreated topics are seen")
     startup_timeout_s: float = Field(default=30.0, gt=0, description="keep trying to reach Kafka at start-up")
     # Tansu does not wake a waiting fetch when data arrives, so a long fetch wait is
@@ -105,7 +124,19 @@ class RedisSettings(Frozen):
     url: str = "redis://127.0.0.1:6379/0"
     password: SecretStr | None = None
     password_file: Path | None = None
-    socket_timeout_s: float = Field(default=5.0, gt=0)
+    # A command not answered within socket_timeout_s fails (retriable) and its connection is
+    # dropped: a Redis that hangs is noticed within 1 s (the readiness PING) + this. It must
+    # stay above every blocking read's block (the record relay's XREADGROUP: 0.1 s).
+    socket_timeout_s: float = Field(default=2.0, ge=0.5)
+    socket_connect_timeout_s: float = Field(default=2.0, gt=0, description="real seconds to open a connection")
+    health_check_interval_s: float = Field(
+        default=30.0, ge=0, description="PING a pooled connection idle this long before using it (0: never)"
+    )
+    tcp_keepalive_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="TCP keep-alive probes after this much silence, 3 of them 5 s apart (0: off; TCP only)",
+    )
     startup_timeout_s: float = Field(default=30.0, gt=0, description="keep trying to reach Redis at start-up")
 
     @model_validator(mode="after")

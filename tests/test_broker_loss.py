@@ -19,7 +19,7 @@ from router.bus import (
     KafkaEnvelopeProducer,
     Topics,
     bootstrap_addresses,
-    broker_reachable,
+    broker_answers,
     client_options,
     ensure_topics,
 )
@@ -61,7 +61,7 @@ async def test_abandoned_sends_fail_and_never_reach_the_broker_that_comes_back()
         try:
             await producer.send_and_wait(topic, envelope(0))
             await kafka.stop()
-            assert not await broker_reachable(settings)
+            assert not await broker_answers(settings)
             buffered = [await producer.send(topic, envelope(i)) for i in range(1, 6)]
 
             await producer.abandon(BrokerUnavailableError("test: broker gone"))
@@ -69,7 +69,7 @@ async def test_abandoned_sends_fail_and_never_reach_the_broker_that_comes_back()
             assert all(isinstance(r, BrokerUnavailableError) for r in results), results
 
             await kafka.start()  # empty
-            assert await broker_reachable(settings)
+            assert await broker_answers(settings)
             await asyncio.sleep(1.5)  # time enough for aiokafka's retries, had they survived
             assert await producer.restart()
             await ensure_topics(settings, [topic])

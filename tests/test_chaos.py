@@ -8,31 +8,41 @@ import asyncio
 
 import pytest
 
-from load_tests.chaos import FAULTS, Fault, run_chaos
+from load_tests.chaos import FAULTS, SYSTEMD_RESTART_S, Fault, run_chaos, stated_detection_s
 
 # One test per fault, each on its fresh system. `--dist loadscope` keeps a class on one
-# worker: faults in the ACD's own processes and faults on the PBX's side run side by side,
-# each class's faults one after another. A fault system that competes for the cores
-# recovers later (two on two cores were seen to take over 16 s), so a run keeps its
-# traffic coming until service has been normal for a while (chaos.RECOVERED_FOR_S), up
-# to a cap: what is judged is whether it recovered and lost nothing, not how fast.
+# worker: processes and servers killed or restarted in one class, links that drop or hang
+# and the PBX's own faults in the other, side by side (about 160 s and 180 s of short runs
+# on 2 cores), each class's faults one after another. A fault system that competes for the
+# cores recovers later (two on two cores were seen to take over 16 s), so a run keeps its
+# traffic coming until service has been normal for a while (chaos.RECOVERED_FOR_S), up to
+# a cap: what is judged is whether it recovered and lost nothing, not how fast.
 pytestmark = pytest.mark.slow
 
-OWN_PROCESSES = ("routing_worker_killed", "broker_restarted", "redis_restarted", "postgres_restarted")
+KILLED_OR_RESTARTED = (
+    "routing_worker_killed",
+    "broker_restarted",
+    "redis_restarted",
+    "postgres_restarted",
+    "dispatcher_killed",
+)
+# A hung link is noticed within its stated time (docs/operations.md, Links that hang); this
+# much more is allowed for polling /ready and a busy machine.
+DETECTION_SLACK_S = 1.5
 
 
-def _faults(*, own: bool) -> list[Fault]:
-    return [fault for fault in FAULTS if (fault.name in OWN_PROCESSES) == own]
+def _faults(*, killed_or_restarted: bool) -> list[Fault]:
+    return [fault for fault in FAULTS if (fault.name in KILLED_OR_RESTARTED) == killed_or_restarted]
 
 
-class TestFaultsOfTheAcdsOwnProcesses:
-    @pytest.mark.parametrize("fault", _faults(own=True), ids=lambda fault: fault.name)
+class TestProcessesAndServersKilledOrRestarted:
+    @pytest.mark.parametrize("fault", _faults(killed_or_restarted=True), ids=lambda fault: fault.name)
     async def test_nothing_lost_and_nobody_double_booked(self, fault: Fault) -> None:
         await _judge(fault)
 
 
-class TestFaultsOnThePbxSide:
-    @pytest.mark.parametrize("fault", _faults(own=False), ids=lambda fault: fault.name)
+class TestLinksThatDropOrHangAndThePbx:
+    @pytest.mark.parametrize("fault", _faults(killed_or_restarted=False), ids=lambda fault: fault.name)
     async def test_nothing_lost_and_nobody_double_booked(self, fault: Fault) -> None:
         await _judge(fault)
 
@@ -50,6 +60,14 @@ async def _judge(fault: Fault) -> None:
     assert result["state_mismatches"] == 0, result
     assert result["records_missing"] == 0, result  # every ended call reached PostgreSQL
     assert result["recovery_s"] is not None, result
+    if fault.link is not None:
+        # Every process behind the link said so on /ready in time, and was ready again.
+        assert result["link_detected_s"] is not None, result
+        assert result["link_detected_s"] <= stated_detection_s(fault.link) + DETECTION_SLACK_S, result
+        assert result["link_ready_again_s"] is not None, result
+    if fault.name == "dispatcher_killed":
+        # The restarted dispatcher read again what was not committed: no caller redirected twice.
+        assert result["unexpected_redirects"] == 0, result
     codes = dict(result["process_exit_codes"])
     if fault.name == "asterisk_restarted":
         # Every caller the restart cut off is the router's pbx_restart too (no state
@@ -95,3 +113,20 @@ def test_the_verdict_counts_every_call_and_excuses_only_those_nobody_could_see()
     verdict = run.verdict(summary, SimpleNamespace(ledger=ledger))  # type: ignore[arg-type]
     run.run_dir.rmdir()
     assert (verdict["lost"], verdict["unobservable"], verdict["lost_call_ids"]) == (3, 25, seen)
+
+
+@pytest.mark.unit
+def test_the_dispatcher_is_restarted_as_its_systemd_unit_says() -> None:
+    from pathlib import Path
+
+    unit = Path(__file__).resolve().parent.parent / "deploy" / "systemd" / "acd-dispatch.service"
+    lines = unit.read_text().splitlines()
+    assert "Restart=on-failure" in lines
+    assert f"RestartSec={SYSTEMD_RESTART_S:g}" in lines
+
+
+@pytest.mark.unit
+def test_every_hung_link_fault_has_a_stated_detection_time() -> None:
+    links = {fault.link for fault in FAULTS if fault.link is not None}
+    assert links == {"redis", "kafka", "ami"}
+    assert all(0 < stated_detection_s(link) <= 5 for link in links)

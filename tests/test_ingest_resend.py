@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from router.envelope import Envelope
+from router.errors import BrokerUnavailableError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
 from workers.ingest import IngestWorker
@@ -96,6 +97,11 @@ async def test_while_kafka_is_unreachable_everything_is_held_then_sent_in_order(
 
     monkeypatch.setattr("workers.ingest.ensure_topics", ensure_topics)
     worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+
+    async def broker_answers() -> bool:  # the probe (KafkaLink) asks the same "broker"
+        return producer.reachable
+
+    monkeypatch.setattr(worker.broker, "check", broker_answers)
     await worker._publish(call_event(1), 1.0)  # seq 1: acknowledged
     producer.settle()
     await worker._publish(call_event(2), 1.0)  # seq 2: buffered when Kafka goes away
@@ -117,3 +123,40 @@ async def test_while_kafka_is_unreachable_everything_is_held_then_sent_in_order(
     assert resend.result() and ensured  # topics made before anything was written
     await worker._publish(call_event(4), 1.0)  # seq 4: straight out again
     assert [e.seq for e, _ in producer.sent] == [1, 2, 1, 2, 3, 4]  # 1 resent: it may be lost
+
+
+async def test_a_resend_refused_at_once_keeps_everything_held_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send can fail before it is queued (no topic metadata within the request timeout,
+    as with a broker that stopped answering): the resend reports failure and tries again
+    later; ingest does not stop."""
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    for n in (1, 2, 3):
+        await worker._publish(call_event(n), 1.0)
+    producer.settle(refuse={1, 2, 3})  # Kafka refused them: held
+    await asyncio.sleep(0)
+    sends = producer.send
+
+    async def refuse_the_second(topic: str, envelope: Envelope) -> asyncio.Future[Any]:
+        if envelope.seq == 2:
+            raise BrokerUnavailableError("test: no metadata in time")
+        return await sends(topic, envelope)
+
+    monkeypatch.setattr(producer, "send", refuse_the_second)
+    resend = asyncio.create_task(worker._resend_held())
+    async with asyncio.timeout(5):
+        while not resend.done():
+            await asyncio.sleep(0)
+            producer.settle()
+    assert resend.result() is False
+    assert [e.seq for e in worker._held] == [2, 3]  # 1 went out; 2 and what follows wait, in order
+
+    monkeypatch.setattr(producer, "send", sends)
+    resend = asyncio.create_task(worker._resend_held())
+    async with asyncio.timeout(5):
+        while not resend.done():
+            await asyncio.sleep(0)
+            producer.settle()
+    assert resend.result() and not worker._held

@@ -237,6 +237,24 @@ async def test_dispatcher_claims_only_the_current_offer(store: RedisStateStore) 
     assert (await store.claim_offer("c1", "first", T0 + 60)).status == "stale"
 
 
+async def test_a_claim_whose_answer_was_lost_is_the_claimants_own_and_nobody_elses(
+    store: RedisStateStore,
+) -> None:
+    """A Redis link that hangs after the script ran loses its answer: the dispatcher asks
+    again with the same claimant and must not find its own claim taken (the caller would wait
+    for the dispatch timeout); a restarted dispatcher or a redelivery must (the Redirect may
+    have gone out)."""
+    await login(store, "a1", {}, T0)
+    await enqueue(store, "c1", T0)
+    await offer(store, "c1", "a1", T0 + 1, offer_id="o1")
+    assert (await store.claim_offer("c1", "o1", T0 + 60, "d1:p0@7:1")).status == "ok"
+    assert (await store.claim_offer("c1", "o1", T0 + 60, "d1:p0@7:1")).status == "ok"  # answer lost
+    assert (await store.claim_offer("c1", "o1", T0 + 60, "d2:p0@7:1")).status == "stale"  # restarted
+    assert (await store.claim_offer("c1", "o1", T0 + 60, "d1:p0@7:2")).status == "stale"  # redelivered
+    assert (await store.claim_offer("c1", "o1", T0 + 60)).status == "stale"
+    assert (await store.claim_offer("c1", "other", T0 + 60, "d1:p0@7:1")).status == "stale"
+
+
 async def test_failed_offer_for_a_gone_channel_is_an_abandon(store: RedisStateStore) -> None:
     await login(store, "a1", {}, T0)
     await enqueue(store, "c1", T0, sl=20)

@@ -164,7 +164,7 @@ class Dispatcher:
         try:
             envelope = decode(message.value)
             if envelope.type == ROUTING_OFFER:
-                await self.offer(parse_offer(envelope))
+                await self.offer(parse_offer(envelope), claimant=self._claimant(message))
             elif envelope.type == ROUTING_PAUSE:
                 await self.pause(parse_pause(envelope))
             elif envelope.type == ROUTING_OVERFLOW:
@@ -175,9 +175,14 @@ class Dispatcher:
             logger.warning("dead-lettering command %s@%s: %s", message.part, message.offset, exc)
             await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
 
-    async def offer(self, command: OfferCommand) -> None:
+    def _claimant(self, message: Consumed) -> str:
+        """This delivery of a command to this dispatcher: the same while its claim is retried
+        (``_execute_until_done``), another after a restart or a redelivery."""
+        return f"{self.source}:{self._session}:{message.part}@{message.offset}:{message.generation}"
+
+    async def offer(self, command: OfferCommand, *, claimant: str = "") -> None:
         deadline = self.clock.now() + self.settings.routing.dispatch_timeout_s * self.clock.time_scale
-        claim = await self.store.claim_offer(command.call_id, command.offer_id, deadline)
+        claim = await self.store.claim_offer(command.call_id, command.offer_id, deadline, claimant)
         if claim.status != "ok":
             self.metrics.stale.inc()
             logger.info(
@@ -321,7 +326,8 @@ class Dispatcher:
 
 async def open_dispatcher(ctx: ProcessContext) -> Component:
     """Redis, the topics, the producer, the consumer group, then AMI; ready while Redis
-    answers, the group has given it its partitions, and Asterisk takes actions."""
+    answers, the broker answers, the group has given it its partitions, and Asterisk takes
+    actions."""
     settings = ctx.settings
     metrics = DispatchMetrics(ctx.registry)
     topics = Topics(settings.kafka.topic_prefix)
@@ -333,7 +339,8 @@ async def open_dispatcher(ctx: ProcessContext) -> Component:
         settings.kafka, [topics.routing_commands], f"{settings.kafka.consumer_group}-dispatch"
     )
     await ctx.open(reader.start, reader.stop)
-    ctx.link("kafka", lambda: reader.assigned)
+    broker = ctx.kafka(producer, reader)
+    ctx.link("kafka", lambda: reader.assigned and broker.ready)
     gateway = AmiGateway(settings.ami, events=False)
     ctx.stack.push_async_callback(gateway.close)
     ctx.link("ami", lambda: gateway.ready)

@@ -23,7 +23,7 @@ from panoramisk.message import Message
 
 from router.ami.gateway import AmiGateway
 from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
-from router.bus import KafkaEnvelopeProducer, TopicGuardian, Topics, broker_reachable, ensure_topics
+from router.bus import KafkaEnvelopeProducer, KafkaLink, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
 from router.errors import AcdError, AmiError, BrokerUnavailableError
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 LIST_EVENTS_TO_SKIP = frozenset({"coreshowchannelscomplete", "queuestatuscomplete"})
 RECENT_S = 30.0  # real seconds of sent envelopes kept, in case the broker loses them
 MAX_HELD = 200_000  # AMI envelopes kept while Kafka refuses them (a few minutes of a big site)
-BROKER_PROBE_S = 0.25  # how often ingest checks that Kafka is reachable
+BROKER_PROBE_S = 0.25  # how often ingest checks that Kafka answers (KafkaLink)
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class IngestWorker:
     ) -> None:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.kafka = settings.kafka
+        self.broker = KafkaLink(settings.kafka, every_s=BROKER_PROBE_S)
         self.producer = producer
         self.clock = clock
         self.metrics = metrics
@@ -244,10 +245,14 @@ class IngestWorker:
         self._held.append(envelope)
 
     async def _watch_broker(self, stop: asyncio.Event) -> None:
-        """Fence ingest off Kafka as soon as the broker is unreachable (see ``_fence``)."""
-        while not await wait_or_stop(stop, BROKER_PROBE_S):
-            if not self._fenced and not await broker_reachable(self.kafka):
-                await self._fence()
+        """Fence ingest off Kafka as soon as the broker does not answer: refuses connections
+        (stopped) or leaves a request unanswered for ``kafka.probe_timeout_s`` (hung)."""
+        try:
+            while not await wait_or_stop(stop, BROKER_PROBE_S):
+                if not self._fenced and not await self.broker.check():
+                    await self._fence()
+        finally:
+            self.broker.close()
 
     async def _fence(self) -> None:
         """Hold every envelope, those aiokafka still buffers included, until a fresh producer
@@ -260,7 +265,9 @@ class IngestWorker:
 
     async def _producer_ready(self) -> bool:
         if self._fenced:
-            if not await self.producer.restart():
+            # Not before the broker answers: a client connecting into a link that still hangs
+            # would wait out its request timeout on a connection that stays dead.
+            if not await self.broker.check() or not await self.producer.restart():
                 return False
             # Before the first question about the topics: a metadata request for a missing
             # topic makes the broker auto-create it with its default partition count.
@@ -282,8 +289,7 @@ class IngestWorker:
             # Taken out whole: while it is in flight, newer envelopes of its keys are held
             # behind it, and a broker loss noticed meanwhile replaces ``_held`` altogether.
             batch, self._held = list(_in_producer_order(self._held)), deque()
-            futures = [await self.producer.send(self.topics.ami_events, envelope) for envelope in batch]
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            results = await self._send_all(batch)
             failed = []
             for envelope, result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
@@ -302,6 +308,23 @@ class IngestWorker:
         self._blocked_keys.clear()
         self._fenced = False
         return True
+
+    async def _send_all(self, batch: list[Envelope]) -> list[object]:
+        """Each envelope's delivery: the broker's acknowledgement, or why Kafka did not take
+        it (a send refused at once, e.g. no topic metadata within the request timeout, fails
+        it and every later one: they are resent in order)."""
+        futures: list[asyncio.Future[Any]] = []
+        refused: AcdError | None = None
+        for envelope in batch:
+            try:
+                futures.append(await self.producer.send(self.topics.ami_events, envelope))
+            except AcdError as exc:
+                if not exc.retriable:
+                    raise
+                refused = exc
+                break
+        results: list[object] = await asyncio.gather(*futures, return_exceptions=True)
+        return results + [refused] * (len(batch) - len(futures))
 
     async def _resync(self) -> None:
         """After (re)connect: list live channels and roster members, queue them as a snapshot."""

@@ -29,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
+from router.bus import KafkaClient, KafkaLink
 from router.clock import Clock
 from router.errors import AcdError, ConfigError
 from router.postgres import Pool, PostgresLink, close_pool, dsn_target, open_postgres
@@ -98,6 +99,15 @@ class ProcessContext:
         self.link("redis", lambda: watched.ready)
         self._lifecycle.watchers.append(watched.watch)
         return client
+
+    def kafka(self, *clients: KafkaClient) -> KafkaLink:
+        """A probe of the broker, asked every ``kafka.probe_interval_s`` in the background: the
+        process's Kafka link is ready only while the broker answers; when it answers again
+        after it did not, ``clients`` reconnect (``KafkaLink``)."""
+        watched = KafkaLink(self.settings.kafka)
+        watched.track(*clients)
+        self._lifecycle.watchers.append(watched.watch)
+        return watched
 
     async def postgres(self) -> Pool:
         """The process's PostgreSQL pool, watched by a ``SELECT 1`` for readiness."""

@@ -380,8 +380,8 @@ async def build_engine(
 
 
 async def open_routing(ctx: ProcessContext) -> Component:
-    """Redis, the topics, the producer, then the consumer group; ready while Redis answers
-    and the group has given this worker its partitions."""
+    """Redis, the topics, the producer, then the consumer group; ready while Redis answers,
+    the broker answers and the group has given this worker its partitions."""
     settings = ctx.settings
     if not settings.queues:
         raise ConfigError("no queues configured: add at least one queue under 'queues:' in the config file")
@@ -403,7 +403,8 @@ async def open_routing(ctx: ProcessContext) -> Component:
         on_assigned=lambda: _forget_order(sequencer, metrics),
     )
     await ctx.open(reader.start, reader.stop)
-    ctx.link("kafka", lambda: reader.assigned)
+    broker = ctx.kafka(producer, reader)
+    ctx.link("kafka", lambda: reader.assigned and broker.ready)
     sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
     engine = await build_engine(settings, redis, ctx.clock, sink, metrics)
     relay = RecordRelay(

@@ -9,7 +9,9 @@ module owns the connection's life cycle instead of panoramisk's built-in behavio
 - actions that were in flight when the link dropped are *not* re-sent after the
   reconnect (panoramisk would): a Redirect whose response was lost may have happened,
   and sending it twice could ring a second agent. Their callers get an error instead.
-- a Ping every ``ping_interval_s`` detects a dead peer that TCP alone would not notice.
+- a Ping every ``ping_interval_s``, not answered within ``ping_timeout_s``, drops the link
+  and makes it again: a peer that stopped answering without closing (a hung Asterisk, a
+  network that drops everything) is noticed within the sum, which TCP alone would not do.
 - an Asterisk that is shutting down (``core restart now|gracefully``) answers every action
   "Asterisk is shutting down" and then sends ``Event: Shutdown`` and closes the socket:
   that is the PBX going away, not a fault of ours. Such answers raise
@@ -256,7 +258,7 @@ class AmiGateway:
             except TimeoutError:
                 pass
             try:
-                await self.send_action({"Action": "Ping"})
+                await self.send_action({"Action": "Ping"}, timeout_s=self.settings.ping_timeout_s)
             except AmiShuttingDownError:
                 continue  # the link is alive; Asterisk closes it when it goes
             except AmiConnectionError as exc:

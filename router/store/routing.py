@@ -189,9 +189,13 @@ class RedisRoutingStore(RedisSiteStore):
     ) -> Reserved:
         return Reserved.parse(await self._run("reserve", call_id, agent_id, offer_id, now, deadline, record))
 
-    async def claim_offer(self, call_id: str, offer_id: str, deadline: float) -> StateChange:
-        """The dispatcher takes the offer to execute it: ``ok``, or ``stale`` (withdrawn)."""
-        return StateChange.parse(await self._run("offer_claim", call_id, offer_id, deadline))
+    async def claim_offer(
+        self, call_id: str, offer_id: str, deadline: float, claimant: str = ""
+    ) -> StateChange:
+        """The dispatcher takes the offer to execute it: ``ok``, or ``stale`` (withdrawn, or
+        taken by another ``claimant``; the same non-empty claimant asking again, after the
+        answer to its claim was lost, gets ``ok`` again)."""
+        return StateChange.parse(await self._run("offer_claim", call_id, offer_id, deadline, claimant))
 
     async def claim_recording(self, call_id: str, file: str) -> StateChange:
         """The dispatcher takes a recording command: ``ok`` once per call and file; ``stale``

@@ -149,7 +149,8 @@ class Recorder:
 
 async def open_recorder(ctx: ProcessContext) -> Component:
     """PostgreSQL (its schema at this installation's revision), the topics, then the
-    consumer group; ready while PostgreSQL answers and the group has given the partitions."""
+    consumer group; ready while PostgreSQL answers, the broker answers and the group has
+    given the partitions."""
     settings = ctx.settings
     topics = records_topics(settings.kafka.topic_prefix)
     metrics = RecorderMetrics(ctx.registry, topics)
@@ -160,7 +161,8 @@ async def open_recorder(ctx: ProcessContext) -> Component:
     await ensure_topics(settings.kafka, topics)
     reader = KafkaGroupReader(settings.kafka, topics, recorder_group(settings))
     await ctx.open(reader.start, reader.stop)
-    ctx.link("kafka", lambda: reader.assigned)
+    broker = ctx.kafka(reader)
+    ctx.link("kafka", lambda: reader.assigned and broker.ready)
     recorder = Recorder(
         reader=reader,
         store=PostgresRecordStore(pool, where),
