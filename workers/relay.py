@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from router.bus import KafkaEnvelopeProducer, Topics, broker_reachable, ensure_topics
+from router.bus import KafkaEnvelopeProducer, KafkaLink, Topics, ensure_topics
 from router.errors import AcdError, MalformedEventError
 from router.metrics import RelayMetrics
 from router.records import AGENT_STATE, CALL, CallRecord, record_envelope, record_from_outbox
@@ -144,17 +144,23 @@ class RecordRelay:
         """Probe the broker; after an outage, once the records topics are there again, have
         ``step`` publish the recent records again (see the module docstring)."""
         settings = self.producer.settings
-        while not await wait_or_stop(stop, BROKER_PROBE_S):
-            if await broker_reachable(settings):
-                continue
-            logger.warning("record relay: the broker is unreachable; recent records go again once it is back")
+        link = KafkaLink(settings, every_s=BROKER_PROBE_S)
+        try:
             while not await wait_or_stop(stop, BROKER_PROBE_S):
-                if await broker_reachable(settings):
-                    break
-            if stop.is_set():
-                return
-            await self._topics_back(stop, settings)
-            self._republish = [entry for _, entry in self._recent]
+                if await link.check():
+                    continue
+                logger.warning(
+                    "record relay: the broker does not answer; recent records go again once it does"
+                )
+                while not await wait_or_stop(stop, BROKER_PROBE_S):
+                    if await link.check():
+                        break
+                if stop.is_set():
+                    return
+                await self._topics_back(stop, settings)
+                self._republish = [entry for _, entry in self._recent]
+        finally:
+            link.close()
 
     async def _topics_back(self, stop: asyncio.Event, settings: KafkaSettings) -> None:
         """The records topics exist again (made here if no other process made them yet), and
