@@ -31,14 +31,16 @@ KILLED_OR_RESTARTED = (
 DETECTION_SLACK_S = 1.5
 
 
-# Run by `acd chaos` (full and --short), but not yet part of `make test`, and why.
-NOT_YET_IN_MAKE_TEST = {
-    # Seen on 2026-11-29: recovery_s null in one short run of three (the restarted
-    # dispatcher's group join waits out the dead member's session behind Tansu's 3 s join
-    # hold, 13.9-14.8 s in 4 of 6 full runs); nothing lost or double-booked in any run. The
-    # dispatch claim itself is tested in tests/test_dispatch_claim.py.
-    "dispatcher_killed",
-}
+# Run by `acd chaos` (full and --short), but not yet part of `make test`, and why. Seen on
+# 2026-11-29: recovery_s null (service never seen normal again within the run, up to its
+# 20 s extension) in one short run of three for dispatcher_killed and for redis_link_hung,
+# with nothing lost or double-booked in any run; broker_link_hung and ami_link_hung come from
+# the same change and have not had enough runs to be trusted as a gate. What they check
+# underneath is tested alone: tests/test_hung_links.py (detection, readiness, recovery of
+# each link), tests/test_dispatch_claim.py (a command executed once across a restart).
+NOT_YET_IN_MAKE_TEST = frozenset(
+    {"dispatcher_killed", "redis_link_hung", "broker_link_hung", "ami_link_hung"}
+)
 
 
 def _faults(*, killed_or_restarted: bool) -> list[Fault]:
