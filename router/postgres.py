@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from router.errors import AcdError, DatabaseRefusedError, DatabaseUnavailableError, RecordRejectedError
+from router.link import PeriodicProbe
 from router.settings import PostgresSettings
 
 logger = logging.getLogger(__name__)
@@ -184,37 +185,17 @@ async def close_pool(pool: Pool, timeout_s: float = 5.0) -> None:
         pool.terminate()
 
 
-class PostgresLink:
+class PostgresLink(PeriodicProbe):
     """Whether PostgreSQL answers now (``SELECT 1`` every ``every_s``): a readiness probe."""
 
+    errors = (DatabaseUnavailableError,)
+
     def __init__(self, pool: Pool, where: str, every_s: float = PING_EVERY_S, timeout_s: float = 2.0) -> None:
+        super().__init__("PostgreSQL", where, every_s)
         self.pool = pool
-        self.where = where
-        self.every_s = every_s
         self.timeout_s = timeout_s
-        self.ready = True  # ``open_postgres`` made its first connection
 
-    async def watch(self) -> None:
-        """Until cancelled; an outage is logged once when it starts and once when it ends."""
-        while True:
-            await asyncio.sleep(self.every_s)
-            await self.check()
-
-    async def check(self) -> bool:
-        try:
-            with postgres_errors(self.where):
-                async with asyncio.timeout(self.timeout_s):
-                    await self.pool.execute("SELECT 1")
-        except DatabaseUnavailableError as exc:
-            self.failed(exc)
-        else:
-            if not self.ready:
-                logger.info("PostgreSQL at %s answers again", self.where)
-            self.ready = True
-        return self.ready
-
-    def failed(self, exc: BaseException) -> None:
-        """A caller saw the link fail: not ready until the next answer."""
-        if self.ready:
-            logger.warning("PostgreSQL at %s stopped answering: %s", self.where, exc)
-        self.ready = False
+    async def ask(self) -> None:
+        with postgres_errors(self.where):
+            async with asyncio.timeout(self.timeout_s):
+                await self.pool.execute("SELECT 1")

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
 from router.errors import ConfigError, RedisUnavailableError
+from router.link import PeriodicProbe
 from router.settings import RedisSettings
 from router.store.errors import UNAVAILABLE
 
@@ -79,31 +80,16 @@ async def open_redis(settings: RedisSettings) -> Redis:
             await asyncio.sleep(0.2)
 
 
-class RedisLink:
+class RedisLink(PeriodicProbe):
     """Whether Redis answers now (a PING every ``every_s``, answered within the client's
     ``socket_timeout_s``): a process's readiness probe."""
 
+    errors = UNAVAILABLE
+
     def __init__(self, client: Redis, url: str, every_s: float = PING_EVERY_S) -> None:
+        super().__init__("Redis", url, every_s)
         self.client = client
         self.url = url
-        self.every_s = every_s
-        self.ready = True  # ``open_redis`` had its PING answered
 
-    async def watch(self) -> None:
-        """Until cancelled; an outage is logged once when it starts and once when it ends."""
-        while True:
-            await asyncio.sleep(self.every_s)
-            await self.check()
-
-    async def check(self) -> bool:
-        try:
-            await self.client.ping()
-        except UNAVAILABLE as exc:
-            if self.ready:
-                logger.warning("Redis at %s stopped answering: %s", self.url, exc)
-            self.ready = False
-        else:
-            if not self.ready:
-                logger.info("Redis at %s answers again", self.url)
-            self.ready = True
-        return self.ready
+    async def ask(self) -> None:
+        await self.client.ping()

@@ -1,0 +1,47 @@
+"""What the readiness probes of a process's links share: ask every ``every_s``, keep
+``ready``, and log an outage once when it starts and once when it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+class PeriodicProbe:
+    """A link asked every ``every_s`` by ``ask`` (raising ``errors`` when it does not answer)."""
+
+    errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, name: str, where: str, every_s: float) -> None:
+        self.name = name  # "Redis", "PostgreSQL"
+        self.where = where
+        self.every_s = every_s
+        self.ready = True  # the process's first connection was answered
+
+    async def ask(self) -> None:
+        raise NotImplementedError
+
+    async def watch(self) -> None:
+        """Until cancelled."""
+        while True:
+            await asyncio.sleep(self.every_s)
+            await self.check()
+
+    async def check(self) -> bool:
+        try:
+            await self.ask()
+        except self.errors as exc:
+            self.failed(exc)
+        else:
+            if not self.ready:
+                logger.info("%s at %s answers again", self.name, self.where)
+            self.ready = True
+        return self.ready
+
+    def failed(self, exc: BaseException) -> None:
+        """The link failed (a probe, or a caller saw it): not ready until the next answer."""
+        if self.ready:
+            logger.warning("%s at %s stopped answering: %s", self.name, self.where, exc)
+        self.ready = False
