@@ -23,16 +23,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import random
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from load_tests.amisim.ledger import Ledger
 from load_tests.amisim.pbx import Pbx
 from load_tests.children import ChildProcesses, Readiness, scrape_totals
 from load_tests.demo import Demo
@@ -63,6 +66,11 @@ READY_AGAIN_LIMIT_S = 30.0  # after the link's return, how long the processes ar
 READINESS_POLL_S = 0.1
 # deploy/systemd/acd-dispatch.service: Restart=on-failure, RestartSec=2.
 SYSTEMD_RESTART_S = 2.0
+# --together: how long each fault's effect is watched before service must be normal again.
+TOGETHER_DWELL_S = 1.0
+# --soak: a fault every SOAK_EVERY_S, the first after SOAK_FIRST_AT_S (real seconds).
+SOAK_EVERY_S = 120.0
+SOAK_FIRST_AT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -136,37 +144,105 @@ class LinkWatch:
         }
 
 
+@dataclass
+class Strike:
+    """One fault struck during a run, and what the run saw of it (simulated seconds).
+
+    The calls that entered from ``struck_at`` until the next strike (the first strike: also
+    those before it) are judged as this fault's."""
+
+    fault: Fault
+    struck_at: float
+    window_start: float = -math.inf
+    window_end: float = math.inf
+    # Until when nobody could see Asterisk (AMI down): a call that came and went entirely
+    # in that window left no event anywhere, so no router could account for it.
+    blind_until: float | None = None
+    link_watch: LinkWatch | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # beyond the common fields
+    # When the run saw service normal for RECOVERED_FOR_S: probes that enter later (the
+    # next fault's, or the traffic's last moments) are not part of this recovery.
+    recovery_seen_at: float | None = None
+
+    def holds(self, at: float) -> bool:
+        return self.window_start <= at < self.window_end
+
+
 class FaultRun(Demo):
-    """One fault on a fresh system: traffic, the fault at ``fault_at_s``, the verdict."""
+    """Faults one after another on one fresh system while the traffic flows: the first at
+    ``fault_at_s``, each next once the one before has struck, ``dwell_s`` has passed (or,
+    with ``every_s``, that long since it struck) and service was seen normal again; the
+    traffic goes on for ``args.duration`` in all. One verdict per fault, and the totals."""
 
     listed_calls = None  # every lost and mismatched call: some are excused as unobservable
 
-    def __init__(self, scenario: Scenario, args: argparse.Namespace, fault: Fault, fault_at_s: float) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        args: argparse.Namespace,
+        faults: Sequence[Fault],
+        *,
+        fault_at_s: float,
+        dwell_s: float = 0.0,
+        every_s: float | None = None,
+        links: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(scenario, args)
-        self.fault = fault
-        self.fault_at_s = fault_at_s
-        self.struck_at: float | None = None  # simulated time the fault began
-        # Until when nobody could see Asterisk (AMI down): a call that came and went entirely
-        # in that window left no event anywhere, so no router could account for it.
-        self.blind_until: float | None = None
+        self.faults = list(faults)
+        self.fault_at_s, self.dwell_s, self.every_s = fault_at_s, dwell_s, every_s
+        # Links the processes reach through a BlackholeProxy: those the faults hang, and
+        # ``links`` (a run without faults can have the same path as one with them).
+        self.links = links | {fault.link for fault in self.faults if fault.link is not None}
+        self.strikes: list[Strike] = []
         self.store: RedisStateStore | None = None
         self.pbx: Pbx | None = None
-        self.proxy: BlackholeProxy | None = None  # in front of ``fault.link``
-        self.link_watch: LinkWatch | None = None
-        self.details: dict[str, Any] = {}  # what a fault reports beyond the common fields
-        # Simulated time the run saw service normal for RECOVERED_FOR_S: probes that enter
-        # later (the traffic's last moments, answered while the system shuts down) are not
-        # part of the recovery and are not judged.
-        self.recovery_seen_at: float | None = None
+        self.proxies: dict[str, BlackholeProxy] = {}
         # What a fault measures once the traffic is over, while the processes still run.
         self.before_finish: list[Callable[[ChildProcesses], Awaitable[None]]] = []
 
+    # -- what the fault functions see: the strike under way -----------------------------
+
+    @property
+    def strike(self) -> Strike:
+        return self.strikes[-1]
+
+    @property
+    def fault(self) -> Fault:
+        return self.strike.fault
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.strike.details
+
+    @property
+    def blind_until(self) -> float | None:
+        return self.strike.blind_until
+
+    @blind_until.setter
+    def blind_until(self, at: float | None) -> None:
+        self.strike.blind_until = at
+
+    @property
+    def link_watch(self) -> LinkWatch | None:
+        return self.strike.link_watch
+
+    @link_watch.setter
+    def link_watch(self, watch: LinkWatch | None) -> None:
+        self.strike.link_watch = watch
+
+    @property
+    def proxy(self) -> BlackholeProxy | None:
+        """The proxy in front of the link the fault under way hangs."""
+        return None if self.fault.link is None else self.proxies[self.fault.link]
+
+    # -- the run ----------------------------------------------------------------------------
+
     async def _link(self, stack: contextlib.AsyncExitStack, name: str, port: int) -> int:
-        """The fault's link goes through a proxy that can hang it; the others are direct."""
-        if name != self.fault.link:
+        """A link a fault hangs goes through a proxy that can hang it; the others are direct."""
+        if name not in self.links:
             return port
-        self.proxy = await stack.enter_async_context(BlackholeProxy("127.0.0.1", port))
-        return self.proxy.port
+        self.proxies[name] = await stack.enter_async_context(BlackholeProxy("127.0.0.1", port))
+        return self.proxies[name].port
 
     @property
     def records_wanted(self) -> bool:
@@ -185,26 +261,38 @@ class FaultRun(Demo):
         async with asyncio.TaskGroup() as group:
             group.create_task(traffic.run(traffic_stop))
             group.create_task(children.watch(traffic_stop))
-            await asyncio.sleep(self.fault_at_s)
-            self.struck_at = self.clock.now()
-            logger.warning("chaos: %s", self.fault.description)
-            await self.fault.strike(self)
-            remaining = max(0.0, self.args.duration - self.fault_at_s)
-            await _sleep_unless(stop, remaining)
-            await self._until_recovered(stop, traffic.pbx)
+            await _sleep_unless(stop, self.fault_at_s)
+            for fault in self.faults:
+                if stop.is_set():
+                    break
+                await self._strike(fault, stop, traffic.pbx)
+            await _sleep_unless(stop, self.args.duration - (time.monotonic() - started))
             traffic_stop.set()
         self.traffic_s = time.monotonic() - started
 
-    async def _until_recovered(self, stop: asyncio.Event, pbx: Pbx) -> None:
+    async def _strike(self, fault: Fault, stop: asyncio.Event, pbx: Pbx) -> None:
+        began, now = time.monotonic(), self.clock.now()
+        if self.strikes:
+            self.strike.window_end = now
+        self.strikes.append(Strike(fault, now, window_start=now if self.strikes else -math.inf))
+        logger.warning("chaos: %s", fault.description)
+        await fault.strike(self)
+        if self.every_s is None:
+            await _sleep_unless(stop, self.dwell_s)
+        await self._until_recovered(stop, pbx, self.strike)
+        if self.every_s is not None:
+            await _sleep_unless(stop, self.every_s - (time.monotonic() - began))
+
+    async def _until_recovered(self, stop: asyncio.Event, pbx: Pbx, strike: Strike) -> None:
         """Keep the traffic coming until service has been normal for RECOVERED_FOR_S."""
         deadline = time.monotonic() + EXTRA_S
         while not stop.is_set() and time.monotonic() < deadline:
-            normal_since = self.normal_since(pbx, pending_ok=True)
+            normal_since = self.normal_since(pbx, strike, pending_ok=True)
             if (
                 normal_since is not None
                 and self.clock.now() - normal_since >= RECOVERED_FOR_S * self.clock.time_scale
             ):
-                self.recovery_seen_at = self.clock.now()
+                strike.recovery_seen_at = self.clock.now()
                 return
             await _sleep_unless(stop, 0.25)
 
@@ -213,86 +301,121 @@ class FaultRun(Demo):
             await measure(children)
         summary = await super()._finish(store, pbx, children)
         summary["leaked_reservations"] = len(await leaked_reservations(store))
-        return self.verdict(summary, pbx)
+        verdicts = [self.verdict(summary, pbx, strike) for strike in self.strikes]
+        return {"faults": verdicts, "totals": self.totals(summary, verdicts)}
 
-    def verdict(self, summary: dict[str, Any], pbx: Pbx) -> dict[str, Any]:
-        """``summary`` lists every lost and mismatched call (``listed_calls`` is None)."""
-        truth = summary["ground_truth"]
-        judged_lost, judged_mismatched = summary["lost_call_ids"], summary["mismatched_calls"]
-        lost = [c for c in judged_lost if not self._unobservable(pbx, c)]
+    # -- the verdict --------------------------------------------------------------------------
+
+    def verdict(self, summary: dict[str, Any], pbx: Pbx, strike: Strike) -> dict[str, Any]:
+        """``summary`` lists every lost and mismatched call (``listed_calls`` is None); this
+        fault's share of them: those that entered in its window."""
+        ledger = pbx.ledger
+        calls = {c: record for c, record in ledger.calls.items() if strike.holds(record.entered_at)}
+        truth = Ledger(
+            calls=calls,
+            double_assignments=[d for d in ledger.double_assignments if strike.holds(d.at)],
+            unexpected_redirects=[u for u in ledger.unexpected_redirects if strike.holds(u.at)],
+        ).summary()
+        judged_lost = [c for c in summary["lost_call_ids"] if c in calls]
+        judged_mismatched = [m for m in summary["mismatched_calls"] if m[0] in calls]
+        lost = [c for c in judged_lost if not self._unobservable(pbx, strike, c)]
         # Answered and ended while AMI was down: the router can only see that the call is gone.
-        mismatched = [m for m in judged_mismatched if not self._unobservable(pbx, m[0], since_answer=True)]
+        mismatched = [m for m in judged_mismatched if not self._unobservable(pbx, strike, m[0], since_answer=True)]
+        watch = strike.link_watch
         return {
-            "name": self.fault.name,
-            "description": self.fault.description,
+            "name": strike.fault.name,
+            "description": strike.fault.description,
             "calls": truth["offered"],
             "answered": truth["answered"],
             "abandoned": truth["abandoned"],
-            "ended_by_pbx_restart": truth.get("ended_by_pbx_restart", 0),
+            "ended_by_pbx_restart": truth["ended_by_pbx_restart"],
             "lost": len(lost),
             "double_assigned": truth["double_assignments"],
             "state_mismatches": len(mismatched),
-            "leaked_reservations": summary.get("leaked_reservations", 0),
-            "records_missing": summary.get("records", {}).get("missing_count", 0),
+            # Read once, at the end: a fault of its own only when the run had one fault.
+            "leaked_reservations": summary["leaked_reservations"] if len(self.strikes) == 1 else None,
+            "records_missing": sum(1 for c in summary.get("records", {}).get("missing", []) if c in calls),
             "unobservable": len(judged_lost) - len(lost),
             "outcome_unobservable": len(judged_mismatched) - len(mismatched),
-            "recovery_s": self.recovery_s(pbx),
-            "link_detected_s": self.link_watch.detected_s if self.link_watch else None,
-            "link_ready_again_s": self.link_watch.ready_again_s if self.link_watch else None,
-            "unexpected_redirects": truth.get("unexpected_redirects", 0),
-            "details": self.details,
+            "recovery_s": self.recovery_s(pbx, strike),
+            "link_detected_s": watch.detected_s if watch else None,
+            "link_ready_again_s": watch.ready_again_s if watch else None,
+            "unexpected_redirects": truth["unexpected_redirects"],
+            "details": strike.details,
             "process_exit_codes": summary["process_exit_codes"],
             "lost_call_ids": lost[:LISTED_CALLS],
-            "lost_calls_truth": [self._truth(pbx, call_id) for call_id in lost[:LISTED_CALLS]],
+            "lost_calls_truth": [self._truth(pbx, strike, call_id) for call_id in lost[:LISTED_CALLS]],
             "mismatched_calls": mismatched[:LISTED_CALLS],
         }
 
-    def _unobservable(self, pbx: Pbx, call_id: str, *, since_answer: bool = False) -> bool:
+    def totals(self, summary: dict[str, Any], verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+        """The whole run: every call, whichever fault's window it entered in (a run without
+        faults excuses no call)."""
+        truth, records = summary["ground_truth"], summary.get("records", {})
+
+        def added(name: str, otherwise: int) -> int:
+            return sum(v[name] for v in verdicts) if verdicts else otherwise
+
+        return {
+            "faults": len(self.strikes),
+            "calls": truth["offered"],
+            "answered": truth["answered"],
+            "abandoned": truth["abandoned"],
+            "lost": added("lost", len(summary["lost_call_ids"])),
+            "state_mismatches": added("state_mismatches", len(summary["mismatched_calls"])),
+            "unobservable": added("unobservable", 0),
+            "double_assigned": truth["double_assignments"],
+            "leaked_reservations": summary["leaked_reservations"],
+            "records_missing": records.get("missing_count", 0),
+            "service_level": summary["service_level"],
+            "asa_seconds": summary["asa_seconds"],
+            "abandon_rate": summary["abandon_rate"],
+            "traffic_s": round(self.traffic_s, 1),
+        }
+
+    def _unobservable(self, pbx: Pbx, strike: Strike, call_id: str, *, since_answer: bool = False) -> bool:
         """Arrived (or, ``since_answer``, was answered) and ended while AMI was down: no event
         of it (of its outcome) ever existed for anyone to see."""
         call = pbx.ledger.calls[call_id]
-        if self.struck_at is None or self.blind_until is None or call.ended_at is None:
+        if strike.blind_until is None or call.ended_at is None:
             return False
         began = call.answered_at if since_answer else call.entered_at
-        return began is not None and began >= self.struck_at and call.ended_at <= self.blind_until
+        return began is not None and began >= strike.struck_at and call.ended_at <= strike.blind_until
 
-    def _truth(self, pbx: Pbx, call_id: str) -> dict[str, Any]:
+    def _truth(self, pbx: Pbx, strike: Strike, call_id: str) -> dict[str, Any]:
         """What the phones say of a call, in real seconds relative to the fault."""
         call = pbx.ledger.calls[call_id]
-        base = self.struck_at or 0.0
 
         def rel(at: float | None) -> float | None:
-            return None if at is None else round((at - base) / self.clock.time_scale, 2)
+            return None if at is None else round((at - strike.struck_at) / self.clock.time_scale, 2)
 
         return {"state": call.state, "entered": rel(call.entered_at), "ended": rel(call.ended_at)}
 
-    def recovery_s(self, pbx: Pbx) -> float | None:
+    def recovery_s(self, pbx: Pbx, strike: Strike) -> float | None:
         """Real seconds from the fault until service is normal again: from then on every probe
         call (a queue whose agent is never busy, so a probe waits only on the routing path)
         is answered within PROBE_OK_S, judged up to when the run saw it so for RECOVERED_FOR_S.
         None: it never was."""
-        normal_since = self.normal_since(pbx)
-        if self.struck_at is None or normal_since is None:
+        normal_since = self.normal_since(pbx, strike)
+        if normal_since is None:
             return None
-        return round((normal_since - self.struck_at) / self.clock.time_scale, 2)
+        return round((normal_since - strike.struck_at) / self.clock.time_scale, 2)
 
-    def normal_since(self, pbx: Pbx, *, pending_ok: bool = False) -> float | None:
-        """Simulated time since when every probe after the fault was answered in time;
-        ``pending_ok``: probes not answered yet but still within PROBE_OK_S do not count
-        against it (the run is still going)."""
-        if self.struck_at is None:
-            return None
+    def normal_since(self, pbx: Pbx, strike: Strike, *, pending_ok: bool = False) -> float | None:
+        """Simulated time since when every probe after the fault (and before the next) was
+        answered in time; ``pending_ok``: probes not answered yet but still within PROBE_OK_S
+        do not count against it (the run is still going)."""
         probes = sorted(
             (
                 c
                 for c in pbx.ledger.calls.values()
-                if c.queue == PROBE_QUEUE and c.entered_at >= self.struck_at
+                if c.queue == PROBE_QUEUE and strike.struck_at <= c.entered_at < strike.window_end
             ),
             key=lambda c: c.entered_at,
         )
         # Once the run has seen recovery, it is judged as of then: later probes are left out,
         # and those still pending then may have been cut off by the traffic's end.
-        seen_at = self.recovery_seen_at
+        seen_at = strike.recovery_seen_at
         as_of = self.clock.now() if seen_at is None else seen_at
         pending_ok = pending_ok or seen_at is not None
         good_since: float | None = None
@@ -348,8 +471,15 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def kill_routing_worker(run: FaultRun) -> None:
-    """SIGKILL one routing worker while it works; the others take over its partitions."""
+    """SIGKILL one routing worker while it works; the others take over its partitions, and
+    it comes back after systemd's RestartSec (deploy/systemd/acd-route@.service) to take
+    its share again."""
     await run.children.kill("route-1", signal.SIGKILL)
+    killed_at = time.monotonic()
+    run.details["killed_exit_code"] = run.children.children["route-1"].process.returncode
+    await asyncio.sleep(SYSTEMD_RESTART_S)
+    await run.children.restart("route-1")
+    run.details["ready_again_after_kill_s"] = round(time.monotonic() - killed_at, 2)
 
 
 async def restart_broker(run: FaultRun) -> None:
@@ -442,7 +572,8 @@ async def kill_dispatcher(run: FaultRun) -> None:
     killed_at = time.monotonic()
     await asyncio.sleep(SYSTEMD_RESTART_S)
     await run.children.restart("dispatch")
-    run.details.update(
+    details = run.details
+    details.update(
         dispatching_at_kill=len(dispatching), ready_again_after_kill_s=round(time.monotonic() - killed_at, 2)
     )
 
@@ -451,7 +582,7 @@ async def kill_dispatcher(run: FaultRun) -> None:
         # (or withdrawn meanwhile), never executed twice.
         port = {"dispatch": children.http_ports()["dispatch"]}
         stale = await scrape_totals(port, ("acd_dispatch_stale_commands_total",))
-        run.details["stale_commands_after_restart"] = int(stale["acd_dispatch_stale_commands_total"])
+        details["stale_commands_after_restart"] = int(stale["acd_dispatch_stale_commands_total"])
 
     run.before_finish.append(count_skipped)
 
@@ -539,6 +670,29 @@ def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default="", help="comma-separated fault names (default: all)")
     parser.add_argument("--scenario", type=Path, default=None, help="traffic (default: the chaos scenario)")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory (config, logs)")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="strike the faults one after another on one system, each once service is normal "
+        "again after the one before (default: each on a fresh system)",
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="one system for MINUTES with traffic, and a fault picked at random (from --only, "
+        "default all) every --every seconds; prints each fault's figures and the totals",
+    )
+    parser.add_argument(
+        "--every", type=float, default=SOAK_EVERY_S, help=f"--soak: seconds between faults (default {SOAK_EVERY_S:g})"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="--soak: seed of the faults' draw")
+    parser.add_argument(
+        "--no-faults",
+        action="store_true",
+        help="--soak: the same run without faults (the baseline its service level is compared with)",
+    )
 
 
 def chaos_settings(args: argparse.Namespace) -> argparse.Namespace:
@@ -556,32 +710,82 @@ def chaos_settings(args: argparse.Namespace) -> argparse.Namespace:
     )
 
 
+def chosen_faults(args: argparse.Namespace) -> list[Fault]:
+    """The faults ``--only`` names (all by default), in FAULTS' order; bad options are one
+    clear line."""
+    wanted = [name for name in args.only.split(",") if name]
+    unknown = sorted(set(wanted) - {fault.name for fault in FAULTS})
+    if unknown:
+        raise SystemExit(f"acd chaos: unknown fault(s) {unknown}; known: {[f.name for f in FAULTS]}")
+    soak = getattr(args, "soak", None)
+    if soak is not None and (soak <= 0 or getattr(args, "every", SOAK_EVERY_S) <= 0):
+        raise SystemExit("acd chaos: --soak MINUTES and --every SECONDS must be positive")
+    if soak is not None and getattr(args, "together", False):
+        raise SystemExit("acd chaos: --soak already runs every fault on one system; drop --together")
+    if getattr(args, "no_faults", False) and soak is None:
+        raise SystemExit("acd chaos: --no-faults is the baseline of a soak; give --soak MINUTES too")
+    return [fault for fault in FAULTS if not wanted or fault.name in wanted]
+
+
 async def run_chaos(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, Any]:
     scenario = load_scenario(args.scenario or SCENARIO)
-    wanted = {name for name in args.only.split(",") if name}
-    unknown = wanted - {fault.name for fault in FAULTS}
-    if unknown:
-        raise SystemExit(f"acd chaos: unknown fault(s) {sorted(unknown)}; known: {[f.name for f in FAULTS]}")
+    faults = chosen_faults(args)
     settings = chaos_settings(args)
+    if getattr(args, "soak", None) is not None:
+        return await _timed(soak_run(scenario, settings, args, faults), stop)
+    if getattr(args, "together", False):
+        together = FaultRun(scenario, settings, faults, fault_at_s=settings.fault_at_s, dwell_s=TOGETHER_DWELL_S)
+        return await _timed(together, stop)
     results = []
-    for fault in FAULTS:
-        if (wanted and fault.name not in wanted) or stop.is_set():
-            continue
-        started = time.monotonic()
-        result = await FaultRun(scenario, settings, fault, settings.fault_at_s).run(stop)
-        result["run_s"] = round(time.monotonic() - started, 1)
+    for fault in faults:
+        if stop.is_set():
+            break
+        dwell = max(0.0, settings.duration - settings.fault_at_s)
+        alone = FaultRun(scenario, settings, [fault], fault_at_s=settings.fault_at_s, dwell_s=dwell)
+        report = await _timed(alone, stop)
+        result = report["faults"][0] | {"run_s": report["run_s"]}
         print(json.dumps(result), file=sys.stderr, flush=True)
         results.append(result)
     return {"faults": results}
 
 
+def soak_run(
+    scenario: Scenario, settings: argparse.Namespace, args: argparse.Namespace, faults: list[Fault]
+) -> FaultRun:
+    """``--soak``: the faults drawn in advance (seeded), one every ``--every`` seconds; with
+    ``--no-faults``, none, over the same links (proxies included)."""
+    rng = random.Random(scenario.seed if args.seed is None else args.seed)
+    duration = args.soak * 60
+    count = max(0, math.floor((duration - SOAK_FIRST_AT_S) / args.every))
+    drawn = [rng.choice(faults) for _ in range(count)]
+    links = frozenset(f.link for f in faults if f.link is not None)
+    settings.duration = duration
+    return FaultRun(
+        scenario,
+        settings,
+        [] if args.no_faults else drawn,
+        fault_at_s=SOAK_FIRST_AT_S,
+        every_s=args.every,
+        links=links,
+    )
+
+
+async def _timed(run: FaultRun, stop: asyncio.Event) -> dict[str, Any]:
+    started = time.monotonic()
+    report = await run.run(stop)
+    report["run_s"] = round(time.monotonic() - started, 1)
+    return report
+
+
 def clean(report: dict[str, Any]) -> bool:
+    """Nothing lost, double-booked, leaked or unrecorded, by any fault or in the totals."""
+    figures = [*report["faults"], *([report["totals"]] if "totals" in report else [])]
     return all(
         f["lost"] == 0
         and f["double_assigned"] == 0
-        and f["leaked_reservations"] == 0
+        and not f["leaked_reservations"]
         and f["records_missing"] == 0
-        for f in report["faults"]
+        for f in figures
     )
 
 

@@ -326,7 +326,7 @@ class Demo:
         summary = await self._with_metrics(summary, store, queues, pbx, children)
         if self.postgres is not None:
             summary["records"] = await records_account(
-                store.redis, self.postgres.dsn(), store.keys.site, list(pbx.ledger.calls)
+                store.redis, self.postgres.dsn(), store.keys.site, list(pbx.ledger.calls), listed=self.listed_calls
             )
         if self.postgres is not None and self.report_out is not None:
             summary["report_out"] = await self._write_reports(self.report_out, self.postgres.dsn(), pbx)

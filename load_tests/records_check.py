@@ -49,10 +49,15 @@ async def agent_state_count(dsn: str, site: str) -> int:
 
 
 async def records_account(
-    redis: Redis, dsn: str, site: str, call_ids: Sequence[str], wait_s: float = RECORDS_WAIT_S
+    redis: Redis,
+    dsn: str,
+    site: str,
+    call_ids: Sequence[str],
+    wait_s: float = RECORDS_WAIT_S,
+    listed: int | None = 20,
 ) -> dict[str, Any]:
     """``calls``: ended calls; ``recorded``: rows at their last revision; ``missing`` (ids,
-    first 20) and ``missing_count``: ended calls with no row or an older one; ``extra``: rows
+    the first ``listed``; None: all) and ``missing_count``: ended calls with no row or an older one; ``extra``: rows
     for calls the router does not know as ended."""
     deadline = time.monotonic() + wait_s
     while True:
@@ -66,7 +71,7 @@ async def records_account(
         "calls": len(expected),
         "recorded": len(expected) - len(missing),
         "missing_count": len(missing),
-        "missing": missing[:20],
+        "missing": missing[:listed],
         "extra": len(set(recorded) - set(expected)),
         "agent_states": await agent_state_count(dsn, site),
     }
