@@ -9,7 +9,9 @@
 --       announcement may bring a transferred call back; resync listings may not),
 --       caller_number, caller_name (from the AMI, '' unknown), requirements in force
 --       now (for the call's record), days, qa (the queue's sampling: 'share minimum
---       record', '' none)
+--       record', '' none), aff (the agent it waits for first: 'kind agent until released',
+--       '' none; router/affinity.py), aff_win (seconds its agent is remembered for the
+--       caller's number once it answers, '' not at all)
 -- Returns {'queued', 'waiting'} or {'requeued', agent_released ('' = none)}, then the
 -- candidates; or {'exists', state}.
 -- The queue's service-level threshold and wrap-up time travel with the call, so that a
@@ -31,7 +33,8 @@ redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', priorit
   'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', entered_at,
   'agent', '', 'offer_id', '', 'sl_t', ARGV[10], 'wrapup_s', ARGV[11], 'prio_set', ARGV[12],
   'hops', 0, 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '',
-  'qa', ARGV[23] or '')
+  'qa', ARGV[23] or '', 'aff', ARGV[24] or '', 'aff_win', ARGV[25] or '')
+hold_for(id, ARGV[24] or '')
 redis.call('HSETNX', ck, 'first_entered_at', entered_at)
 redis.call('HSETNX', ck, 'first_queue', ARGV[3])
 -- A caller its agent transferred back into a queue starts its next visit (its records').
