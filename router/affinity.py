@@ -101,7 +101,9 @@ def explain(call: WaitingCall, now: float, reason: str) -> str:
     return f"{taken}: {detail}; {reason}"
 
 
-def next_due(call_entered_at: float, relax_after: float | None, aff: Affinity | None, now: float) -> float | None:
+def next_due(
+    call_entered_at: float, relax_after: float | None, aff: Affinity | None, now: float
+) -> float | None:
     """When the call must be looked at again: its next relax step, or its hold ending."""
     due = None if relax_after is None else call_entered_at + relax_after
     if aff is not None and not aff.released and aff.until > now:
