@@ -188,7 +188,7 @@ class LastAgentRouting(Frozen):
         default=86400.0, gt=0, allow_inf_nan=False, description="how long a caller's last agent is remembered"
     )
     wait_s: float = Field(
-        default=20.0, gt=0, allow_inf_nan=False, description="how long the call waits for that agent"
+        default=20.0, gt=0, allow_inf_nan=False, description="how long its next call waits for that agent"
     )
 
 
@@ -196,7 +196,10 @@ class PreferredAgentRouting(Frozen):
     """How long a call waits for the agent its ``ACD_PREFERRED_AGENT`` names (a CRM lookup)."""
 
     wait_s: float = Field(
-        default=20.0, ge=0, allow_inf_nan=False, description="how long the call waits for that agent; 0: ignore it"
+        default=20.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="how long a call waits for the agent its ACD_PREFERRED_AGENT names; 0: ignore the variable",
     )
 
 
@@ -224,7 +227,8 @@ class QueueConfig(Frozen):
     staffing: QueueStaffing = QueueStaffing()
     qa: QaPolicy | None = Field(default=None, description="optional: quality sampling of answered calls")
     last_agent: LastAgentRouting | None = Field(
-        default=None, description="optional: returning callers wait for their last agent first"
+        default=None,
+        description="optional: a returning caller waits for the agent who answered it last (docs/routing.md, Affinity)",
     )
     preferred_agent: PreferredAgentRouting = PreferredAgentRouting()
 
