@@ -158,6 +158,7 @@ class RoutingEngine:
             return
         self.metrics.offered.labels(queue.name).inc()
         if enqueued.status == "requeued":
+            waiting = replace(waiting, affinity=None)  # the store keeps none for it either
             await self._after_requeue(event.call_id, queue.name, enqueued.released_agent, started)
         logger.debug(
             "call %s queued in %s (priority %s)",

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from router.domain import AgentConfig, LastAgentRouting, QueueConfig, SkillRequirement
-from router.events import AgentAnswered, AgentRang, CallerHungUp, CallQueued
+from router.events import AgentAnswered, AgentLegEnded, AgentRang, CallerHungUp, CallQueued, CallTransferred
 from router.store import NO_POSITION
 from tests.support import EngineHarness
 
@@ -144,3 +144,21 @@ async def test_the_preferred_agent_beats_the_last_one(acd: EngineHarness) -> Non
     await arrive(acd, "again", preferred="a3")
     assert acd.sink.last() == ("again", "a3")
     assert (await decision(acd, "again"))["path"] == "preferred_agent"
+
+
+async def test_a_caller_its_last_agent_transferred_back_into_the_queue_does_not_wait_for_it(
+    acd: EngineHarness,
+) -> None:
+    await acd.presence("a2")
+    await arrive(acd, "first")
+    await answer(acd, "first", "a2")
+    await acd.presence("a1")
+    acd.clock.t += 30
+    event = CallTransferred("first", "PJSIP/a2", "blind", "acd-inbound,5000", acd.clock.now())
+    await acd.engine.handle(event, NO_POSITION, 0)
+    await acd.engine.handle(AgentLegEnded("first", "PJSIP/a2", acd.clock.now()), NO_POSITION, 0)
+    acd.clock.t += 1
+    await arrive(acd, "first")  # [acd-inbound] announces the caller again
+    assert acd.sink.last() == ("first", "a1")
+    assert "path" not in await decision(acd, "first")
+    assert (await acd.store.call("first"))["aff"] == ""
