@@ -68,6 +68,10 @@ class TrafficLine(Frozen):
     patience_s: Distribution | None = None  # omitted: callers never abandon
     priority: int | None = None  # omitted: the queue's default
     requirements: Requirements | None = None  # omitted: the queue's requirements
+    # Affinity (docs/routing.md): a share of callers who called before (their number again),
+    # and a share whose ACD_PREFERRED_AGENT names one of the scenario's agents at random.
+    returning_share: float = Field(default=0.0, ge=0, le=1)
+    preferred_agent_share: float = Field(default=0.0, ge=0, le=1)
 
 
 class AgentGroup(Frozen):

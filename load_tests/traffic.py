@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 RNA_REASON = "ring-no-answer"
 
 
+MAX_REMEMBERED_CALLERS = 10_000
+
+
 class TrafficGenerator:
     """Places the scenario's calls into ``pbx`` until stopped."""
 
@@ -34,6 +37,7 @@ class TrafficGenerator:
         self.refused = 0  # calls a restarting PBX turned away
         self.breaks_taken = 0
         self._started_at = clock.now()
+        self._callers: list[str] = []  # numbers that called, for returning callers
 
     def add_agents(self) -> None:
         behaviour = self.scenario.agent_behaviour
@@ -77,7 +81,7 @@ class TrafficGenerator:
     def _place(self, line: TrafficLine) -> None:
         patience = line.patience_s.sample(self.rng) if line.patience_s else None
         try:
-            self.pbx.place_call(
+            call = self.pbx.place_call(
                 line.queue,
                 priority=line.priority,
                 requirements=format_requirements(line.requirements)
@@ -86,11 +90,27 @@ class TrafficGenerator:
                 handle_time_s=max(1.0, line.handle_time_s.sample(self.rng)),
                 patience_s=patience,
                 transfer=self._transfer_plan(line),
+                caller_id=self._returning_caller(line),
+                preferred_agent=self._preferred_agent(line),
             )
         except PbxRefusedCallError:
             self.refused += 1  # Asterisk restarting: the call never got in, as on a real PBX
             return
         self.placed += 1
+        if line.returning_share > 0 and len(self._callers) < MAX_REMEMBERED_CALLERS:
+            self._callers.append(call.record.caller_number)
+
+    # Drawn only when the line asks for them, so that other scenarios keep their random sequence.
+    def _returning_caller(self, line: TrafficLine) -> str | None:
+        """A number that called before (a returning caller), or None for a new one."""
+        if line.returning_share <= 0 or not self._callers or self.rng.random() >= line.returning_share:
+            return None
+        return self.rng.choice(self._callers)
+
+    def _preferred_agent(self, line: TrafficLine) -> str | None:
+        if line.preferred_agent_share <= 0 or self.rng.random() >= line.preferred_agent_share:
+            return None
+        return self.rng.choice(self.scenario.all_agents()).id
 
     def _transfer_plan(self, line: TrafficLine) -> TransferPlan | None:
         """Whether the agent who answers transfers this call, and where to."""

@@ -178,6 +178,41 @@ class QaPolicy(Frozen):
         return self.sample_share > 0 or self.min_per_agent_per_day > 0
 
 
+# -- affinity (router/affinity.py): the caller's last agent, or the agent the dialplan names --
+
+
+class LastAgentRouting(Frozen):
+    """Offer a returning caller (same number within ``window_s``) to its last agent first."""
+
+    window_s: float = Field(
+        default=86400.0, gt=0, allow_inf_nan=False, description="how long a caller's last agent is remembered"
+    )
+    wait_s: float = Field(
+        default=20.0, gt=0, allow_inf_nan=False, description="how long its next call waits for that agent"
+    )
+
+
+class PreferredAgentRouting(Frozen):
+    """How long a call waits for the agent its ``ACD_PREFERRED_AGENT`` names (a CRM lookup)."""
+
+    wait_s: float = Field(
+        default=20.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="how long a call waits for the agent its ACD_PREFERRED_AGENT names; 0: ignore the variable",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Affinity:
+    """The agent a call is offered to first, and until when (simulated time) it waits for it."""
+
+    kind: str  # last_agent | preferred_agent
+    agent_id: str
+    until: float
+    released: bool = False  # ended early: the agent logged out or no longer qualified
+
+
 class QueueConfig(Frozen):
     """A queue: who may answer its calls, in what order, and its service target."""
 
@@ -191,6 +226,11 @@ class QueueConfig(Frozen):
     overflow: Overflow | None = None
     staffing: QueueStaffing = QueueStaffing()
     qa: QaPolicy | None = Field(default=None, description="optional: quality sampling of answered calls")
+    last_agent: LastAgentRouting | None = Field(
+        default=None,
+        description="optional: a returning caller waits for the agent who answered it last (docs/routing.md, Affinity)",
+    )
+    preferred_agent: PreferredAgentRouting = PreferredAgentRouting()
 
     @model_validator(mode="after")
     def _relax_in_order(self) -> Self:
@@ -265,6 +305,7 @@ class WaitingCall:
     requirements_override: Requirements | None = None
     declined_by: frozenset[str] = frozenset()  # agents that let it ring out: not offered again
     channel: str = ""
+    affinity: Affinity | None = None  # offered to this agent first (router/affinity.py)
 
 
 @dataclass(frozen=True, slots=True)

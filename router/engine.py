@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
+from router import affinity
 from router.clock import Clock
 from router.commands import CommandSink, PauseCommand, RecordCommand
 from router.context import RoutingContext
-from router.domain import AgentConfig, QueueConfig, Requirements, WaitingCall
+from router.domain import Affinity, AgentConfig, QueueConfig, Requirements, WaitingCall
 from router.events import (
     AgentAnswered,
     AgentDeclined,
@@ -145,7 +147,8 @@ class RoutingEngine:
             event.call_id, queue.name, priority, event.at, event.requirements, channel=event.channel
         )
         requirements = requirements_in_force(waiting, queue, self.clock.now())
-        call = self._new_call(event, queue, requirements)
+        waiting = replace(waiting, affinity=await self._affinity_for(event, queue, waiting, requirements))
+        call = self._new_call(event, queue, requirements, waiting)
         limit = self.matcher.candidate_limit(queue)
         enqueued = await self.store.enqueue(
             call, pos, candidates_for=requirements, limit=limit, requeue_transferred=not event.resynced
@@ -155,6 +158,7 @@ class RoutingEngine:
             return
         self.metrics.offered.labels(queue.name).inc()
         if enqueued.status == "requeued":
+            waiting = replace(waiting, affinity=None)  # the store keeps none for it either
             await self._after_requeue(event.call_id, queue.name, enqueued.released_agent, started)
         logger.debug(
             "call %s queued in %s (priority %s)",
@@ -174,8 +178,24 @@ class RoutingEngine:
         if released:
             await self.matcher.match_agent(released, started)
 
-    def _new_call(self, event: CallQueued, queue: QueueConfig, requirements: Requirements) -> NewCall:
-        next_relax = queue.next_relax_after(max(0.0, self.clock.now() - event.at))
+    async def _affinity_for(
+        self, event: CallQueued, queue: QueueConfig, call: WaitingCall, requirements: Requirements
+    ) -> Affinity | None:
+        """The agent the new call waits for first (router/affinity.py), if any."""
+        return await self.matcher.sticky.target(
+            queue,
+            call,
+            preferred=event.preferred_agent,
+            caller_number=event.caller_number,
+            requirements=requirements,
+            now=self.clock.now(),
+        )
+
+    def _new_call(
+        self, event: CallQueued, queue: QueueConfig, requirements: Requirements, call: WaitingCall
+    ) -> NewCall:
+        now = self.clock.now()
+        next_relax = queue.next_relax_after(max(0.0, now - event.at))
         return NewCall(
             call_id=event.call_id,
             queue=queue.name,
@@ -184,7 +204,7 @@ class RoutingEngine:
             requirements=event.requirements,
             channel=event.channel,
             entered_at=event.at,
-            relax_due=None if next_relax is None else event.at + next_relax,
+            relax_due=affinity.next_due(event.at, next_relax, call.affinity, now),
             overflow_due=first_due(queue, event.at),
             sl_threshold=queue.service_level.threshold_s,
             wrapup_s=queue.wrapup_s,
@@ -192,6 +212,8 @@ class RoutingEngine:
             caller_name=event.caller_name,
             requirements_in_force=requirements,
             qa=queue.qa,
+            affinity=call.affinity,
+            last_agent_window_s=queue.last_agent.window_s if queue.last_agent else None,
         )
 
     async def _on_agent_rang(self, event: AgentRang, pos: Position, started: float) -> None:
@@ -375,7 +397,15 @@ class RoutingEngine:
                 event.reason,
                 extra=ids(agent_id=agent_id),
             )
+            if event.state == "logged_out":
+                await self._release_held(agent_id, started)
         await self.matcher.match_agent(agent_id, started)
+
+    async def _release_held(self, agent_id: str, started: float) -> None:
+        """Calls waiting for this agent first (router/affinity.py) are routed normally now."""
+        for call_id in await self.matcher.sticky.release_for(agent_id, self.clock.now()):
+            logger.info("call %s: %s logged out; routing normally", call_id, agent_id, extra=ids(call_id))
+            await self.matcher.match_call_id(call_id, started, trigger="affinity")
 
     async def _on_device(self, event: AgentDeviceChanged, pos: Position, started: float) -> None:
         agent_id = await self._agent_for_device(event.device)
@@ -466,7 +496,7 @@ class RoutingEngine:
             return
         queue = self.config.queue(call.queue)
         following = queue.next_relax_after(now - call.entered_at)
-        due = None if following is None else call.entered_at + following
+        due = affinity.next_due(call.entered_at, following, call.affinity, now)
         await self.timers.set_relax_due(call_id, due, requirements=requirements_in_force(call, queue, now))
         await self.matcher.match_call(call, started, trigger="relax")
 

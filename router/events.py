@@ -22,6 +22,7 @@ class CallQueued:
     resynced: bool = False  # seen in a resync snapshot rather than live
     caller_number: str = ""  # CallerIDNum ('' unknown)
     caller_name: str = ""  # CallerIDName ('' unknown)
+    preferred_agent: str = ""  # ACD_PREFERRED_AGENT: offered to this agent first ('' none)
 
 
 @dataclass(frozen=True, slots=True)

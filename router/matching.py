@@ -17,10 +17,12 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from router import affinity
 from router.commands import OfferCommand
 from router.context import RoutingContext
 from router.domain import AgentCandidate, QueueConfig, Requirements, Strategy, WaitingCall
 from router.policy import Decision, call_order_key, choose_agent, choose_call, requirements_in_force
+from router.sticky import AffinityStore, StickyCalls
 from router.store.replies import Reserved
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ SHORTLIST = 5
 LINE_DEPTHS = (1, 8, 64, 100_000)
 
 
-class MatchingStore(Protocol):
+class MatchingStore(AffinityStore, Protocol):
     """What matching reads and writes (router.store.RedisRoutingStore has it)."""
 
     async def waiting_call(self, call_id: str) -> WaitingCall | None: ...
@@ -65,6 +67,7 @@ class Matcher:
     def __init__(self, context: RoutingContext, store: MatchingStore) -> None:
         self.context = context
         self.store = store
+        self.sticky = StickyCalls(store)
         # Offer ids: unique across workers and restarts (random prefix), cheap to make.
         self._offer_prefix, self._offer_seq = os.urandom(8).hex(), itertools.count(1)
 
@@ -89,6 +92,9 @@ class Matcher:
         for _ in range(MAX_RESERVE_ATTEMPTS):
             now = self.context.clock.now()
             requirements = requirements_in_force(call, queue, now)
+            if affinity.holds(call, now):  # waiting for one agent first (router/affinity.py)
+                call, held = await self.sticky.candidates(call, requirements)
+                prefetched = held if held is not None else prefetched
             if prefetched is None:
                 limit = self.candidate_limit(queue)
                 candidates = await self.store.candidates(requirements, exclude=call.declined_by, limit=limit)

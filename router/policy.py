@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from router import affinity
 from router.domain import (
     AgentCandidate,
     AnyOf,
@@ -34,9 +35,11 @@ class Decision:
     waited_s: float
     candidates: int
     reason: str
+    path: str = ""  # affinity path taken (router/affinity.py), '' none
 
     def record(self) -> dict[str, str | int | float]:
-        return {
+        path = {"path": self.path} if self.path else {}
+        return path | {
             "call_id": self.call_id,
             "agent_id": self.agent_id,
             "queue": self.queue,
@@ -97,11 +100,12 @@ def choose_agent(
 ) -> Decision | None:
     """The best qualified agent for ``call`` by the queue's strategy, or None."""
     requirements = requirements_in_force(call, queue, now)
-    qualified = [a for a in candidates if qualifies(a, call, requirements)]
+    # Affinity (router/affinity.py): while the hold lasts, only its agent may take the call.
+    qualified = affinity.restrict(call, [a for a in candidates if qualifies(a, call, requirements)], now)
     if not qualified:
         return None
     best = min(qualified, key=_strategy_key(queue.strategy, requirements, rr_after))
-    reason = _explain(queue.strategy, best, requirements, len(qualified))
+    reason = affinity.explain(call, now, _explain(queue.strategy, best, requirements, len(qualified)))
     return _decision(call, queue, best.agent_id, requirements, now, len(qualified), reason)
 
 
@@ -123,6 +127,7 @@ def _decision(
         waited_s=max(0.0, now - call.entered_at),
         candidates=candidates,
         reason=reason,
+        path=affinity.path(call, now),
     )
 
 
@@ -153,11 +158,14 @@ def choose_call(
         queue = queues.get(call.queue)
         if queue is None:
             continue
+        if affinity.held_for_another(call, agent.agent_id, now):
+            continue  # waiting for its own agent (router/affinity.py)
         requirements = requirements_in_force(call, queue, now)
         if qualifies(agent, call, requirements):
             reason = (
                 f"agent became available: first qualifying call in line (priority {call.priority}, "
                 f"waiting {now - call.entered_at:.1f}s) for {format_requirements(requirements) or 'any agent'}"
             )
+            reason = affinity.explain(call, now, reason)
             return _decision(call, queue, agent.agent_id, requirements, now, 1, reason)
     return None

@@ -17,6 +17,8 @@ from load_tests.amisim.ledger import DoubleAssignment
 from load_tests.amisim.pbx import Pbx
 from load_tests.amisim.server import AmiSimulator
 from load_tests.amisim.testing import ADMIN, SimManager, open_manager, simulator
+from load_tests.scenario import Scenario
+from load_tests.traffic import TrafficGenerator
 
 SLACK = 5.0  # simulated seconds of scheduling jitter tolerated (100 ms real)
 SNAPSHOT_KEYS = [
@@ -161,6 +163,7 @@ async def test_arrival_announces_the_call_with_full_snapshots(env: Env) -> None:
         "ACD_QUEUE=billing",
         "ACD_PRIORITY=2",
         "ACD_REQUIREMENTS=billing>=3&spanish>=2",
+        "ACD_PREFERRED_AGENT=",
     ]
     hold = events[6]
     assert (hold.context, hold.exten, hold.get("Class")) == ("acd-hold", "s", "default")
@@ -178,6 +181,15 @@ async def test_requirements_header_is_empty_when_not_given(env: Env) -> None:
     # Without overrides ACD_PRIORITY stays empty: the router applies the queue's default.
     assert (user.queue, user.priority, user.requirements) == ("support", ["4", ""], "")
     assert "ACD_REQUIREMENTS=" in user.chanvariable
+    assert user.preferredagent == "" and "ACD_PREFERRED_AGENT=" in user.chanvariable
+
+
+async def test_a_preferred_agent_a_crm_lookup_set_is_announced(env: Env) -> None:
+    call = env.pbx.place_call("support", handle_time_s=60, caller_id="+15550000001", preferred_agent="a7")
+    user = await env.router.wait_event("UserEvent", Uniqueid=call.call_id)
+    assert (user.preferredagent, user.calleridnum) == ("a7", "+15550000001")
+    assert "ACD_PREFERRED_AGENT=a7" in user.chanvariable
+    assert env.pbx.ledger.calls[call.call_id].preferred_agent == "a7"
 
 
 # -- answered, unanswered, busy, unavailable ----------------------------------------------------
@@ -570,3 +582,24 @@ async def test_redirecting_a_talking_caller_drops_the_agent_and_is_recorded(env:
     [unexpected] = pbx.ledger.unexpected_redirects
     assert unexpected.call_state == "talking"
     assert pbx.agents["1001"].legs == [] and pbx.ledger.calls[call.call_id].state == "holding"
+
+
+async def test_traffic_brings_callers_back_and_names_preferred_agents(env: Env) -> None:
+    scenario = Scenario.model_validate(
+        {
+            "queues": [{"name": "support"}],
+            "agents": [{"id": "a1"}, {"id": "a2"}],
+            "traffic": [
+                {"queue": "support", "calls_per_hour": 60, "returning_share": 0.5, "preferred_agent_share": 0.5}
+            ],
+        }
+    )
+    traffic = TrafficGenerator(scenario, env.pbx, env.pbx.clock, seed=3)
+    for _ in range(40):
+        traffic._place(scenario.traffic[0])
+    records = list(env.pbx.ledger.calls.values())
+    numbers = [r.caller_number for r in records]
+    assert 8 < len(numbers) - len(set(numbers)) < 32  # about half came back
+    preferred = [r.preferred_agent for r in records]
+    assert {p for p in preferred if p is not None} == {"a1", "a2"}
+    assert 8 < preferred.count(None) < 32

@@ -234,7 +234,12 @@ async def test_core_show_channels_lists_every_channel(env: Env, connect: Connect
         assert (item.application, item.applicationdata, item.bridgeid) == ("MusicOnHold", "default", "")
         assert re.fullmatch(r"\d\d:\d\d:\d\d", item.duration)
         assert item.context == "acd-hold" and item.channelstatedesc == "Up"
-    assert items[1].chanvariable == ["ACD_QUEUE=sales", "ACD_PRIORITY=3", "ACD_REQUIREMENTS="]
+    assert items[1].chanvariable == [
+            "ACD_QUEUE=sales",
+            "ACD_PRIORITY=3",
+            "ACD_REQUIREMENTS=",
+            "ACD_PREFERRED_AGENT=",
+        ]
     assert (tail.event, tail.eventlist, tail.listitems) == ("CoreShowChannelsComplete", "Complete", "2")
 
 

@@ -128,6 +128,7 @@ class CallFlow:
         caller_id: str,
         caller_name: str,
         did: str,
+        preferred_agent: str | None = None,
     ) -> SimCall:
         channel = self._core.new_channel(
             "PJSIP/trunk",
@@ -150,6 +151,7 @@ class CallFlow:
             channel=channel.name,
             caller_number=caller_id,
             caller_name=caller_name,
+            preferred_agent=preferred_agent,
         )
         self._core.ledger.calls[record.call_id] = record
         call = SimCall(record, channel)
@@ -169,6 +171,8 @@ class CallFlow:
             core.set_var(channel, "ACD_REQUIREMENTS", record.requirements)
         if record.priority is not None:
             core.set_var(channel, "ACD_PRIORITY", str(record.priority))
+        if record.preferred_agent is not None:  # a CRM lookup named the caller's agent
+            core.set_var(channel, "ACD_PREFERRED_AGENT", record.preferred_agent)
         channel.update(priority=2, application="Answer", app_data="")
         core.answer(channel)
         channel.update(priority=3, application="Set")
@@ -185,6 +189,7 @@ class CallFlow:
         body = (
             f"UserEvent: AcdCallQueued{EOL}Queue: {get('ACD_QUEUE', '')}{EOL}"
             f"Priority: {get('ACD_PRIORITY', '')}{EOL}Requirements: {get('ACD_REQUIREMENTS', '')}{EOL}"
+            f"PreferredAgent: {get('ACD_PREFERRED_AGENT', '')}{EOL}"
         )
         self._core.emit("UserEvent", perms.USER, channel.snapshot() + body)
 

@@ -22,7 +22,7 @@ from router.clock import Clock
 logger = logging.getLogger(__name__)
 
 EventListener = Callable[[Event], None]
-DEFAULT_CHANNELVARS = ("ACD_QUEUE", "ACD_PRIORITY", "ACD_REQUIREMENTS")
+DEFAULT_CHANNELVARS = ("ACD_QUEUE", "ACD_PRIORITY", "ACD_REQUIREMENTS", "ACD_PREFERRED_AGENT")
 
 
 def clean(value: str) -> str:

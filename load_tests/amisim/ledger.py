@@ -65,6 +65,7 @@ class CallRecord:
     transfers: list[TransferRecord] = field(default_factory=list)
     caller_number: str = ""  # as the trunk presented it ('' none)
     caller_name: str = ""
+    preferred_agent: str | None = None  # ACD_PREFERRED_AGENT as the dialplan set it (None: unset)
 
     @property
     def waiting(self) -> bool:

@@ -255,9 +255,12 @@ class Pbx:
         caller_name: str | None = None,
         did: str = "5000",
         transfer: TransferPlan | None = None,
+        preferred_agent: str | None = None,
     ) -> SimCall:
         """A caller dials in through acd-inbound and waits on hold; with ``transfer``, the
         agent who answers transfers it after the handle time instead of hanging up.
+        ``preferred_agent``: what a CRM lookup set in ACD_PREFERRED_AGENT before the Goto
+        (None: not set). A returning caller is one placed again with the same ``caller_id``.
 
         ``caller_id`` / ``caller_name``: what the trunk presents (CallerIDNum / CallerIDName
         in every event of the caller's channel); '' for none, which Asterisk shows as
@@ -276,6 +279,7 @@ class Pbx:
             caller_id=clean(f"+1555{self._caller_seq:07d}" if caller_id is None else caller_id),
             caller_name=clean(f"Caller {self._caller_seq}" if caller_name is None else caller_name),
             did=clean(did),
+            preferred_agent=None if preferred_agent is None else clean(preferred_agent),
         )
         call.transfer_plan = transfer
         return call

@@ -131,6 +131,7 @@ def _user_event(fields: AmiFields, at: float) -> DomainEvent | None:
         queue=fields.get("Queue") or variables.get("ACD_QUEUE", ""),
         priority=variables.get("ACD_PRIORITY") or _user_header_after_snapshot(fields, "Priority"),
         requirements=fields.get("Requirements") or variables.get("ACD_REQUIREMENTS", ""),
+        preferred_agent=fields.get("PreferredAgent") or variables.get("ACD_PREFERRED_AGENT", ""),
     )
 
 
@@ -142,7 +143,14 @@ def _user_header_after_snapshot(fields: AmiFields, name: str) -> str:
 
 
 def _queued_call(
-    fields: AmiFields, at: float, *, queue: str, priority: str, requirements: str, resynced: bool = False
+    fields: AmiFields,
+    at: float,
+    *,
+    queue: str,
+    priority: str,
+    requirements: str,
+    preferred_agent: str = "",
+    resynced: bool = False,
 ) -> CallQueued | None:
     call_id = fields.get("Linkedid") or fields.get("Uniqueid")
     if not call_id:
@@ -158,6 +166,7 @@ def _queued_call(
         resynced=resynced,
         caller_number=caller_id(fields, "CallerIDNum"),
         caller_name=caller_id(fields, "CallerIDName"),
+        preferred_agent=preferred_agent.strip(),
     )
 
 
@@ -319,6 +328,7 @@ def _core_show_channel(fields: AmiFields, at: float) -> DomainEvent | None:
         queue=variables["ACD_QUEUE"],
         priority=variables.get("ACD_PRIORITY", ""),
         requirements=variables.get("ACD_REQUIREMENTS", ""),
+        preferred_agent=variables.get("ACD_PREFERRED_AGENT", ""),
         resynced=True,
     )
 

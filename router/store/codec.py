@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from router import affinity
 from router.domain import (
     AgentCandidate,
     AgentConfig,
@@ -18,7 +19,7 @@ from router.domain import (
 )
 
 CANDIDATE_WIDTH = 8  # fields per agent in a candidates answer (see _lib.lua find_candidates)
-WAITING_WIDTH = 7  # fields per call in a waiting-line answer (see _lib.lua push_waiting_call)
+WAITING_WIDTH = 8  # fields per call in a waiting-line answer (see _lib.lua push_waiting_call)
 
 # -- arguments ------------------------------------------------------------------------------
 
@@ -127,10 +128,10 @@ def stored_requirements(text: str) -> Requirements | None:
 
 
 def waiting_calls_in(raw: Sequence[Any]) -> list[WaitingCall]:
-    """Waiting calls as the scripts return them: 7 fields per call."""
+    """Waiting calls as the scripts return them: WAITING_WIDTH fields per call."""
     calls = []
     for i in range(0, len(raw), WAITING_WIDTH):
-        call_id, queue, priority, entered_at, reqs, channel, declined = (
+        call_id, queue, priority, entered_at, reqs, channel, declined, aff = (
             str(v) for v in raw[i : i + WAITING_WIDTH]
         )
         declined_ids = json.loads(declined) if declined != "[]" else ()
@@ -143,6 +144,7 @@ def waiting_calls_in(raw: Sequence[Any]) -> list[WaitingCall]:
                 requirements_override=stored_requirements(reqs),
                 channel=channel,
                 declined_by=frozenset(declined_ids) if isinstance(declined_ids, list) else frozenset(),
+                affinity=affinity.decode(aff) if aff else None,
             )
         )
     return calls

@@ -55,3 +55,11 @@ class Keys:
 
     def declined(self, call_id: str) -> str:
         return f"{self.prefix}declined:{call_id}"
+
+    def last_agent(self, caller_number: str) -> str:
+        """The agent who last answered this caller: 'agent answered_at' (router/affinity.py)."""
+        return f"{self.prefix}last_agent:{caller_number}"
+
+    def held(self, agent_id: str) -> str:
+        """Calls waiting for this agent first, by when the wait ends (router/affinity.py)."""
+        return f"{self.prefix}held:{agent_id}"

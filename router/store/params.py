@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from router.domain import QaPolicy, Requirements
+from router.domain import Affinity, QaPolicy, Requirements
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,8 @@ class NewCall:
     caller_name: str = ""
     requirements_in_force: Requirements | None = None
     qa: QaPolicy | None = None  # the queue's quality sampling (None: none)
+    affinity: Affinity | None = None  # the agent it waits for first (router/affinity.py)
+    last_agent_window_s: float | None = None  # its answering agent is remembered this long
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, cast
 
+from router import affinity
 from router.domain import AgentCandidate, AgentConfig, Requirements, WaitingCall
 from router.qa import recording_stem
 from router.store.base import RedisSiteStore
@@ -24,7 +25,9 @@ from router.store.codec import (
     profile_args,
     record_requirements_arg,
     requirements_arg,
+    skills_in,
     terms_arg,
+    texts,
     waiting_calls_in,
 )
 from router.store.errors import translates_redis_errors
@@ -73,6 +76,7 @@ class RedisRoutingStore(RedisSiteStore):
         "agent_leg_ended",
         "offer_failed",
         "call_overflow",
+        "affinity_release",
         "read",
     )
 
@@ -127,6 +131,26 @@ class RedisRoutingStore(RedisSiteStore):
         excluded = json.dumps(sorted(exclude))
         return candidates_in(await self._run("candidates", terms_arg(requirements), limit, excluded, max_scan))
 
+    # -- affinity (router/affinity.py) -----------------------------------------------------
+
+    async def last_agent(self, caller_number: str) -> str:
+        """Who last answered this caller, as remembered ('agent answered_at', '' none)."""
+        return str(await self.redis.get(self.keys.last_agent(caller_number)) or "")
+
+    async def agent_standing(self, agent_id: str) -> tuple[str, dict[str, int]]:
+        """An agent's state ('' unknown) and skills, to judge whether a call should wait for it."""
+        state, skills = await self._run("read", "HMGET", f"agent:{agent_id}", "state", "skills")
+        return str(state), skills_in(str(skills))
+
+    async def held_for(self, agent_id: str, now: float) -> list[str]:
+        """Calls still waiting for this agent first."""
+        found = await self.redis.zrangebyscore(self.keys.held(agent_id), now, "+inf")
+        return [str(call_id) for call_id in found]
+
+    async def release_affinity(self, call_id: str, agent_id: str) -> bool:
+        """The call stops waiting for ``agent_id`` (logged out, not qualified); False if it was not."""
+        return texts(await self._run("affinity_release", call_id, agent_id))[0] == "released"
+
     async def round_robin_last(self, queue: str) -> str:
         return str(await self._run("read", "HGET", "rr", queue) or "")
 
@@ -166,7 +190,10 @@ class RedisRoutingStore(RedisSiteStore):
         in_force = call.requirements if call.requirements_in_force is None else call.requirements_in_force
         record = (call.caller_number, call.caller_name, record_requirements_arg(in_force))
         days = self.days.window(call.entered_at)
-        raw = await self._run("call_enqueue", *args, *pos.args(), *search, requeue, *record, days, qa_arg(call.qa))
+        aff = (affinity.encode(call.affinity), optional_arg(call.last_agent_window_s))
+        raw = await self._run(
+            "call_enqueue", *args, *pos.args(), *search, requeue, *record, days, qa_arg(call.qa), *aff
+        )
         return Enqueued.parse(raw)
 
     async def call(self, call_id: str) -> dict[str, str]:

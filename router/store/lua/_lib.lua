@@ -554,15 +554,28 @@ local function push_waiting_by_queue(out)
   end
 end
 
--- A waiting call as the policy reads it (7 fields: id, queue, priority, entered_at,
--- reqs, channel, declined_json), appended to ``out``; nothing if it no longer waits.
+-- A waiting call as the policy reads it (8 fields: id, queue, priority, entered_at,
+-- reqs, channel, declined_json, affinity ('kind agent until released', '' none: see
+-- router/affinity.py)), appended to ``out``; nothing if it no longer waits.
+local WAITING_WIDTH = 8
 local function push_waiting_call(out, id)
   local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'priority', 'entered_at', 'reqs', 'channel',
-    'declines')
+    'declines', 'aff')
   if c[1] ~= 'waiting' then return end
   for _, v in ipairs({id, c[2], c[3], c[4], c[5] or '', c[6] or ''}) do out[#out + 1] = v end
   -- Most calls were never declined: no set to read.
   out[#out + 1] = c[7] and cjson.encode(redis.call('SMEMBERS', P .. 'declined:' .. id)) or '[]'
+  out[#out + 1] = c[8] or ''
+end
+
+-- Affinity (router/affinity.py): a call waiting for one agent first is listed under that
+-- agent (held:<agent>, by when the wait ends), so that its logout can release the call.
+local function hold_for(call_id, aff)
+  local kind, agent, untl, released = string.match(aff, '^(%S+) (%S+) (%S+) (%S+)$')
+  if not kind or released == '1' then return end
+  local key = P .. 'held:' .. agent
+  redis.call('ZADD', key, untl, call_id)
+  redis.call('EXPIRE', key, 86400)
 end
 
 -- End an agent's after-call work at ``ended`` (the timer's scheduled end, or now when an

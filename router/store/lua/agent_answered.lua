@@ -2,6 +2,7 @@
 -- decides in the same step whether it is reviewed and recorded (qa_sample in _lib.lua).
 -- ARGV: P, call_id, agent_id, at, part, off, days (use_days), qa_seed, recording stem
 --       (the file name without extension: 'acd-<call id>', made safe by the caller)
+-- Remembers the agent for the caller's number when the call's queue keeps last agents.
 -- Returns {'answered', wait_seconds, queue, agent_free, qa_reason ('' not sampled, 'random',
 -- 'minimum'), recording ('' none), record_now ('1': start recording the caller's channel),
 -- channel} or {outcome, state}
@@ -12,7 +13,7 @@ if redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end
 if seen(ck, ARGV[5], ARGV[6]) then return {'duplicate', ''} end
 mark(ck, ARGV[5], ARGV[6])
 local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'entered_at', 'sl_t', 'decision', 'reqs_now',
-  'channel')
+  'channel', 'caller_num', 'aff_win')
 local offered = c[1] == 'offered' or c[1] == 'dispatching' or c[1] == 'ringing'
 if not offered or c[2] ~= agent_id then return {'ignored', c[1]} end
 -- The call's record keeps why this agent was chosen and the requirements it was chosen for.
@@ -27,6 +28,12 @@ local ak = agent_key(agent_id)
 redis.call('HINCRBY', ak, 'reserved', -1)
 redis.call('HINCRBY', ak, 'connected', 1)
 reindex(agent_id, at)
+-- The caller's last agent (router/affinity.py), for its next call within the window: the
+-- expiry is in real seconds, at least the window in simulated ones; readers check the time.
+local window = num(c[10], 0)
+if window > 0 and (c[9] or '') ~= '' then
+  redis.call('SET', P .. 'last_agent:' .. c[9], agent_id .. ' ' .. secs(at), 'EX', math.ceil(window))
+end
 local wait = math.max(0, at - num(c[4], at))
 stat(c[3], 'answered', 1, at)
 statf(c[3], 'answer_wait_sum', wait, at)

@@ -9,7 +9,10 @@
 --       announcement may bring a transferred call back; resync listings may not),
 --       caller_number, caller_name (from the AMI, '' unknown), requirements in force
 --       now (for the call's record), days, qa (the queue's sampling: 'share minimum
---       record', '' none)
+--       record', '' none), aff (the agent it waits for first: 'kind agent until released',
+--       '' none; router/affinity.py), aff_win (seconds its agent is remembered for the
+--       caller's number once it answers, '' not at all; a caller transferred back waits
+--       for nobody in particular)
 -- Returns {'queued', 'waiting'} or {'requeued', agent_released ('' = none)}, then the
 -- candidates; or {'exists', state}.
 -- The queue's service-level threshold and wrap-up time travel with the call, so that a
@@ -19,19 +22,23 @@ use_days(ARGV[22])
 local ck = call_key(id)
 local requeued = false
 local released = ''
+local aff = ARGV[24] or ''
 if redis.call('EXISTS', ck) == 1 then
   local state = redis.call('HGET', ck, 'state')
   if not back_from_transfer(ck, state, ARGV[18]) or seen(ck, ARGV[13], ARGV[14]) then
     return {'exists', state}
   end
   requeued, released = true, forget_transfer(id, ck, state, tonumber(ARGV[7]))
+  -- Its last agent is the one who just transferred it: no affinity (router/affinity.py).
+  aff = ''
 end
 local priority, entered_at = tonumber(ARGV[4]), tonumber(ARGV[7])
 redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', priority,
   'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', entered_at,
   'agent', '', 'offer_id', '', 'sl_t', ARGV[10], 'wrapup_s', ARGV[11], 'prio_set', ARGV[12],
   'hops', 0, 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '',
-  'qa', ARGV[23] or '')
+  'qa', ARGV[23] or '', 'aff', aff, 'aff_win', ARGV[25] or '')
+hold_for(id, aff)
 redis.call('HSETNX', ck, 'first_entered_at', entered_at)
 redis.call('HSETNX', ck, 'first_queue', ARGV[3])
 -- A caller its agent transferred back into a queue starts its next visit (its records').

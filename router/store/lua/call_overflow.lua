@@ -35,7 +35,8 @@ local priority = num(c[4], 0)
 if c[6] ~= '1' and ARGV[6] ~= '' then priority = tonumber(ARGV[6]) end
 line_remove(call_id, c[2])
 redis.call('HSET', ck, 'queue', ARGV[5], 'entered_at', at, 'priority', priority, 'reqs', '',
-  'sl_t', ARGV[7], 'wrapup_s', ARGV[8], 'hops', hops, 'reqs_now', ARGV[12] or '', 'qa', ARGV[14] or '')
+  'sl_t', ARGV[7], 'wrapup_s', ARGV[8], 'hops', hops, 'reqs_now', ARGV[12] or '', 'qa', ARGV[14] or '',
+  'aff', '')  -- a wait for one agent (router/affinity.py) ends with the queue it was made in
 line_add(call_id, ARGV[5], waiting_score(priority, at), false)
 redis.call('ZREM', P .. 'relax_due', call_id)
 redis.call('ZREM', P .. 'overflow_due', call_id)

@@ -1,8 +1,7 @@
 -- The head of the line as one agent may see it: the first calls of the queues it could
 -- serve and of the calls with their own requirements, merged in line order (priority,
 -- then longest waiting), in one round trip. ARGV: P, queues_json, per_queue, count
--- Returns 7 fields per call (as waiting_view): id, queue, priority, entered_at, reqs,
--- channel, declined_json
+-- Returns WAITING_WIDTH fields per call (as waiting_view: push_waiting_call in _lib.lua)
 local per_queue, count = tonumber(ARGV[3]), tonumber(ARGV[4])
 local heads = {}
 local function take(key)
@@ -21,7 +20,7 @@ for _, head in ipairs(heads) do
   if not seen_ids[id] then
     seen_ids[id] = true
     push_waiting_call(out, id)
-    if #out >= count * 7 then break end
+    if #out >= count * WAITING_WIDTH then break end
   end
 end
 return out

@@ -1,7 +1,6 @@
 -- Waiting calls as the routing policy needs them, in line order, in one round trip.
 -- ARGV: P, 'range', start, count   or   P, 'ids', id1, id2, ...
--- Returns 7 fields per call still waiting: id, queue, priority, entered_at, reqs, channel,
--- declined_json
+-- Returns WAITING_WIDTH fields per call still waiting (push_waiting_call in _lib.lua)
 local ids
 if ARGV[2] == 'range' then
   local start = tonumber(ARGV[3])
