@@ -17,7 +17,8 @@ from load_tests.amisim.ledger import CallRecord, Ledger
 QUEUED = frozenset({"waiting", "offered", "dispatching", "ringing"})
 ANSWERED = frozenset({"connected", "completed"})
 # pbx_restart: a waiting caller an Asterisk restart cut off (the ledger's ended_by_restart).
-ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed", "transferred", "pbx_restart"}
+# closed: a caller who arrived while its queue was closed (business hours).
+ACCOUNTED = QUEUED | ANSWERED | {"abandoned", "overflowed", "transferred", "pbx_restart", "closed"}
 # Transferred out: the router may not have seen the agent's leg end yet (still connected).
 TRANSFERRED = frozenset({"transferred", "connected"})
 
@@ -43,10 +44,13 @@ def expected_states(call: CallRecord) -> frozenset[str]:
         return ANSWERED
     if call.state == "overflowed":
         return frozenset({"overflowed"})
+    if call.state == "closed":
+        return frozenset({"closed"})
     if call.state == "ended_by_restart":
         return frozenset({"pbx_restart"})  # an abandon here would be the bug this guards
-    # A caller who hung up just as the router overflowed it: either is an honest account.
-    return frozenset({"abandoned", "overflowed"})
+    # A caller who hung up just as the router overflowed it (or turned it away, its queue
+    # closed): either is an honest account.
+    return frozenset({"abandoned", "overflowed", "closed"})
 
 
 def judge(ledger: Ledger, router_states: Mapping[str, str]) -> Verdict:

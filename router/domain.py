@@ -15,6 +15,8 @@ from typing import Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from router.schedule import BusinessHours
+
 SKILL_LEVEL_MIN = 1
 SKILL_LEVEL_MAX = 5
 
@@ -47,6 +49,7 @@ class CallState(StrEnum):
     ABANDONED = "abandoned"
     OVERFLOWED = "overflowed"
     TRANSFERRED = "transferred"  # its agent handed the caller on, out of the ACD
+    CLOSED = "closed"  # arrived while its queue was closed: sent to the closed target
 
     @property
     def is_final(self) -> bool:
@@ -59,7 +62,7 @@ class CallState(StrEnum):
 
 
 _FINAL_CALL_STATES = frozenset(
-    {CallState.COMPLETED, CallState.ABANDONED, CallState.OVERFLOWED, CallState.TRANSFERRED}
+    {CallState.COMPLETED, CallState.ABANDONED, CallState.OVERFLOWED, CallState.TRANSFERRED, CallState.CLOSED}
 )
 _QUEUED_CALL_STATES = frozenset(
     {CallState.WAITING, CallState.OFFERED, CallState.DISPATCHING, CallState.RINGING}
@@ -231,6 +234,9 @@ class QueueConfig(Frozen):
         description="optional: a returning caller waits for the agent who answered it last (docs/routing.md, Affinity)",
     )
     preferred_agent: PreferredAgentRouting = PreferredAgentRouting()
+    hours: BusinessHours | None = Field(
+        default=None, description="optional: business hours; callers who arrive while closed go to its closed_target"
+    )
 
     @model_validator(mode="after")
     def _relax_in_order(self) -> Self:

@@ -15,6 +15,7 @@ from typing import Any
 
 from router import affinity
 from router.clock import Clock
+from router.closing import Closing
 from router.commands import CommandSink, PauseCommand, RecordCommand
 from router.context import RoutingContext
 from router.domain import Affinity, AgentConfig, QueueConfig, Requirements, WaitingCall
@@ -43,6 +44,7 @@ from router.settings import RoutingSettings
 from router.store.params import NewCall, Position, ResyncGap
 from router.store.replies import Answered, ClosedCall, Declined, TransferStep
 from router.store.routing import RedisRoutingStore
+from router.store.schedule import RedisScheduleStore
 from router.store.timers import RedisTimerStore
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,9 @@ class RoutingEngine:
         self.timers = timers
         self.matcher = Matcher(context, store)
         self.overflows = Overflows(context, store, self.matcher)
+        # Business hours (router/closing.py): its own store, on the same Redis and site.
+        hours = RedisScheduleStore(store.redis, store.keys.site, timezone=store.days.timezone)
+        self.closing = Closing(context, hours)
         self._last_unstaffed_check = 0.0
         self._handlers: dict[type, Callable[[Any, Position, float], Awaitable[None]]] = {
             CallQueued: self._on_call_queued,
@@ -142,6 +147,8 @@ class RoutingEngine:
 
     async def _on_call_queued(self, event: CallQueued, pos: Position, started: float) -> None:
         queue = self.config.entry_queue(event.queue, event.call_id)
+        if await self.closing.turned_away(event, queue, pos):  # business hours: closed now
+            return
         priority = queue.priority if event.priority is None else event.priority
         waiting = WaitingCall(
             event.call_id, queue.name, priority, event.at, event.requirements, channel=event.channel
@@ -468,6 +475,7 @@ class RoutingEngine:
             )
         await self._close_after_resync(started)
         await self.overflows.run_due(await self.timers.overflow_due(self.clock.now()))
+        await self.closing.close_out()  # business hours: queues that send waiting calls away
         if started - self._last_unstaffed_check >= UNSTAFFED_CHECK_EVERY_S:
             self._last_unstaffed_check = started
             await self.overflows.check_unstaffed()

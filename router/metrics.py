@@ -127,6 +127,13 @@ class RoutingMetrics:
             ["queue"],
             registry=registry,
         )
+        self.closed = Counter(
+            "acd_calls_closed_total",
+            "Callers who arrived while their queue was closed (business hours): sent to its closed "
+            "target, never offered, not in offered, service level or abandonment",
+            ["queue"],
+            registry=registry,
+        )
         self.declined = Counter(
             "acd_offers_declined_total",
             "Offers the agent did not take (no answer, busy)",
@@ -208,6 +215,7 @@ class RoutingMetrics:
             self.talk,
             self.wrapup,
             self.ended_by_pbx_restart,
+            self.closed,
         )
         for queue in queues:
             for metric in per_queue:
@@ -338,11 +346,18 @@ class StateGauges:
             ["queue", "formula"],
             registry=registry,
         )
+        self.queue_open = Gauge(
+            "acd_queue_open",
+            "1 while the queue takes calls, 0 while it is closed (business hours or a supervisor's override)",
+            ["queue"],
+            registry=registry,
+        )
         self.staffing = StaffingGauges(registry)
 
     def all(self) -> tuple[Gauge, ...]:
         return (
             self.waiting,
+            self.queue_open,
             self.oldest_wait,
             self.agents,
             self.queue_agents,

@@ -433,6 +433,16 @@ class AcdSettings(BaseSettings):
         object.__setattr__(self, "api", self.api.model_copy(update={"roster_queue": name}))
         return self
 
+    @model_validator(mode="after")
+    def _hours_in_site_zone(self) -> Self:
+        """Business hours that name no time zone keep the site's (router/schedule.py)."""
+        queues = tuple(
+            q.model_copy(update={"hours": q.hours.with_default_zone(self.timezone)}) if q.hours else q
+            for q in self.queues
+        )
+        object.__setattr__(self, "queues", queues)
+        return self
+
     def queue_map(self) -> dict[str, QueueConfig]:
         return {queue.name: queue for queue in self.queues}
 

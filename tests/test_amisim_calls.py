@@ -603,3 +603,20 @@ async def test_traffic_brings_callers_back_and_names_preferred_agents(env: Env) 
     preferred = [r.preferred_agent for r in records]
     assert {p for p in preferred if p is not None} == {"a1", "a2"}
     assert 8 < preferred.count(None) < 32
+
+
+async def test_redirect_to_the_closed_context_plays_the_announcement_then_hangs_up(env: Env) -> None:
+    """Business hours: a caller whose queue is closed goes to [acd-closed] (docs/asterisk.md)
+    like an overflowed caller to [acd-overflow]: out of the ACD, never abandoned."""
+    call = env.pbx.place_call("billing", handle_time_s=60, patience_s=5)
+    await env.on_hold(call)
+    reply = await env.redirect(call, "billing", context="acd-closed")
+    assert reply.message == "Redirect successful"
+    assert (call.channel.context, call.channel.application) == ("acd-closed", "Playback")
+    record = env.pbx.ledger.calls[call.call_id]
+    assert record.state == "closed" and record.closed_at is not None
+    await env.hung_up(call.channel.name, within=15)  # the announcement (10 s), not its patience (5 s)
+    assert record.state == "closed" and record.abandoned_at is None
+    summary = env.pbx.ledger.summary()
+    assert (summary["closed"], summary["offered"], summary["abandoned"]) == (1, 0, 0)
+    assert env.pbx.ledger.unexpected_redirects == []

@@ -23,6 +23,7 @@ from load_tests.amisim.server import AmiSimulator
 from load_tests.children import ChildProcesses, ChildSpec
 from router.clock import ScaledClock
 from router.domain import AgentConfig, QueueConfig, ServiceLevelTarget
+from router.schedule import BusinessHours
 from router.settings import AcdSettings, AmiSettings, HttpSettings, PostgresSettings, RedisSettings
 from router.store import NO_POSITION, NewCall, RedisStateStore
 from router.store.admin import AdminStore
@@ -36,7 +37,12 @@ SITE = "apitest"
 AMI_SECRET = "api-secret"
 
 QUEUES = (
-    QueueConfig(name="billing", service_level=ServiceLevelTarget(threshold_s=20, target=0.8), wrapup_s=30),
+    QueueConfig(
+        name="billing",
+        service_level=ServiceLevelTarget(threshold_s=20, target=0.8),
+        wrapup_s=30,
+        hours=BusinessHours(closed_target="acd-closed,billing,1"),  # open all week (no weekly hours)
+    ),
     QueueConfig(name="support", service_level=ServiceLevelTarget(threshold_s=30, target=0.9)),
 )
 AGENTS = (

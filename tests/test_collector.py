@@ -21,7 +21,9 @@ from router.domain import (
     SkillRequirement,
 )
 from router.metrics import RoutingMetrics, StateGauges
+from router.schedule import BusinessHours, ManualOverride
 from router.store import NO_POSITION, NewCall, RedisStateStore
+from router.store.schedule import RedisScheduleStore
 from workers.collector import StateCollector
 
 T0 = 1_800_000_000.0
@@ -226,3 +228,24 @@ async def test_ten_thousand_agents_come_back_as_a_few_skill_profiles(store: Redi
     assert registry.get_sample_value("acd_queue_agents", {"queue": "billing", "state": "available"}) == 300
     assert registry.get_sample_value("acd_queue_agents", {"queue": "spanish", "state": "logged_out"}) == 4_500
     assert registry.get_sample_value("acd_queue_agents", {"queue": "anyone", "state": "logged_out"}) == 9_000
+
+
+async def test_queue_open_follows_business_hours_and_supervisor_overrides(store: RedisStateStore) -> None:
+    # T0 is Friday 08:00 UTC: before 09:00 opening.
+    hours = BusinessHours(timezone="UTC", weekly={"fri": ("09:00-17:00",)}, closed_target="acd-closed,s,1")
+    clock = FakeClock()
+    registry = CollectorRegistry()
+    queues = (QueueConfig(name="sales", hours=hours), QueueConfig(name="anyone"))
+    col = StateCollector(store, store, StateGauges(registry), queues, clock)
+
+    async def open_now() -> dict[str, float | None]:
+        await col.collect_once(1.0)
+        return {q.name: registry.get_sample_value("acd_queue_open", {"queue": q.name}) for q in queues}
+
+    assert await open_now() == {"sales": 0, "anyone": 1}
+    clock.at += 3600
+    assert await open_now() == {"sales": 1, "anyone": 1}
+    await RedisScheduleStore(store.redis, "col").set_override("sales", ManualOverride("closed", T0 + 5400, "", T0))
+    assert await open_now() == {"sales": 0, "anyone": 1}
+    clock.at += 1800  # the override has run out
+    assert await open_now() == {"sales": 1, "anyone": 1}

@@ -149,6 +149,22 @@ def test_which_call_counts_as_what() -> None:
     assert figures["aht_s"] == 60.0 and figures["avg_wrapup_s"] is None
 
 
+def test_callers_turned_away_while_closed_count_only_as_closed() -> None:
+    """Business hours: a caller who arrived while its queue was closed was never offered."""
+    formula = "answered_within_over_answered_and_abandoned_after_threshold"
+    tally = CallTally()
+    tally.add(facts("answered", 10, answered=True, flag=True), formula)
+    tally.add(facts("abandoned", 30), formula)
+    tally.add(facts("closed", 0), formula)
+    tally.add(facts("closed", 0), formula)
+    figures = tally.figures(formula)
+    assert (figures["offered"], figures["closed"], figures["abandoned"]) == (2, 2, 1)
+    assert figures["service_level"] == 0.5 and figures["abandon_rate"] == 0.5
+    merged = CallTally()
+    merged.merge(tally)
+    assert merged.figures(formula)["closed"] == 2
+
+
 def test_a_pause_without_a_reason_and_logged_out_time() -> None:
     tally = AgentTally()
     tally.add_state("paused", "", 30.0)

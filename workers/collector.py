@@ -17,9 +17,11 @@ from router.clock import Clock
 from router.domain import AgentState, QueueConfig, requirements_met
 from router.errors import AcdError
 from router.metrics import StateGauges, bucket_label
+from router.schedule import is_open
 from router.settings import AcdSettings
 from router.store import RedisLeaseStore, RedisSummaryStore
 from router.store.replies import AgentProfileCount, CollectorSummary
+from router.store.schedule import RedisScheduleStore
 from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 from workers.staffing import StaffingEstimator
@@ -45,8 +47,10 @@ class StateCollector:
         queues: Sequence[QueueConfig],
         clock: Clock,
         staffing: StaffingEstimator | None = None,
+        schedule: RedisScheduleStore | None = None,
     ) -> None:
         self.store = store
+        self.schedule = schedule or RedisScheduleStore(store.redis, store.keys.site)
         self.leases = leases
         self.gauges = gauges
         self.queues = list(queues)
@@ -67,6 +71,7 @@ class StateCollector:
         by_queue = self.agents_by_queue(summary.profiles)
         self._export_agents(summary, by_queue)
         self._export_targets()
+        await self._export_open(now)
         await self._export_staffing(by_queue, now)
 
     def _export_calls(self, summary: CollectorSummary, now: float) -> None:
@@ -110,6 +115,13 @@ class StateCollector:
                 target.threshold_s
             )
             self.gauges.sl_formula.labels(queue.name, target.formula).set(1)
+
+    async def _export_open(self, now: float) -> None:
+        """Business hours: 1 while the queue takes calls (router/schedule.py)."""
+        overrides = await self.schedule.overrides() if any(q.hours for q in self.queues) else {}
+        for queue in self.queues:
+            opened = queue.hours is None or is_open(queue.hours, now, overrides.get(queue.name))
+            self.gauges.queue_open.labels(queue.name).set(1 if opened else 0)
 
     async def _export_staffing(self, by_queue: dict[str, dict[str, int]], now: float) -> None:
         gauges = self.gauges.staffing

@@ -28,8 +28,9 @@ from load_tests.amisim.snapshot import RING, Bridge, Channel
 from load_tests.amisim.timers import Timer
 from load_tests.amisim.wire import EOL
 
-Phase = Literal["holding", "ringing", "talking", "overflowed", "transferred", "ended"]
+Phase = Literal["holding", "ringing", "talking", "overflowed", "closed", "transferred", "ended"]
 OVERFLOW_STAY_S = 30.0  # how long an overflowed caller stays (voicemail) before hanging up
+CLOSED_STAY_S = 10.0  # how long a caller listens to the closed announcement before hanging up
 TransferKind = Literal["blind", "attended"]
 HangupBy = Literal["caller", "agent", "ami", "dialplan", "restart"]
 NORMAL_CLEARING = 16
@@ -250,8 +251,19 @@ class CallFlow:
         call.record.state, call.record.overflowed_at = "overflowed", self._core.now()
         self._core.timers.call_later(OVERFLOW_STAY_S, lambda: self._leave_voicemail(call))
 
+    def closed(self, call: SimCall, exten: str) -> None:
+        """acd-closed: the queue is closed; the caller hears the announcement and hangs up."""
+        if call.patience is not None:
+            call.patience.cancel()
+        call.channel.update(
+            context="acd-closed", exten=exten, priority=1, application="Playback", app_data=f"acd-closed-{exten}"
+        )
+        call.phase = "closed"
+        call.record.state, call.record.closed_at = "closed", self._core.now()
+        self._core.timers.call_later(CLOSED_STAY_S, lambda: self._leave_voicemail(call))
+
     def _leave_voicemail(self, call: SimCall) -> None:
-        if call.phase == "overflowed":
+        if call.phase in ("overflowed", "closed"):
             self._core.hangup(call.channel, NORMAL_CLEARING)
             self.finish(call, "caller")
 
@@ -509,7 +521,7 @@ class CallFlow:
         now = self._core.now()
         record = call.record
         record.ended_at, record.hangup_by = now, by
-        if record.state in ("overflowed", "transferred"):
+        if record.state in ("overflowed", "closed", "transferred"):
             pass  # left the ACD before; the hangup only ends the channel
         elif record.answered_at is None and by == "restart":
             record.state = "ended_by_restart"  # the PBX cut the caller off: not an abandon

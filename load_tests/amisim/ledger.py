@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 CallState = Literal[
-    "holding", "ringing", "talking", "completed", "abandoned", "overflowed", "transferred", "ended_by_restart"
+    "holding", "ringing", "talking", "completed", "abandoned", "overflowed", "closed", "transferred",
+    "ended_by_restart",
 ]
 Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
 WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
@@ -59,6 +60,7 @@ class CallRecord:
     agent_id: str | None = None
     abandoned_at: float | None = None
     overflowed_at: float | None = None  # sent out of the ACD (acd-overflow context)
+    closed_at: float | None = None  # turned away: its queue was closed (acd-closed context)
     ended_at: float | None = None
     hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
@@ -147,13 +149,16 @@ class Ledger:
         counts = {state: 0 for state in ("holding", "ringing", "talking", "completed")}
         counts["abandoned"] = 0
         counts["overflowed"] = 0
+        counts["closed"] = 0
         counts["transferred"] = 0
         counts["ended_by_restart"] = 0
         for call in self.calls.values():
             counts[call.state] += 1
         offers = [offer for call in self.calls.values() for offer in call.offers]
         return {
-            "offered": len(self.calls),
+            # Callers who arrived while their queue was closed were never offered.
+            "offered": len(self.calls) - counts["closed"],
+            "closed": counts["closed"],
             # Answers, not calls: a caller transferred back into a queue may be answered again.
             "answered": sum(1 for o in offers if o.outcome == "ANSWER"),
             "abandoned": counts["abandoned"],

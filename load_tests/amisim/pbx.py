@@ -23,7 +23,7 @@ from load_tests.amisim.roster import Roster
 from load_tests.amisim.snapshot import Channel
 from router.clock import Clock
 
-Target = Literal["hold", "dial", "inbound", "overflow"]
+Target = Literal["hold", "dial", "inbound", "overflow", "closed"]
 NO_SUCH_CHANNEL = "No such channel"
 # Asterisk's default monitor directory (asterisk.conf astspooldir + /monitor).
 MONITOR_DIR = "/var/spool/asterisk/monitor"
@@ -38,7 +38,7 @@ class PbxRefusedCallError(RuntimeError):
 
 def _matches(context: str, exten: str) -> bool:
     """The recipe's patterns: ``_[+0-9a-zA-Z]!`` (inbound), ``_[0-9a-zA-Z]!`` (connect,
-    overflow); "h" has its own line (a NoOp) in each, so it never runs the pattern's."""
+    overflow, closed); "h" has its own line (a NoOp) in each, so it never runs the pattern's."""
     first = r"[+0-9a-zA-Z]" if context == "acd-inbound" else r"[0-9a-zA-Z]"
     return exten != "h" and re.match(first, exten) is not None
 
@@ -55,18 +55,20 @@ def _dialplan_target(context: str, exten: str, priority: int) -> Target | None:
         return "inbound"
     if context == "acd-overflow" and _matches(context, exten) and priority == 1:
         return "overflow"
+    if context == "acd-closed" and _matches(context, exten) and priority == 1:
+        return "closed"
     return None
 
 
 def extension_exists(context: str, exten: str, priority: int) -> bool:
     """``ast_exists_extension`` against extensions.conf (used by Originate's early check)."""
-    if context in ("acd-inbound", "acd-connect", "acd-overflow") and exten == "h":
+    if context in ("acd-inbound", "acd-connect", "acd-overflow", "acd-closed") and exten == "h":
         return priority in (1, 2)  # NoOp, Hangup
     if context == "acd-inbound":
         return _matches(context, exten) and 1 <= priority <= 5
     if context == "acd-hold":
         return exten == "s" and priority in (1, 2)
-    if context in ("acd-connect", "acd-overflow"):
+    if context in ("acd-connect", "acd-overflow", "acd-closed"):
         return _matches(context, exten) and priority in (1, 2)
     if context == "acd-agent-features":
         return exten in ("*51", "*52", "*53", "*54") and priority in (1, 2)
@@ -372,6 +374,8 @@ class Pbx:
             self._flow.reenter(call, exten)
         elif target == "overflow":
             self._flow.overflow(call, exten)
+        elif target == "closed":
+            self._flow.closed(call, exten)
         else:
             # No such extension in the dialplan: the PBX thread ends and hangs up.
             self._core.hangup(call.channel, NORMAL_CLEARING)

@@ -26,6 +26,8 @@ class Keys:
         self.timer_lease = self.prefix + "timer_lease"
         self.collector_lease = self.prefix + "collector_lease"
         self.round_robin = self.prefix + "rr"
+        # Supervisors' schedule overrides (router/schedule.py): queue -> JSON.
+        self.schedule_overrides = self.prefix + "schedule_override"
         # Records not yet published (docs/records.md), read by the relay's consumer group.
         self.outbox = self.prefix + "outbox"
 
@@ -37,6 +39,10 @@ class Keys:
 
     def stats(self, queue: str) -> str:
         return f"{self.prefix}stats:{queue}"
+
+    def waiting_in(self, queue: str) -> str:
+        """The line of one queue (waiting calls by score)."""
+        return f"{self.prefix}waiting:{queue}"
 
     def skill_index(self, skill: str, level: int) -> str:
         """Available agents at exactly ``level`` in ``skill`` (by idle time)."""

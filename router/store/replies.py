@@ -238,6 +238,24 @@ class Overflowed:
         return cls(items[0], state=item(items, 1))
 
 
+@dataclass(frozen=True, slots=True)
+class TurnedAway:
+    """A caller who arrived while its queue was closed: ``closed`` (turned away now), or
+    ``exists`` (a call already known: a redelivery if its ``state`` is closed) with the
+    caller's channel."""
+
+    status: str
+    channel: str = ""
+    state: str = ""
+
+    @classmethod
+    def parse(cls, raw: Any) -> TurnedAway:
+        items = texts(raw)
+        if items[0] == "closed":
+            return cls("closed", channel=item(items, 1), state="closed")
+        return cls(items[0], channel=item(items, 2), state=item(items, 1))
+
+
 # -- timers and recovery ----------------------------------------------------------------------
 
 

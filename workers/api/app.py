@@ -24,6 +24,7 @@ from workers.api.handlers import ApiContext, Handlers
 from workers.api.metrics import ApiMetrics
 from workers.api.qa import QaHandlers, scores_schema
 from workers.api.reports import ReportHandlers
+from workers.api.schedule import ScheduleHandlers
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -82,6 +83,9 @@ def build_app(
 
     add.add_get("/api/v1/queues", handlers.list_queues)
     add.add_get("/api/v1/queues/{queue}", handlers.get_queue)
+    schedule = ScheduleHandlers(lambda: context.views.queues, context.views.schedule, context.clock)
+    add.add_post("/api/v1/queues/{queue}/schedule-override", schedule.put_override)
+    add.add_delete("/api/v1/queues/{queue}/schedule-override", schedule.clear_override)
     add.add_get("/api/v1/calls", handlers.list_calls)
     add.add_get("/api/v1/calls/{call_id}", handlers.get_call)
     add.add_get("/api/v1/calls/{call_id}/decision", handlers.get_decision)

@@ -16,6 +16,8 @@ from router.clock import Clock
 from router.domain import AgentState, QueueConfig
 from router.store import RedisSummaryStore
 from router.store.admin import AdminStore, AgentView, CallView
+from router.store.schedule import RedisScheduleStore
+from workers.api.schedule import schedule_json
 
 # Every AgentState, in the order a wallboard shows them.
 AGENT_ACTIVITIES = tuple(
@@ -39,12 +41,18 @@ class Views:
     """Reads Redis for the API's GET endpoints and the live feed."""
 
     def __init__(
-        self, store: RedisSummaryStore, admin: AdminStore, queues: dict[str, QueueConfig], clock: Clock
+        self,
+        store: RedisSummaryStore,
+        admin: AdminStore,
+        queues: dict[str, QueueConfig],
+        clock: Clock,
+        schedule: RedisScheduleStore | None = None,
     ) -> None:
         self.store = store
         self.admin = admin
         self.queues = queues
         self.clock = clock
+        self.schedule = schedule or RedisScheduleStore(store.redis, store.keys.site)
 
     def today(self) -> dict[str, Any]:
         """Which day the queues' figures cover: its label, when it began, the time zone."""
@@ -56,6 +64,7 @@ class Views:
         summary = await self.store.state_summary()
         now = self.clock.now()
         stats = await self.store.day_stats(self.queues, day or self.store.days.day(now).label)
+        overrides = await self.schedule.overrides()
         out = []
         for name, queue in self.queues.items():
             figures = stats.get(name, {})
@@ -77,6 +86,8 @@ class Views:
                     "abandoned": int(figures.get("abandoned", 0)),
                     "asa_s": _round(kpi.asa_seconds(figures), 1),
                     "abandon_rate": _round(kpi.abandon_rate(figures), 4),
+                    "closed": int(figures.get("closed", 0)),
+                    "schedule": schedule_json(queue, overrides.get(name), now),
                 }
             )
         return out

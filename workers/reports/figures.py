@@ -89,6 +89,7 @@ class CallTally:
     abandoned: int = 0
     short_abandons: int = 0
     overflowed: int = 0
+    closed: int = 0  # arrived while the queue was closed: in no other figure
     answered_within: int = 0
     answer_wait_sum: float = 0.0
     talk_sum: float = 0.0
@@ -99,6 +100,9 @@ class CallTally:
     sl_denominator: float = 0.0
 
     def add(self, call: CallFacts, formula: SlFormula) -> None:
+        if call.outcome == "closed":  # never offered (business hours): not in offered nor SL
+            self.closed += 1
+            return
         stats = _call_stats(call)
         self.offered += 1
         self.answered += int(call.answered)
@@ -120,7 +124,7 @@ class CallTally:
 
     def merge(self, other: CallTally) -> None:
         for name in (
-            "offered", "answered", "abandoned", "short_abandons", "overflowed", "answered_within",
+            "offered", "answered", "abandoned", "short_abandons", "overflowed", "closed", "answered_within",
             "answer_wait_sum", "talk_sum", "wrapup_sum", "wrapups", "sl_numerator", "sl_denominator",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -143,6 +147,7 @@ class CallTally:
             "abandoned": self.abandoned,
             "abandoned_within_threshold": self.short_abandons,
             "overflowed": self.overflowed,
+            "closed": self.closed,
             "answered_within_threshold": self.answered_within,
             "service_level": _mean(self.sl_numerator, self.sl_denominator),
             "service_level_formula": formula,

@@ -40,6 +40,7 @@ CALL_FIGURES = (
     "avg_wrapup_s",
     "abandon_rate",
     "longest_wait_s",
+    "closed",  # added later: columns only ever grow at the end
 )
 AGENT_FIGURES = (
     "calls_handled",
