@@ -47,30 +47,32 @@ async def _together(names: tuple[str, ...]) -> dict[str, Any]:
     return report
 
 
+@pytest.fixture(scope="class")
+async def processes_and_servers() -> dict[str, Any]:
+    return await _together(PROCESSES_AND_SERVERS)
+
+
+@pytest.fixture(scope="class")
+async def links_and_the_pbx() -> dict[str, Any]:
+    return await _together(LINKS_AND_THE_PBX)
+
+
 class TestProcessesAndServersKilledOrRestarted:
-    @pytest.fixture(scope="class")
-    async def report(self) -> dict[str, Any]:
-        return await _together(PROCESSES_AND_SERVERS)
-
     @pytest.mark.parametrize("name", PROCESSES_AND_SERVERS)
-    def test_nothing_lost_and_nobody_double_booked(self, report: dict[str, Any], name: str) -> None:
-        _judge(report, name)
+    def test_nothing_lost_and_nobody_double_booked(self, processes_and_servers: dict[str, Any], name: str) -> None:
+        _judge(processes_and_servers, name)
 
-    def test_the_whole_run(self, report: dict[str, Any]) -> None:
-        _judge_totals(report)
+    def test_the_whole_run(self, processes_and_servers: dict[str, Any]) -> None:
+        _judge_totals(processes_and_servers)
 
 
 class TestLinksThatDropOrHangAndThePbx:
-    @pytest.fixture(scope="class")
-    async def report(self) -> dict[str, Any]:
-        return await _together(LINKS_AND_THE_PBX)
-
     @pytest.mark.parametrize("name", LINKS_AND_THE_PBX)
-    def test_nothing_lost_and_nobody_double_booked(self, report: dict[str, Any], name: str) -> None:
-        _judge(report, name)
+    def test_nothing_lost_and_nobody_double_booked(self, links_and_the_pbx: dict[str, Any], name: str) -> None:
+        _judge(links_and_the_pbx, name)
 
-    def test_the_whole_run(self, report: dict[str, Any]) -> None:
-        _judge_totals(report)
+    def test_the_whole_run(self, links_and_the_pbx: dict[str, Any]) -> None:
+        _judge_totals(links_and_the_pbx)
 
 
 def _judge(report: dict[str, Any], name: str) -> None:
