@@ -31,7 +31,7 @@ from load_tests.amisim.wire import EOL
 Phase = Literal["holding", "ringing", "talking", "overflowed", "transferred", "ended"]
 OVERFLOW_STAY_S = 30.0  # how long an overflowed caller stays (voicemail) before hanging up
 TransferKind = Literal["blind", "attended"]
-HangupBy = Literal["caller", "agent", "ami", "dialplan", "restart"]
+HangupBy = Literal["caller", "agent", "ami", "dialplan", "restart", "callback"]
 NORMAL_CLEARING = 16
 USER_BUSY = 17
 NO_CAUSE = 0  # app_dial hangs unanswered legs up without setting a cause
@@ -506,6 +506,8 @@ class CallFlow:
         record.ended_at, record.hangup_by = now, by
         if record.state in ("overflowed", "transferred"):
             pass  # left the ACD before; the hangup only ends the channel
+        elif by == "callback":
+            record.state = "callback_requested"  # load_tests/amisim/callbacks.py calls it back
         elif record.answered_at is None and by == "restart":
             record.state = "ended_by_restart"  # the PBX cut the caller off: not an abandon
         elif record.answered_at is None:

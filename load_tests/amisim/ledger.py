@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 CallState = Literal[
-    "holding", "ringing", "talking", "completed", "abandoned", "overflowed", "transferred", "ended_by_restart"
+    "holding",
+    "ringing",
+    "talking",
+    "completed",
+    "abandoned",
+    "overflowed",
+    "transferred",
+    "ended_by_restart",
+    "callback_requested",  # hung up to be called back (load_tests/amisim/callbacks.py)
 ]
 Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
 WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
@@ -45,6 +53,15 @@ class TransferRecord:
 
 
 @dataclass
+class CallbackAttempt:
+    """The PBX dialled a caller back for ``agent_id`` (the agent had answered the preview)."""
+
+    at: float
+    agent_id: str
+    answered: bool = False
+
+
+@dataclass
 class CallRecord:
     call_id: str
     queue: str
@@ -60,11 +77,13 @@ class CallRecord:
     abandoned_at: float | None = None
     overflowed_at: float | None = None  # sent out of the ACD (acd-overflow context)
     ended_at: float | None = None
-    hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart"] | None = None
+    hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart", "callback"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
     transfers: list[TransferRecord] = field(default_factory=list)
     caller_number: str = ""  # as the trunk presented it ('' none)
     caller_name: str = ""
+    callback_requested_at: float | None = None  # the caller asked to be called back and hung up
+    callback_attempts: list[CallbackAttempt] = field(default_factory=list)
 
     @property
     def waiting(self) -> bool:
