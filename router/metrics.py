@@ -371,6 +371,7 @@ class StateGauges:
     def all(self) -> tuple[Gauge, ...]:
         return (
             self.waiting,
+            self.callbacks_waiting,
             self.oldest_wait,
             self.agents,
             self.queue_agents,

@@ -25,7 +25,7 @@ AGENT_STATE = "agent_state"
 ENVELOPE_TYPES = {CALL: RECORD_CALL, AGENT_STATE: RECORD_AGENT_STATE}
 
 OUTCOMES = frozenset(
-    {"answered", "abandoned", "overflowed", "transferred", "closed_by_resync", "pbx_restart"}
+    {"answered", "abandoned", "overflowed", "transferred", "closed_by_resync", "pbx_restart", "callback_failed"}
 )
 AGENT_STATES = frozenset({"available", "reserved", "on_call", "wrap_up", "paused", "logged_out"})
 

@@ -4,6 +4,7 @@ engine over a real redis-server with commands captured in memory."""
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from router.ami.translate import translate
@@ -19,9 +20,13 @@ from router.events import (
     CallerHungUp,
     OfferFailed,
 )
+from router.metrics import StateGauges
 from router.settings import CallbackDialSettings
 from router.store import NO_POSITION
+from router.store.admin import AdminStore
 from tests.support import EngineHarness
+from workers.api.views import Views
+from workers.collector import StateCollector
 
 POLICY = CallbackPolicy(offer_after_s=60, attempts=2, retry_after_s=120)
 QUEUES = [
@@ -222,3 +227,26 @@ async def test_a_live_offer_in_flight_goes_back_in_line_when_the_caller_hangs_up
     # ... and the agent it freed calls the caller back.
     assert h.sink.callbacks[-1].call_id == "c1" and h.sink.callbacks[-1].agent_id == "a1"
     assert (await h.store.agent("a1"))["reserved"] == "1"
+
+
+# -- what supervisors see ----------------------------------------------------------------------
+
+
+async def test_waiting_callbacks_are_listed_counted_and_gauged(harness: EngineHarness) -> None:
+    h = harness
+    await h.arrive("c1", "billing")
+    await h.arrive("c2", "billing")
+    await request(h, "c2", "+15550002")
+    views = Views(h.store, AdminStore(h.store.redis, "e"), {q.name: q for q in QUEUES}, h.clock)
+    listed = await views.callbacks_json()
+    assert [(c["call_id"], c["number"], c["state"], c["attempts"]) for c in listed] == [
+        ("c2", "+15550002", "waiting", 0)
+    ]
+    assert await views.callbacks_json("plain") == []
+    billing = next(q for q in await views.queue_summaries() if q["name"] == "billing")
+    assert (billing["waiting"], billing["callbacks_waiting"], billing["callbacks_requested"]) == (2, 1, 1)
+    registry = CollectorRegistry()
+    collector = StateCollector(h.store, h.store, StateGauges(registry), QUEUES, h.clock, callbacks=h.store)
+    await collector.collect_once(1.0)
+    assert registry.get_sample_value("acd_callbacks_waiting", {"queue": "billing"}) == 1
+    assert registry.get_sample_value("acd_callbacks_waiting", {"queue": "plain"}) == 0

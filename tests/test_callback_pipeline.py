@@ -18,7 +18,7 @@ from .test_api_support import Pipeline, pipeline
 
 pytestmark = pytest.mark.slow
 
-CALLBACK = {"offer_after_s": 1, "attempts": 2, "retry_after_s": 3, "agent_first": True}
+CALLBACK = {"offer_after_s": 1, "attempts": 2, "retry_after_s": 1.5, "agent_first": True}
 QUEUES = [
     {"name": f"cb{n}", "requirements": [{"skill": f"s{n}"}], "callback": CALLBACK} for n in (1, 2, 3)
 ]
@@ -39,7 +39,7 @@ async def pipe(
         queues=QUEUES,
         agents=AGENTS,
         site="callback",
-        pbx_options={"ring_timeout_s": 2.0},
+        pbx_options={"ring_timeout_s": 1.0},
     ) as pipe:
         await pipe.start("ingest", "route", "dispatch")
         yield pipe
@@ -69,9 +69,9 @@ def record(pipe: Pipeline, call_id: str) -> CallRecord:
 
 async def test_a_callback_is_made_when_the_callers_place_comes_up(pipe: Pipeline) -> None:
     pbx = pipe.pbx
-    before = pbx.place_call("cb1", handle_time_s=1.0)
-    caller = pbx.place_call("cb1", handle_time_s=1.0, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
-    after = pbx.place_call("cb1", handle_time_s=1.0)
+    before = pbx.place_call("cb1", handle_time_s=0.5)
+    caller = pbx.place_call("cb1", handle_time_s=0.5, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
+    after = pbx.place_call("cb1", handle_time_s=0.5)
     await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
     assert record(pipe, caller.call_id).state == "callback_requested"
     await eventually(lambda: logged_in(pipe, "a1"), "a1 logged in", within=WITHIN)
@@ -89,7 +89,7 @@ async def test_a_callback_is_made_when_the_callers_place_comes_up(pipe: Pipeline
 
 async def test_no_callback_is_lost_across_a_routing_worker_restart(pipe: Pipeline) -> None:
     pbx = pipe.pbx
-    caller = pbx.place_call("cb2", handle_time_s=1.0, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
+    caller = pbx.place_call("cb2", handle_time_s=0.5, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
     await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
     await pipe.restart("route")
     await eventually(lambda: logged_in(pipe, "a2"), "a2 logged in", within=WITHIN)
@@ -101,7 +101,7 @@ async def test_no_callback_is_lost_across_a_routing_worker_restart(pipe: Pipelin
 async def test_an_unanswered_callback_is_retried_then_fails(pipe: Pipeline) -> None:
     pbx = pipe.pbx
     plan = CallbackPlan(after_s=0.5, answers=(False,))
-    caller = pbx.place_call("cb3", handle_time_s=1.0, callback=plan)
+    caller = pbx.place_call("cb3", handle_time_s=0.5, callback=plan)
     await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
     await eventually(lambda: logged_in(pipe, "a3"), "a3 logged in", within=WITHIN)
     await eventually(lambda: router_state(pipe, caller.call_id, "callback_failed"), "callback_failed", within=WITHIN)

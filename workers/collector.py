@@ -18,7 +18,7 @@ from router.domain import AgentState, QueueConfig, requirements_met
 from router.errors import AcdError
 from router.metrics import StateGauges, bucket_label
 from router.settings import AcdSettings
-from router.store import RedisLeaseStore, RedisSummaryStore
+from router.store import RedisCallbackStore, RedisLeaseStore, RedisSummaryStore
 from router.store.replies import AgentProfileCount, CollectorSummary
 from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
@@ -45,8 +45,10 @@ class StateCollector:
         queues: Sequence[QueueConfig],
         clock: Clock,
         staffing: StaffingEstimator | None = None,
+        callbacks: RedisCallbackStore | None = None,
     ) -> None:
         self.store = store
+        self.callbacks = callbacks
         self.leases = leases
         self.gauges = gauges
         self.queues = list(queues)
@@ -64,6 +66,10 @@ class StateCollector:
         summary = await self.store.collector_summary()
         now = self.clock.now()
         self._export_calls(summary, now)
+        if self.callbacks is not None:
+            waiting = await self.callbacks.waiting_by_queue()
+            for queue in sorted({q.name for q in self.queues} | set(waiting)):
+                self.gauges.callbacks_waiting.labels(queue).set(waiting.get(queue, 0))
         by_queue = self.agents_by_queue(summary.profiles)
         self._export_agents(summary, by_queue)
         self._export_targets()
@@ -157,7 +163,10 @@ async def open_collector(ctx: ProcessContext) -> Component:
     site = ctx.settings.site
     # Staffing differences the all-time counters over its window: no day boundary in them.
     summary, leases = RedisSummaryStore(redis, site), RedisLeaseStore(redis, site)
-    collector = StateCollector(summary, leases, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock)
+    callbacks = RedisCallbackStore(redis, site)
+    collector = StateCollector(
+        summary, leases, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock, callbacks=callbacks
+    )
 
     async def reload(fresh: AcdSettings) -> None:
         collector.apply_config(fresh)

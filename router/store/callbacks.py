@@ -79,11 +79,21 @@ class RedisCallbackStore(RedisSiteStore):
 
     async def waiting_callbacks(self) -> list[WaitingCallback]:
         """Every open call whose caller asked to be called back, oldest entry first."""
-        listed = []
-        for call_id in sorted(texts(await self.redis.smembers(self.keys.callbacks))):
-            found = WaitingCallback.parse(
-                call_id, await self._run("read", "HMGET", f"call:{call_id}", *LISTED_FIELDS)
-            )
-            if found is not None:
-                listed.append(found)
+        call_ids = sorted(texts(await self.redis.smembers(self.keys.callbacks)))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call_id in call_ids:
+                pipe.hmget(self.keys.call(call_id), LISTED_FIELDS)
+            rows = await pipe.execute()
+        listed = [
+            found
+            for call_id, row in zip(call_ids, rows, strict=True)
+            if (found := WaitingCallback.parse(call_id, row))
+        ]
         return sorted(listed, key=lambda callback: (callback.entered_at, callback.call_id))
+
+    async def waiting_by_queue(self) -> dict[str, int]:
+        """How many callers wait to be called back, per queue (in line or between attempts)."""
+        counts: dict[str, int] = {}
+        for callback in await self.waiting_callbacks():
+            counts[callback.queue] = counts.get(callback.queue, 0) + 1
+        return counts

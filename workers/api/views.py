@@ -14,7 +14,7 @@ from typing import Any
 from router import kpi
 from router.clock import Clock
 from router.domain import AgentState, QueueConfig
-from router.store import RedisSummaryStore
+from router.store import RedisCallbackStore, RedisSummaryStore
 from router.store.admin import AdminStore, AgentView, CallView
 
 # Every AgentState, in the order a wallboard shows them.
@@ -39,9 +39,15 @@ class Views:
     """Reads Redis for the API's GET endpoints and the live feed."""
 
     def __init__(
-        self, store: RedisSummaryStore, admin: AdminStore, queues: dict[str, QueueConfig], clock: Clock
+        self,
+        store: RedisSummaryStore,
+        admin: AdminStore,
+        queues: dict[str, QueueConfig],
+        clock: Clock,
+        callbacks: RedisCallbackStore | None = None,
     ) -> None:
         self.store = store
+        self.callbacks = callbacks or RedisCallbackStore.beside(store)
         self.admin = admin
         self.queues = queues
         self.clock = clock
@@ -56,6 +62,7 @@ class Views:
         summary = await self.store.state_summary()
         now = self.clock.now()
         stats = await self.store.day_stats(self.queues, day or self.store.days.day(now).label)
+        callbacks = await self.callbacks.waiting_by_queue()
         out = []
         for name, queue in self.queues.items():
             figures = stats.get(name, {})
@@ -77,6 +84,11 @@ class Views:
                     "abandoned": int(figures.get("abandoned", 0)),
                     "asa_s": _round(kpi.asa_seconds(figures), 1),
                     "abandon_rate": _round(kpi.abandon_rate(figures), 4),
+                    # Callbacks (router/callback.py): waiting now (also in ``waiting``), today's counts.
+                    "callbacks_waiting": callbacks.get(name, 0),
+                    "callbacks_requested": int(figures.get("cb_requested", 0)),
+                    "callbacks_answered": int(figures.get("cb_answered", 0)),
+                    "callbacks_failed": int(figures.get("cb_failed", 0)),
                 }
             )
         return out
@@ -101,6 +113,27 @@ class Views:
     async def calls(self, queue: str | None = None) -> list[CallView]:
         calls = await self.admin.queued_calls()
         return [call for call in calls if queue is None or call.queue == queue]
+
+    async def callbacks_json(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """Callers waiting to be called back, oldest entry first (docs/api.md)."""
+        now = self.clock.now()
+        return [
+            {
+                "call_id": c.call_id,
+                "queue": c.queue,
+                "state": c.state,
+                "number": c.number,
+                "caller_name": c.caller_name,
+                "entered_at": c.entered_at,
+                "requested_at": c.requested_at,
+                "waited_s": round(max(0.0, now - c.entered_at), 1),
+                "attempts": c.attempts,
+                "max_attempts": c.max_attempts,
+                "agent_id": c.agent_id,
+            }
+            for c in await self.callbacks.waiting_callbacks()
+            if queue is None or c.queue == queue
+        ]
 
     def calls_json(self, calls: list[CallView]) -> list[dict[str, Any]]:
         now = self.clock.now()
