@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from load_tests.benchmark import site
 from load_tests.embedded import EmbeddedRedis
 from router.clock import ScaledClock
-from router.commands import OfferCommand, OverflowCommand, PauseCommand, RecordCommand
+from router.commands import CallbackCommand, OfferCommand, OverflowCommand, PauseCommand, RecordCommand
 from router.context import RoutingContext
 from router.engine import RoutingEngine
 from router.events import AgentAnswered, AgentPresenceChanged, CallerHungUp, CallQueued
@@ -47,6 +47,9 @@ class _Sink:
         return None
 
     async def record(self, command: RecordCommand) -> None:
+        return None
+
+    async def callback(self, command: CallbackCommand, started: float) -> None:
         return None
 
 

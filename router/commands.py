@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from router.envelope import (
     DISPATCH_OUTCOME,
+    ROUTING_CALLBACK,
     ROUTING_OFFER,
     ROUTING_OVERFLOW,
     ROUTING_PAUSE,
@@ -73,6 +74,23 @@ class RecordCommand:
     decided_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackCommand:
+    """Call back the caller of ``call_id`` with ``agent_id`` reserved for it: an AMI
+    Originate (router/callback.py), the agent's phone first when ``agent_first``."""
+
+    offer_id: str
+    call_id: str
+    agent_id: str
+    device: str
+    exten: str  # the agent's dial extension
+    number: str  # the caller's number to call
+    caller_name: str
+    queue: str
+    agent_first: bool
+    decided_at: float
+
+
 class CommandSink(Protocol):
     """Where routing commands go (Kafka in production, a list in unit tests)."""
 
@@ -83,6 +101,8 @@ class CommandSink(Protocol):
     async def overflow(self, command: OverflowCommand) -> None: ...
 
     async def record(self, command: RecordCommand) -> None: ...
+
+    async def callback(self, command: CallbackCommand, started: float) -> None: ...
 
 
 def offer_envelope(command: OfferCommand, source: str, *, decision_ms: float | None = None) -> Envelope:
@@ -143,6 +163,21 @@ def record_envelope(command: RecordCommand, source: str) -> Envelope:
     )
 
 
+def callback_envelope(command: CallbackCommand, source: str) -> Envelope:
+    """Keyed by the call, like its offers; the offer id is the envelope's id."""
+    data: dict[str, Any] = asdict(command)
+    data.pop("decided_at")
+    data["agent_first"] = "1" if command.agent_first else "0"
+    return Envelope(
+        type=ROUTING_CALLBACK,
+        id=command.offer_id,
+        source=source,
+        ts=command.decided_at,
+        key=f"call:{command.call_id}",
+        data=data,
+    )
+
+
 def _fields(envelope: Envelope, names: tuple[str, ...]) -> dict[str, str]:
     values = {}
     for name in names:
@@ -174,8 +209,15 @@ def parse_record(envelope: Envelope) -> RecordCommand:
     return RecordCommand(**_fields(envelope, names), decided_at=envelope.ts)
 
 
+def parse_callback(envelope: Envelope) -> CallbackCommand:
+    names = ("offer_id", "call_id", "agent_id", "device", "exten", "number", "caller_name", "queue", "agent_first")
+    fields = _fields(envelope, names)
+    agent_first = fields.pop("agent_first") == "1"
+    return CallbackCommand(**fields, agent_first=agent_first, decided_at=envelope.ts)
+
+
 def failure_envelope(
-    command: OfferCommand,
+    command: OfferCommand | CallbackCommand,
     reason: str,
     *,
     channel_gone: bool,

@@ -50,6 +50,10 @@ class CallState(StrEnum):
     OVERFLOWED = "overflowed"
     TRANSFERRED = "transferred"  # its agent handed the caller on, out of the ACD
     CLOSED = "closed"  # arrived while its queue was closed: sent to the closed target
+    # Callbacks (router/callback.py): between attempts the call waits out of line, keeping
+    # its place; after the last unanswered attempt it ends callback_failed.
+    CALLBACK_WAIT = "callback_wait"
+    CALLBACK_FAILED = "callback_failed"
 
     @property
     def is_final(self) -> bool:
@@ -62,10 +66,17 @@ class CallState(StrEnum):
 
 
 _FINAL_CALL_STATES = frozenset(
-    {CallState.COMPLETED, CallState.ABANDONED, CallState.OVERFLOWED, CallState.TRANSFERRED, CallState.CLOSED}
+    {
+        CallState.COMPLETED,
+        CallState.ABANDONED,
+        CallState.OVERFLOWED,
+        CallState.TRANSFERRED,
+        CallState.CLOSED,
+        CallState.CALLBACK_FAILED,
+    }
 )
 _QUEUED_CALL_STATES = frozenset(
-    {CallState.WAITING, CallState.OFFERED, CallState.DISPATCHING, CallState.RINGING}
+    {CallState.WAITING, CallState.OFFERED, CallState.DISPATCHING, CallState.RINGING, CallState.CALLBACK_WAIT}
 )
 
 
@@ -216,6 +227,26 @@ class Affinity:
     released: bool = False  # ended early: the agent logged out or no longer qualified
 
 
+class CallbackPolicy(Frozen):
+    """A queue offers waiting callers a callback that keeps their place (docs/routing.md)."""
+
+    offer_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="wait before the recipe offers the callback: give the dialplan's ACD_CALLBACK_AFTER this value",
+    )
+    attempts: int = Field(default=3, ge=1, le=20, description="calls to the caller before it ends callback_failed")
+    retry_after_s: float = Field(default=120.0, ge=0, description="after an unanswered attempt, wait before the next")
+    agent_first: bool = Field(
+        default=True,
+        description="ring the agent first (the caller's number shown), then the caller; false: the caller first",
+    )
+    sl_from_entry: bool = Field(
+        default=True,
+        description="service level and ASA count the wait from the original entry; false: from the callback request",
+    )
+
+
 class QueueConfig(Frozen):
     """A queue: who may answer its calls, in what order, and its service target."""
 
@@ -236,6 +267,9 @@ class QueueConfig(Frozen):
     preferred_agent: PreferredAgentRouting = PreferredAgentRouting()
     hours: BusinessHours | None = Field(
         default=None, description="optional: business hours; callers who arrive while closed go to its closed_target"
+    )
+    callback: CallbackPolicy | None = Field(
+        default=None, description="optional: callbacks that keep the caller's place (docs/routing.md)"
     )
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from router import affinity
+from router.callback_flow import CallbackFlow
 from router.clock import Clock
 from router.closing import Closing
 from router.commands import CommandSink, PauseCommand, RecordCommand
@@ -41,6 +42,7 @@ from router.metrics import RoutingMetrics
 from router.overflow import Overflows, first_due
 from router.policy import requirements_in_force
 from router.settings import RoutingSettings
+from router.store.callbacks import RedisCallbackStore
 from router.store.params import NewCall, Position, ResyncGap
 from router.store.replies import Answered, ClosedCall, Declined, TransferStep
 from router.store.routing import RedisRoutingStore
@@ -67,7 +69,14 @@ class RoutingEngine:
     best built over one script runner: router.store.shared_scripts).
     """
 
-    def __init__(self, context: RoutingContext, *, store: RedisRoutingStore, timers: RedisTimerStore) -> None:
+    def __init__(
+        self,
+        context: RoutingContext,
+        *,
+        store: RedisRoutingStore,
+        timers: RedisTimerStore,
+        callbacks: RedisCallbackStore | None = None,
+    ) -> None:
         self.context = context
         self.store = store
         self.timers = timers
@@ -92,6 +101,9 @@ class RoutingEngine:
             ResyncFinished: self._on_resync,
             OfferFailed: self._on_offer_failed,
         }
+        # Callbacks that keep the caller's place (router/callback_flow.py).
+        self.callbacks = CallbackFlow(context, callbacks or RedisCallbackStore.beside(store), self.matcher)
+        self._handlers.update(self.callbacks.handlers())
 
     @property
     def config(self) -> LiveConfig:
@@ -371,6 +383,7 @@ class RoutingEngine:
         if failed.status == "abandoned":
             self.metrics.abandoned.labels(failed.queue).inc()
             self.metrics.abandon_wait.labels(failed.queue).observe(failed.waited_s)
+        self.callbacks.count_attempt_ended(failed.status, failed.queue, event.call_id)
         await self.matcher.match_call_id(event.call_id, started)
         if event.agent_id:
             await self.matcher.match_agent(event.agent_id, started)
@@ -483,6 +496,7 @@ class RoutingEngine:
             await self._relax(call_id, now, started)
         for call_id in requeued:
             await self.matcher.match_call_id(call_id, started)
+        await self.callbacks.run_due(started)
         for wrapup in wrapups:
             await self.matcher.match_agent(wrapup.agent_id, started)
         await self._nudged(started)

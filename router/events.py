@@ -146,6 +146,51 @@ class OfferFailed:
     at: float
 
 
+# -- callbacks (router/callback.py) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRequested:
+    """The caller accepted the recipe's callback offer (UserEvent AcdCallbackRequested) and
+    hangs up; its call keeps its place in line. ``number``: as announced ('' unknown)."""
+
+    call_id: str
+    number: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackLegAnswered:
+    """A leg of a callback attempt answered: ``leg`` 1 is the one Originate rang
+    (OriginateResponse Success), 2 the one the dialplan dialled (DialEnd ANSWER)."""
+
+    call_id: str
+    offer_id: str
+    leg: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackLegFailed:
+    """A leg of a callback attempt was not answered (OriginateResponse Failure, or DialEnd
+    NOANSWER/BUSY/...), with Asterisk's reason."""
+
+    call_id: str
+    offer_id: str
+    leg: int
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackEnded:
+    """The channel Originate created hung up: the attempt (or its conversation) is over."""
+
+    call_id: str
+    offer_id: str
+    at: float
+
+
 DomainEvent = (
     CallQueued
     | AgentRang
@@ -160,4 +205,8 @@ DomainEvent = (
     | AgentDeviceChanged
     | ResyncFinished
     | OfferFailed
+    | CallbackRequested
+    | CallbackLegAnswered
+    | CallbackLegFailed
+    | CallbackEnded
 )

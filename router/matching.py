@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from router import affinity
-from router.commands import OfferCommand
+from router.commands import CallbackCommand, OfferCommand
 from router.context import RoutingContext
 from router.domain import AgentCandidate, QueueConfig, Requirements, Strategy, WaitingCall
 from router.policy import Decision, call_order_key, choose_agent, choose_call, requirements_in_force
@@ -167,7 +167,10 @@ class Matcher:
             return outcome
         self.context.metrics.decisions.labels(decision.queue, trigger).inc()
         self.context.metrics.agent_available.inc(outcome.available_s)
-        await self.context.sink.offer(self._offer(decision, call, offer_id, outcome.device, now), started)
+        if outcome.callback_number:  # the caller asked to be called back (router/callback.py)
+            await self.context.sink.callback(self._callback(decision, call, offer_id, outcome, now), started)
+        else:
+            await self.context.sink.offer(self._offer(decision, call, offer_id, outcome.device, now), started)
         logger.debug(
             "offered call %s to %s: %s",
             call.call_id,
@@ -214,6 +217,23 @@ class Matcher:
             context=self.context.settings.connect_context,
             exten=agent.dial_extension if agent else decision.agent_id,
             queue=decision.queue,
+            decided_at=now,
+        )
+
+    def _callback(
+        self, decision: Decision, call: WaitingCall, offer_id: str, reserved: Reserved, now: float
+    ) -> CallbackCommand:
+        agent = self.context.config.agents.get(decision.agent_id)
+        return CallbackCommand(
+            offer_id=offer_id,
+            call_id=call.call_id,
+            agent_id=decision.agent_id,
+            device=reserved.device,
+            exten=agent.dial_extension if agent else decision.agent_id,
+            number=reserved.callback_number,
+            caller_name=reserved.caller_name,
+            queue=decision.queue,
+            agent_first=reserved.agent_first,
             decided_at=now,
         )
 

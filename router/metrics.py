@@ -189,6 +189,26 @@ class RoutingMetrics:
             ["queue"],
             registry=registry,
         )
+        # Callbacks that keep the caller's place (router/callback.py, docs/metrics.md).
+        self.callbacks_requested = Counter(
+            "acd_callbacks_requested_total",
+            "Callers who asked to be called back (and kept their place in line)",
+            ["queue"],
+            registry=registry,
+        )
+        self.callback_attempts = Counter(
+            "acd_callback_attempts_total",
+            "Callback attempts by result: answered (both legs), unanswered (the caller's leg), "
+            "rejected (the agent's leg: back in line at once, not counted against the attempts)",
+            ["queue", "result"],
+            registry=registry,
+        )
+        self.callbacks_failed = Counter(
+            "acd_callbacks_failed_total",
+            "Callbacks that ended callback_failed (the caller did not answer the last attempt)",
+            ["queue"],
+            registry=registry,
+        )
         self.timer_runs = Counter(
             "acd_timer_runs_total", "Timer ticks this worker ran while holding the lease", registry=registry
         )
@@ -216,6 +236,8 @@ class RoutingMetrics:
             self.wrapup,
             self.ended_by_pbx_restart,
             self.closed,
+            self.callbacks_requested,
+            self.callbacks_failed,
         )
         for queue in queues:
             for metric in per_queue:
@@ -315,6 +337,12 @@ class StateGauges:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.waiting = Gauge("acd_calls_waiting", "Calls waiting in queue now", ["queue"], registry=registry)
+        self.callbacks_waiting = Gauge(
+            "acd_callbacks_waiting",
+            "Calls waiting to be called back now (in line or between attempts; also in acd_calls_waiting)",
+            ["queue"],
+            registry=registry,
+        )
         self.oldest_wait = Gauge(
             "acd_oldest_wait_seconds",
             "Wait of the longest-waiting call now (simulated s)",
@@ -358,6 +386,7 @@ class StateGauges:
         return (
             self.waiting,
             self.queue_open,
+            self.callbacks_waiting,
             self.oldest_wait,
             self.agents,
             self.queue_agents,

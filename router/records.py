@@ -25,7 +25,16 @@ AGENT_STATE = "agent_state"
 ENVELOPE_TYPES = {CALL: RECORD_CALL, AGENT_STATE: RECORD_AGENT_STATE}
 
 OUTCOMES = frozenset(
-    {"answered", "abandoned", "overflowed", "transferred", "closed_by_resync", "pbx_restart", "closed"}
+    {
+        "answered",
+        "abandoned",
+        "overflowed",
+        "transferred",
+        "closed_by_resync",
+        "pbx_restart",
+        "closed",
+        "callback_failed",
+    }
 )
 AGENT_STATES = frozenset({"available", "reserved", "on_call", "wrap_up", "paused", "logged_out"})
 

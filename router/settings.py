@@ -211,6 +211,32 @@ class RingNoAnswer(Frozen):
     reason: str = "ring-no-answer"
 
 
+class CallbackDialSettings(Frozen):
+    """How the dispatcher calls out for queues with callbacks (docs/asterisk.md, Callbacks)."""
+
+    agent_context: str = Field(
+        default="acd-callback",
+        pattern=r"^[\w.-]+$",
+        description="agent first: the agent's phone answers into this context, which dials the caller",
+    )
+    caller_context: str = Field(
+        default="acd-callback-connect",
+        pattern=r"^[\w.-]+$",
+        description="caller first: the caller answers into this context, which dials the agent",
+    )
+    caller_dial: str = Field(
+        default="PJSIP/{number}@trunk",
+        pattern=r"^[A-Za-z0-9_]+/.*\{number\}",
+        description="caller first: the Originate channel; {number} is the caller's",
+    )
+    caller_id: str = Field(
+        default="", description="caller first: what the caller sees, e.g. '\"Acme\" <5551000>' ('': the trunk's)"
+    )
+    ring_timeout_s: float = Field(
+        default=30.0, gt=0, le=300, description="seconds Originate rings the first leg (its Timeout)"
+    )
+
+
 class RoutingSettings(Frozen):
     """Knobs of the routing loop."""
 
@@ -223,6 +249,7 @@ class RoutingSettings(Frozen):
     candidate_limit: int = Field(default=64, ge=1, le=10_000)
     timer_interval_s: float = Field(default=0.2, gt=0, description="real seconds between timer ticks")
     connect_context: str = "acd-connect"
+    callback: CallbackDialSettings = CallbackDialSettings()
     resync_grace_s: float = Field(
         default=3.0, ge=0, description="real seconds before a resync closes calls it no longer lists"
     )

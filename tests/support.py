@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from router.commands import OfferCommand, OverflowCommand, PauseCommand, RecordCommand
+from router.commands import CallbackCommand, OfferCommand, OverflowCommand, PauseCommand, RecordCommand
 from router.context import RoutingContext
 from router.domain import AgentConfig, QueueConfig
 from router.engine import RoutingEngine
@@ -39,6 +39,7 @@ class RecordingSink:
     pauses: list[PauseCommand] = field(default_factory=list)
     overflows: list[OverflowCommand] = field(default_factory=list)
     records: list[RecordCommand] = field(default_factory=list)
+    callbacks: list[CallbackCommand] = field(default_factory=list)
 
     async def offer(self, command: OfferCommand, started: float) -> None:
         self.offers.append(command)
@@ -51,6 +52,9 @@ class RecordingSink:
 
     async def record(self, command: RecordCommand) -> None:
         self.records.append(command)
+
+    async def callback(self, command: CallbackCommand, started: float) -> None:
+        self.callbacks.append(command)
 
     def last(self) -> tuple[str, str]:
         return self.offers[-1].call_id, self.offers[-1].agent_id

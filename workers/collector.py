@@ -19,7 +19,7 @@ from router.errors import AcdError
 from router.metrics import StateGauges, bucket_label
 from router.schedule import is_open
 from router.settings import AcdSettings
-from router.store import RedisLeaseStore, RedisSummaryStore
+from router.store import RedisCallbackStore, RedisLeaseStore, RedisSummaryStore
 from router.store.replies import AgentProfileCount, CollectorSummary
 from router.store.schedule import RedisScheduleStore
 from workers.lifecycle import Component, ProcessContext, process_main
@@ -48,9 +48,11 @@ class StateCollector:
         clock: Clock,
         staffing: StaffingEstimator | None = None,
         schedule: RedisScheduleStore | None = None,
+        callbacks: RedisCallbackStore | None = None,
     ) -> None:
         self.store = store
         self.schedule = schedule or RedisScheduleStore(store.redis, store.keys.site)
+        self.callbacks = callbacks
         self.leases = leases
         self.gauges = gauges
         self.queues = list(queues)
@@ -68,6 +70,10 @@ class StateCollector:
         summary = await self.store.collector_summary()
         now = self.clock.now()
         self._export_calls(summary, now)
+        if self.callbacks is not None:
+            waiting = await self.callbacks.waiting_by_queue()
+            for queue in sorted({q.name for q in self.queues} | set(waiting)):
+                self.gauges.callbacks_waiting.labels(queue).set(waiting.get(queue, 0))
         by_queue = self.agents_by_queue(summary.profiles)
         self._export_agents(summary, by_queue)
         self._export_targets()
@@ -169,7 +175,10 @@ async def open_collector(ctx: ProcessContext) -> Component:
     site = ctx.settings.site
     # Staffing differences the all-time counters over its window: no day boundary in them.
     summary, leases = RedisSummaryStore(redis, site), RedisLeaseStore(redis, site)
-    collector = StateCollector(summary, leases, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock)
+    callbacks = RedisCallbackStore(redis, site)
+    collector = StateCollector(
+        summary, leases, StateGauges(ctx.registry), ctx.settings.queues, ctx.clock, callbacks=callbacks
+    )
 
     async def reload(fresh: AcdSettings) -> None:
         collector.apply_config(fresh)

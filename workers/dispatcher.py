@@ -16,19 +16,29 @@ import time
 
 from router.ami.gateway import AmiGateway
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
+from router.callback import claim_window_s, originate_action
 from router.clock import Clock
 from router.commands import (
+    CallbackCommand,
     OfferCommand,
     OverflowCommand,
     PauseCommand,
     RecordCommand,
     failure_envelope,
+    parse_callback,
     parse_offer,
     parse_overflow,
     parse_pause,
     parse_record,
 )
-from router.envelope import ROUTING_OFFER, ROUTING_OVERFLOW, ROUTING_PAUSE, ROUTING_RECORD, decode
+from router.envelope import (
+    ROUTING_CALLBACK,
+    ROUTING_OFFER,
+    ROUTING_OVERFLOW,
+    ROUTING_PAUSE,
+    ROUTING_RECORD,
+    decode,
+)
 from router.errors import (
     AcdError,
     AmiActionError,
@@ -171,6 +181,8 @@ class Dispatcher:
                 await self.overflow(parse_overflow(envelope))
             elif envelope.type == ROUTING_RECORD:
                 await self.record(parse_record(envelope))
+            elif envelope.type == ROUTING_CALLBACK:
+                await self.callback(parse_callback(envelope), claimant=self._claimant(message))
         except MalformedEventError as exc:
             logger.warning("dead-lettering command %s@%s: %s", message.part, message.offset, exc)
             await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
@@ -222,12 +234,45 @@ class Dispatcher:
             return
         self.metrics.actions.labels("Redirect", "ok").inc()
 
-    async def _report_failure(self, command: OfferCommand, reason: str, *, gone: bool | None = None) -> None:
+    async def callback(self, command: CallbackCommand, *, claimant: str = "") -> None:
+        """Call a caller back (router/callback.py): claimed like an offer, then an asynchronous
+        Originate whose legs' events tell the routers how the attempt went. Refused: the
+        attempt came to nothing (reported as a failed offer); unconfirmed: the claim's
+        deadline puts the call back in line."""
+        ids = {"call_id": command.call_id, "agent_id": command.agent_id}
+        dial = self.settings.routing.callback
+        window = claim_window_s(dial, self.settings.routing.dispatch_timeout_s)
+        deadline = self.clock.now() + window * self.clock.time_scale
+        claim = await self.store.claim_offer(command.call_id, command.offer_id, deadline, claimant)
+        if claim.status != "ok":
+            self.metrics.stale.inc()
+            withdrawn = (command.offer_id, command.call_id, claim.state)
+            logger.info("callback %s of call %s withdrawn (%s): not sent", *withdrawn, extra=ids)
+            return
+        try:
+            await self.gateway.send_action(originate_action(command, dial))
+        except AmiActionError as exc:
+            self.metrics.actions.labels("Originate", "error").inc()
+            await self._report_failure(command, exc.ami_message, gone=False)
+            return
+        except AmiConnectionError as exc:
+            self.metrics.actions.labels("Originate", "unknown").inc()
+            logger.warning(
+                "Originate for callback %s unconfirmed (%s); its deadline decides", command.offer_id, exc, extra=ids
+            )
+            return
+        self.metrics.actions.labels("Originate", "ok").inc()
+        logger.info("calling back %s for call %s with %s", command.number, command.call_id, command.agent_id, extra=ids)
+
+    async def _report_failure(
+        self, command: OfferCommand | CallbackCommand, reason: str, *, gone: bool | None = None
+    ) -> None:
         gone = channel_gone(reason) if gone is None else gone
         logger.info(
-            "Redirect of %s for call %s refused: %s",
-            command.channel,
+            "%s for call %s (offer %s) refused: %s",
+            "Redirect" if isinstance(command, OfferCommand) else "Originate",
             command.call_id,
+            command.offer_id,
             reason,
             extra={"call_id": command.call_id, "agent_id": command.agent_id},
         )

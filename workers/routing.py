@@ -19,10 +19,12 @@ from redis.asyncio import Redis
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
 from router.commands import (
+    CallbackCommand,
     OfferCommand,
     OverflowCommand,
     PauseCommand,
     RecordCommand,
+    callback_envelope,
     offer_envelope,
     overflow_envelope,
     pause_envelope,
@@ -110,6 +112,15 @@ class KafkaCommandSink:
         future = await self.producer.send(self.topics.routing_commands, record_envelope(command, self.source))
         self._pending.append(future)
         self.metrics.commands.labels("record").inc()
+
+    async def callback(self, command: CallbackCommand, started: float) -> None:
+        """A callback command (router/callback.py): counted as a decision like an offer."""
+        elapsed = time.monotonic() - started
+        future = await self.producer.send(self.topics.routing_commands, callback_envelope(command, self.source))
+        self.metrics.decision_latency.observe(elapsed)
+        future.add_done_callback(lambda f: self._acked(f, started))
+        self._pending.append(future)
+        self.metrics.commands.labels("callback").inc()
 
     def _acked(self, future: asyncio.Future[Any], started: float) -> None:
         if not future.cancelled() and future.exception() is None:

@@ -32,7 +32,7 @@ Phase = Literal["holding", "ringing", "talking", "overflowed", "closed", "transf
 OVERFLOW_STAY_S = 30.0  # how long an overflowed caller stays (voicemail) before hanging up
 CLOSED_STAY_S = 10.0  # how long a caller listens to the closed announcement before hanging up
 TransferKind = Literal["blind", "attended"]
-HangupBy = Literal["caller", "agent", "ami", "dialplan", "restart"]
+HangupBy = Literal["caller", "agent", "ami", "dialplan", "restart", "callback"]
 NORMAL_CLEARING = 16
 USER_BUSY = 17
 NO_CAUSE = 0  # app_dial hangs unanswered legs up without setting a cause
@@ -523,6 +523,8 @@ class CallFlow:
         record.ended_at, record.hangup_by = now, by
         if record.state in ("overflowed", "closed", "transferred"):
             pass  # left the ACD before; the hangup only ends the channel
+        elif by == "callback":
+            record.state = "callback_requested"  # load_tests/amisim/callbacks.py calls it back
         elif record.answered_at is None and by == "restart":
             record.state = "ended_by_restart"  # the PBX cut the caller off: not an abandon
         elif record.answered_at is None:

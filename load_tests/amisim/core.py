@@ -93,12 +93,15 @@ class Core:
 
     # -- channels -------------------------------------------------------------------
 
-    def new_channel(self, resource: str, *, linkedid: str | None = None, **fields: object) -> Channel:
-        """Allocate ``<resource>-%08x`` with a ``<epoch>.<n>`` Uniqueid and emit Newchannel."""
+    def new_channel(
+        self, resource: str, *, linkedid: str | None = None, uniqueid: str | None = None, **fields: object
+    ) -> Channel:
+        """Allocate ``<resource>-%08x`` with a ``<epoch>.<n>`` Uniqueid (or the one Originate's
+        ChannelId asked for) and emit Newchannel."""
         index = self._counter
         self._counter += 1
         now = self.now()
-        uniqueid = f"{int(now)}.{index}"
+        uniqueid = uniqueid or f"{int(now)}.{index}"
         channel = Channel(
             name=f"{resource}-{index:08x}",
             uniqueid=uniqueid,

@@ -12,8 +12,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 CallState = Literal[
-    "holding", "ringing", "talking", "completed", "abandoned", "overflowed", "closed", "transferred",
+    "holding",
+    "ringing",
+    "talking",
+    "completed",
+    "abandoned",
+    "overflowed",
+    "closed",
+    "transferred",
     "ended_by_restart",
+    "callback_requested",  # hung up to be called back (load_tests/amisim/callbacks.py)
 ]
 Outcome = Literal["ANSWER", "NOANSWER", "BUSY", "CHANUNAVAIL", "CANCEL"]
 WAITING_STATES: frozenset[str] = frozenset({"holding", "ringing"})
@@ -46,6 +54,15 @@ class TransferRecord:
 
 
 @dataclass
+class CallbackAttempt:
+    """The PBX dialled a caller back for ``agent_id`` (the agent had answered the preview)."""
+
+    at: float
+    agent_id: str
+    answered: bool = False
+
+
+@dataclass
 class CallRecord:
     call_id: str
     queue: str
@@ -62,12 +79,14 @@ class CallRecord:
     overflowed_at: float | None = None  # sent out of the ACD (acd-overflow context)
     closed_at: float | None = None  # turned away: its queue was closed (acd-closed context)
     ended_at: float | None = None
-    hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart"] | None = None
+    hangup_by: Literal["caller", "agent", "ami", "dialplan", "restart", "callback"] | None = None
     offers: list[OfferRecord] = field(default_factory=list)
     transfers: list[TransferRecord] = field(default_factory=list)
     caller_number: str = ""  # as the trunk presented it ('' none)
     caller_name: str = ""
     preferred_agent: str | None = None  # ACD_PREFERRED_AGENT as the dialplan set it (None: unset)
+    callback_requested_at: float | None = None  # the caller asked to be called back and hung up
+    callback_attempts: list[CallbackAttempt] = field(default_factory=list)
 
     @property
     def waiting(self) -> bool:

@@ -3,7 +3,9 @@
 Only ``PJSIP/<agent extension>`` can be reached. Reasons are the last control frame, as
 ``__ast_request_and_dial`` reports them: 0 no channel, 3 ring timeout, 4 answered, 5 busy.
 After the answer the channel sits in the requested dialplan location for
-``originate_talk_s`` simulated seconds, then hangs up; that dialplan is not executed.
+``originate_talk_s`` simulated seconds, then hangs up; that dialplan is not executed,
+except the recipe's callback context (load_tests/amisim/callbacks.py), which dials the caller.
+``ChannelId`` becomes the originated channel's Uniqueid, as on Asterisk.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from load_tests.amisim import perms
+from load_tests.amisim.callbacks import AGENT_CONTEXT, Callbacks
 from load_tests.amisim.core import Core
+from load_tests.amisim.ledger import DoubleAssignment
 from load_tests.amisim.phones import Phones, SimAgent
 from load_tests.amisim.snapshot import Channel
 from load_tests.amisim.wire import EOL, render_lines
@@ -37,8 +41,11 @@ class OriginateRequest:
 
 
 class Originator:
-    def __init__(self, core: Core, phones: Phones, *, talk_s: float, agent_context: str) -> None:
+    def __init__(
+        self, core: Core, phones: Phones, *, talk_s: float, agent_context: str, callbacks: Callbacks
+    ) -> None:
         self._core = core
+        self._callbacks = callbacks
         self._phones = phones
         self._talk_s = talk_s
         self._agent_context = agent_context
@@ -52,6 +59,7 @@ class Originator:
             return
         leg = self._core.new_channel(
             f"PJSIP/{agent.extension}",
+            uniqueid=request.channel_id or None,
             context=self._agent_context,
             exten=agent.extension,
             caller_num=request.caller_num,
@@ -60,6 +68,9 @@ class Originator:
             app_data="(Outgoing Line)",
         )
         if agent.at_capacity:
+            if request.context == AGENT_CONTEXT:  # a callback for an agent already busy
+                entry = DoubleAssignment(request.channel_id, agent.agent_id, self._core.now(), agent.device_state)
+                self._core.ledger.double_assignments.append(entry)
             self._core.hangup(leg, 17)
             self._respond(request, None, REASON_BUSY, done)
             return
@@ -88,6 +99,9 @@ class Originator:
             application=request.application or "Wait",
             app_data=request.data,
         )
+        if request.context == AGENT_CONTEXT and not request.application:
+            self._callbacks.dial_caller(agent, leg, request.exten, self.hangup)
+            return
         self._core.timers.call_later(self._talk_s, lambda: self.hangup(leg, 16))
 
     def _timed_out(

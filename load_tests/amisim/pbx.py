@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Literal
 
+from load_tests.amisim.callbacks import AGENT_CONTEXT, CallbackPlan, Callbacks
 from load_tests.amisim.calls import NORMAL_CLEARING, CallFlow, SimCall, TransferKind, TransferPlan
 from load_tests.amisim.core import DEFAULT_CHANNELVARS, Core, EventListener, clean
 from load_tests.amisim.ledger import AgentRecord, Ledger, RecordingStarted, UnexpectedRedirect
@@ -70,6 +71,8 @@ def extension_exists(context: str, exten: str, priority: int) -> bool:
         return exten == "s" and priority in (1, 2)
     if context in ("acd-connect", "acd-overflow", "acd-closed"):
         return _matches(context, exten) and priority in (1, 2)
+    if context == AGENT_CONTEXT:  # [acd-callback]: _[+0-9]!, Dial then Hangup
+        return exten != "h" and re.match(r"[+0-9]", exten) is not None and priority in (1, 2)
     if context == "acd-agent-features":
         return exten in ("*51", "*52", "*53", "*54") and priority in (1, 2)
     return False
@@ -111,11 +114,13 @@ class Pbx:
             first_hold_delay_s=first_hold_delay_s,
             hangup_linger_s=hangup_linger_s,
         )
+        self.callbacks = Callbacks(self._core, self._phones, ring_timeout_s=ring_timeout_s)
         self._originator = Originator(
             self._core,
             self._phones,
             talk_s=originate_talk_s,
             agent_context=agent_context,
+            callbacks=self.callbacks,
         )
         self._core.globals["ACD_RING_TIMEOUT"] = f"{ring_timeout_s:g}"
         self._caller_seq = 0
@@ -258,6 +263,7 @@ class Pbx:
         did: str = "5000",
         transfer: TransferPlan | None = None,
         preferred_agent: str | None = None,
+        callback: CallbackPlan | None = None,
     ) -> SimCall:
         """A caller dials in through acd-inbound and waits on hold; with ``transfer``, the
         agent who answers transfers it after the handle time instead of hanging up.
@@ -284,7 +290,18 @@ class Pbx:
             preferred_agent=None if preferred_agent is None else clean(preferred_agent),
         )
         call.transfer_plan = transfer
+        if callback is not None:
+            self._core.timers.call_later(callback.after_s, lambda: self._accept_callback(call, callback))
         return call
+
+    def _accept_callback(self, call: SimCall, plan: CallbackPlan) -> None:
+        """[acd-callback-offer]: the caller, still on hold, takes the offer and hangs up."""
+        if call.phase != "holding" or call.channel.hangup_pending:
+            return
+        self._flow.leave_hold(call)
+        self.callbacks.request(call.record, call.channel, plan)
+        self._core.hangup(call.channel, NORMAL_CLEARING)
+        self._flow.finish(call, "callback")
 
     def transfer(
         self, call_id: str, kind: TransferKind, to: tuple[str, str], *, stay_s: float = 30.0

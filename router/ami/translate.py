@@ -12,6 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from router.ami.callback_events import callback_event, callback_leg
+from router.callback import clean_number
 from router.domain import AgentState, Requirements, parse_requirements
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
 from router.events import (
@@ -21,6 +23,7 @@ from router.events import (
     AgentLegEnded,
     AgentPresenceChanged,
     AgentRang,
+    CallbackRequested,
     CallerHeld,
     CallerHungUp,
     CallerLeftHold,
@@ -33,6 +36,7 @@ from router.events import (
 logger = logging.getLogger(__name__)
 
 QUEUED_USER_EVENT = "acdcallqueued"
+CALLBACK_USER_EVENT = "acdcallbackrequested"
 # Transfer events carry no bare Linkedid: only the prefixed snapshots of the legs involved
 # (main/manager_bridges.c). All legs of one call share it; the first present is the call.
 TRANSFER_LINKEDIDS = ("TransfererLinkedid", "OrigTransfererLinkedid", "TransfereeLinkedid")
@@ -115,6 +119,9 @@ def translate(envelope: Envelope, *, roster_queue: str = DEFAULT_ROSTER_QUEUE) -
         return None
     fields = AmiFields(envelope.data)
     name = fields.get("Event").lower()
+    # Callbacks: the channels of an attempt are known by their Linkedid (router/callback.py).
+    if (leg := callback_leg(fields)) is not None:
+        return callback_event(name, fields, leg, envelope.ts)
     if name in ROSTER_EVENTS and fields.get("Queue").lower() != roster_queue.lower():
         return None
     handler = _HANDLERS.get(name)
@@ -122,6 +129,8 @@ def translate(envelope: Envelope, *, roster_queue: str = DEFAULT_ROSTER_QUEUE) -
 
 
 def _user_event(fields: AmiFields, at: float) -> DomainEvent | None:
+    if fields.get("UserEvent").lower() == CALLBACK_USER_EVENT:
+        return _callback_requested(fields, at)
     if fields.get("UserEvent").lower() != QUEUED_USER_EVENT:
         return None
     variables = fields.chan_variables()
@@ -133,6 +142,16 @@ def _user_event(fields: AmiFields, at: float) -> DomainEvent | None:
         requirements=fields.get("Requirements") or variables.get("ACD_REQUIREMENTS", ""),
         preferred_agent=fields.get("PreferredAgent") or variables.get("ACD_PREFERRED_AGENT", ""),
     )
+
+
+def _callback_requested(fields: AmiFields, at: float) -> DomainEvent | None:
+    """The caller accepted a callback: the number it confirmed or entered (``Number:``),
+    else its caller ID; '' when neither can be dialled (the router then refuses it)."""
+    call_id = fields.get("Linkedid") or fields.get("Uniqueid")
+    if not call_id:
+        return None
+    number = clean_number(fields.get("Number")) or clean_number(caller_id(fields, "CallerIDNum")) or ""
+    return CallbackRequested(call_id, number, at)
 
 
 def _user_header_after_snapshot(fields: AmiFields, name: str) -> str:

@@ -1,6 +1,7 @@
 """Routing state in Redis, one store per job (see router/store/redis_store.py for the map)."""
 
 from router.store.base import RedisSiteStore, shared_scripts
+from router.store.callbacks import RedisCallbackStore
 from router.store.chains import RedisChainStore
 from router.store.keys import Keys
 from router.store.params import NO_POSITION, NewCall, OverflowMove, Position, ResyncGap
@@ -17,6 +18,7 @@ __all__ = [
     "NewCall",
     "OverflowMove",
     "Position",
+    "RedisCallbackStore",
     "RedisChainStore",
     "RedisLeaseStore",
     "RedisReportStore",

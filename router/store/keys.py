@@ -22,6 +22,9 @@ class Keys:
         self.nudges = self.prefix + "nudges"
         self.resync_due = self.prefix + "resync_due"
         self.open_calls = self.prefix + "open_calls"
+        # Callbacks (router/callback.py): open calls to call back, and their next attempt's time.
+        self.callbacks = self.prefix + "callbacks"
+        self.callback_due = self.prefix + "callback_due"
         self.decisions = self.prefix + "decisions"
         self.timer_lease = self.prefix + "timer_lease"
         self.collector_lease = self.prefix + "collector_lease"

@@ -9,6 +9,7 @@ collector, the API) and router.store.reporting (load-test reports).
 
 from __future__ import annotations
 
+from router.store.callbacks import RedisCallbackStore
 from router.store.errors import translates_redis_errors
 from router.store.reporting import RedisReportStore
 from router.store.routing import RedisRoutingStore
@@ -17,5 +18,5 @@ from router.store.timers import RedisTimerStore
 
 
 @translates_redis_errors
-class RedisStateStore(RedisRoutingStore, RedisTimerStore, RedisSummaryStore, RedisReportStore):
+class RedisStateStore(RedisRoutingStore, RedisTimerStore, RedisSummaryStore, RedisReportStore, RedisCallbackStore):
     """All of one site's routing state, over one script runner (so its work batches)."""

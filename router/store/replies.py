@@ -96,18 +96,25 @@ class DeviceChanged:
 @dataclass(frozen=True, slots=True)
 class Reserved:
     """A reservation: ``ok`` (the agent's device, the available seconds it closed) or why
-    not: ``call_taken`` / ``agent_taken`` (with the state found), ``agent_declined``."""
+    not: ``call_taken`` / ``agent_taken`` (with the state found), ``agent_declined``.
+
+    ``callback_number``: set when the caller asked to be called back (router/callback.py),
+    with ``agent_first`` and the caller's name: the offer calls out instead."""
 
     status: str
     device: str = ""
     available_s: float = 0.0
     state: str = ""
+    callback_number: str = ""
+    agent_first: bool = True
+    caller_name: str = ""
 
     @classmethod
     def parse(cls, raw: Any) -> Reserved:
         items = texts(raw)
         if items[0] == "ok":
-            return cls("ok", item(items, 1), number(item(items, 2)))
+            callback = item(items, 3), item(items, 4) != "0", item(items, 5)
+            return cls("ok", item(items, 1), number(item(items, 2)), "", *callback)
         return cls(items[0], state=item(items, 1))
 
 
@@ -204,9 +211,56 @@ class TransferStep(_CallStep):
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackStep:
+    """A step of a callback attempt (callback_step.lua lists the statuses): ``seconds`` is
+    the wait (answered) or the talk (completed); ``paused`` for rejected."""
+
+    status: str
+    seconds: float = 0.0
+    queue: str = ""
+    agent_id: str = ""
+    free_agent: AgentCandidate | None = None
+    paused: bool = False
+
+    @classmethod
+    def parse(cls, raw: Any) -> CallbackStep:
+        items = texts(raw[:5])
+        status, detail = items[0], item(items, 1)
+        paused = status == "rejected" and detail == "1"
+        seconds = 0.0 if status == "rejected" else number(detail)
+        return cls(status, seconds, item(items, 2), item(items, 3), _freed(items, raw, 4), paused)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCallback:
+    """An open call whose caller asked to be called back, as the API lists it."""
+
+    call_id: str
+    state: str
+    queue: str
+    number: str
+    caller_name: str
+    entered_at: float
+    requested_at: float
+    attempts: int
+    max_attempts: int
+    agent_id: str
+
+    @classmethod
+    def parse(cls, call_id: str, fields: Sequence[Any]) -> WaitingCallback | None:
+        items = ["" if value is None else str(value) for value in fields]
+        if not items[0]:
+            return None  # the hash expired
+        attempts, most = int(number(items[6])), int(number(items[7]))
+        times = number(items[4]), number(items[5])
+        return cls(call_id, items[0], items[1], items[2], items[3], *times, attempts, most, items[8])
+
+
+@dataclass(frozen=True, slots=True)
 class FailedOffer:
     """The dispatcher could not execute an offer: ``abandoned`` (the caller's channel was
-    gone; ``waited_s``), ``requeued`` (back in line), or ``ignored``."""
+    gone; ``waited_s``), ``requeued`` (back in line), ``retry`` / ``callback_failed`` (a
+    callback's Originate refused: router/callback.py), or ``ignored``."""
 
     status: str
     waited_s: float = 0.0
@@ -218,7 +272,7 @@ class FailedOffer:
         items = texts(raw)
         if items[0] == "abandoned":
             return cls("abandoned", number(item(items, 1)), item(items, 2), item(items, 3))
-        return cls(items[0], agent_id=item(items, 2))
+        return cls(items[0], agent_id=item(items, 2), queue=item(items, 3))
 
 
 @dataclass(frozen=True, slots=True)

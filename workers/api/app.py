@@ -87,6 +87,7 @@ def build_app(
     add.add_post("/api/v1/queues/{queue}/schedule-override", schedule.put_override)
     add.add_delete("/api/v1/queues/{queue}/schedule-override", schedule.clear_override)
     add.add_get("/api/v1/calls", handlers.list_calls)
+    add.add_get("/api/v1/callbacks", handlers.list_callbacks)
     add.add_get("/api/v1/calls/{call_id}", handlers.get_call)
     add.add_get("/api/v1/calls/{call_id}/decision", handlers.get_decision)
     add.add_get("/api/v1/wallboard", handlers.wallboard)

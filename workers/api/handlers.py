@@ -293,6 +293,12 @@ class Handlers:
         calls = self.ctx.views.calls_json(await self.ctx.views.calls(queue))
         return web.json_response({"at": round(self.ctx.clock.now(), 3), "calls": calls})
 
+    async def list_callbacks(self, request: web.Request) -> web.Response:
+        """Callers waiting to be called back (router/callback.py), with the same queue filter."""
+        queue = self._queue_name(request.query["queue"]) if request.query.get("queue") else None
+        callbacks = await self.ctx.views.callbacks_json(queue)
+        return web.json_response({"at": round(self.ctx.clock.now(), 3), "callbacks": callbacks})
+
     async def _call(self, request: web.Request) -> dict[str, Any]:
         call_id = request.match_info["call_id"]
         call = await self.ctx.admin.call(call_id)

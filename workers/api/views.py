@@ -14,7 +14,7 @@ from typing import Any
 from router import kpi
 from router.clock import Clock
 from router.domain import AgentState, QueueConfig
-from router.store import RedisSummaryStore
+from router.store import RedisCallbackStore, RedisSummaryStore
 from router.store.admin import AdminStore, AgentView, CallView
 from router.store.schedule import RedisScheduleStore
 from workers.api.schedule import schedule_json
@@ -47,8 +47,10 @@ class Views:
         queues: dict[str, QueueConfig],
         clock: Clock,
         schedule: RedisScheduleStore | None = None,
+        callbacks: RedisCallbackStore | None = None,
     ) -> None:
         self.store = store
+        self.callbacks = callbacks or RedisCallbackStore.beside(store)
         self.admin = admin
         self.queues = queues
         self.clock = clock
@@ -65,6 +67,7 @@ class Views:
         now = self.clock.now()
         stats = await self.store.day_stats(self.queues, day or self.store.days.day(now).label)
         overrides = await self.schedule.overrides()
+        callbacks = await self.callbacks.waiting_by_queue()
         out = []
         for name, queue in self.queues.items():
             figures = stats.get(name, {})
@@ -88,6 +91,11 @@ class Views:
                     "abandon_rate": _round(kpi.abandon_rate(figures), 4),
                     "closed": int(figures.get("closed", 0)),
                     "schedule": schedule_json(queue, overrides.get(name), now),
+                    # Callbacks (router/callback.py): waiting now (also in ``waiting``), today's counts.
+                    "callbacks_waiting": callbacks.get(name, 0),
+                    "callbacks_requested": int(figures.get("cb_requested", 0)),
+                    "callbacks_answered": int(figures.get("cb_answered", 0)),
+                    "callbacks_failed": int(figures.get("cb_failed", 0)),
                 }
             )
         return out
@@ -112,6 +120,27 @@ class Views:
     async def calls(self, queue: str | None = None) -> list[CallView]:
         calls = await self.admin.queued_calls()
         return [call for call in calls if queue is None or call.queue == queue]
+
+    async def callbacks_json(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """Callers waiting to be called back, oldest entry first (docs/api.md)."""
+        now = self.clock.now()
+        return [
+            {
+                "call_id": c.call_id,
+                "queue": c.queue,
+                "state": c.state,
+                "number": c.number,
+                "caller_name": c.caller_name,
+                "entered_at": c.entered_at,
+                "requested_at": c.requested_at,
+                "waited_s": round(max(0.0, now - c.entered_at), 1),
+                "attempts": c.attempts,
+                "max_attempts": c.max_attempts,
+                "agent_id": c.agent_id,
+            }
+            for c in await self.callbacks.waiting_callbacks()
+            if queue is None or c.queue == queue
+        ]
 
     def calls_json(self, calls: list[CallView]) -> list[dict[str, Any]]:
         now = self.clock.now()

@@ -391,8 +391,10 @@ end
 local function call_record(call_id, outcome)
   local c = redis.call('HMGET', call_key(call_id), 'queue', 'first_queue', 'priority', 'caller_num',
     'caller_name', 'first_entered_at', 'entered_at', 'first_offered_at', 'answered_at', 'ended_at',
-    'agent', 'offers', 'rna', 'reqs_now', 'ans_reason', 'sl_t', 'segment', 'recording', 'qa_sampled', 'qa_reason')
-  local entered, answered, ended = num(c[7], 0), num(c[9], nil), num(c[10], 0)
+    'agent', 'offers', 'rna', 'reqs_now', 'ans_reason', 'sl_t', 'segment', 'recording', 'qa_sampled', 'qa_reason',
+    'cb_sl_at')
+  -- A callback's wait counts from where its service level does (cb_sl_at, router/callback.py).
+  local entered, answered, ended = num(c[21], num(c[7], 0)), num(c[9], nil), num(c[10], 0)
   local wait = math.max(0, (answered or ended) - entered)
   local within = wait <= num(c[16], 0)
   return {
@@ -423,6 +425,8 @@ local function finish_call(call_id, state, at, outcome, wrap_agent)
   redis.call('ZREM', P .. 'relax_due', call_id)
   redis.call('ZREM', P .. 'overflow_due', call_id)
   redis.call('SREM', P .. 'open_calls', call_id)
+  redis.call('SREM', P .. 'callbacks', call_id)  -- callbacks: see the end of this file
+  redis.call('ZREM', P .. 'callback_due', call_id)
   redis.call('EXPIRE', ck, 86400)
   redis.call('EXPIRE', P .. 'declined:' .. call_id, 86400)
   local record, answered = call_record(call_id, outcome)
@@ -664,4 +668,28 @@ local function forget_transfer(call_id, ck, state, at)
   redis.call('PERSIST', ck)
   redis.call('DEL', P .. 'declined:' .. call_id)
   return released
+end
+
+-- Callbacks (router/callback.py, docs/routing.md) ---------------------------------------------
+-- A caller who asked to be called back keeps its call in line (cb_num set: the number to
+-- call); 'callbacks' holds those calls while open. An attempt that came to nothing releases
+-- the agent; the call then waits out of line (callback_wait, entry time unchanged, so it
+-- comes back to the same place) until cb_retry_s has passed (callback_due), and after the
+-- last of cb_max attempts it ends callback_failed. Returns 'retry' or 'callback_failed'.
+local function callback_attempt_failed(call_id, at)
+  local ck = call_key(call_id)
+  local c = redis.call('HMGET', ck, 'agent', 'queue', 'cb_max', 'cb_retry_s')
+  local attempts = redis.call('HINCRBY', ck, 'cb_attempts', 1)
+  stat(c[2], 'cb_unanswered', 1, at)
+  redis.call('HSET', ck, 'agent', '', 'offer_id', '', 'cb_first', '', 'cb_offer', '')
+  redis.call('ZREM', P .. 'offers', call_id)
+  release_reservation(c[1], at)
+  if attempts >= num(c[3], 1) then
+    finish_call(call_id, 'callback_failed', at, 'callback_failed')
+    stat(c[2], 'cb_failed', 1, at)
+    return 'callback_failed'
+  end
+  redis.call('HSET', ck, 'state', 'callback_wait')
+  redis.call('ZADD', P .. 'callback_due', at + num(c[4], 0), call_id)
+  return 'retry'
 end

@@ -15,6 +15,16 @@ local state, queue, agent_id = c[1], c[2], c[4] or ''
 if seen(ck, ARGV[4], ARGV[5]) then return with_candidate({'duplicate', '0', queue, agent_id}, agent_id) end
 mark(ck, ARGV[4], ARGV[5])
 local waiting = state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing'
+-- Callbacks (router/callback.py): a caller who asked to be called back hangs up and keeps its
+-- place; an offer of its live channel (not a callback attempt) goes back in line.
+if waiting and redis.call('HEXISTS', ck, 'cb_num') == 1 then
+  if state ~= 'waiting' and redis.call('HGET', ck, 'cb_offer') ~= '1' then
+    requeue(call_id)
+    release_reservation(agent_id, at)
+  end
+  redis.call('HSET', ck, 'cb_hung_up_at', at)
+  return with_candidate({'callback_kept', '0', queue, agent_id}, agent_id)
+end
 if waiting and ARGV[6] == '1' then
   finish_call(call_id, 'pbx_restart', at, 'pbx_restart')
   release_reservation(agent_id, at)

@@ -13,7 +13,13 @@ if (c[1] ~= 'offered' and c[1] ~= 'dispatching') or c[2] ~= ARGV[3] then
   return {'ignored', c[1], ''}
 end
 local agent_id = c[3] or ''
-if ARGV[5] == '1' then
+-- Callbacks (router/callback.py): an Originate refused is an attempt that came to nothing;
+-- a caller who asked to be called back is not abandoned by its channel being gone.
+local callback = redis.call('HMGET', ck, 'cb_num', 'cb_offer')
+if callback[2] == '1' then
+  return {callback_attempt_failed(call_id, at), '', agent_id, c[4]}
+end
+if ARGV[5] == '1' and not callback[1] then
   finish_call(call_id, 'abandoned', at, 'abandoned')
   local waited = math.max(0, at - num(c[5], at))
   record_abandon(c[4], waited, num(c[6], 0), at)

@@ -1,7 +1,8 @@
 -- Offer a waiting call to an available agent, atomically: the only place an agent's
 -- capacity is taken, so no interleaving of workers can offer it more calls than it holds.
 -- ARGV: P, call_id, agent_id, offer_id, now, deadline, decision_json
--- Returns {'ok', device, available_seconds_accrued} or {refusal, detail}
+-- Returns {'ok', device, available_seconds_accrued, callback number, agent_first, caller_name}
+-- (the last three '' unless the caller asked to be called back) or {refusal, detail}
 local call_id, agent_id, now = ARGV[2], ARGV[3], tonumber(ARGV[5])
 local ck, ak = call_key(call_id), agent_key(agent_id)
 local c = redis.call('HMGET', ck, 'state', 'queue')
@@ -19,6 +20,9 @@ if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
 end
 redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
   'offered_at', now, 'decision', ARGV[7])
+-- Callbacks (router/callback.py): the caller hung up to be called back; this offer calls out.
+local cb = redis.call('HMGET', ck, 'cb_num', 'cb_af', 'caller_name')
+redis.call('HSET', ck, 'cb_offer', cb[1] and '1' or '')
 -- For the call's record: offers made, and the first.
 redis.call('HINCRBY', ck, 'offers', 1)
 redis.call('HSETNX', ck, 'first_offered_at', now)
@@ -29,4 +33,4 @@ redis.call('HSET', ak, 'last_call', call_id)
 redis.call('HSET', P .. 'rr', c[2], agent_id)
 local accrued = reindex(agent_id, now)
 redis.call('XADD', P .. 'decisions', 'MAXLEN', '~', 100000, '*', 'd', ARGV[7])
-return {'ok', a[5] or '', tostring(accrued)}
+return {'ok', a[5] or '', tostring(accrued), cb[1] or '', cb[2] or '', cb[3] or ''}

@@ -16,7 +16,11 @@ for _, id in ipairs(cjson.decode(ARGV[3])) do live[id] = true end
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'open_calls')) do
   local c = redis.call('HMGET', call_key(id), 'state', 'queue', 'entered_at', 'agent', 'sl_t')
-  if not live[id] and num(c[3], at) < at then
+  -- Callbacks (router/callback.py): the caller hung up on purpose; while an attempt is
+  -- connected, the call lives on as the attempt's channel (Linkedid acdcb-<offer>-<call>).
+  local cb = redis.call('HMGET', call_key(id), 'cb_num', 'offer_id')
+  local callback_alive = cb[1] and (c[1] ~= 'connected' or live['acdcb-' .. (cb[2] or '') .. '-' .. id])
+  if not live[id] and not callback_alive and num(c[3], at) < at then
     -- Never before the call's own start: it was seen alive until then.
     local ended = math.min(at, math.max(ended_at, num(c[3], at)))
     if c[1] == 'connected' then

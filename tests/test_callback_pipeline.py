@@ -1,0 +1,113 @@
+"""Callbacks that keep the caller's place, over real processes: ingest, a routing worker and
+the dispatcher as `acd` child processes, the session's redis-server and broker, and the AMI
+simulator's callers who accept a callback and answer it (or not)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from load_tests.amisim.callbacks import CallbackPlan
+from load_tests.amisim.ledger import CallRecord
+from load_tests.embedded import EmbeddedRedis
+from tests.polling import eventually
+
+from .test_api_support import Pipeline, pipeline
+
+pytestmark = pytest.mark.slow
+
+CALLBACK = {"offer_after_s": 1, "attempts": 2, "retry_after_s": 1.5, "agent_first": True}
+QUEUES = [
+    {"name": f"cb{n}", "requirements": [{"skill": f"s{n}"}], "callback": CALLBACK} for n in (1, 2, 3)
+]
+AGENTS = [{"id": f"a{n}", "skills": {f"s{n}": 1}} for n in (1, 2, 3)]
+TOPICS = f"callback-{uuid.uuid4().hex[:8]}"
+WITHIN = 30.0
+
+
+@pytest.fixture(scope="module")
+async def pipe(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis, kafka_bootstrap: str
+) -> AsyncIterator[Pipeline]:
+    async with pipeline(
+        tmp_path_factory.mktemp("callback"),
+        redis_server.url,
+        kafka_bootstrap,
+        TOPICS,
+        queues=QUEUES,
+        agents=AGENTS,
+        site="callback",
+        pbx_options={"ring_timeout_s": 1.0},
+    ) as pipe:
+        await pipe.start("ingest", "route", "dispatch")
+        yield pipe
+
+
+async def router_state(pipe: Pipeline, call_id: str, *states: str) -> bool:
+    return (await pipe.store.call(call_id)).get("state") in states
+
+
+async def callback_kept(pipe: Pipeline, call_id: str) -> bool:
+    call = await pipe.store.call(call_id)
+    return bool(call.get("cb_num")) and bool(call.get("cb_hung_up_at")) and call.get("state") == "waiting"
+
+
+async def logged_in(pipe: Pipeline, agent_id: str) -> bool:
+    pipe.pbx.login(agent_id)
+    return (await pipe.store.agent(agent_id)).get("state") == "available"
+
+
+async def true(value: bool) -> bool:
+    return value
+
+
+def record(pipe: Pipeline, call_id: str) -> CallRecord:
+    return pipe.pbx.ledger.calls[call_id]
+
+
+async def test_a_callback_is_made_when_the_callers_place_comes_up(pipe: Pipeline) -> None:
+    pbx = pipe.pbx
+    before = pbx.place_call("cb1", handle_time_s=0.5)
+    caller = pbx.place_call("cb1", handle_time_s=0.5, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
+    after = pbx.place_call("cb1", handle_time_s=0.5)
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    assert record(pipe, caller.call_id).state == "callback_requested"
+    await eventually(lambda: logged_in(pipe, "a1"), "a1 logged in", within=WITHIN)
+    await eventually(lambda: router_state(pipe, after.call_id, "completed"), "all three served", within=WITHIN)
+    attempts = record(pipe, caller.call_id).callback_attempts
+    assert len(attempts) == 1 and attempts[0].answered and attempts[0].agent_id == "a1"
+    first, last = record(pipe, before.call_id), record(pipe, after.call_id)
+    assert first.answered_at is not None and last.answered_at is not None
+    # Not earlier than the caller who entered before it, not later than the one after it.
+    assert first.answered_at < attempts[0].at < last.answered_at
+    await eventually(lambda: router_state(pipe, caller.call_id, "completed"), "the callback ended", within=WITHIN)
+    stats = await pipe.store.queue_stats("cb1")
+    assert (stats["offered"], stats["answered"], stats.get("abandoned", 0), stats["cb_answered"]) == (3, 3, 0, 1)
+
+
+async def test_no_callback_is_lost_across_a_routing_worker_restart(pipe: Pipeline) -> None:
+    pbx = pipe.pbx
+    caller = pbx.place_call("cb2", handle_time_s=0.5, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    await pipe.restart("route")
+    await eventually(lambda: logged_in(pipe, "a2"), "a2 logged in", within=WITHIN)
+    await eventually(lambda: router_state(pipe, caller.call_id, "completed"), "called back", within=WITHIN)
+    attempts = record(pipe, caller.call_id).callback_attempts
+    assert [(a.agent_id, a.answered) for a in attempts] == [("a2", True)]
+
+
+async def test_an_unanswered_callback_is_retried_then_fails(pipe: Pipeline) -> None:
+    pbx = pipe.pbx
+    plan = CallbackPlan(after_s=0.5, answers=(False,))
+    caller = pbx.place_call("cb3", handle_time_s=0.5, callback=plan)
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    await eventually(lambda: logged_in(pipe, "a3"), "a3 logged in", within=WITHIN)
+    await eventually(lambda: router_state(pipe, caller.call_id, "callback_failed"), "callback_failed", within=WITHIN)
+    attempts = record(pipe, caller.call_id).callback_attempts
+    assert [a.answered for a in attempts] == [False, False]
+    assert attempts[1].at - attempts[0].at >= CALLBACK["retry_after_s"]
+    assert (await pipe.store.agent("a3")).get("reserved") == "0"
+    stats = await pipe.store.queue_stats("cb3")
+    assert (stats["cb_unanswered"], stats["cb_failed"], stats.get("abandoned", 0)) == (2, 1, 0)
