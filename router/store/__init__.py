@@ -2,6 +2,7 @@
 
 from router.store.base import RedisSiteStore, shared_scripts
 from router.store.chains import RedisChainStore
+from router.store.fences import RedisFenceStore
 from router.store.keys import Keys
 from router.store.params import NO_POSITION, NewCall, OverflowMove, Position, ResyncGap
 from router.store.redis_store import RedisStateStore
@@ -18,6 +19,7 @@ __all__ = [
     "OverflowMove",
     "Position",
     "RedisChainStore",
+    "RedisFenceStore",
     "RedisLeaseStore",
     "RedisReportStore",
     "RedisRoutingStore",

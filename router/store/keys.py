@@ -25,6 +25,9 @@ class Keys:
         self.decisions = self.prefix + "decisions"
         self.timer_lease = self.prefix + "timer_lease"
         self.collector_lease = self.prefix + "collector_lease"
+        self.ingest_lease = self.prefix + "ingest_lease"
+        # Per partition of AMI events: the highest ingest fencing token seen (router/fencing.py).
+        self.fence_marks = self.prefix + "fence_marks"
         self.round_robin = self.prefix + "rr"
         # Records not yet published (docs/records.md), read by the relay's consumer group.
         self.outbox = self.prefix + "outbox"
