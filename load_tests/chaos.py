@@ -63,6 +63,7 @@ READY_AGAIN_LIMIT_S = 30.0  # after the link's return, how long the processes ar
 READINESS_POLL_S = 0.1
 # deploy/systemd/acd-dispatch.service: Restart=on-failure, RestartSec=2.
 SYSTEMD_RESTART_S = 2.0
+TAKEOVER_LIMIT_S = 10.0  # how long ingest_killed watches for the standby to become active
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class FaultRun(Demo):
     """One fault on a fresh system: traffic, the fault at ``fault_at_s``, the verdict."""
 
     listed_calls = None  # every lost and mismatched call: some are excused as unobservable
+    ingests = 2  # a pair, as deployed: one active, one standby (ingest_killed kills the active)
 
     def __init__(self, scenario: Scenario, args: argparse.Namespace, fault: Fault, fault_at_s: float) -> None:
         super().__init__(scenario, args)
@@ -444,6 +446,46 @@ async def kill_dispatcher(run: FaultRun) -> None:
     run.before_finish.append(count_skipped)
 
 
+async def active_ingest(children: ChildProcesses) -> str | None:
+    """The name of the ingest process whose ``acd_ingest_active`` is 1 (None: none yet)."""
+    for name, port in children.http_ports().items():
+        if name.startswith("ingest") and children.children[name].process.returncode is None:
+            active = await scrape_totals({name: port}, ("acd_ingest_active",))
+            if active["acd_ingest_active"] == 1:
+                return name
+    return None
+
+
+async def kill_active_ingest(run: FaultRun) -> None:
+    """SIGKILL the active ingest of the pair; the standby takes the lease, publishes the calls
+    that ended in the gap and resyncs. The killed one is started again after systemd's
+    RestartSec and stands by."""
+    killed = await active_ingest(run.children)
+    if killed is None:
+        raise RuntimeError("ingest_killed: no ingest reports acd_ingest_active 1")
+    await run.children.kill(killed, signal.SIGKILL)
+    killed_at = time.monotonic()
+    successor = None
+    while successor is None and time.monotonic() - killed_at < TAKEOVER_LIMIT_S:
+        successor = await active_ingest(run.children)
+        if successor is None:
+            await asyncio.sleep(0.05)
+    took_over_s = round(time.monotonic() - killed_at, 2) if successor else None
+    await asyncio.sleep(max(0.0, killed_at + SYSTEMD_RESTART_S - time.monotonic()))
+    await run.children.restart(killed)
+    run.details.update(killed=killed, active_after=successor, took_over_s=took_over_s)
+
+    async def count_replayed(children: ChildProcesses) -> None:
+        ports = children.http_ports()
+        totals = await scrape_totals(
+            {successor: ports[successor]} if successor else {}, ("acd_ingest_gap_replayed_total",)
+        )
+        run.details["gap_events_replayed"] = int(totals["acd_ingest_gap_replayed_total"])
+        run.details["standby_after_restart"] = await active_ingest(children) != killed
+
+    run.before_finish.append(count_replayed)
+
+
 async def hang_link(run: FaultRun) -> None:
     """Hang the fault's link (the proxy forwards nothing and closes nothing) for the outage,
     and at least until every process behind it has said so on /ready; then let it back and
@@ -500,6 +542,7 @@ FAULTS = (
         redirect_of_a_gone_caller,
     ),
     Fault("dispatcher_killed", "SIGKILL of the dispatcher mid-dispatch, restarted", kill_dispatcher),
+    Fault("ingest_killed", "SIGKILL of the active ingest; the standby takes over", kill_active_ingest),
     Fault(
         "redis_link_hung",
         "Redis stops answering, connections left open (a black hole), then back",

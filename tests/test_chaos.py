@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from load_tests.chaos import FAULTS, SYSTEMD_RESTART_S, Fault, run_chaos, stated_detection_s
+from router.lease import INGEST_LEASE_RENEW_S, INGEST_LEASE_TTL_S
 
 # One test per fault, each on its fresh system. `--dist loadscope` keeps a class on one
 # worker: processes and servers killed or restarted in one class, links that drop or hang
@@ -25,10 +26,13 @@ KILLED_OR_RESTARTED = (
     "redis_restarted",
     "postgres_restarted",
     "dispatcher_killed",
+    "ingest_killed",
 )
 # A hung link is noticed within its stated time (docs/operations.md, Links that hang); this
 # much more is allowed for polling /ready and a busy machine.
 DETECTION_SLACK_S = 1.5
+# The take-over is seen on /metrics, polled every 50 ms beside the traffic and seven processes.
+TAKEOVER_SLACK_S = 0.5
 
 
 # Run by `acd chaos` (full and --short), but not yet part of `make test`, and why. Seen on
@@ -85,6 +89,13 @@ async def _judge(fault: Fault) -> None:
     if fault.name == "dispatcher_killed":
         # The restarted dispatcher read again what was not committed: no caller redirected twice.
         assert result["unexpected_redirects"] == 0, result
+    if fault.name == "ingest_killed":
+        # The standby took the lease within its TTL and a renewal (docs/operations.md), and
+        # the killed one, restarted, stands by.
+        details = result["details"]
+        assert details["took_over_s"] is not None, result
+        assert details["took_over_s"] <= INGEST_LEASE_TTL_S + INGEST_LEASE_RENEW_S + TAKEOVER_SLACK_S, result
+        assert details["standby_after_restart"], result
     codes = dict(result["process_exit_codes"])
     if fault.name == "asterisk_restarted":
         # Every caller the restart cut off is the router's pbx_restart too (no state
@@ -133,11 +144,12 @@ def test_the_verdict_counts_every_call_and_excuses_only_those_nobody_could_see()
 
 
 @pytest.mark.unit
-def test_the_dispatcher_is_restarted_as_its_systemd_unit_says() -> None:
+@pytest.mark.parametrize("unit", ["acd-dispatch.service", "acd-ingest@.service"])
+def test_killed_processes_are_restarted_as_their_systemd_unit_says(unit: str) -> None:
     from pathlib import Path
 
-    unit = Path(__file__).resolve().parent.parent / "deploy" / "systemd" / "acd-dispatch.service"
-    lines = unit.read_text().splitlines()
+    path = Path(__file__).resolve().parent.parent / "deploy" / "systemd" / unit
+    lines = path.read_text().splitlines()
     assert "Restart=on-failure" in lines
     assert f"RestartSec={SYSTEMD_RESTART_S:g}" in lines
 
