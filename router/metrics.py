@@ -286,7 +286,7 @@ class IngestMetrics:
         )
         self.replayed = Counter(
             "acd_ingest_gap_replayed_total",
-            "AMI events of calls that ended during a take-over's gap, published by the new active",
+            "AMI events of calls that arrived or ended during a take-over's gap, published by the new active",
             registry=registry,
         )
         self.held = Gauge(

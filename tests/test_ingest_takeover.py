@@ -1,6 +1,6 @@
 """An ingest of a pair, alone with fakes: the standby publishes nothing and keeps what it
 receives; on take-over it publishes, stamped with its token in a new session, the events
-of the calls that ended in the gap, then asks for a resync."""
+of the calls that arrived or ended in the gap, then asks for a resync."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ async def test_the_standby_keeps_events_and_publishes_the_gaps_ended_calls_on_ta
     assert await lease.hold() == 0 and not worker.active
     for fields in (
         event("Newchannel", "c1"),  # came and went in the gap
-        event("Newchannel", "c2"),  # still there: the resync lists it
+        event("Newchannel", "c2"),  # there before the gap, still there: the resync lists it
+        {"Event": "UserEvent", "UserEvent": "AcdCallQueued", "Uniqueid": "c3", "Linkedid": "c3"},
         event("AgentConnect", "c1", channel="c1-agent"),
         event("Hangup", "c1", channel="c1-agent"),  # an agent leg: not the caller hanging up
         event("Hangup", "c1"),
@@ -64,6 +65,7 @@ async def test_the_standby_keeps_events_and_publishes_the_gaps_ended_calls_on_ta
     sent = [envelope for envelope, _ in producer.sent]
     assert [(e.data["Event"], e.data["Uniqueid"]) for e in sent] == [
         ("Newchannel", "c1"),
+        ("UserEvent", "c3"),  # arrived in the gap: known before its later events come live
         ("AgentConnect", "c1-agent"),
         ("Hangup", "c1-agent"),
         ("Hangup", "c1"),

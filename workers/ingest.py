@@ -11,10 +11,11 @@ Ingest runs in pairs: both processes hold an AMI connection, one is active (hold
 ingest lease, router/lease.py) and publishes, the other is a standby that keeps the last
 ``STANDBY_LOG_S`` seconds of AMI events. The standby takes the lease within the lease's TTL
 and one renewal period of the active's death; it then starts a new session stamped with
-the lease's fencing token, publishes the events it kept of every call that ended in the gap
-(since the lease was last known held, less ``GAP_MARGIN_S``), and resynchronises (the AMI
-listing and a resync marker whose ``link_lost_at`` is the gap's start): a call that came
-and went in the gap is counted, one still there is listed.
+the lease's fencing token, publishes the events it kept of every call that entered a queue
+or ended in the gap (since the lease was last known held, less ``GAP_MARGIN_S``), and
+resynchronises (the AMI listing and a resync marker whose ``link_lost_at`` is the gap's
+start): a call that came and went in the gap is counted, one that arrived in it is known
+before its later events, one still there is listed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 from panoramisk.message import Message
 
 from router.ami.gateway import AmiGateway
-from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
+from router.ami.translate import PBX_SHUTTING_DOWN, QUEUED_USER_EVENT, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, KafkaLink, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
@@ -52,9 +53,9 @@ LIST_EVENTS_TO_SKIP = frozenset({"coreshowchannelscomplete", "queuestatuscomplet
 RECENT_S = 30.0  # real seconds of sent envelopes kept, in case the broker loses them
 MAX_HELD = 200_000  # AMI envelopes kept while Kafka refuses them (a few minutes of a big site)
 BROKER_PROBE_S = 0.25  # how often ingest checks that Kafka answers (KafkaLink)
-# A new active ingest republishes the calls that ended since the lease was last known held
-# (router.lease: Lease.held_before_until), from this much earlier: what the old active had
-# received but not yet handed to Kafka when it died.
+# A new active ingest republishes the calls that arrived or ended since the lease was last
+# known held (router.lease: Lease.held_before_until), from this much earlier: what the old
+# active had received but not yet handed to Kafka when it died.
 GAP_MARGIN_S = 1.0
 # What a standby keeps (a Redis outage deposes both: the gap is as long as the outage).
 STANDBY_LOG_S = 120.0
@@ -241,7 +242,7 @@ class IngestWorker:
             self._standby_log.popleft()
 
     async def _take_over(self, took: _TookOver) -> None:
-        """A new term: a new session stamped with the token, the gap's ended calls, a resync."""
+        """A new term: a new session stamped with the token, the gap's calls, a resync."""
         if self.lease.token != took.token:
             return  # lost again before its turn came
         logger.warning("ingest active now (fencing token %d)", took.token)
@@ -254,7 +255,7 @@ class IngestWorker:
         self._blocked_keys.clear()
         self.metrics.takeovers.inc()
         gap_start = self.lease.held_before_until - GAP_MARGIN_S
-        replay = _ended_calls_events([e for e in self._standby_log if e.received >= gap_start])
+        replay = _gap_calls_events([e for e in self._standby_log if e.received >= gap_start])
         self._standby_log.clear()
         for logged in replay:
             await self._publish(logged.fields, logged.at)
@@ -492,13 +493,19 @@ def _caller_hung_up(data: dict[str, Any]) -> bool:
     return fields.get("Event").lower() == "hangup" and uniqueid == (fields.get("Linkedid") or uniqueid)
 
 
-def _ended_calls_events(logged: list[_Logged]) -> list[_Logged]:
-    """The events of every call whose caller hung up among ``logged``, in order. What a
-    dead active had published of them already changes nothing twice (the stores apply a
-    call's events by its state), and what it had not is its only trace: a call that came and
-    went in the gap is in no resync listing."""
-    ended = {partition_key(e.fields) for e in logged if _caller_hung_up(e.fields)}
-    return [e for e in logged if partition_key(e.fields) in ended]
+def _gap_calls_events(logged: list[_Logged]) -> list[_Logged]:
+    """The events of every call that entered a queue or whose caller hung up among
+    ``logged``, in order: the routers may know nothing of such a call (the dead active may
+    not have sent its arrival), and a call that came and went is in no resync listing. What
+    the dead active had sent already changes nothing twice (the stores apply a call's events
+    by its state; a call known already stays as it is)."""
+    wanted = {partition_key(e.fields) for e in logged if _caller_hung_up(e.fields) or _queued(e.fields)}
+    return [e for e in logged if partition_key(e.fields) in wanted]
+
+
+def _queued(data: dict[str, Any]) -> bool:
+    fields = AmiFields(data)
+    return fields.get("Event").lower() == "userevent" and fields.get("UserEvent").lower() == QUEUED_USER_EVENT
 
 
 def _in_producer_order(envelopes: Iterable[Envelope]) -> deque[Envelope]:
