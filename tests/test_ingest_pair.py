@@ -152,3 +152,17 @@ def _queued(call_id: str, fence: int, at: float) -> Envelope:
         seq=1,
         fence=fence,
     )
+
+
+async def test_a_clean_stop_hands_the_lease_over_at_once(pipe: Pipeline) -> None:
+    """SIGTERM: the active publishes what it has queued, gives the lease up and exits 0; the
+    standby takes it at its next attempt (every renewal period), not after the TTL."""
+    [active] = await eventually(lambda: active_ones(pipe), "one ingest active")
+    [standby] = [n for n in PAIR if n != active]
+    await pipe.children.kill(active, signal.SIGTERM)
+    stopped_at = time.monotonic()
+    assert pipe.children.children[active].process.returncode == 0
+    await eventually(lambda: active_ones(pipe), "the standby active", within=5, every=0.05)
+    assert await active_ones(pipe) == [standby]
+    assert time.monotonic() - stopped_at <= INGEST_LEASE_RENEW_S + POLL_SLACK_S
+    await pipe.start(active)
