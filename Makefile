@@ -3,6 +3,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 DURATION ?= 60
 
+# Some shells (this project's sandboxes among them) export PYTHONDONTWRITEBYTECODE=1: then
+# every process compiles every module from source on each start, and pytest re-rewrites
+# the asserts of its plugins (schemathesis, hypothesis: ~450 modules) in each xdist worker.
+# Caching the bytecode makes every run after the first cheaper.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: demo test test-unit test-integration test-system lint typecheck loadtest loadtest-smoke check-install clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh

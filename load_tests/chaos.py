@@ -156,6 +156,10 @@ class FaultRun(Demo):
         self.proxy: BlackholeProxy | None = None  # in front of ``fault.link``
         self.link_watch: LinkWatch | None = None
         self.details: dict[str, Any] = {}  # what a fault reports beyond the common fields
+        # Simulated time the run saw service normal for RECOVERED_FOR_S: probes that enter
+        # later (the traffic's last moments, answered while the system shuts down) are not
+        # part of the recovery and are not judged.
+        self.recovery_seen_at: float | None = None
         # What a fault measures once the traffic is over, while the processes still run.
         self.before_finish: list[Callable[[ChildProcesses], Awaitable[None]]] = []
 
@@ -202,6 +206,7 @@ class FaultRun(Demo):
                 normal_since is not None
                 and self.clock.now() - normal_since >= RECOVERED_FOR_S * self.clock.time_scale
             ):
+                self.recovery_seen_at = self.clock.now()
                 return
             await _sleep_unless(stop, 0.25)
 
@@ -266,7 +271,8 @@ class FaultRun(Demo):
     def recovery_s(self, pbx: Pbx) -> float | None:
         """Real seconds from the fault until service is normal again: from then on every probe
         call (a queue whose agent is never busy, so a probe waits only on the routing path)
-        is answered within PROBE_OK_S. None: it never was."""
+        is answered within PROBE_OK_S, judged up to when the run saw it so for RECOVERED_FOR_S.
+        None: it never was."""
         normal_since = self.normal_since(pbx)
         if self.struck_at is None or normal_since is None:
             return None
@@ -286,10 +292,16 @@ class FaultRun(Demo):
             ),
             key=lambda c: c.entered_at,
         )
-        now = self.clock.now()
+        # Once the run has seen recovery, it is judged as of then: later probes are left out,
+        # and those still pending then may have been cut off by the traffic's end.
+        seen_at = self.recovery_seen_at
+        as_of = self.clock.now() if seen_at is None else seen_at
+        pending_ok = pending_ok or seen_at is not None
         good_since: float | None = None
         for probe in probes:
-            if probe.answered_at is None and pending_ok and now - probe.entered_at <= PROBE_OK_S:
+            if probe.entered_at > as_of:
+                break
+            if probe.answered_at is None and pending_ok and as_of - probe.entered_at <= PROBE_OK_S:
                 continue
             ok = probe.answered_at is not None and probe.answered_at - probe.entered_at <= PROBE_OK_S
             if not ok:

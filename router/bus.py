@@ -326,6 +326,22 @@ def _drop_connections(client: Any) -> None:
         connection.close(reason=CloseReason.CONNECTION_BROKEN)
 
 
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, finished even when aiokafka's fetcher trips over its own
+    cancellation: ``Fetcher.close`` awaits the fetch tasks it cancels without catching their
+    CancelledError (aio-libs/aiokafka#647, still so in 0.14), so a consumer stopped while a
+    fetch backs off from an error raised CancelledError out of ``stop()`` and left its
+    connections open. Unless this task itself is being cancelled, close the client too."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        logger.debug("aiokafka's consumer stop was cut short by a cancelled fetch; closing its client")
+        await consumer._client.close()
+
+
 API_VERSIONS = 18  # the Kafka request every broker answers, before any authentication
 RECHECK_DOWN_S = 0.25  # how often a KafkaLink asks while the broker does not answer
 PROBE_ERRORS = (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError)
@@ -695,7 +711,7 @@ class KafkaGroupReader:
 
     async def stop(self) -> None:
         self.in_group = False
-        await self._consumer.stop()
+        await _stop_consumer(self._consumer)
 
     def drop_connections(self) -> None:
         """See ``KafkaLink.track``."""
