@@ -154,8 +154,9 @@ SERVICE_UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 
 def test_there_is_a_systemd_unit_for_each_process() -> None:
     names = {path.name for path in SERVICE_UNITS}
-    assert names == {f"acd-{c}.service" for c in ("ingest", "dispatch", "collect", "record", "api")} | {
-        "acd-route@.service"
+    assert names == {f"acd-{c}.service" for c in ("dispatch", "collect", "record", "api")} | {
+        "acd-route@.service",
+        "acd-ingest@.service",  # two instances: the ingest pair
     }
     assert (DEPLOY / "systemd" / "acd.target").exists()
 
