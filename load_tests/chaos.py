@@ -71,6 +71,7 @@ TOGETHER_DWELL_S = 1.0
 # --soak: a fault every SOAK_EVERY_S, the first after SOAK_FIRST_AT_S (real seconds).
 SOAK_EVERY_S = 120.0
 SOAK_FIRST_AT_S = 30.0
+TAKEOVER_LIMIT_S = 10.0  # how long ingest_killed watches for the standby to become active
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class FaultRun(Demo):
     traffic goes on for ``args.duration`` in all. One verdict per fault, and the totals."""
 
     listed_calls = None  # every lost and mismatched call: some are excused as unobservable
+    ingests = 2  # a pair, as deployed: one active, one standby (ingest_killed kills the active)
 
     def __init__(
         self,
@@ -587,6 +589,47 @@ async def kill_dispatcher(run: FaultRun) -> None:
     run.before_finish.append(count_skipped)
 
 
+async def active_ingest(children: ChildProcesses) -> str | None:
+    """The name of the ingest process whose ``acd_ingest_active`` is 1 (None: none yet)."""
+    for name, port in children.http_ports().items():
+        if name.startswith("ingest") and children.children[name].process.returncode is None:
+            active = await scrape_totals({name: port}, ("acd_ingest_active",))
+            if active["acd_ingest_active"] == 1:
+                return name
+    return None
+
+
+async def kill_active_ingest(run: FaultRun) -> None:
+    """SIGKILL the active ingest of the pair; the standby takes the lease, publishes the calls
+    that ended in the gap and resyncs. The killed one is started again after systemd's
+    RestartSec and stands by."""
+    killed = await active_ingest(run.children)
+    if killed is None:
+        raise RuntimeError("ingest_killed: no ingest reports acd_ingest_active 1")
+    await run.children.kill(killed, signal.SIGKILL)
+    killed_at = time.monotonic()
+    successor = None
+    while successor is None and time.monotonic() - killed_at < TAKEOVER_LIMIT_S:
+        successor = await active_ingest(run.children)
+        if successor is None:
+            await asyncio.sleep(0.05)
+    took_over_s = round(time.monotonic() - killed_at, 2) if successor else None
+    await asyncio.sleep(max(0.0, killed_at + SYSTEMD_RESTART_S - time.monotonic()))
+    await run.children.restart(killed)
+    details = run.details
+    details.update(killed=killed, active_after=successor, took_over_s=took_over_s)
+    details["standby_after_restart"] = await active_ingest(run.children) != killed
+
+    async def count_replayed(children: ChildProcesses) -> None:
+        ports = children.http_ports()
+        totals = await scrape_totals(
+            {successor: ports[successor]} if successor else {}, ("acd_ingest_gap_replayed_total",)
+        )
+        details["gap_events_replayed"] = int(totals["acd_ingest_gap_replayed_total"])
+
+    run.before_finish.append(count_replayed)
+
+
 async def hang_link(run: FaultRun) -> None:
     """Hang the fault's link (the proxy forwards nothing and closes nothing) for the outage,
     and at least until every process behind it has said so on /ready; then let it back and
@@ -643,6 +686,7 @@ FAULTS = (
         redirect_of_a_gone_caller,
     ),
     Fault("dispatcher_killed", "SIGKILL of the dispatcher mid-dispatch, restarted", kill_dispatcher),
+    Fault("ingest_killed", "SIGKILL of the active ingest; the standby takes over", kill_active_ingest),
     Fault(
         "redis_link_hung",
         "Redis stops answering, connections left open (a black hole), then back",

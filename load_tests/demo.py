@@ -116,6 +116,7 @@ class Demo:
 
     observer: DemoObserver | None = None
     listed_calls: int | None = LISTED_CALLS
+    ingests = 1  # `acd ingest` processes: 2 run as a pair (one active, one standby)
 
     def __init__(self, scenario: Scenario, args: argparse.Namespace) -> None:
         self.scenario = scenario
@@ -239,6 +240,9 @@ class Demo:
         names = ["ingest", "dispatch", "collect"] + [f"route-{i + 1}" for i in range(self.args.workers)]
         if self.postgres is not None:
             names.append("record")  # last: the others keep their metrics ports
+        # The second of an ingest pair (docs/operations.md), after all the others for the same
+        # reason.
+        names += [f"ingest-{n + 2}" for n in range(self.ingests - 1)]
         base = self.args.metrics_port
         specs = []
         for index, name in enumerate(names):

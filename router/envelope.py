@@ -5,6 +5,9 @@
  "ts": 1767225600.125, "key": "call:1767225600.17", "data": {...}}
 ```
 
+Optional: ``session``, ``seq`` and ``prev`` (the producer's sequence, see ``Envelope``) and
+``fence`` (the fencing token of the active ingest of a pair).
+
 ``ts`` is the simulated time (see router.clock) at which the producer saw the fact;
 ``key`` is also the Kafka message key, so every event of one call or one agent lands, in
 order, on one partition. Readers accept any ``v`` up to ``ENVELOPE_VERSION`` and reject
@@ -55,6 +58,10 @@ class Envelope:
     # ``seq`` of the previous envelope with the same ``key`` in this session (None for the
     # first): a consumer that has not seen that one knows an earlier event is still missing.
     prev: int | None = None
+    # The fencing token of the producer's lease (router/lease.py) when it writes as one of a
+    # pair (the active ingest): readers drop an envelope whose token is below one already
+    # seen on its partition (router/fencing.py). Optional: None for every other producer.
+    fence: int | None = None
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {
@@ -70,6 +77,8 @@ class Envelope:
             body["session"], body["seq"] = self.session, self.seq
             if self.prev is not None:
                 body["prev"] = self.prev
+        if self.fence is not None:
+            body["fence"] = self.fence
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -130,7 +139,15 @@ def _validated(body: dict[str, Any]) -> Envelope:
         session=session,
         seq=seq,
         prev=prev,
+        fence=_fence(body),
     )
+
+
+def _fence(body: dict[str, Any]) -> int | None:
+    fence = body.get("fence")
+    if fence is not None and not _counter(fence):
+        raise MalformedEventError(f"field 'fence' must be a non-negative integer, got {fence!r}")
+    return fence
 
 
 def _sequence(body: dict[str, Any]) -> tuple[int | None, int | None, int | None]:

@@ -61,6 +61,11 @@ class RoutingMetrics:
             ["result"],
             registry=registry,
         )
+        self.events_fenced = Counter(
+            "acd_events_fenced_total",
+            "AMI envelopes dropped as written by a deposed active ingest after its successor took over",
+            registry=registry,
+        )
         self.event_errors = Counter(
             "acd_event_errors_total",
             "Envelopes whose handling raised an error (sent to the dead-letter topic)",
@@ -298,6 +303,21 @@ class IngestMetrics:
         )
         self.resyncs = Counter(
             "acd_ami_resyncs_total", "Resynchronisations after (re)connect", registry=registry
+        )
+        self.active = Gauge(
+            "acd_ingest_active",
+            "1 while this ingest is the active one of its pair (holds the lease), 0 while standby",
+            registry=registry,
+        )
+        self.takeovers = Counter(
+            "acd_ingest_takeovers_total",
+            "Times this ingest became the active one (took the lease; its first start included)",
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "acd_ingest_gap_replayed_total",
+            "AMI events of calls that arrived or ended during a take-over's gap, published by the new active",
+            registry=registry,
         )
         self.held = Gauge(
             "acd_ami_events_held",

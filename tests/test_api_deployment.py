@@ -154,8 +154,9 @@ SERVICE_UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 
 def test_there_is_a_systemd_unit_for_each_process() -> None:
     names = {path.name for path in SERVICE_UNITS}
-    assert names == {f"acd-{c}.service" for c in ("ingest", "dispatch", "collect", "record", "api")} | {
-        "acd-route@.service"
+    assert names == {f"acd-{c}.service" for c in ("dispatch", "collect", "record", "api")} | {
+        "acd-route@.service",
+        "acd-ingest@.service",  # two instances: the ingest pair
     }
     assert (DEPLOY / "systemd" / "acd.target").exists()
 
@@ -335,8 +336,9 @@ def test_k8s_runs_every_process_with_real_commands_and_variables(k8s: list[dict[
                 assert ports["api"] == env["ACD_API__PORT"]
     assert set(commands.values()) == CONTAINER_COMMANDS
     by_name = {doc["metadata"]["name"]: doc for doc in workloads(k8s)}
-    assert by_name["acd-ingest"]["spec"]["replicas"] == 1
-    assert by_name["acd-ingest"]["spec"]["strategy"]["type"] == "Recreate"  # never two ingests
+    ingest = by_name["acd-ingest"]["spec"]
+    assert ingest["replicas"] == 2  # a pair: one active, one standby (the lease)
+    assert ingest["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}  # never three
     assert by_name["acd-route"]["spec"]["replicas"] > 1
 
 

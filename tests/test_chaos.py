@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from load_tests.chaos import FAULTS, SYSTEMD_RESTART_S, clean, run_chaos, stated_detection_s
+from router.lease import INGEST_LEASE_RENEW_S, INGEST_LEASE_TTL_S
 
 # Each group's faults strike one after another on one system (`acd chaos --together`): the
 # next once service has been normal again for chaos.RECOVERED_FOR_S after the one before,
@@ -26,6 +27,7 @@ PROCESSES_AND_SERVERS = (
     "redis_restarted",
     "postgres_restarted",
     "dispatcher_killed",
+    "ingest_killed",
 )
 LINKS_AND_THE_PBX = (
     "ami_link_dropped",
@@ -38,6 +40,8 @@ LINKS_AND_THE_PBX = (
 # A hung link is noticed within its stated time (docs/operations.md, Links that hang); this
 # much more is allowed for polling /ready and a busy machine.
 DETECTION_SLACK_S = 1.5
+# The take-over is seen on /metrics, polled every 50 ms beside the traffic and seven processes.
+TAKEOVER_SLACK_S = 0.5
 
 
 async def _together(names: tuple[str, ...]) -> dict[str, Any]:
@@ -93,6 +97,13 @@ def _judge(report: dict[str, Any], name: str) -> None:
     if name == "dispatcher_killed":
         # The restarted dispatcher read again what was not committed: no caller redirected twice.
         assert result["unexpected_redirects"] == 0, result
+    if name == "ingest_killed":
+        # The standby took the lease within its TTL and a renewal (docs/operations.md), and
+        # the killed one, restarted, stands by.
+        details = result["details"]
+        assert details["took_over_s"] is not None, result
+        assert details["took_over_s"] <= INGEST_LEASE_TTL_S + INGEST_LEASE_RENEW_S + TAKEOVER_SLACK_S, result
+        assert details["standby_after_restart"], result
     if name == "asterisk_restarted":
         # Every caller the restart cut off is the router's pbx_restart too (no state
         # mismatch), and ingest, the dispatcher and the workers rode it out (exit codes 0).
@@ -120,11 +131,12 @@ def test_every_fault_is_in_one_group_of_the_short_suite() -> None:
 
 
 @pytest.mark.unit
-def test_the_dispatcher_is_restarted_as_its_systemd_unit_says() -> None:
+@pytest.mark.parametrize("unit", ["acd-dispatch.service", "acd-ingest@.service"])
+def test_killed_processes_are_restarted_as_their_systemd_unit_says(unit: str) -> None:
     from pathlib import Path
 
-    unit = Path(__file__).resolve().parent.parent / "deploy" / "systemd" / "acd-dispatch.service"
-    lines = unit.read_text().splitlines()
+    path = Path(__file__).resolve().parent.parent / "deploy" / "systemd" / unit
+    lines = path.read_text().splitlines()
     assert "Restart=on-failure" in lines
     assert f"RestartSec={SYSTEMD_RESTART_S:g}" in lines
 

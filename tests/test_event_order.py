@@ -160,7 +160,7 @@ def test_prev_travels_in_the_envelope_and_is_validated() -> None:
 
 
 def test_ingest_chains_the_envelopes_of_each_call_and_agent() -> None:
-    worker = IngestWorker(AcdSettings(), None, None, IngestMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    worker = IngestWorker(AcdSettings(), None, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
     call = {"Event": "Newstate", "Uniqueid": "1.1", "Linkedid": "1.1"}
     device = {"Event": "DeviceStateChange", "Device": "PJSIP/a1", "State": "INUSE"}
     sent = [worker._envelope(fields, 1.0) for fields in (call, device, call, device, call)]

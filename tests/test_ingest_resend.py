@@ -57,7 +57,7 @@ def call_event(n: int) -> dict[str, str]:
 
 async def test_a_loss_noticed_while_a_resend_is_in_flight_drops_nothing() -> None:
     producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
     await worker._publish(call_event(1), 1.0)  # seq 1, call 1: acknowledged
     producer.settle()
     worker._topics_lost(["acd.ami.events.v1"])  # the broker lost it: held again, call 1 blocked
@@ -96,7 +96,7 @@ async def test_while_kafka_is_unreachable_everything_is_held_then_sent_in_order(
         return []
 
     monkeypatch.setattr("workers.ingest.ensure_topics", ensure_topics)
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
 
     async def broker_answers() -> bool:  # the probe (KafkaLink) asks the same "broker"
         return producer.reachable
@@ -132,7 +132,7 @@ async def test_a_resend_refused_at_once_keeps_everything_held_in_order(
     as with a broker that stopped answering): the resend reports failure and tries again
     later; ingest does not stop."""
     producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
     for n in (1, 2, 3):
         await worker._publish(call_event(n), 1.0)
     producer.settle(refuse={1, 2, 3})  # Kafka refused them: held

@@ -81,7 +81,7 @@ async def test_a_failing_operation_fails_alone(redis: Redis) -> None:
     good = store.scripts.run("lease", "timer_lease", "w1", 1000)
     bad = store.scripts.run("candidates", "this is not JSON", 1, "[]", 10)
     answers = await asyncio.gather(good, bad, return_exceptions=True)
-    assert answers[0] == 1
+    assert answers[0] > 0  # the lease's fencing token
     assert isinstance(answers[1], ScriptFailedError) and "candidates" in str(answers[1])
     assert store.scripts.round_trips == 1
 

@@ -6,6 +6,16 @@ every live channel (CoreShowChannels) and roster member (QueueStatus) and publis
 listing plus a resync marker, so that routing workers learn what happened during a gap.
 While Kafka is unreachable it writes nothing (not even what the client buffered) and holds
 every envelope, to resend them in order once the broker is back with its topics.
+
+Ingest runs in pairs: both processes hold an AMI connection, one is active (holds the
+ingest lease, router/lease.py) and publishes, the other is a standby that keeps the last
+``STANDBY_LOG_S`` seconds of AMI events. The standby takes the lease within the lease's TTL
+and one renewal period of the active's death; it then starts a new session stamped with
+the lease's fencing token, publishes the events it kept of every call that entered a queue
+or ended in the gap (since the lease was last known held, less ``GAP_MARGIN_S``), and
+resynchronises (the AMI listing and a resync marker whose ``link_lost_at`` is the gap's
+start): a call that came and went in the gap is counted, one that arrived in it is known
+before its later events, one still there is listed.
 """
 
 from __future__ import annotations
@@ -13,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -22,13 +35,15 @@ from typing import Any
 from panoramisk.message import Message
 
 from router.ami.gateway import AmiGateway
-from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
+from router.ami.translate import PBX_SHUTTING_DOWN, QUEUED_USER_EVENT, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, KafkaLink, TopicGuardian, Topics, ensure_topics
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
 from router.errors import AcdError, AmiError, BrokerUnavailableError
+from router.lease import INGEST_LEASE, Lease
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
+from router.store import RedisLeaseStore
 from workers.lifecycle import Component, ProcessContext, process_main
 from workers.runtime import wait_or_stop
 
@@ -38,6 +53,13 @@ LIST_EVENTS_TO_SKIP = frozenset({"coreshowchannelscomplete", "queuestatuscomplet
 RECENT_S = 30.0  # real seconds of sent envelopes kept, in case the broker loses them
 MAX_HELD = 200_000  # AMI envelopes kept while Kafka refuses them (a few minutes of a big site)
 BROKER_PROBE_S = 0.25  # how often ingest checks that Kafka answers (KafkaLink)
+# A new active ingest republishes the calls that arrived or ended since the lease was last
+# known held (router.lease: Lease.held_before_until), from this much earlier: what the old
+# active had received but not yet handed to Kafka when it died.
+GAP_MARGIN_S = 1.0
+# What a standby keeps (a Redis outage deposes both: the gap is as long as the outage).
+STANDBY_LOG_S = 120.0
+STANDBY_LOG_MAX = 200_000
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,23 @@ class _Snapshot:
     live_call_ids: list[str]
     taken_at: float
     gap: dict[str, Any]  # link_lost_at, pbx_restart: what the routers need to close the rest
+
+
+@dataclass(frozen=True)
+class _TookOver:
+    """This ingest became the active one (its lease's fencing token), queued behind the
+    events received before, so that the gap's events go out ahead of later ones."""
+
+    token: int
+
+
+@dataclass(frozen=True)
+class _Logged:
+    """An AMI event a standby received (it publishes it only if it takes over)."""
+
+    received: float  # monotonic
+    at: float  # simulated clock
+    fields: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -72,6 +111,7 @@ class IngestWorker:
         producer: KafkaEnvelopeProducer,
         clock: Clock,
         metrics: IngestMetrics,
+        lease: Lease,
     ) -> None:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.kafka = settings.kafka
@@ -87,13 +127,17 @@ class IngestWorker:
         self._seq = 0
         self._chain = KeyChain()
         self._recent: deque[tuple[float, Envelope]] = deque()
-        self._inbox: asyncio.Queue[Message | _Snapshot | _ProbedHangup] = asyncio.Queue()
+        self.lease = lease
+        self._term = 0  # the fencing token of this ingest's term as the active one; 0: standby
+        self._standby_log: deque[_Logged] = deque()
+        self._inbox: asyncio.Queue[Message | _Snapshot | _ProbedHangup | _TookOver] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
         self._held: deque[Envelope] = deque()
         self._blocked_keys: set[str] = set()
         # Kafka was unreachable: everything is held until a fresh producer sees the topics.
         self._fenced = False
         self._needs_resync = asyncio.Event()
+        self._resync_at_once = False  # a take-over: no broker to let settle
         # The last moment Asterisk was seen before a gap (link lost or Event: Shutdown), and
         # whether the gap began with its shutdown: carried in the next resync envelope.
         self._link_lost_at: float | None = None
@@ -103,6 +147,7 @@ class IngestWorker:
         self.guardian = TopicGuardian(settings.kafka, self.topics.all(), self._topics_lost, sentinel=sentinel)
         metrics.connected.set_function(lambda: float(self.gateway.connected))
         metrics.held.set_function(lambda: float(len(self._held)))
+        metrics.active.set_function(lambda: float(self.active))
 
     def component(self) -> Component:
         """The pump publishes what is queued at stop; the rest just stops."""
@@ -113,8 +158,21 @@ class IngestWorker:
                 self._resync_when_needed,
                 self._watch_broker,
                 lambda stop: self.guardian.run(),
+                lambda stop: self.lease.keep(self._lease_changed),
             ],
         )
+
+    @property
+    def active(self) -> bool:
+        """This ingest publishes: it holds the lease, in the term it took over in."""
+        return self._term > 0 and self.lease.token == self._term
+
+    def _lease_changed(self, token: int) -> None:
+        if token:
+            self._inbox.put_nowait(_TookOver(token))
+        elif self._term:
+            logger.warning("ingest lease lost (fencing token %d): standing by", self._term)
+            self._term = 0
 
     @property
     def broker_ok(self) -> bool:
@@ -156,12 +214,57 @@ class IngestWorker:
                 item = await asyncio.wait_for(self._inbox.get(), 0.2)
             except TimeoutError:
                 continue
-            if isinstance(item, _Snapshot):
-                await self._publish_snapshot(item)
+            if isinstance(item, _TookOver):
+                await self._take_over(item)
+            elif isinstance(item, _Snapshot):
+                if self.active:
+                    await self._publish_snapshot(item)
             else:
                 self.metrics.events.inc()
-                await self._publish(await self._fields_of(item), self.clock.now())
+                await self._handle(await self._fields_of(item), self.clock.now())
         await self.producer.flush()
+
+    async def _handle(self, fields: dict[str, Any], at: float) -> None:
+        """The active publishes; a standby keeps the last STANDBY_LOG_S seconds of events."""
+        if self.active:
+            await self._publish(fields, at)
+            return
+        if self._term:
+            # The term ran out before a renewal came back: a renewal begins a new one
+            # (Lease.keep), which publishes what this one keeps from now on.
+            logger.warning("ingest lease lapsed (fencing token %d): standing by", self._term)
+            self._term = 0
+        now = time.monotonic()
+        self._standby_log.append(_Logged(now, at, fields))
+        while self._standby_log and (
+            now - self._standby_log[0].received > STANDBY_LOG_S or len(self._standby_log) > STANDBY_LOG_MAX
+        ):
+            self._standby_log.popleft()
+
+    async def _take_over(self, took: _TookOver) -> None:
+        """A new term: a new session stamped with the token, the gap's calls, a resync."""
+        if self.lease.token != took.token:
+            return  # lost again before its turn came
+        logger.warning("ingest active now (fencing token %d)", took.token)
+        self._term = took.token
+        # Sessions order envelopes across terms (router.sequencing, the stores' watermarks).
+        self._session = max(int(time.time() * 1000), self._session + 1)
+        self._seq, self._chain = 0, KeyChain()
+        self._recent.clear()
+        self._held.clear()
+        self._blocked_keys.clear()
+        self.metrics.takeovers.inc()
+        gap_start = self.lease.held_before_until - GAP_MARGIN_S
+        replay = _gap_calls_events([e for e in self._standby_log if e.received >= gap_start])
+        self._standby_log.clear()
+        for logged in replay:
+            await self._publish(logged.fields, logged.at)
+        self.metrics.replayed.inc(len(replay))
+        if gap_start > -math.inf:
+            gap_start_at = self.clock.now() - (time.monotonic() - gap_start) * self.clock.time_scale
+            self._link_lost_at = min(self._link_lost_at or gap_start_at, gap_start_at)
+        self._resync_at_once = True
+        self._needs_resync.set()
 
     async def _fields_of(self, item: Message | _ProbedHangup) -> dict[str, Any]:
         if isinstance(item, _ProbedHangup):
@@ -182,6 +285,7 @@ class IngestWorker:
             session=self._session,
             seq=self._seq,
             prev=self._chain.link(key, self._seq),
+            fence=self._term or None,
             source=self.source,
             ts=at,
             key=key,
@@ -369,7 +473,9 @@ class IngestWorker:
             while not self.gateway.connected:
                 if await wait_or_stop(stop, 0.5):
                     return
-            await wait_or_stop(stop, 1.0)  # let a recovering broker settle
+            if not self._resync_at_once:
+                await wait_or_stop(stop, 1.0)  # let a recovering broker settle
+            self._resync_at_once = False
             # First what happened (late, but in order per call and agent), then the listing.
             while not await self._resend_held():
                 if await wait_or_stop(stop, 1.0):
@@ -378,9 +484,28 @@ class IngestWorker:
 
 
 def _is_caller_hangup(message: Message) -> bool:
-    fields = AmiFields(message_fields(message))
+    return _caller_hung_up(message_fields(message))
+
+
+def _caller_hung_up(data: dict[str, Any]) -> bool:
+    fields = AmiFields(data)
     uniqueid = fields.get("Uniqueid")
     return fields.get("Event").lower() == "hangup" and uniqueid == (fields.get("Linkedid") or uniqueid)
+
+
+def _gap_calls_events(logged: list[_Logged]) -> list[_Logged]:
+    """The events of every call that entered a queue or whose caller hung up among
+    ``logged``, in order: the routers may know nothing of such a call (the dead active may
+    not have sent its arrival), and a call that came and went is in no resync listing. What
+    the dead active had sent already changes nothing twice (the stores apply a call's events
+    by its state; a call known already stays as it is)."""
+    wanted = {partition_key(e.fields) for e in logged if _caller_hung_up(e.fields) or _queued(e.fields)}
+    return [e for e in logged if partition_key(e.fields) in wanted]
+
+
+def _queued(data: dict[str, Any]) -> bool:
+    fields = AmiFields(data)
+    return fields.get("Event").lower() == "userevent" and fields.get("UserEvent").lower() == QUEUED_USER_EVENT
 
 
 def _in_producer_order(envelopes: Iterable[Envelope]) -> deque[Envelope]:
@@ -398,14 +523,20 @@ def _list_events(response: Any) -> list[Message]:
 
 
 async def open_ingest(ctx: ProcessContext) -> Component:
-    """The topics, the producer, then AMI; ready while Kafka takes envelopes and Asterisk is
-    logged in and not shutting down."""
+    """The topics, Redis (the lease), the producer, then AMI; ready while Kafka takes
+    envelopes, Redis answers and Asterisk is logged in and not shutting down, as the active
+    one or as the standby (``acd_ingest_active`` says which)."""
     settings = ctx.settings
     metrics = IngestMetrics(ctx.registry)
     await ensure_topics(settings.kafka, Topics(settings.kafka.topic_prefix).all())
+    redis = await ctx.redis()
     producer = KafkaEnvelopeProducer(settings.kafka)
     await ctx.open(producer.start, producer.stop)
-    worker = IngestWorker(settings, producer, ctx.clock, metrics)
+    owner = f"ingest-{socket.gethostname()}-{os.getpid()}"
+    lease = Lease(RedisLeaseStore(redis, settings.site), INGEST_LEASE, owner)
+    # Given up after the pump has published what was queued (a clean stop hands over at once).
+    ctx.stack.push_async_callback(lease.release)
+    worker = IngestWorker(settings, producer, ctx.clock, metrics, lease)
     ctx.stack.push_async_callback(_close_quietly, worker.gateway)
     ctx.link("kafka", lambda: worker.broker_ok)
     ctx.link("ami", lambda: worker.gateway.ready)

@@ -34,12 +34,20 @@ from router.context import RoutingContext
 from router.engine import RoutingEngine
 from router.envelope import Envelope, decode
 from router.errors import AcdError, BrokerUnavailableError, ConfigError, MalformedEventError
+from router.fencing import FenceGate
 from router.inbound import domain_event
 from router.live_config import LiveConfig
 from router.metrics import RelayMetrics, RoutingMetrics
 from router.sequencing import KeySequencer
 from router.settings import AcdSettings
-from router.store import Position, RedisChainStore, RedisRoutingStore, RedisTimerStore, shared_scripts
+from router.store import (
+    Position,
+    RedisChainStore,
+    RedisFenceStore,
+    RedisRoutingStore,
+    RedisTimerStore,
+    shared_scripts,
+)
 from router.store.outbox import RedisOutboxStore
 from workers.lifecycle import Component, ProcessContext, Task, process_main
 from workers.relay import RecordRelay
@@ -145,12 +153,14 @@ class RoutingWorker:
         sink: KafkaCommandSink,
         metrics: RoutingMetrics,
         sequencer: KeySequencer[Consumed],
+        fences: FenceGate,
         relay: RecordRelay,
     ) -> None:
         self.settings = settings
         self.relay = relay
         self.engine = engine
         self.sequencer = sequencer
+        self.fences = fences
         self.reader = reader
         self.producer = producer
         self.sink = sink
@@ -260,10 +270,24 @@ class RoutingWorker:
         except MalformedEventError as exc:
             await self._malformed(message, exc)
             return
+        if not await self._fenced_in(envelope, message):
+            self.metrics.events_fenced.inc()
+            logger.warning("envelope %s of a deposed ingest (token %s) dropped", envelope.id, envelope.fence)
+            return
         if not await self._admit(envelope, message):
             self.metrics.events_reordered.labels(result="held_back").inc()
             return
         await self._apply_in_line(envelope, message, stop)
+
+    async def _fenced_in(self, envelope: Envelope, message: Consumed) -> bool:
+        """False: written by a deposed active ingest after its successor took over."""
+        try:
+            return await self.fences.admit(message.part, message.offset, envelope.fence)
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
+            logger.warning("fencing token of %s not checked (Redis unavailable: %s)", envelope.id, exc)
+            return True
 
     async def _admit(self, envelope: Envelope, message: Consumed) -> bool:
         try:
@@ -407,11 +431,12 @@ async def open_routing(ctx: ProcessContext) -> Component:
     producer = KafkaEnvelopeProducer(settings.kafka)
     await ctx.open(producer.start, producer.stop)
     sequencer: KeySequencer[Consumed] = KeySequencer(RedisChainStore(redis, settings.site))
+    fences = FenceGate(RedisFenceStore(redis, settings.site))
     reader = KafkaGroupReader(
         settings.kafka,
         [topics.ami_events, topics.routing_outcomes],
         settings.kafka.consumer_group,
-        on_assigned=lambda: _forget_order(sequencer, metrics),
+        on_assigned=lambda: _forget_order(sequencer, fences, metrics),
     )
     await ctx.open(reader.start, reader.stop)
     broker = ctx.kafka(producer, reader)
@@ -436,13 +461,16 @@ async def open_routing(ctx: ProcessContext) -> Component:
         sink=sink,
         metrics=metrics,
         sequencer=sequencer,
+        fences=fences,
         relay=relay,
     )
     return worker.component()
 
 
-def _forget_order(sequencer: KeySequencer[Consumed], metrics: RoutingMetrics) -> None:
-    """Partitions moved: what this worker knew of their keys' order may be stale now."""
+def _forget_order(sequencer: KeySequencer[Consumed], fences: FenceGate, metrics: RoutingMetrics) -> None:
+    """Partitions moved: what this worker knew of their keys' order and fencing marks may
+    be stale now."""
+    fences.forget()
     dropped = sequencer.forget()
     if dropped:
         metrics.events_reordered.labels(result="reread_after_rebalance").inc(dropped)

@@ -3,6 +3,7 @@
 from router.store.base import RedisSiteStore, shared_scripts
 from router.store.callbacks import RedisCallbackStore
 from router.store.chains import RedisChainStore
+from router.store.fences import RedisFenceStore
 from router.store.keys import Keys
 from router.store.params import NO_POSITION, NewCall, OverflowMove, Position, ResyncGap
 from router.store.redis_store import RedisStateStore
@@ -20,6 +21,7 @@ __all__ = [
     "Position",
     "RedisCallbackStore",
     "RedisChainStore",
+    "RedisFenceStore",
     "RedisLeaseStore",
     "RedisReportStore",
     "RedisRoutingStore",

@@ -28,6 +28,9 @@ class Keys:
         self.decisions = self.prefix + "decisions"
         self.timer_lease = self.prefix + "timer_lease"
         self.collector_lease = self.prefix + "collector_lease"
+        self.ingest_lease = self.prefix + "ingest_lease"
+        # Per partition of AMI events: the highest ingest fencing token seen (router/fencing.py).
+        self.fence_marks = self.prefix + "fence_marks"
         self.round_robin = self.prefix + "rr"
         # Supervisors' schedule overrides (router/schedule.py): queue -> JSON.
         self.schedule_overrides = self.prefix + "schedule_override"

@@ -18,13 +18,23 @@ from router.store.replies import ClosedCall, ResyncListing, WrapUpEnded, timers_
 
 @translates_redis_errors
 class RedisLeaseStore(RedisSiteStore):
-    """Named leases: one holder at a time (the timer runner, the state collector)."""
+    """Named leases: one holder at a time (the active ingest, the timer runner, the state
+    collector); router/lease.py keeps one held."""
 
-    SCRIPTS: ClassVar[tuple[str, ...]] = ("lease",)
+    SCRIPTS: ClassVar[tuple[str, ...]] = ("lease", "lease_release")
 
     async def hold_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Take or keep the lease ``name`` for ``owner``; False while someone else holds it."""
-        return bool(await self._run("lease", name, owner, int(ttl_s * 1000)))
+        return bool(await self.fenced_lease(name, owner, ttl_s))
+
+    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
+        """Take or keep the lease ``name`` for ``owner``: its fencing token (raised each time
+        the lease changes hands), or 0 while someone else holds it."""
+        return int(await self._run("lease", name, owner, int(ttl_s * 1000)))
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give the lease up if ``owner`` holds it (a clean stop: no wait for the TTL)."""
+        return bool(await self._run("lease_release", name, owner))
 
 
 @translates_redis_errors

@@ -1,0 +1,98 @@
+"""An ingest of a pair, alone with fakes: the standby publishes nothing and keeps what it
+receives; on take-over it publishes, stamped with its token in a new session, the events
+of the calls that arrived or ended in the gap, then asks for a resync."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry
+
+from router.clock import ScaledClock
+from router.lease import Lease
+from router.metrics import IngestMetrics
+from router.settings import AcdSettings
+from workers.ingest import IngestWorker, _TookOver
+
+from .test_ingest_resend import ControlledProducer
+
+
+class FakeLeaseStore:
+    def __init__(self) -> None:
+        self.holder = ""
+        self.fence = 0
+
+    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
+        if self.holder in ("", owner):
+            if self.holder != owner:
+                self.holder, self.fence = owner, self.fence + 1
+            return self.fence
+        return 0
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        self.holder = "" if self.holder == owner else self.holder
+        return True
+
+
+def event(name: str, call: str, channel: str = "") -> dict[str, str]:
+    return {"Event": name, "Uniqueid": channel or call, "Linkedid": call}
+
+
+async def test_the_standby_keeps_events_and_publishes_the_gaps_ended_calls_on_take_over() -> None:
+    store = FakeLeaseStore()
+    store.holder, store.fence = "the-other", 4
+    lease = Lease(store, "ingest_lease", "me", ttl_s=30, renew_s=1)
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    assert await lease.hold() == 0 and not worker.active
+    for fields in (
+        event("Newchannel", "c1"),  # came and went in the gap
+        event("Newchannel", "c2"),  # there before the gap, still there: the resync lists it
+        {"Event": "UserEvent", "UserEvent": "AcdCallQueued", "Uniqueid": "c3", "Linkedid": "c3"},
+        event("AgentConnect", "c1", channel="c1-agent"),
+        event("Hangup", "c1", channel="c1-agent"),  # an agent leg: not the caller hanging up
+        event("Hangup", "c1"),
+    ):
+        await worker._handle(fields, 1.0)
+    assert producer.sent == []
+
+    store.holder = ""  # the active died, its key expired
+    token = await lease.hold()
+    assert token == 5 and lease.held_before_until > -math.inf
+    old_session = worker._session
+    await worker._take_over(_TookOver(token))
+    assert worker.active
+    sent = [envelope for envelope, _ in producer.sent]
+    assert [(e.data["Event"], e.data["Uniqueid"]) for e in sent] == [
+        ("Newchannel", "c1"),
+        ("UserEvent", "c3"),  # arrived in the gap: known before its later events come live
+        ("AgentConnect", "c1-agent"),
+        ("Hangup", "c1-agent"),
+        ("Hangup", "c1"),
+    ]
+    assert {e.fence for e in sent} == {5} and {e.session for e in sent} == {worker._session}
+    assert worker._session > old_session
+    assert worker._needs_resync.is_set() and worker._link_lost_at is not None
+
+    await worker._handle(event("Hangup", "c2"), 2.0)  # live now
+    assert producer.sent[-1][0].data["Uniqueid"] == "c2" and producer.sent[-1][0].fence == 5
+
+
+async def test_an_active_whose_term_ran_out_stands_by_until_a_new_term() -> None:
+    now = [100.0]
+    lease = Lease(FakeLeaseStore(), "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    await worker._take_over(_TookOver(await lease.hold()))
+    await worker._handle(event("Newchannel", "c1"), 1.0)
+    assert len(producer.sent) == 1
+    now[0] += 2.0  # no renewal came back: deposed on its own clock
+    await worker._handle(event("Hangup", "c1"), 2.0)
+    assert len(producer.sent) == 1 and not worker.active and worker._term == 0
+    # A renewal (the same token: nobody took it meanwhile) begins a new term, in a new
+    # session, that publishes what came during the lapse.
+    token = await lease.hold()
+    await worker._take_over(_TookOver(token))
+    [(first, _), (hangup, _)] = producer.sent
+    assert hangup.data["Event"] == "Hangup" and hangup.session is not None
+    assert first.session is not None and hangup.session > first.session
