@@ -424,9 +424,11 @@ class FaultRun(Demo):
         for probe in probes:
             if probe.entered_at > as_of:
                 break
-            if probe.answered_at is None and pending_ok and as_of - probe.entered_at <= PROBE_OK_S:
+            # An answer after ``as_of`` is not known as of then (the next fault may delay it).
+            answered_at = probe.answered_at if probe.answered_at is not None and probe.answered_at <= as_of else None
+            if answered_at is None and pending_ok and as_of - probe.entered_at <= PROBE_OK_S:
                 continue
-            ok = probe.answered_at is not None and probe.answered_at - probe.entered_at <= PROBE_OK_S
+            ok = answered_at is not None and answered_at - probe.entered_at <= PROBE_OK_S
             if not ok:
                 good_since = None
             elif good_since is None:
@@ -779,7 +781,10 @@ async def run_chaos(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, 
         return await _timed(soak_run(scenario, settings, args, faults), stop)
     if getattr(args, "together", False):
         together = FaultRun(scenario, settings, faults, fault_at_s=settings.fault_at_s, dwell_s=TOGETHER_DWELL_S)
-        return await _timed(together, stop)
+        report = await _timed(together, stop)
+        for result in report["faults"]:
+            print(json.dumps(result), file=sys.stderr, flush=True)
+        return report
     results = []
     for fault in faults:
         if stop.is_set():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -83,41 +84,43 @@ def _judge(report: dict[str, Any], name: str) -> None:
     """One fault's share of its group's run."""
     fault = next(f for f in FAULTS if f.name == name)
     result = next(f for f in report["faults"] if f["name"] == name)
-    assert result["calls"] > 20, result
-    assert result["lost"] == 0, result
-    assert result["double_assigned"] == 0, result
-    assert result["state_mismatches"] == 0, result
-    assert result["records_missing"] == 0, result  # every ended call reached PostgreSQL
-    assert result["recovery_s"] is not None, result
+    shown = json.dumps(result)  # whole, where pytest would cut a dict short
+    assert result["calls"] > 20, shown
+    assert result["lost"] == 0, shown
+    assert result["double_assigned"] == 0, shown
+    assert result["state_mismatches"] == 0, shown
+    assert result["records_missing"] == 0, shown  # every ended call reached PostgreSQL
+    assert result["recovery_s"] is not None, shown
     if fault.link is not None:
         # Every process behind the link said so on /ready in time, and was ready again.
-        assert result["link_detected_s"] is not None, result
-        assert result["link_detected_s"] <= stated_detection_s(fault.link) + DETECTION_SLACK_S, result
-        assert result["link_ready_again_s"] is not None, result
+        assert result["link_detected_s"] is not None, shown
+        assert result["link_detected_s"] <= stated_detection_s(fault.link) + DETECTION_SLACK_S, shown
+        assert result["link_ready_again_s"] is not None, shown
     if name == "dispatcher_killed":
         # The restarted dispatcher read again what was not committed: no caller redirected twice.
-        assert result["unexpected_redirects"] == 0, result
+        assert result["unexpected_redirects"] == 0, shown
     if name == "ingest_killed":
         # The standby took the lease within its TTL and a renewal (docs/operations.md), and
         # the killed one, restarted, stands by.
         details = result["details"]
-        assert details["took_over_s"] is not None, result
-        assert details["took_over_s"] <= INGEST_LEASE_TTL_S + INGEST_LEASE_RENEW_S + TAKEOVER_SLACK_S, result
-        assert details["standby_after_restart"], result
+        assert details["took_over_s"] is not None, shown
+        assert details["took_over_s"] <= INGEST_LEASE_TTL_S + INGEST_LEASE_RENEW_S + TAKEOVER_SLACK_S, shown
+        assert details["standby_after_restart"], shown
     if name == "asterisk_restarted":
         # Every caller the restart cut off is the router's pbx_restart too (no state
         # mismatch), and ingest, the dispatcher and the workers rode it out (exit codes 0).
         assert result["ended_by_pbx_restart"] >= 1, result  # at least the caller nobody could take
     if name == "routing_worker_killed":
-        assert result["details"]["killed_exit_code"] == -9, result
+        assert result["details"]["killed_exit_code"] == -9, shown
 
 
 def _judge_totals(report: dict[str, Any]) -> None:
     totals = report["totals"]
-    assert totals["faults"] == len(report["faults"]), totals
-    assert totals["lost"] == totals["double_assigned"] == totals["state_mismatches"] == 0, totals
-    assert totals["leaked_reservations"] == 0, totals
-    assert totals["records_missing"] == 0, totals
+    shown = json.dumps(totals)
+    assert totals["faults"] == len(report["faults"]), shown
+    assert totals["lost"] == totals["double_assigned"] == totals["state_mismatches"] == 0, shown
+    assert totals["leaked_reservations"] == 0, shown
+    assert totals["records_missing"] == 0, shown
     assert clean(report)
     # Every process, the killed and restarted ones included, stopped cleanly at the end.
     codes = report["faults"][-1]["process_exit_codes"]

@@ -153,3 +153,11 @@ def test_a_soak_draws_a_fault_every_period_from_those_named() -> None:
     baseline = soak_run(scenario, chaos_settings(argparse.Namespace(short=False, keep=False)), args, faults)
     baseline.run_dir.rmdir()
     assert baseline.faults == [] and baseline.links == {"redis"}
+
+
+def test_a_probe_pending_when_recovery_was_seen_is_not_judged_by_its_late_answer(run: FaultRun) -> None:
+    # With faults together, the next fault strikes as soon as recovery is seen: a probe still
+    # ringing then is answered late because of the next fault, not this one.
+    strike = Strike(FAULTS[0], 0.0, recovery_seen_at=70.0)
+    pbx = _probes(run, 200.0, [(20.0, 22.0), (40.0, 42.0), (70.0 - PROBE_OK_S / 2, 120.0)], strike)
+    assert run.recovery_s(pbx, strike) == 1.0
