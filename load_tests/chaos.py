@@ -320,9 +320,9 @@ class FaultRun(Demo):
         ).summary()
         judged_lost = [c for c in summary["lost_call_ids"] if c in calls]
         judged_mismatched = [m for m in summary["mismatched_calls"] if m[0] in calls]
-        lost = [c for c in judged_lost if not self._unobservable(pbx, strike, c)]
+        lost = [c for c in judged_lost if not self._unobservable(pbx, c)]
         # Answered and ended while AMI was down: the router can only see that the call is gone.
-        mismatched = [m for m in judged_mismatched if not self._unobservable(pbx, strike, m[0], since_answer=True)]
+        mismatched = [m for m in judged_mismatched if not self._unobservable(pbx, m[0], since_answer=True)]
         watch = strike.link_watch
         return {
             "name": strike.fault.name,
@@ -375,14 +375,19 @@ class FaultRun(Demo):
             "traffic_s": round(self.traffic_s, 1),
         }
 
-    def _unobservable(self, pbx: Pbx, strike: Strike, call_id: str, *, since_answer: bool = False) -> bool:
-        """Arrived (or, ``since_answer``, was answered) and ended while AMI was down: no event
-        of it (of its outcome) ever existed for anyone to see."""
+    def _unobservable(self, pbx: Pbx, call_id: str, *, since_answer: bool = False) -> bool:
+        """Arrived (or, ``since_answer``, was answered) and ended while AMI was down, by this
+        fault or any other (a call that entered just before the next fault struck may live
+        out its life in that fault's blind spell): no event of it (of its outcome) ever
+        existed for anyone to see."""
         call = pbx.ledger.calls[call_id]
-        if strike.blind_until is None or call.ended_at is None:
-            return False
         began = call.answered_at if since_answer else call.entered_at
-        return began is not None and began >= strike.struck_at and call.ended_at <= strike.blind_until
+        if began is None or call.ended_at is None:
+            return False
+        return any(
+            s.blind_until is not None and began >= s.struck_at and call.ended_at <= s.blind_until
+            for s in self.strikes
+        )
 
     def _truth(self, pbx: Pbx, strike: Strike, call_id: str) -> dict[str, Any]:
         """What the phones say of a call, in real seconds relative to the fault."""

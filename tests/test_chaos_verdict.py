@@ -161,3 +161,16 @@ def test_a_probe_pending_when_recovery_was_seen_is_not_judged_by_its_late_answer
     strike = Strike(FAULTS[0], 0.0, recovery_seen_at=70.0)
     pbx = _probes(run, 200.0, [(20.0, 22.0), (40.0, 42.0), (70.0 - PROBE_OK_S / 2, 120.0)], strike)
     assert run.recovery_s(pbx, strike) == 1.0
+
+
+def test_a_call_that_lived_out_its_life_in_the_next_faults_blind_spell_is_excused(run: FaultRun) -> None:
+    """It entered just before the next fault (AMI hung) struck and was answered and ended
+    while AMI was down: its outcome existed for nobody, whichever window it entered in."""
+    first = Strike(FAULTS[0], 100.0, window_end=300.0)
+    second = Strike(FAULTS[1], 300.0, window_start=300.0, blind_until=400.0)
+    run.strikes = [first, second]
+    ledger = Ledger()
+    call = _call(ledger, "c", 299.0, 320.0, state="completed", answered_at=305.0)
+    summary = _summary([], mismatched_calls=[[call, "completed", "abandoned"]])
+    verdict = run.verdict(summary, SimpleNamespace(ledger=ledger), first)  # type: ignore[arg-type]
+    assert (verdict["state_mismatches"], verdict["outcome_unobservable"]) == (0, 1)
