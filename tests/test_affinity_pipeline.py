@@ -79,8 +79,19 @@ async def answered_by(pipe: Pipeline, queue: str, caller: str, agent_id: str, ha
         await eventually(lambda: ended(pipe, call.call_id), within=20)
 
 
+async def answered_record(pipe: Pipeline, call_id: str) -> dict[str, str]:
+    """The router's record of an answered call, once the router has applied the answer
+    (the simulator's ledger knows it first)."""
+
+    async def applied() -> bool:
+        return "answered_at" in await pipe.call_state(call_id)
+
+    await eventually(applied, within=20)
+    return await pipe.call_state(call_id)
+
+
 async def reason(pipe: Pipeline, call_id: str) -> str:
-    return (await pipe.call_state(call_id)).get("ans_reason", "")
+    return (await answered_record(pipe, call_id)).get("ans_reason", "")
 
 
 async def test_a_returning_caller_goes_to_its_last_agent_when_it_becomes_free(pipe: Pipeline) -> None:
@@ -102,7 +113,7 @@ async def test_a_returning_caller_falls_back_to_another_agent_after_the_wait(pip
     again = pipe.pbx.place_call("q-fall", caller_id="+15550000002", handle_time_s=1)
     await eventually(lambda: answered(pipe, again.call_id), within=30)
     assert offers(pipe, again.call_id) == [("f1", "ANSWER")]
-    record = await pipe.call_state(again.call_id)
+    record = await answered_record(pipe, again.call_id)
     assert float(record["answered_at"]) - float(record["entered_at"]) >= 2.0  # not before the wait
     assert record["ans_reason"].startswith("last_agent_timeout: the caller's last agent f2 was not free")
 
@@ -112,6 +123,6 @@ async def test_a_logged_out_preferred_agent_means_normal_routing_at_once(pipe: P
     call = pipe.pbx.place_call("q-crm", preferred_agent="c2", handle_time_s=1)
     await eventually(lambda: answered(pipe, call.call_id), within=20)
     assert offers(pipe, call.call_id) == [("c1", "ANSWER")]
-    record = await pipe.call_state(call.call_id)
+    record = await answered_record(pipe, call.call_id)
     assert float(record["answered_at"]) - float(record["entered_at"]) < 2.0
     assert record["ans_reason"].startswith("preferred_agent_unavailable: the preferred agent c2 is logged out")
