@@ -78,7 +78,7 @@ async def open_redis(settings: RedisSettings) -> Redis:
         except AuthenticationError as exc:
             await client.aclose()
             raise ConfigError(
-                f"Redis ({settings.target}) refused the password ({exc}): set ACD_REDIS__PASSWORD "
+                f"Redis at {settings.target} refused the password ({exc}): set ACD_REDIS__PASSWORD "
                 "or redis.password_file to the server's requirepass (the sentinels' own: "
                 "redis.sentinel_password_file)"
             ) from None
@@ -86,7 +86,7 @@ async def open_redis(settings: RedisSettings) -> Redis:
             if time.monotonic() > deadline:
                 await client.aclose()
                 raise RedisUnavailableError(
-                    f"cannot reach Redis ({settings.target}): {exc}; {_fix(settings)}"
+                    f"cannot reach Redis at {settings.target} ({exc}): {_fix(settings)}"
                 ) from None
             await asyncio.sleep(0.2)
 
