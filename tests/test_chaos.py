@@ -55,7 +55,8 @@ async def _together(names: tuple[str, ...]) -> dict[str, Any]:
 
 class TestProcessesAndServersKilledOrRestarted:
     @pytest.fixture(scope="class")
-    async def report(self) -> dict[str, Any]:
+    @classmethod
+    async def report(cls) -> dict[str, Any]:
         return await _together(PROCESSES_AND_SERVERS)
 
     @pytest.mark.parametrize("name", PROCESSES_AND_SERVERS)
@@ -68,7 +69,8 @@ class TestProcessesAndServersKilledOrRestarted:
 
 class TestLinksThatDropOrHangAndThePbx:
     @pytest.fixture(scope="class")
-    async def report(self) -> dict[str, Any]:
+    @classmethod
+    async def report(cls) -> dict[str, Any]:
         return await _together(LINKS_AND_THE_PBX)
 
     @pytest.mark.parametrize("name", LINKS_AND_THE_PBX)
@@ -81,7 +83,8 @@ class TestLinksThatDropOrHangAndThePbx:
 
 class TestRedisFailover:
     @pytest.fixture(scope="class")
-    async def report(self) -> dict[str, Any]:
+    @classmethod
+    async def report(cls) -> dict[str, Any]:
         return await _together(BEHIND_SENTINEL)
 
     @pytest.mark.parametrize("name", BEHIND_SENTINEL)
