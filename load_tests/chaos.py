@@ -39,7 +39,7 @@ from load_tests.amisim.ledger import Ledger
 from load_tests.amisim.pbx import Pbx
 from load_tests.children import ChildProcesses, Readiness, scrape_totals
 from load_tests.demo import Demo
-from load_tests.embedded import EmbeddedRedis
+from load_tests.embedded import EmbeddedRedis, EmbeddedSentinelRedis, replication
 from load_tests.proxy import BlackholeProxy
 from load_tests.scenario import Scenario, load_scenario
 from load_tests.summary import LISTED_CALLS
@@ -72,6 +72,10 @@ TOGETHER_DWELL_S = 1.0
 SOAK_EVERY_S = 120.0
 SOAK_FIRST_AT_S = 30.0
 TAKEOVER_LIMIT_S = 10.0  # how long ingest_killed watches for the standby to become active
+SENTINEL_AND_REDIS_PROXY = (
+    "acd chaos: redis_failover (Redis behind Sentinel) and redis_link_hung (Redis behind the lab's "
+    "proxy) cannot share one system: run them apart (e.g. --only redis_failover)"
+)
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,14 @@ class Fault:
     """A named fault: ``strike`` breaks something (and repairs it, when repair is part of it).
 
     ``link``: the link (redis, kafka, ami) the processes reach through a ``BlackholeProxy``
-    in this fault's run, so that ``strike`` can hang it."""
+    in this fault's run, so that ``strike`` can hang it. ``sentinel``: the run's Redis is a
+    primary, a replica and three sentinels, and the processes reach it through them."""
 
     name: str
     description: str
     strike: Callable[[FaultRun], Awaitable[None]]
     link: str | None = None
+    sentinel: bool = False
 
 
 @dataclass
@@ -188,6 +194,7 @@ class FaultRun(Demo):
         dwell_s: float = 0.0,
         every_s: float | None = None,
         links: frozenset[str] = frozenset(),
+        sentinel: bool = False,
     ) -> None:
         super().__init__(scenario, args)
         self.faults = list(faults)
@@ -195,6 +202,10 @@ class FaultRun(Demo):
         # Links the processes reach through a BlackholeProxy: those the faults hang, and
         # ``links`` (a run without faults can have the same path as one with them).
         self.links = links | {fault.link for fault in self.faults if fault.link is not None}
+        # Redis behind Sentinel: for a fault that fails it over (or as ``sentinel`` asks).
+        self.sentinel = sentinel or any(fault.sentinel for fault in self.faults)
+        if self.sentinel and "redis" in self.links:
+            raise SystemExit(SENTINEL_AND_REDIS_PROXY)
         self.strikes: list[Strike] = []
         self.store: RedisStateStore | None = None
         self.pbx: Pbx | None = None
@@ -250,9 +261,17 @@ class FaultRun(Demo):
     def records_wanted(self) -> bool:
         return True  # every fault also judges the records path: each ended call in PostgreSQL
 
-    def _redis_server(self) -> EmbeddedRedis:
-        # Every write reaches the disk before it is acknowledged: a killed Redis loses nothing.
+    def _redis_server(self) -> EmbeddedRedis | EmbeddedSentinelRedis:
+        # Every write reaches the disk before it is acknowledged: a killed Redis loses nothing
+        # (what a failover can lose is what the replica had not received yet).
+        if self.sentinel:
+            return EmbeddedSentinelRedis(self.run_dir / "redis", appendonly=True, fsync="always")
         return EmbeddedRedis(self.run_dir / "redis", appendonly=True, fsync="always")
+
+    async def redis_primary(self) -> EmbeddedRedis:
+        """The Redis server the processes write to now."""
+        server = self.redis_server
+        return await server.primary() if isinstance(server, EmbeddedSentinelRedis) else server
 
     async def _drive(
         self, traffic: TrafficGenerator, store: RedisStateStore, children: ChildProcesses, stop: asyncio.Event
@@ -500,10 +519,51 @@ async def restart_broker(run: FaultRun) -> None:
 
 
 async def restart_redis(run: FaultRun) -> None:
-    """SIGKILL redis-server, keep it down for a while, restart it from its append-only file."""
-    await run.redis_server.stop(kill=True)
+    """SIGKILL redis-server, keep it down for a while, restart it from its append-only file
+    (behind Sentinel: the primary, so that the sentinels fail it over meanwhile)."""
+    server = await run.redis_primary()
+    await server.stop(kill=True)
     await asyncio.sleep(run.args.outage_s)
-    await run.redis_server.start()
+    await server.start()
+
+
+async def fail_over_redis(run: FaultRun) -> None:
+    """SIGKILL the Redis primary; the sentinels promote the replica and every process follows
+    (redis-py asks the sentinels on each new connection). After the outage the old primary
+    comes back from its append-only file, and the sentinels make it the new one's replica.
+
+    What asynchronous replication lost: the primary's replication offset read just before
+    the kill, less what the replica had received when it was promoted (its
+    ``second_repl_offset``); writes made between that read and the kill are not counted."""
+    group = run.redis_server
+    assert isinstance(group, EmbeddedSentinelRedis)
+    old = await group.primary()
+    at_kill = await replication(old)
+    await old.stop(kill=True)
+    killed_at = time.monotonic()
+    new = await group.promoted(old)
+    promoted_after_s = time.monotonic() - killed_at
+    received = int((await replication(new)).get("second_repl_offset", "0")) - 1
+    primary_offset = int(at_kill.get("master_repl_offset", "0"))
+    run.details.update(
+        promoted_after_s=round(promoted_after_s, 2),
+        primary_offset_at_kill=primary_offset,
+        replica_offset_at_promotion=received,
+        replication_lag_bytes_at_kill=max(0, primary_offset - received),
+    )
+    await asyncio.sleep(max(0.0, run.args.outage_s - promoted_after_s))
+    await old.start()
+    restarted_at = time.monotonic()
+
+    async def old_primary_role(children: ChildProcesses) -> None:
+        # The sentinels turn it into a replica once it has answered as a primary for their
+        # failover timeout and their next INFO (every 10 s) sees it: 10-15 s after its start.
+        info = await replication(old)
+        rejoined = info.get("role") == "slave" and info.get("master_port") == str(new.port)
+        run_s = round(time.monotonic() - restarted_at, 1)
+        run.details.update(old_primary_replica_of_new=rejoined, old_primary_checked_after_s=run_s)
+
+    run.before_finish.append(old_primary_role)
 
 
 async def restart_postgres(run: FaultRun) -> None:
@@ -680,6 +740,12 @@ FAULTS = (
     Fault("routing_worker_killed", "SIGKILL of a routing worker mid-decision", kill_routing_worker),
     Fault("broker_restarted", "Kafka broker stopped and restarted (empty)", restart_broker),
     Fault("redis_restarted", "redis-server killed and restarted from its AOF", restart_redis),
+    Fault(
+        "redis_failover",
+        "Redis primary SIGKILLed, the replica promoted by Sentinel, the processes follow",
+        fail_over_redis,
+        sentinel=True,
+    ),
     Fault("postgres_restarted", "PostgreSQL killed and restarted under the recorder", restart_postgres),
     Fault("ami_link_dropped", "AMI connections cut and refused, then restored", drop_ami_link),
     Fault(
@@ -775,7 +841,22 @@ def chosen_faults(args: argparse.Namespace) -> list[Fault]:
         raise SystemExit("acd chaos: --soak already runs every fault on one system; drop --together")
     if getattr(args, "no_faults", False) and soak is None:
         raise SystemExit("acd chaos: --no-faults is the baseline of a soak; give --soak MINUTES too")
-    return [fault for fault in FAULTS if not wanted or fault.name in wanted]
+    chosen = [fault for fault in FAULTS if not wanted or fault.name in wanted]
+    if soak is None and not getattr(args, "together", False):
+        return chosen  # each fault on a system of its own
+    return one_system(chosen, named=bool(wanted))
+
+
+def one_system(faults: list[Fault], *, named: bool) -> list[Fault]:
+    """Faults for one system: Redis cannot be both behind Sentinel and behind the proxy. By
+    default the Sentinel faults are left out (said on stderr); named together, an error."""
+    sentinel = [fault.name for fault in faults if fault.sentinel]
+    if not sentinel or not any(fault.link == "redis" for fault in faults):
+        return faults
+    if named:
+        raise SystemExit(SENTINEL_AND_REDIS_PROXY)
+    print(f"acd chaos: {', '.join(sentinel)} left out ({SENTINEL_AND_REDIS_PROXY[11:]})", file=sys.stderr)
+    return [fault for fault in faults if not fault.sentinel]
 
 
 async def run_chaos(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, Any]:
@@ -821,6 +902,7 @@ def soak_run(
         fault_at_s=SOAK_FIRST_AT_S,
         every_s=args.every,
         links=links,
+        sentinel=any(f.sentinel for f in faults),
     )
 
 

@@ -29,7 +29,7 @@ from load_tests.amisim.perms import AmiUser
 from load_tests.amisim.server import AmiSimulator
 from load_tests.children import ChildProcesses, ChildSpec, scrape_totals
 from load_tests.decision_tap import ACKED_HISTOGRAM, DecisionTap, histogram_buckets, histogram_quantile
-from load_tests.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis
+from load_tests.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, EmbeddedSentinelRedis
 from load_tests.records_check import records_account
 from load_tests.run_reports import read_run_reports, table, write_run_reports
 from load_tests.scenario import Scenario, default_scenario_path, load_scenario
@@ -39,8 +39,9 @@ from router import kpi
 from router.bus import Topics
 from router.clock import ScaledClock
 from router.domain import QueueConfig
-from router.settings import KafkaSettings, PostgresSettings, load_settings
+from router.settings import KafkaSettings, PostgresSettings, RedisSettings, load_settings
 from router.store import RedisStateStore
+from router.store.connect import open_redis
 from workers.records.migrate import upgrade
 from workers.runtime import install_stop_signals
 
@@ -130,7 +131,8 @@ class Demo:
 
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
-            redis_server = await stack.enter_async_context(self._redis_server())
+            redis_server = self._redis_server()
+            await stack.enter_async_context(redis_server)
             kafka = EmbeddedKafka()
             kafka.advertised_port = await self._link(stack, "kafka", kafka.port)
             await stack.enter_async_context(kafka)
@@ -153,9 +155,8 @@ class Demo:
                 simulator,
                 children,
             )
-            redis_port = await self._link(stack, "redis", redis_server.port)
             config = self.config_path = self._write_config(
-                f"redis://127.0.0.1:{redis_port}/0",
+                await self._redis_section(stack, redis_server),
                 kafka.bootstrap_servers,
                 await self._link(stack, "ami", simulator.port),
             )
@@ -165,7 +166,7 @@ class Demo:
             await self._start_tap(stack, kafka.bootstrap_servers)
             if self.observer is not None:
                 await self.observer.started(children.http_ports())
-            redis = Redis.from_url(redis_server.url, decode_responses=True)
+            redis = await self._lab_redis(redis_server)
             stack.push_async_callback(redis.aclose)
             store = RedisStateStore(redis, "demo")
             traffic = TrafficGenerator(self.scenario, pbx, self.clock)
@@ -215,17 +216,33 @@ class Demo:
             acked_p99_ms=histogram_quantile(acked, 0.99),
         )
 
-    def _redis_server(self) -> EmbeddedRedis:
+    def _redis_server(self) -> EmbeddedRedis | EmbeddedSentinelRedis:
         return EmbeddedRedis(self.run_dir / "redis")
 
-    def _write_config(self, redis_url: str, bootstrap: str, ami_port: int) -> Path:
+    async def _redis_section(
+        self, stack: contextlib.AsyncExitStack, server: EmbeddedRedis | EmbeddedSentinelRedis
+    ) -> dict[str, Any]:
+        """The processes' ``redis`` settings: the server's URL (or the link in front of it),
+        or the sentinels that name the primary."""
+        if isinstance(server, EmbeddedSentinelRedis):
+            return server.settings()
+        return {"url": f"redis://127.0.0.1:{await self._link(stack, 'redis', server.port)}/0"}
+
+    async def _lab_redis(self, server: EmbeddedRedis | EmbeddedSentinelRedis) -> Redis:
+        """The run's own client (the referee's): to the server, or through the sentinels as
+        the processes, following a failover."""
+        if isinstance(server, EmbeddedSentinelRedis):
+            return await open_redis(RedisSettings(**server.settings()))
+        return Redis.from_url(server.url, decode_responses=True)
+
+    def _write_config(self, redis: dict[str, Any], bootstrap: str, ami_port: int) -> Path:
         config = {
             "site": "demo",
             "queues": [q.model_dump(mode="json", exclude_none=True) for q in self.scenario.queues],
             "agents": [a.model_dump(mode="json", exclude_none=True) for a in self.scenario.all_agents()],
             "ami": {"host": "127.0.0.1", "port": ami_port, "username": AMI_USER},
             "kafka": {"bootstrap_servers": bootstrap, "partitions": 6},
-            "redis": {"url": redis_url},
+            "redis": redis,
             "clock": {"time_scale": self.clock.time_scale, "epoch": self.clock.epoch},
         }
         path = self.run_dir / "acd.yaml"

@@ -31,6 +31,8 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from router.errors import AcdError
 
@@ -109,8 +111,24 @@ class _ChildServer:
         return self.proc is not None and self.proc.returncode is None
 
 
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise EmbeddedServerError(
+            "redis-server not found on PATH: run `make test` or `make demo` (they install it), "
+            "or `apt-get install redis-server`"
+        )
+    return binary
+
+
 class EmbeddedRedis(_ChildServer):
-    """``redis-server`` in ``workdir``; TCP on a free port unless ``unix_socket_only``."""
+    """``redis-server`` in ``workdir``; TCP on a free port unless ``unix_socket_only``.
+
+    ``replica_of``: the port of the primary (on loopback) it starts as a replica of. Its
+    settings go to ``workdir/redis.conf``, written at the first start: a later start reads
+    that file back, as rewritten meanwhile by Redis Sentinel (which records there whose
+    replica the server now is), so a restarted node keeps the role the sentinels gave it.
+    """
 
     def __init__(
         self,
@@ -119,12 +137,15 @@ class EmbeddedRedis(_ChildServer):
         unix_socket_only: bool = False,
         appendonly: bool = False,
         fsync: str = "everysec",
+        replica_of: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.unix_socket = workdir / "redis.sock"
         self.port = 0 if unix_socket_only else free_port()
         self.appendonly = appendonly
         self.fsync = fsync
+        self.replica_of = replica_of
+        self._config_written = False
 
     @property
     def url(self) -> str:
@@ -132,21 +153,36 @@ class EmbeddedRedis(_ChildServer):
             return f"unix://{self.unix_socket}"
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "redis.conf"
+
+    def _config(self) -> str:
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f'dir "{self.workdir}"',
+            f'unixsocket "{self.unix_socket}"',
+            'save ""',
+            "daemonize no",
+            f"appendonly {'yes' if self.appendonly else 'no'}",
+            f"appendfsync {self.fsync}",
+            "logfile redis.log",
+        ]
+        if self.replica_of is not None:
+            lines += [f"replicaof 127.0.0.1 {self.replica_of}", "replica-announce-ip 127.0.0.1"]
+        return "\n".join(lines) + "\n"
+
     async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise EmbeddedServerError(
-                "redis-server not found on PATH: run `make test` or `make demo` (they install it), "
-                "or `apt-get install redis-server`"
-            )
+        binary = redis_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.unix_socket.unlink(missing_ok=True)  # left behind by a killed server
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
-        args += ["--unixsocket", str(self.unix_socket), "--save", "", "--daemonize", "no"]
-        args += ["--appendonly", "yes" if self.appendonly else "no", "--logfile", "redis.log"]
-        args += ["--appendfsync", self.fsync]
+        if not self._config_written:
+            self.config_file.write_text(self._config())
+            self._config_written = True
         self.proc = await asyncio.create_subprocess_exec(
-            *args, stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent, start_new_session=True
+            binary, str(self.config_file), stdout=DEVNULL, stderr=DEVNULL, preexec_fn=die_with_parent,
+            start_new_session=True,
         )
         await self._wait_ready()
 
@@ -179,6 +215,195 @@ class EmbeddedRedis(_ChildServer):
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+class EmbeddedSentinel(_ChildServer):
+    """``redis-server --sentinel`` on a free loopback port, monitoring the primary on
+    ``primary_port`` as ``master_name``. Sentinel rewrites its configuration file as it learns
+    (the replicas, the other sentinels, a promotion), so the file is its own, in ``workdir``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        primary_port: int,
+        *,
+        master_name: str,
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+    ) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.primary_port = primary_port
+        self.master_name = master_name
+        self.quorum, self.down_after_ms, self.failover_timeout_ms = quorum, down_after_ms, failover_timeout_ms
+        self._config_written = False
+
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "sentinel.conf"
+
+    def _config(self) -> str:
+        name = self.master_name
+        return "\n".join(
+            [
+                f"port {self.port}",
+                "bind 127.0.0.1",
+                f'dir "{self.workdir}"',
+                "daemonize no",
+                "logfile sentinel.log",
+                f"sentinel monitor {name} 127.0.0.1 {self.primary_port} {self.quorum}",
+                f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+                f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+                f"sentinel parallel-syncs {name} 1",
+                "",
+            ]
+        )
+
+    async def start(self) -> None:
+        binary = redis_binary()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self._config_written:
+            self.config_file.write_text(self._config())
+            self._config_written = True
+        self.proc = await asyncio.create_subprocess_exec(
+            binary, str(self.config_file), "--sentinel", stdout=DEVNULL, stderr=DEVNULL,
+            preexec_fn=die_with_parent, start_new_session=True,
+        )
+        await wait_for_port("127.0.0.1", self.port, 10.0, self.proc, "redis-server --sentinel")
+
+    def client(self) -> Redis:
+        return Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=1.0)
+
+
+class EmbeddedSentinelRedis:
+    """A primary, a replica and ``sentinels`` Redis Sentinels (quorum 2), all on free loopback
+    ports under ``workdir``: the smallest set-up that fails over. A primary not answering
+    for ``down_after_ms`` is down; the sentinels then promote the replica (a few seconds)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        master_name: str = "acd",
+        appendonly: bool = False,
+        fsync: str = "everysec",
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        sentinels: int = 3,
+    ) -> None:
+        self.master_name = master_name
+        primary = EmbeddedRedis(workdir / "redis-a", appendonly=appendonly, fsync=fsync)
+        replica = EmbeddedRedis(workdir / "redis-b", appendonly=appendonly, fsync=fsync, replica_of=primary.port)
+        self.nodes = [primary, replica]
+        self.sentinels = [
+            EmbeddedSentinel(
+                workdir / f"sentinel-{i + 1}",
+                primary.port,
+                master_name=master_name,
+                down_after_ms=down_after_ms,
+                failover_timeout_ms=failover_timeout_ms,
+            )
+            for i in range(sentinels)
+        ]
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        """Every server started, the replica in sync, and every sentinel aware of the replica
+        and of the other sentinels (before that, a failover could not happen)."""
+        for node in self.nodes:
+            await node.start()
+        for sentinel in self.sentinels:
+            await sentinel.start()
+        await asyncio.wait_for(self._settled(), timeout_s)
+
+    async def stop(self) -> None:
+        for server in [*self.sentinels, *self.nodes]:
+            await server.stop()
+
+    @property
+    def sentinel_addresses(self) -> tuple[str, ...]:
+        return tuple(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """The ``redis`` section of a configuration that reaches this set-up through its sentinels."""
+        section: dict[str, Any] = {
+            "url": "redis://127.0.0.1/0",
+            "sentinels": list(self.sentinel_addresses),
+            "sentinel_master": self.master_name,
+        }
+        return section | overrides
+
+    async def primary(self) -> EmbeddedRedis:
+        """The node the sentinels name as primary now."""
+        port = await self._named_primary_port()
+        return next(node for node in self.nodes if node.port == port)
+
+    async def _named_primary_port(self) -> int:
+        errors = []
+        for sentinel in self.sentinels:
+            if not sentinel.running:
+                continue
+            client = sentinel.client()
+            try:
+                answer: Any = await client.sentinel_get_master_addr_by_name(self.master_name)
+                return int(answer[1])
+            except (OSError, RedisError) as exc:
+                errors.append(str(exc))
+            finally:
+                await client.aclose()
+        raise EmbeddedServerError(f"no sentinel named a primary for {self.master_name}: {errors}")
+
+    async def promoted(self, old: EmbeddedRedis, timeout_s: float = 30.0) -> EmbeddedRedis:
+        """Once the sentinels name a node other than ``old`` and it says it is a primary."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            with contextlib.suppress(EmbeddedServerError):
+                node = await self.primary()
+                if node is not old and (await replication(node)).get("role") == "master":
+                    return node
+            await asyncio.sleep(0.05)
+        raise EmbeddedServerError(f"no replica was promoted within {timeout_s}s of {old.url} going down")
+
+    async def _settled(self) -> None:
+        others = len(self.sentinels) - 1
+        while True:
+            ready = (await replication(self.nodes[1])).get("master_link_status") == "up"
+            for sentinel in self.sentinels if ready else ():
+                client = sentinel.client()
+                try:
+                    state: Any = await client.sentinel_master(self.master_name)
+                finally:
+                    await client.aclose()
+                ready = ready and int(state["num-slaves"]) >= 1 and int(state["num-other-sentinels"]) >= others
+            if ready:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def replication(node: EmbeddedRedis) -> dict[str, str]:
+    """``INFO replication`` of ``node`` (over its Unix socket); empty when it does not answer."""
+    client = Redis(unix_socket_path=str(node.unix_socket), decode_responses=True, socket_timeout=1.0)
+    try:
+        info = await client.info("replication")
+    except (OSError, RedisError):
+        return {}
+    finally:
+        await client.aclose()
+    return {key: str(value) for key, value in info.items()}
 
 
 class EmbeddedKafka(_ChildServer):

@@ -118,12 +118,35 @@ class KafkaSettings(Frozen):
         return self
 
 
+SENTINEL_ADDRESS = re.compile(r"^(?P<host>[^\s:]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})$")
+
+
 class RedisSettings(Frozen):
-    """Where call and agent state lives."""
+    """Where call and agent state lives: one Redis at ``url``, or the primary that Redis
+    Sentinel names (``sentinels``, ``sentinel_master``), followed through a failover."""
 
     url: str = "redis://127.0.0.1:6379/0"
     password: SecretStr | None = None
     password_file: Path | None = None
+    sentinels: tuple[str, ...] = Field(
+        default=(),
+        description="Sentinel addresses `host:port` (26379 is Sentinel's port); given: every process asks "
+        "them for the primary and follows a failover, and `url` only gives the database number, user, "
+        "password and `rediss://` (TLS), its host and port unused",
+    )
+    sentinel_master: str = Field(
+        default="mymaster",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="the name the sentinels monitor the primary under (`sentinel monitor <name> ...`)",
+    )
+    sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="the sentinels' own `requirepass`, if they have one (the data nodes' is `password`); "
+        "better `sentinel_password_file`",
+    )
+    sentinel_password_file: Path | None = Field(
+        default=None, description="a file holding the sentinels' password (read at start-up)"
+    )
     # A command not answered within socket_timeout_s fails (retriable) and its connection is
     # dropped: a Redis that hangs is noticed within 1 s (the readiness PING) + this. It must
     # stay above every blocking read's block (the record relay's XREADGROUP: 0.1 s).
@@ -139,12 +162,46 @@ class RedisSettings(Frozen):
     )
     startup_timeout_s: float = Field(default=30.0, gt=0, description="keep trying to reach Redis at start-up")
 
+    @field_validator("sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, sentinels: tuple[str, ...]) -> tuple[str, ...]:
+        for address in sentinels:
+            found = SENTINEL_ADDRESS.match(address)
+            if found is None or not 1 <= int(found["port"]) <= 65535:
+                raise ValueError(f"{address!r} is not host:port (e.g. 10.0.0.5:26379)")
+        twice = sorted({address for address in sentinels if sentinels.count(address) > 1})
+        if twice:
+            raise ValueError(f"sentinels given more than once: {twice}")
+        return sentinels
+
     @model_validator(mode="after")
     def _password_from_file(self) -> Self:
-        from_file = _read_secret_file(self.password_file, "redis.password_file")
-        if from_file is not None:
-            object.__setattr__(self, "password", from_file)
+        for field, file_field in (("password", "password_file"), ("sentinel_password", "sentinel_password_file")):
+            from_file = _read_secret_file(getattr(self, file_field), f"redis.{file_field}")
+            if from_file is not None:
+                object.__setattr__(self, field, from_file)
+        if self.sentinels and self.url.startswith("unix:"):
+            raise ValueError(
+                f"redis.url {self.url!r} is a Unix socket but redis.sentinels are given: with sentinels "
+                "the url only gives the database (redis://ignored/0), the primary is the one they name"
+            )
         return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``sentinels`` as (host, port) pairs, as redis-py's Sentinel takes them."""
+        pairs = []
+        for address in self.sentinels:
+            host, _, port = address.rpartition(":")
+            pairs.append((host.strip("[]"), int(port)))
+        return pairs
+
+    @property
+    def target(self) -> str:
+        """Where the processes reach Redis, for messages: the URL, or the sentinels and name."""
+        if self.sentinels:
+            return f"sentinel {self.sentinel_master} via {','.join(self.sentinels)}"
+        return self.url
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")

@@ -53,6 +53,7 @@ OWN_SERVERS = {
     ("load_tests.embedded", "EmbeddedRedis"),
     ("load_tests.embedded", "EmbeddedKafka"),
     ("load_tests.embedded", "EmbeddedPostgres"),
+    ("load_tests.embedded", "EmbeddedSentinelRedis"),
 }
 
 

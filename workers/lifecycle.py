@@ -95,7 +95,7 @@ class ProcessContext:
         """The process's Redis client, watched by a PING for readiness."""
         client = await open_redis(self.settings.redis)
         self.stack.push_async_callback(client.aclose)
-        watched = RedisLink(client, self.settings.redis.url)
+        watched = RedisLink(client, self.settings.redis.target)
         self.link("redis", lambda: watched.ready)
         self._lifecycle.watchers.append(watched.watch)
         return client

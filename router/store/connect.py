@@ -1,4 +1,12 @@
-"""Opening the Redis connection, with an error that says what to fix; watching that it answers."""
+"""Opening the Redis connection, with an error that says what to fix; watching that it answers.
+
+Every Redis client of the processes is opened here: one Redis at ``redis.url``, or, with
+``redis.sentinels``, redis-py's Sentinel client for the primary the sentinels name. That
+client asks the sentinels for the primary whenever it opens a connection, and drops a
+connection whose server answers READONLY (a primary demoted to a replica) with a
+ConnectionError: after a failover, the callers see retriable ``RedisUnavailableError``s
+until their next attempt reaches the promoted replica.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,10 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
 from router.errors import ConfigError, RedisUnavailableError
@@ -57,8 +69,7 @@ def keepalive_options(idle_s: float) -> dict[int, int]:
 
 async def open_redis(settings: RedisSettings) -> Redis:
     """A client that has answered PING; retries for ``startup_timeout_s`` while Redis starts."""
-    password = settings.password.get_secret_value() if settings.password else None
-    client = Redis.from_url(settings.url, password=password, decode_responses=True, **link_options(settings))
+    client = sentinel_client(settings) if settings.sentinels else direct_client(settings)
     deadline = time.monotonic() + settings.startup_timeout_s
     while True:
         try:
@@ -67,17 +78,74 @@ async def open_redis(settings: RedisSettings) -> Redis:
         except AuthenticationError as exc:
             await client.aclose()
             raise ConfigError(
-                f"Redis at {settings.url} refused the password ({exc}): set ACD_REDIS__PASSWORD "
-                "or redis.password_file to the server's requirepass"
+                f"Redis at {settings.target} refused the password ({exc}): set ACD_REDIS__PASSWORD "
+                "or redis.password_file to the server's requirepass (the sentinels' own: "
+                "redis.sentinel_password_file)"
             ) from None
         except (ConnectionError, TimeoutError, OSError) as exc:
             if time.monotonic() > deadline:
                 await client.aclose()
                 raise RedisUnavailableError(
-                    f"cannot reach Redis at {settings.url} ({exc}): check that redis-server is "
-                    "running and that ACD_REDIS__URL (redis.url) points at it"
+                    f"cannot reach Redis at {settings.target} ({exc}): {_fix(settings)}"
                 ) from None
             await asyncio.sleep(0.2)
+
+
+def _fix(settings: RedisSettings) -> str:
+    if settings.sentinels:
+        return (
+            "check that the sentinels run, that ACD_REDIS__SENTINELS (redis.sentinels) lists them and "
+            "that they monitor a primary named ACD_REDIS__SENTINEL_MASTER (redis.sentinel_master)"
+        )
+    return "check that redis-server is running and that ACD_REDIS__URL (redis.url) points at it"
+
+
+def direct_client(settings: RedisSettings) -> Redis:
+    """One Redis server at ``settings.url``."""
+    password = settings.password.get_secret_value() if settings.password else None
+    return Redis.from_url(settings.url, password=password, decode_responses=True, **link_options(settings))
+
+
+class SentinelMaster(Redis):
+    """The primary's client; closing it also closes its connections to the sentinels
+    (redis-py leaves those to whoever made the ``Sentinel``)."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            pool = self.connection_pool
+            assert isinstance(pool, SentinelConnectionPool)
+            await pool.sentinel_manager.aclose()
+
+
+def sentinel_client(settings: RedisSettings) -> Redis:
+    """The primary that the sentinels name, re-asked on every new connection (redis-py's
+    ``SentinelConnectionPool``). The link options apply to the primary and to the
+    sentinels alike, and neither retries inside redis-py."""
+    options = link_options(settings)
+    sentinel_options: dict[str, Any] = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel_options["retry"] = Retry(NoBackoff(), 0)
+    if settings.sentinel_password is not None:
+        sentinel_options["password"] = settings.sentinel_password.get_secret_value()
+    sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    client: Redis = sentinel.master_for(
+        settings.sentinel_master, redis_class=SentinelMaster, decode_responses=True, **options, **node_options(settings)
+    )
+    return client
+
+
+def node_options(settings: RedisSettings) -> dict[str, Any]:
+    """What ``url`` says beside where the server is (database, user, password, TLS and
+    query options), for the servers the sentinels name."""
+    options: dict[str, Any] = dict(parse_url(settings.url))
+    for where in ("host", "port", "path", "connection_class"):
+        options.pop(where, None)
+    if settings.url.startswith("rediss:"):
+        options["ssl"] = True  # SentinelConnectionPool's switch to its TLS connection class
+    if settings.password is not None:
+        options["password"] = settings.password.get_secret_value()
+    return options
 
 
 class RedisLink(PeriodicProbe):

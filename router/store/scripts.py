@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-from router.store.errors import translates_redis_errors
+from router.store.errors import UNAVAILABLE, translates_redis_errors
 from router.store.keys import Keys
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ def batch_text(names: Iterable[str]) -> str:
         parts.append(f"OPS[{json.dumps(name)}] = function(ARGV)\n{_lua(name)}\nend")
     parts.append(
         """
+-- A replica (a primary demoted by a failover) refuses every write: the whole batch fails
+-- with its error, which the client sees as an outage (retriable) and not as the answer of
+-- an operation (a bug).
+local function cannot_write(message)
+  return message:find('^READONLY') ~= nil or message:find('^MASTERDOWN') ~= nil
+end
 local out = {}
 for i, op in ipairs(cjson.decode(ARGV[2])) do
   local args = {P}
@@ -56,6 +62,8 @@ for i, op in ipairs(cjson.decode(ARGV[2])) do
   local ok, answer = pcall(OPS[op[1]], args)
   if ok then
     out[i] = answer or {}
+  elseif cannot_write(tostring(answer)) then
+    return redis.error_reply(tostring(answer))  -- the server's state, not this operation's fault
   else
     out[i] = {'error', tostring(answer)}
   end
@@ -152,6 +160,8 @@ class LuaScripts:
         # The site's anchor key is declared so that Redis Cluster routes to the site's slot.
         try:
             return await self._scripts[name](keys=[self.keys.anchor], args=[self.keys.prefix, *args])
+        except UNAVAILABLE:  # READONLY is a ResponseError too: a demoted primary, an outage
+            raise
         except ResponseError as exc:  # the script failed: that caller's error, not an outage
             return ScriptError(name, str(exc))
 
