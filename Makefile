@@ -49,7 +49,7 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check router workers load_tests tests
 	$(BIN)/mypy
 	$(PYTEST_PARALLEL) -m "not system and not serial"; first=$$?; \
-	$(BIN)/pytest -n $(SYSTEM_WORKERS) --dist loadscope -m "system and not serial"; second=$$?; \
+	$(BIN)/pytest -n $(SYSTEM_WORKERS) --dist loadscope -m "system and not serial" --durations=12; second=$$?; \
 	$(BIN)/pytest -m serial; third=$$?; \
 	[ $$first -eq 0 ] && [ $$second -eq 0 ] && [ $$third -eq 0 ]
 
