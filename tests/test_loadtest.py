@@ -25,73 +25,79 @@ SCENARIO_A = ROOT / "load_tests" / "scenarios" / "erlang_a_check.yaml"
 PLOTS = ("service_level_asa.png", "waiting.png", "agents.png", "latency.png")
 
 
-@pytest.mark.slow
-@pytest.mark.system  # the whole pipeline as processes, behind `acd loadtest`
-def test_loadtest_command_short_erlang_check(tmp_path: Path) -> None:
-    """The issue's command on the short Erlang C scenario: JSON contract, invariants, report, theory."""
-    report = tmp_path / "report"
-    command = [sys.executable, "-m", "workers.cli", "loadtest", "--scenario", str(SCENARIO)]
-    command += ["--duration", "20", "--json", "--report", str(report)]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=240, cwd=ROOT, env=dict(os.environ)
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert list(summary)[: len(CONTRACT_FIELDS)] == list(CONTRACT_FIELDS)
-    assert summary["offered"] >= 150 and summary["answered"] == summary["offered"]
-    assert summary["abandoned"] == 0 and summary["abandon_rate"] == 0
-    assert summary["double_assignments"] == 0 and summary["lost_calls"] == 0
-    assert summary["state_mismatches"] == 0
-    assert 0.5 < summary["occupancy"] < 1 and summary["decisions_per_second"] > 0
-    assert summary["routing_latency_p50_ms"] <= summary["routing_latency_p99_ms"]
-    assert summary["samples"] >= 15
-    check = summary["erlang_c"]
-    print({k: check[k] for k in ("calls", "service_level", "service_level_theory", "service_level_se")})
-    print({k: check[k] for k in ("asa_seconds", "asa_seconds_theory", "asa_seconds_se", "asa_z")})
-    # Loose on a short run (a few hundred calls), but within the sampling error all the same.
-    assert check["applies"] and check["calls"] >= 120 and check["not_answered"] == 0
-    assert abs(check["service_level_z"]) <= 3 and abs(check["asa_z"]) <= 3 and check["agrees"]
-    assert 0.3 < check["offer_to_answer_s"] < 3  # the 0.5 s answer delay plus dispatch
-    text = (report / "report.md").read_text()
-    assert "## Erlang C comparison" in text and "**agrees**" in text
-    for name in PLOTS:
-        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-        assert f"]({name})" in text
-    assert json.loads((report / "summary.json").read_text())["offered"] == summary["offered"]
-    assert len((report / "samples.csv").read_text().splitlines()) == summary["samples"] + 1
-    assert "acd loadtest: run directory" in done.stderr
+class TestErlangCCheck:
+    """A class of its own: `--dist loadscope` may run it beside the Erlang A check."""
+
+    @pytest.mark.slow
+    @pytest.mark.system  # the whole pipeline as processes, behind `acd loadtest`
+    def test_loadtest_command_short_erlang_check(self, tmp_path: Path) -> None:
+        """The issue's command on the short Erlang C scenario: JSON contract, invariants, report, theory."""
+        report = tmp_path / "report"
+        command = [sys.executable, "-m", "workers.cli", "loadtest", "--scenario", str(SCENARIO)]
+        command += ["--duration", "20", "--json", "--report", str(report)]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=240, cwd=ROOT, env=dict(os.environ)
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert list(summary)[: len(CONTRACT_FIELDS)] == list(CONTRACT_FIELDS)
+        assert summary["offered"] >= 150 and summary["answered"] == summary["offered"]
+        assert summary["abandoned"] == 0 and summary["abandon_rate"] == 0
+        assert summary["double_assignments"] == 0 and summary["lost_calls"] == 0
+        assert summary["state_mismatches"] == 0
+        assert 0.5 < summary["occupancy"] < 1 and summary["decisions_per_second"] > 0
+        assert summary["routing_latency_p50_ms"] <= summary["routing_latency_p99_ms"]
+        assert summary["samples"] >= 15
+        check = summary["erlang_c"]
+        print({k: check[k] for k in ("calls", "service_level", "service_level_theory", "service_level_se")})
+        print({k: check[k] for k in ("asa_seconds", "asa_seconds_theory", "asa_seconds_se", "asa_z")})
+        # Loose on a short run (a few hundred calls), but within the sampling error all the same.
+        assert check["applies"] and check["calls"] >= 120 and check["not_answered"] == 0
+        assert abs(check["service_level_z"]) <= 3 and abs(check["asa_z"]) <= 3 and check["agrees"]
+        assert 0.3 < check["offer_to_answer_s"] < 3  # the 0.5 s answer delay plus dispatch
+        text = (report / "report.md").read_text()
+        assert "## Erlang C comparison" in text and "**agrees**" in text
+        for name in PLOTS:
+            assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+            assert f"]({name})" in text
+        assert json.loads((report / "summary.json").read_text())["offered"] == summary["offered"]
+        assert len((report / "samples.csv").read_text().splitlines()) == summary["samples"] + 1
+        assert "acd loadtest: run directory" in done.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.system
-def test_loadtest_command_short_erlang_a_check(tmp_path: Path) -> None:
-    """Callers who abandon (exponential patience): measured service level, ASA and abandon
-    rate against Erlang A, within the sampling error of a run this short."""
-    report = tmp_path / "report"
-    command = [sys.executable, "-m", "workers.cli", "loadtest", "--scenario", str(SCENARIO_A)]
-    command += ["--duration", "30", "--json", "--report", str(report)]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ)
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["double_assignments"] == 0 and summary["lost_calls"] == 0
-    assert summary["abandoned"] > 0 and summary["answered"] + summary["abandoned"] == summary["offered"]
-    check = summary["erlang_c"]
-    print(
-        {
-            k: check[k]
-            for k in ("service_level", "service_level_theory", "service_level_se", "service_level_z")
-        }
-    )
-    print({k: check[k] for k in ("asa_seconds", "asa_seconds_theory", "asa_seconds_se", "asa_z")})
-    print({k: check[k] for k in ("abandon_rate", "abandon_rate_theory", "abandon_rate_se", "abandon_z")})
-    assert check["applies"] and check["model"] == "erlang-a" and check["patience_s"] == 60
-    assert check["abandoned"] > 0 and check["abandon_rate_se"] > 0
-    assert abs(check["service_level_z"]) <= 3 and abs(check["asa_z"]) <= 3 and abs(check["abandon_z"]) <= 3
-    assert check["agrees"]
-    text = (report / "report.md").read_text()
-    assert "## Erlang A comparison" in text and "| abandon rate (" in text and "**agrees**" in text
+class TestErlangACheck:
+    """A class of its own: `--dist loadscope` may run it beside the Erlang C check."""
+
+    @pytest.mark.slow
+    @pytest.mark.system
+    def test_loadtest_command_short_erlang_a_check(self, tmp_path: Path) -> None:
+        """Callers who abandon (exponential patience): measured service level, ASA and abandon
+        rate against Erlang A, within the sampling error of a run this short."""
+        report = tmp_path / "report"
+        command = [sys.executable, "-m", "workers.cli", "loadtest", "--scenario", str(SCENARIO_A)]
+        command += ["--duration", "30", "--json", "--report", str(report)]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ)
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert summary["double_assignments"] == 0 and summary["lost_calls"] == 0
+        assert summary["abandoned"] > 0 and summary["answered"] + summary["abandoned"] == summary["offered"]
+        check = summary["erlang_c"]
+        print(
+            {
+                k: check[k]
+                for k in ("service_level", "service_level_theory", "service_level_se", "service_level_z")
+            }
+        )
+        print({k: check[k] for k in ("asa_seconds", "asa_seconds_theory", "asa_seconds_se", "asa_z")})
+        print({k: check[k] for k in ("abandon_rate", "abandon_rate_theory", "abandon_rate_se", "abandon_z")})
+        assert check["applies"] and check["model"] == "erlang-a" and check["patience_s"] == 60
+        assert check["abandoned"] > 0 and check["abandon_rate_se"] > 0
+        assert abs(check["service_level_z"]) <= 3 and abs(check["asa_z"]) <= 3 and abs(check["abandon_z"]) <= 3
+        assert check["agrees"]
+        text = (report / "report.md").read_text()
+        assert "## Erlang A comparison" in text and "| abandon rate (" in text and "**agrees**" in text
 
 
 def samples(count: int = 30) -> list[Sample]:
