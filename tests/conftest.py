@@ -57,9 +57,27 @@ OWN_SERVERS = {
 }
 
 
+# The system tier's longest runs (a few minutes of real time apiece, measured with
+# `--durations`): `--dist loadscope` hands out modules and classes in collection order, so
+# these go first and the short ones fill in beside them, rather than a long one starting
+# last while the other workers sit idle.
+LONGEST_FIRST = (
+    "tests/test_chaos.py",
+    "tests/test_install.py",
+    "tests/test_race.py",
+    "tests/test_loadtest.py",
+    "tests/test_callback_pipeline.py",
+    "tests/test_e2e_transfer.py",
+    "tests/test_prometheus.py",
+    "tests/test_demo_reports.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by the real servers they use, so `-m "not kafka"` and friends work, and
-    by tier (`-m unit`, `-m integration`, `-m system`)."""
+    by tier (`-m unit`, `-m integration`, `-m system`); the longest runs first."""
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & REDIS_FIXTURES:
