@@ -183,6 +183,7 @@ class FaultRun(Demo):
 
     listed_calls = None  # every lost and mismatched call: some are excused as unobservable
     ingests = 2  # a pair, as deployed: one active, one standby (ingest_killed kills the active)
+    dispatchers = 2  # a group, as deployed: dispatcher_killed kills one mid-dispatch
 
     def __init__(
         self,
@@ -626,34 +627,60 @@ async def _calls_in(store: RedisStateStore, states: tuple[str, ...]) -> list[str
 
 
 async def kill_dispatcher(run: FaultRun) -> None:
-    """SIGKILL the dispatcher, if it comes within a few seconds while an offer is claimed
-    (state ``dispatching``: its Redirect sent or about to be), and start it again after
-    systemd's RestartSec. The new one reads again every command not committed: a command
-    whose offer is claimed already is skipped, so no caller is redirected twice."""
+    """SIGKILL the dispatcher of the group that holds a claimed offer (state ``dispatching``:
+    its Redirect sent or about to be), if one comes within a few seconds (else the first),
+    and start it again after systemd's RestartSec. Its partitions go to the other one, which
+    reads again every command not committed: a command whose offer is claimed already is
+    skipped, so no caller is redirected twice."""
     assert run.store is not None
     deadline = time.monotonic() + 5.0
-    dispatching: list[str] = []
-    while not dispatching and time.monotonic() < deadline:
-        dispatching = await _calls_in(run.store, ("dispatching",))
-        if not dispatching:
+    victim, dispatching = None, 0
+    while victim is None and time.monotonic() < deadline:
+        victim, dispatching = await _dispatcher_holding_a_claim(run.store, run.children)
+        if victim is None:
             await asyncio.sleep(0.005)
-    await run.children.kill("dispatch", signal.SIGKILL)
+    victim = victim or "dispatch"
+    await run.children.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
     await asyncio.sleep(SYSTEMD_RESTART_S)
-    await run.children.restart("dispatch")
+    await run.children.restart(victim)
     details = run.details
     details.update(
-        dispatching_at_kill=len(dispatching), ready_again_after_kill_s=round(time.monotonic() - killed_at, 2)
+        killed=victim,
+        held_a_claim=dispatching > 0,
+        dispatching_at_kill=dispatching,
+        ready_again_after_kill_s=round(time.monotonic() - killed_at, 2),
     )
 
     async def count_skipped(children: ChildProcesses) -> None:
-        # What the new dispatcher read again and did not send: claimed by its predecessor
-        # (or withdrawn meanwhile), never executed twice.
-        port = {"dispatch": children.http_ports()["dispatch"]}
-        stale = await scrape_totals(port, ("acd_dispatch_stale_commands_total",))
-        details["stale_commands_after_restart"] = int(stale["acd_dispatch_stale_commands_total"])
+        # What the dispatchers read again and did not send: claimed by the killed one (or
+        # withdrawn meanwhile), never executed twice.
+        ports = {n: p for n, p in children.http_ports().items() if n.startswith("dispatch")}
+        stale = await scrape_totals(ports, ("acd_dispatch_stale_commands_total",))
+        details["stale_commands_after_kill"] = int(stale["acd_dispatch_stale_commands_total"])
 
     run.before_finish.append(count_skipped)
+
+
+async def _dispatcher_holding_a_claim(store: RedisStateStore, children: ChildProcesses) -> tuple[str | None, int]:
+    """The dispatcher process whose claim (``claimed_by`` names its pid) an offer being
+    dispatched holds, and how many of those that process holds."""
+    pids = {
+        str(child.process.pid): name
+        for name, child in children.children.items()
+        if name.startswith("dispatch") and child.process.returncode is None
+    }
+    held: dict[str, int] = {}
+    for call_id in await _calls_in(store, ("dispatching",)):
+        # ``<source>:<pid>:<session>:<partition>@<offset>:<generation>`` (workers/dispatcher.py)
+        claimant = (await store.call(call_id)).get("claimed_by", "").rsplit(":", 4)
+        name = pids.get(claimant[1]) if len(claimant) == 5 else None
+        if name is not None:
+            held[name] = held.get(name, 0) + 1
+    if not held:
+        return None, 0
+    name = max(held, key=lambda n: held[n])
+    return name, held[name]
 
 
 async def active_ingest(children: ChildProcesses) -> str | None:

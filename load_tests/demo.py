@@ -118,6 +118,7 @@ class Demo:
     observer: DemoObserver | None = None
     listed_calls: int | None = LISTED_CALLS
     ingests = 1  # `acd ingest` processes: 2 run as a pair (one active, one standby)
+    dispatchers = 1  # `acd dispatch` processes: more share the commands' partitions (a group)
 
     def __init__(self, scenario: Scenario, args: argparse.Namespace) -> None:
         self.scenario = scenario
@@ -260,6 +261,7 @@ class Demo:
         # The second of an ingest pair (docs/operations.md), after all the others for the same
         # reason.
         names += [f"ingest-{n + 2}" for n in range(self.ingests - 1)]
+        names += [f"dispatch-{n + 2}" for n in range(self.dispatchers - 1)]
         base = self.args.metrics_port
         specs = []
         for index, name in enumerate(names):

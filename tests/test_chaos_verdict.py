@@ -174,3 +174,31 @@ def test_a_call_that_lived_out_its_life_in_the_next_faults_blind_spell_is_excuse
     summary = _summary([], mismatched_calls=[[call, "completed", "abandoned"]])
     verdict = run.verdict(summary, SimpleNamespace(ledger=ledger), first)  # type: ignore[arg-type]
     assert (verdict["state_mismatches"], verdict["outcome_unobservable"]) == (0, 1)
+
+
+async def test_the_dispatcher_holding_a_claim_is_found_by_the_pid_in_claimed_by() -> None:
+    from load_tests.chaos import _dispatcher_holding_a_claim
+
+    calls = {
+        "c1": {"state": "dispatching", "claimed_by": "dispatcher:127.0.0.1:5038:4242:1767225600000:3@17:2"},
+        "c2": {"state": "dispatching", "claimed_by": "dispatcher:127.0.0.1:5038:4242:1767225600000:1@9:2"},
+        "c3": {"state": "dispatching", "claimed_by": "dispatcher:127.0.0.1:4243:4243:1767225600001:0@4:1"},
+        "c4": {"state": "waiting"},
+    }
+
+    class Store:
+        async def open_call_ids(self) -> list[str]:
+            return list(calls)
+
+        async def call_states(self, ids: list[str]) -> dict[str, str]:
+            return {c: calls[c]["state"] for c in ids}
+
+        async def call(self, call_id: str) -> dict[str, str]:
+            return calls[call_id]
+
+    def child(pid: int) -> Any:
+        return SimpleNamespace(process=SimpleNamespace(pid=pid, returncode=None))
+
+    processes = {"dispatch": child(4243), "dispatch-2": child(4242), "route-1": child(5038)}
+    children: Any = SimpleNamespace(children=processes)
+    assert await _dispatcher_holding_a_claim(Store(), children) == ("dispatch-2", 2)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from router.ami.gateway import AmiGateway
@@ -189,8 +190,9 @@ class Dispatcher:
 
     def _claimant(self, message: Consumed) -> str:
         """This delivery of a command to this dispatcher: the same while its claim is retried
-        (``_execute_until_done``), another after a restart or a redelivery."""
-        return f"{self.source}:{self._session}:{message.part}@{message.offset}:{message.generation}"
+        (``_execute_until_done``), another after a restart or a redelivery. The process id
+        says which of a group's dispatchers holds a claim (``claimed_by`` on the call)."""
+        return f"{self.source}:{os.getpid()}:{self._session}:{message.part}@{message.offset}:{message.generation}"
 
     async def offer(self, command: OfferCommand, *, claimant: str = "") -> None:
         deadline = self.clock.now() + self.settings.routing.dispatch_timeout_s * self.clock.time_scale
