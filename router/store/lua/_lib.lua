@@ -292,6 +292,23 @@ local function reindex(id, now, changed_at)
   return 0
 end
 
+-- An offered call its agent answered: connected, with why this agent was chosen and the
+-- requirements it was chosen for (the call's decision, else ``reqs_now``); the agent's
+-- reservation becomes a connection. A plain answer and a callback's both go this way.
+local function connect_call(ck, call_id, agent_id, decision_json, reqs_now, at)
+  local ok, decision = pcall(cjson.decode, decision_json or '')
+  if not ok or type(decision) ~= 'table' then decision = {} end
+  local reqs = type(decision.requirements) == 'string' and decision.requirements or (reqs_now or '')
+  local reason = type(decision.reason) == 'string' and decision.reason or ''
+  redis.call('HSET', ck, 'state', 'connected', 'answered_at', at, 'reqs_now', reqs, 'ans_reason', reason)
+  redis.call('ZREM', P .. 'offers', call_id)
+  redis.call('ZREM', P .. 'relax_due', call_id)
+  local ak = agent_key(agent_id)
+  redis.call('HINCRBY', ak, 'reserved', -1)
+  redis.call('HINCRBY', ak, 'connected', 1)
+  reindex(agent_id, at)
+end
+
 -- Record the agent's phone state (DeviceStateChange, or app_queue's member Status). An
 -- unavailable phone, or one busy with a call the ACD did not give it, takes the agent out
 -- of the availability indexes (the caller reindexes); busy states while the agent holds

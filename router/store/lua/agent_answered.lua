@@ -17,17 +17,7 @@ local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'entered_at', 'sl_t
 local offered = c[1] == 'offered' or c[1] == 'dispatching' or c[1] == 'ringing'
 if not offered or c[2] ~= agent_id then return {'ignored', c[1]} end
 -- The call's record keeps why this agent was chosen and the requirements it was chosen for.
-local ok, decision = pcall(cjson.decode, c[6] or '')
-if not ok or type(decision) ~= 'table' then decision = {} end
-local reqs = type(decision.requirements) == 'string' and decision.requirements or (c[7] or '')
-local reason = type(decision.reason) == 'string' and decision.reason or ''
-redis.call('HSET', ck, 'state', 'connected', 'answered_at', at, 'reqs_now', reqs, 'ans_reason', reason)
-redis.call('ZREM', P .. 'offers', call_id)
-redis.call('ZREM', P .. 'relax_due', call_id)
-local ak = agent_key(agent_id)
-redis.call('HINCRBY', ak, 'reserved', -1)
-redis.call('HINCRBY', ak, 'connected', 1)
-reindex(agent_id, at)
+connect_call(ck, call_id, agent_id, c[6], c[7], at)
 -- The caller's last agent (router/affinity.py), for its next call within the window: the
 -- expiry is in real seconds, at least the window in simulated ones; readers check the time.
 local window = num(c[10], 0)

@@ -49,17 +49,7 @@ if leg == '1' then
 end
 
 -- Both legs answered: connected, counted like any answer (its wait from cb_sl_at).
-local ok, decision = pcall(cjson.decode, c[10] or '')
-if not ok or type(decision) ~= 'table' then decision = {} end
-local reqs = type(decision.requirements) == 'string' and decision.requirements or (c[11] or '')
-local reason = type(decision.reason) == 'string' and decision.reason or ''
-redis.call('HSET', ck, 'state', 'connected', 'answered_at', at, 'reqs_now', reqs, 'ans_reason', reason)
-redis.call('ZREM', P .. 'offers', call_id)
-redis.call('ZREM', P .. 'relax_due', call_id)
-local ak = agent_key(agent_id)
-redis.call('HINCRBY', ak, 'reserved', -1)
-redis.call('HINCRBY', ak, 'connected', 1)
-reindex(agent_id, at)
+connect_call(ck, call_id, agent_id, c[10], c[11], at)
 local wait = math.max(0, at - num(c[6], at))
 stat(queue, 'answered', 1, at)
 stat(queue, 'cb_answered', 1, at)
