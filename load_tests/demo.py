@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from load_tests.amisim.pbx import Pbx
 from load_tests.amisim.perms import AmiUser
@@ -51,6 +54,7 @@ AMI_USER = "acd-router"
 AMI_READ = frozenset({"system", "call", "agent", "user"})
 AMI_WRITE = frozenset({"call", "reporting", "agent", "system"})  # as deploy/asterisk/manager.conf
 SETTLE_S = 5.0
+LAB_REDIS_RETRIES = 15
 DEFAULT_METRICS_PORT = 9400
 # Prometheus counters summed over all processes at the end, next to the Redis statistics.
 METRIC_TOTALS = (
@@ -234,7 +238,12 @@ class Demo:
         the processes, following a failover."""
         if isinstance(server, EmbeddedSentinelRedis):
             return await open_redis(RedisSettings(**server.settings()))
-        return Redis.from_url(server.url, decode_responses=True)
+        # Unlike the processes (which retry on RedisUnavailableError themselves), the lab's
+        # fault code and referee call Redis once: a connection that a restart of Redis left
+        # dead is reconnected, and a Redis still starting is waited for (about 10 s at most).
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), LAB_REDIS_RETRIES)
+        errors = [redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError]
+        return Redis.from_url(server.url, decode_responses=True, retry=retry, retry_on_error=errors)
 
     def _write_config(self, redis: dict[str, Any], bootstrap: str, ami_port: int) -> Path:
         config = {
