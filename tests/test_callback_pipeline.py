@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
 
 from load_tests.amisim.callbacks import CallbackPlan
 from load_tests.amisim.ledger import CallRecord
-from load_tests.embedded import EmbeddedRedis
+from load_tests.embedded import EmbeddedRedis, free_port
 from tests.polling import eventually
 
-from .test_api_support import Pipeline, pipeline
+from .test_api_support import TOKEN, Pipeline, auth, pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +25,9 @@ CALLBACK = {"offer_after_s": 1, "attempts": 2, "retry_after_s": 1.5, "agent_firs
 CALLER_FIRST = CALLBACK | {"agent_first": False}
 QUEUES = [
     {"name": f"cb{n}", "requirements": [{"skill": f"s{n}"}], "callback": CALLBACK if n <= 3 else CALLER_FIRST}
-    for n in (1, 2, 3, 4, 5)
+    for n in (1, 2, 3, 4, 5, 6)
 ]
-AGENTS = [{"id": f"a{n}", "skills": {f"s{n}": 1}} for n in (1, 2, 3, 4, 5)]
+AGENTS = [{"id": f"a{n}", "skills": {f"s{n}": 1}} for n in (1, 2, 3, 4, 5, 6)]
 TOPICS = f"callback-{uuid.uuid4().hex[:8]}"
 WITHIN = 30.0
 
@@ -150,3 +152,25 @@ async def test_caller_first_a_caller_who_does_not_answer_is_called_again(pipe: P
     assert "unconfirmed" not in pipe.log("dispatch")
     stats = await pipe.store.queue_stats("cb5")
     assert (stats["cb_unanswered"], stats["cb_answered"], stats.get("cb_rejected", 0)) == (1, 1, 0)
+
+
+async def test_the_api_process_lists_the_callbacks_waiting(pipe: Pipeline) -> None:
+    port = free_port()
+    await pipe.start("api", env={"api": {"ACD_API__TOKEN": TOKEN, "ACD_API__PORT": str(port)}})
+    caller = pipe.pbx.place_call("cb6", handle_time_s=0.5, callback=CallbackPlan(after_s=0.3))
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    async with aiohttp.ClientSession() as session:
+
+        async def listed(query: str, headers: dict[str, str]) -> tuple[int, Any]:
+            async with session.get(f"http://127.0.0.1:{port}/api/v1/callbacks{query}", headers=headers) as response:
+                return response.status, await response.json(content_type=None)
+
+        status, body = await listed("?queue=cb6", auth())  # nobody in cb6 is logged in: it waits
+        assert status == 200, body
+        assert [(c["call_id"], c["number"], c["state"], c["attempts"]) for c in body["callbacks"]] == [
+            (caller.call_id, caller.record.caller_number, "waiting", 0)
+        ]
+        status, body = await listed("", auth())
+        assert status == 200 and caller.call_id in [c["call_id"] for c in body["callbacks"]]
+        assert (await listed("?queue=nosuch", auth()))[0] == 404
+        assert (await listed("", {}))[0] == 401
