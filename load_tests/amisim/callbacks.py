@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from load_tests.amisim import perms
 from load_tests.amisim.core import Core
@@ -42,14 +42,26 @@ from load_tests.amisim.snapshot import (
 )
 from load_tests.amisim.wire import EOL
 
-if TYPE_CHECKING:
-    from load_tests.amisim.originate import OriginateRequest
-
 NO_CAUSE, NORMAL_CLEARING, USER_BUSY, NO_ANSWER_CAUSE = 0, 16, 17, 19
 AGENT_CONTEXT, CALLER_CONTEXT, TRUNK = "acd-callback", "acd-callback-connect", "trunk"
 SORRY_S = 3.0  # Playback(acd-callback-sorry), simulated seconds
 HangUp = Callable[[Channel, int], None]  # hangs up the agent's leg (and frees its phone)
 Respond = Callable[[Channel | None, int], None]  # OriginateResponse: the answered leg or None, Reason
+
+
+class CallerOriginate(Protocol):
+    """What a caller-first Originate says (load_tests.amisim.originate.OriginateRequest)."""
+
+    @property
+    def channel_id(self) -> str: ...
+    @property
+    def exten(self) -> str: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def caller_num(self) -> str: ...
+    @property
+    def caller_name(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,7 @@ class Callbacks:
 
     # -- caller first: Originate rings the caller; [acd-callback-connect] dials the agent --
 
-    def call_caller(self, request: OriginateRequest, number: str, respond: Respond) -> None:
+    def call_caller(self, request: CallerOriginate, number: str, respond: Respond) -> None:
         """Originate ``PJSIP/<number>@trunk``: the waiting caller's phone rings."""
         waiting = self.waiting.get(number)
         if waiting is None:  # nobody waits at that number: the trunk refuses it
