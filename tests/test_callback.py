@@ -160,7 +160,8 @@ async def test_unanswered_callbacks_wait_then_retry_then_fail(harness: EngineHar
     await h.advance(2)
     second = h.sink.callbacks[-1]
     assert len(h.sink.callbacks) == 2 and second.call_id == "c1"
-    # The Originate ended before the caller answered (the caller's leg rang out).
+    # The agent took it, then hung up while the caller's leg still rang.
+    await step(h, CallbackLegAnswered("c1", second.offer_id, 1, h.clock.now()))
     await step(h, CallbackEnded("c1", second.offer_id, h.clock.now()))
     call = await h.store.call("c1")
     assert call["state"] == "callback_failed" and call["cb_attempts"] == "2"
@@ -180,6 +181,60 @@ async def test_an_agent_who_rejects_the_preview_sends_the_call_back_to_its_place
     assert call["state"] == "waiting" and call.get("cb_attempts") == "0"  # not the caller's failure
     await login(h, "a2")
     assert h.sink.callbacks[-1].agent_id == "a2"  # never offered to a1 again
+
+
+async def test_a_preview_that_rings_out_is_a_rejection_though_its_hangup_comes_first(
+    harness: EngineHarness,
+) -> None:
+    # Asterisk hangs the unanswered channel up before it sends OriginateResponse.
+    h = harness
+    await h.arrive("c1", "billing")
+    await request(h, "c1")
+    await login(h, "a1")
+    first = h.sink.callbacks[-1]
+    await step(h, CallbackEnded("c1", first.offer_id, h.clock.now()))
+    await step(h, CallbackLegFailed("c1", first.offer_id, 1, "reason 3", h.clock.now()))
+    call = await h.store.call("c1")
+    assert call["state"] == "waiting" and call.get("cb_attempts") == "0"
+    assert h.metrics.callback_attempts.labels("billing", "rejected")._value.get() == 1
+    await login(h, "a2")
+    assert h.sink.callbacks[-1].agent_id == "a2"
+
+
+async def test_caller_first_a_caller_who_does_not_answer_is_retried(harness: EngineHarness) -> None:
+    h = harness
+    await h.arrive("c1", "late")
+    await request(h, "c1")
+    await login(h, "a1")
+    first = h.sink.callbacks[-1]
+    assert first.agent_first is False
+    await step(h, CallbackEnded("c1", first.offer_id, h.clock.now()))  # the caller's leg rang out
+    await step(h, CallbackLegFailed("c1", first.offer_id, 1, "reason 3", h.clock.now()))
+    call = await h.store.call("c1")
+    assert call["state"] == "callback_wait" and call["cb_attempts"] == "1"
+    assert (await h.store.agent("a1"))["reserved"] == "0"
+    assert h.metrics.callback_attempts.labels("late", "unanswered")._value.get() == 1
+
+
+async def test_caller_first_an_agent_who_lets_it_ring_sends_the_call_back_to_its_place(
+    harness: EngineHarness,
+) -> None:
+    h = harness
+    await h.arrive("c1", "late")
+    await request(h, "c1")
+    await login(h, "a1")
+    first = h.sink.callbacks[-1]
+    await step(h, CallbackLegAnswered("c1", first.offer_id, 1, h.clock.now()))  # the caller answered
+    await step(h, CallbackLegFailed("c1", first.offer_id, 2, "NOANSWER", h.clock.now()))  # a1 did not
+    await step(h, CallbackEnded("c1", first.offer_id, h.clock.now()))  # the apology, then Hangup
+    call = await h.store.call("c1")
+    assert call["state"] == "waiting" and call.get("cb_attempts") == "0" and call.get("cb_first") == ""
+    await login(h, "a2")
+    second = h.sink.callbacks[-1]
+    assert second.agent_id == "a2"
+    await step(h, CallbackLegAnswered("c1", second.offer_id, 1, h.clock.now()))
+    await step(h, CallbackLegAnswered("c1", second.offer_id, 2, h.clock.now()))
+    assert await h.state("c1") == "connected"
 
 
 async def test_a_refused_originate_is_an_attempt_and_late_events_change_nothing(harness: EngineHarness) -> None:

@@ -1,28 +1,33 @@
 """Callbacks that keep the caller's place, over real processes: ingest, a routing worker and
 the dispatcher as `acd` child processes, the session's redis-server and broker, and the AMI
-simulator's callers who accept a callback and answer it (or not)."""
+simulator's callers who accept a callback and answer it (or not). Queues cb1-cb3 call the
+agent first, cb4-cb5 the caller first."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
 
 from load_tests.amisim.callbacks import CallbackPlan
 from load_tests.amisim.ledger import CallRecord
-from load_tests.embedded import EmbeddedRedis
+from load_tests.embedded import EmbeddedRedis, free_port
 from tests.polling import eventually
 
-from .test_api_support import Pipeline, pipeline
+from .test_api_support import TOKEN, Pipeline, auth, pipeline
 
 pytestmark = pytest.mark.slow
 
 CALLBACK = {"offer_after_s": 1, "attempts": 2, "retry_after_s": 1.5, "agent_first": True}
+CALLER_FIRST = CALLBACK | {"agent_first": False}
 QUEUES = [
-    {"name": f"cb{n}", "requirements": [{"skill": f"s{n}"}], "callback": CALLBACK} for n in (1, 2, 3)
+    {"name": f"cb{n}", "requirements": [{"skill": f"s{n}"}], "callback": CALLBACK if n <= 3 else CALLER_FIRST}
+    for n in (1, 2, 3, 4, 5, 6)
 ]
-AGENTS = [{"id": f"a{n}", "skills": {f"s{n}": 1}} for n in (1, 2, 3)]
+AGENTS = [{"id": f"a{n}", "skills": {f"s{n}": 1}} for n in (1, 2, 3, 4, 5, 6)]
 TOPICS = f"callback-{uuid.uuid4().hex[:8]}"
 WITHIN = 30.0
 
@@ -41,6 +46,8 @@ async def pipe(
         site="callback",
         pbx_options={"ring_timeout_s": 1.0},
     ) as pipe:
+        # The first leg rings as long as the dialplan's Dial does (the Originate's Timeout).
+        pipe.write_config(routing=pipe.config["routing"] | {"callback": {"ring_timeout_s": 1.0}})
         await pipe.start("ingest", "route", "dispatch")
         yield pipe
 
@@ -111,3 +118,59 @@ async def test_an_unanswered_callback_is_retried_then_fails(pipe: Pipeline) -> N
     assert (await pipe.store.agent("a3")).get("reserved") == "0"
     stats = await pipe.store.queue_stats("cb3")
     assert (stats["cb_unanswered"], stats["cb_failed"], stats.get("abandoned", 0)) == (2, 1, 0)
+
+
+async def test_caller_first_the_caller_answers_and_is_connected_to_the_reserved_agent(pipe: Pipeline) -> None:
+    pbx = pipe.pbx
+    caller = pbx.place_call("cb4", handle_time_s=0.5, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    await eventually(lambda: logged_in(pipe, "a4"), "a4 logged in", within=WITHIN)
+    await eventually(lambda: router_state(pipe, caller.call_id, "connected", "completed"), "connected", within=WITHIN)
+    assert record(pipe, caller.call_id).agent_id == "a4"
+    await eventually(lambda: router_state(pipe, caller.call_id, "completed"), "the callback ended", within=WITHIN)
+    attempts = record(pipe, caller.call_id).callback_attempts
+    assert [(a.agent_id, a.answered, a.connected) for a in attempts] == [("a4", True, True)]
+    stats = await pipe.store.queue_stats("cb4")
+    assert (stats["answered"], stats["cb_answered"], stats.get("cb_unanswered", 0)) == (1, 1, 0)
+    assert (await pipe.store.agent("a4")).get("reserved") == "0"
+
+
+async def test_caller_first_a_caller_who_does_not_answer_is_called_again(pipe: Pipeline) -> None:
+    pbx = pipe.pbx
+    plan = CallbackPlan(after_s=0.5, answers=(False, True), answer_delay_s=0.3)
+    caller = pbx.place_call("cb5", handle_time_s=0.5, callback=plan)
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    await eventually(lambda: logged_in(pipe, "a5"), "a5 logged in", within=WITHIN)
+    await eventually(lambda: router_state(pipe, caller.call_id, "completed"), "called back, then done", within=WITHIN)
+    attempts = record(pipe, caller.call_id).callback_attempts
+    assert [(a.agent_id, a.answered, a.connected) for a in attempts] == [("a5", False, False), ("a5", True, True)]
+    assert attempts[1].at - attempts[0].at >= CALLBACK["retry_after_s"]
+    call = await pipe.store.call(caller.call_id)
+    assert call["cb_attempts"] == "1"
+    # The dispatcher took "successfully queued" as the answer: it never waited for an
+    # OriginateResponse its events-off session does not get (and so held up the retry).
+    assert "unconfirmed" not in pipe.log("dispatch")
+    stats = await pipe.store.queue_stats("cb5")
+    assert (stats["cb_unanswered"], stats["cb_answered"], stats.get("cb_rejected", 0)) == (1, 1, 0)
+
+
+async def test_the_api_process_lists_the_callbacks_waiting(pipe: Pipeline) -> None:
+    port = free_port()
+    await pipe.start("api", env={"api": {"ACD_API__TOKEN": TOKEN, "ACD_API__PORT": str(port)}})
+    caller = pipe.pbx.place_call("cb6", handle_time_s=0.5, callback=CallbackPlan(after_s=0.3))
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    async with aiohttp.ClientSession() as session:
+
+        async def listed(query: str, headers: dict[str, str]) -> tuple[int, Any]:
+            async with session.get(f"http://127.0.0.1:{port}/api/v1/callbacks{query}", headers=headers) as response:
+                return response.status, await response.json(content_type=None)
+
+        status, body = await listed("?queue=cb6", auth())  # nobody in cb6 is logged in: it waits
+        assert status == 200, body
+        assert [(c["call_id"], c["number"], c["state"], c["attempts"]) for c in body["callbacks"]] == [
+            (caller.call_id, caller.record.caller_number, "waiting", 0)
+        ]
+        status, body = await listed("", auth())
+        assert status == 200 and caller.call_id in [c["call_id"] for c in body["callbacks"]]
+        assert (await listed("?queue=nosuch", auth()))[0] == 404
+        assert (await listed("", {}))[0] == 401

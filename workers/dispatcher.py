@@ -252,7 +252,9 @@ class Dispatcher:
             logger.info("callback %s of call %s withdrawn (%s): not sent", *withdrawn, extra=ids)
             return
         try:
-            await self.gateway.send_action(originate_action(command, dial))
+            # Only "Originate successfully queued": panoramisk would wait for the
+            # OriginateResponse, which this events-off session never receives.
+            await self.gateway.send_action(originate_action(command, dial), as_list=False)
         except AmiActionError as exc:
             self.metrics.actions.labels("Originate", "error").inc()
             await self._report_failure(command, exc.ami_message, gone=False)

@@ -55,11 +55,13 @@ class TransferRecord:
 
 @dataclass
 class CallbackAttempt:
-    """The PBX dialled a caller back for ``agent_id`` (the agent had answered the preview)."""
+    """The PBX dialled a caller back for ``agent_id``: ``answered`` when the caller answered,
+    ``connected`` when the agent did too (agent first, the agent had answered the preview)."""
 
     at: float
     agent_id: str
     answered: bool = False
+    connected: bool = False
 
 
 @dataclass

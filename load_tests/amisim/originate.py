@@ -1,10 +1,12 @@
 """Originate to an agent's phone, reported by OriginateResponse as in main/manager.c.
 
-Only ``PJSIP/<agent extension>`` can be reached. Reasons are the last control frame, as
-``__ast_request_and_dial`` reports them: 0 no channel, 3 ring timeout, 4 answered, 5 busy.
-After the answer the channel sits in the requested dialplan location for
-``originate_talk_s`` simulated seconds, then hangs up; that dialplan is not executed,
-except the recipe's callback context (load_tests/amisim/callbacks.py), which dials the caller.
+Only ``PJSIP/<agent extension>`` and, for callbacks, ``PJSIP/<number>@trunk`` (a caller
+waiting to be called back, load_tests/amisim/callbacks.py) can be reached. Reasons are the
+last control frame, as ``__ast_request_and_dial`` reports them: 0 no channel, 3 ring
+timeout, 4 answered, 5 busy. After the answer the channel sits in the requested dialplan
+location for ``originate_talk_s`` simulated seconds, then hangs up; that dialplan is not
+executed, except the recipe's callback contexts (load_tests/amisim/callbacks.py), which
+dial the other party.
 ``ChannelId`` becomes the originated channel's Uniqueid, as on Asterisk.
 """
 
@@ -14,14 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from load_tests.amisim import perms
-from load_tests.amisim.callbacks import AGENT_CONTEXT, Callbacks
+from load_tests.amisim.callbacks import AGENT_CONTEXT, TRUNK, Callbacks
 from load_tests.amisim.core import Core
 from load_tests.amisim.ledger import DoubleAssignment
 from load_tests.amisim.phones import Phones, SimAgent
-from load_tests.amisim.snapshot import Channel
+from load_tests.amisim.snapshot import (
+    REASON_ANSWERED,
+    REASON_BUSY,
+    REASON_FAILED,
+    REASON_RING_TIMEOUT,
+    Channel,
+)
 from load_tests.amisim.wire import EOL, render_lines
 
-REASON_FAILED, REASON_RING_TIMEOUT, REASON_ANSWERED, REASON_BUSY = 0, 3, 4, 5
 OriginateDone = Callable[[bool], None]
 
 
@@ -53,6 +60,10 @@ class Originator:
 
     def start(self, request: OriginateRequest, done: OriginateDone) -> None:
         tech, _, resource = request.channel.partition("/")
+        number, _, endpoint = resource.partition("@")
+        if tech.upper() == "PJSIP" and endpoint == TRUNK:  # a callback, caller first
+            self._callbacks.call_caller(request, number, lambda leg, why: self._respond(request, leg, why, done))
+            return
         agent = self._phones.by_extension.get(resource) if tech.upper() == "PJSIP" else None
         if agent is None or not agent.registered:
             self._respond(request, None, REASON_FAILED, done)

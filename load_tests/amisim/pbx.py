@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Literal
 
-from load_tests.amisim.callbacks import AGENT_CONTEXT, CallbackPlan, Callbacks
+from load_tests.amisim.callbacks import AGENT_CONTEXT, CALLER_CONTEXT, CallbackPlan, Callbacks
 from load_tests.amisim.calls import NORMAL_CLEARING, CallFlow, SimCall, TransferKind, TransferPlan
 from load_tests.amisim.core import DEFAULT_CHANNELVARS, Core, EventListener, clean
 from load_tests.amisim.ledger import AgentRecord, Ledger, RecordingStarted, UnexpectedRedirect
@@ -73,6 +73,8 @@ def extension_exists(context: str, exten: str, priority: int) -> bool:
         return _matches(context, exten) and priority in (1, 2)
     if context == AGENT_CONTEXT:  # [acd-callback]: _[+0-9]!, Dial then Hangup
         return exten != "h" and re.match(r"[+0-9]", exten) is not None and priority in (1, 2)
+    if context == CALLER_CONTEXT:  # [acd-callback-connect]: _[0-9a-zA-Z]!, Dial, Playback, Hangup
+        return exten != "h" and re.match(r"[0-9a-zA-Z]", exten) is not None and 1 <= priority <= 3
     if context == "acd-agent-features":
         return exten in ("*51", "*52", "*53", "*54") and priority in (1, 2)
     return False
@@ -114,7 +116,9 @@ class Pbx:
             first_hold_delay_s=first_hold_delay_s,
             hangup_linger_s=hangup_linger_s,
         )
-        self.callbacks = Callbacks(self._core, self._phones, ring_timeout_s=ring_timeout_s)
+        self.callbacks = Callbacks(
+            self._core, self._phones, ring_timeout_s=ring_timeout_s, agent_context=agent_context
+        )
         self._originator = Originator(
             self._core,
             self._phones,
@@ -452,7 +456,9 @@ class Pbx:
         path = file if file.startswith("/") else f"{self.monitor_dir}/{file}"
         call = self.ledger.calls.get(channel.linkedid)
         self.ledger.recordings.append(
-            RecordingStarted(channel.name, channel.linkedid, call.agent_id if call else None, path, options, self.now())
+            RecordingStarted(
+                channel.name, channel.linkedid, call.agent_id if call else None, path, options, self.now()
+            )
         )
         mixmonitor_id = ""
         wanted = re.search(r"i\(([^)]*)\)", options)

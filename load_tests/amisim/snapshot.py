@@ -41,6 +41,11 @@ def cause_text(cause: int) -> str:
     return CAUSE_TEXT.get(cause, "Unknown")
 
 
+# OriginateResponse "Reason": the last control frame of the dial (main/pbx.c pbx_dial_reason,
+# enum ast_control_frame_type): 0 no channel, 3 rang out, 4 answered, 5 busy.
+REASON_FAILED, REASON_RING_TIMEOUT, REASON_ANSWERED, REASON_BUSY = 0, 3, 4, 5
+
+
 # enum ast_device_state: the numbers QueueMember "Status" carries, the names of
 # DeviceStateChange "State".
 DEVICE_STATES = {

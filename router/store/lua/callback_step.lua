@@ -29,7 +29,12 @@ if step == 'ended' and state == 'connected' then
 end
 if not pending then return {'ignored', '0', queue, ''} end
 if step == 'ended' then  -- the attempt's channel hung up before both legs answered
-  return with_candidate({callback_attempt_failed(call_id, at), '0', queue, agent_id}, agent_id)
+  -- Unanswered, it hangs up before its OriginateResponse: that leg failed (the agent's
+  -- when agent first: a rejection). Answered, the second leg did not (or it gave up on it).
+  if redis.call('HGET', ck, 'cb_first') == '1' then
+    return with_candidate({callback_attempt_failed(call_id, at), '0', queue, agent_id}, agent_id)
+  end
+  step = 'failed1'
 end
 
 local leg = string.sub(step, -1)
@@ -38,7 +43,7 @@ if string.sub(step, 1, 6) == 'failed' then
   if leg == agent_leg then
     stat(queue, 'cb_rejected', 1, at)
     local paused = decline_offer(call_id, agent_id, queue, at, ARGV[9], ARGV[10])
-    redis.call('HSET', ck, 'cb_offer', '')
+    redis.call('HSET', ck, 'cb_offer', '', 'cb_first', '')
     return with_candidate({'rejected', paused, queue, agent_id}, agent_id)
   end
   return with_candidate({callback_attempt_failed(call_id, at), '0', queue, agent_id}, agent_id)
