@@ -11,11 +11,12 @@ workers racing for the same agent or call cannot both win. A lost race is retrie
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from typing import Protocol
+
+import orjson
 
 from router import affinity
 from router.commands import OfferCommand
@@ -188,7 +189,7 @@ class Matcher:
     ) -> str:
         """The audit record: requirements in force, who was considered, why this agent."""
         skills = next((c.skills for c in candidates if c.agent_id == decision.agent_id), {})
-        return json.dumps(
+        return orjson.dumps(
             decision.record()
             | {
                 "offer_id": offer_id,
@@ -199,7 +200,7 @@ class Matcher:
                 "shortlist": [c.agent_id for c in candidates[:SHORTLIST]],
                 "declined_by": sorted(call.declined_by),
             }
-        )
+        ).decode()
 
     def _offer(
         self, decision: Decision, call: WaitingCall, offer_id: str, device: str, now: float
