@@ -135,6 +135,8 @@ class Matcher:
             outcome = await self._reserve(decision, call, [agent], started, "agent")
             if outcome.status not in ("ok", "call_taken"):
                 return
+            if outcome.status == "ok" and agent.active + 1 >= agent.capacity:
+                return  # this offer took its last free place: reading it again would say so
             if outcome.status == "call_taken":
                 self.context.metrics.conflicts.inc()
 
