@@ -22,6 +22,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from router.errors import MalformedEventError
 
 ENVELOPE_VERSION = 1
@@ -79,7 +81,7 @@ class Envelope:
                 body["prev"] = self.prev
         if self.fence is not None:
             body["fence"] = self.fence
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
 
 class KeyChain:
@@ -106,8 +108,8 @@ def decode(raw: bytes | None) -> Envelope:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise MalformedEventError(f"message of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = orjson.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # orjson's is a JSONDecodeError
         raise MalformedEventError(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedEventError(f"expected a JSON object, got {type(body).__name__}")

@@ -11,11 +11,12 @@ workers racing for the same agent or call cannot both win. A lost race is retrie
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from typing import Protocol
+
+import orjson
 
 from router import affinity
 from router.commands import CallbackCommand, OfferCommand
@@ -134,6 +135,8 @@ class Matcher:
             outcome = await self._reserve(decision, call, [agent], started, "agent")
             if outcome.status not in ("ok", "call_taken"):
                 return
+            if outcome.status == "ok" and agent.active + 1 >= agent.capacity:
+                return  # this offer took its last free place: reading it again would say so
             if outcome.status == "call_taken":
                 self.context.metrics.conflicts.inc()
 
@@ -191,7 +194,7 @@ class Matcher:
     ) -> str:
         """The audit record: requirements in force, who was considered, why this agent."""
         skills = next((c.skills for c in candidates if c.agent_id == decision.agent_id), {})
-        return json.dumps(
+        return orjson.dumps(
             decision.record()
             | {
                 "offer_id": offer_id,
@@ -202,7 +205,7 @@ class Matcher:
                 "shortlist": [c.agent_id for c in candidates[:SHORTLIST]],
                 "declined_by": sorted(call.declined_by),
             }
-        )
+        ).decode()
 
     def _offer(
         self, decision: Decision, call: WaitingCall, offer_id: str, device: str, now: float

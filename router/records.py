@@ -118,7 +118,9 @@ def record_envelope(record: Record, source: str) -> Envelope:
     """The envelope a record travels in; the same record gives the same envelope, so a
     record published twice is a byte-identical duplicate."""
     kind = RECORD_CALL if isinstance(record, CallRecord) else RECORD_AGENT_STATE
-    return Envelope(kind, record.record_id, source, record.ts, record.key, dataclasses.asdict(record))
+    # Every field is a plain value: a flat copy is dataclasses.asdict's result, cheaper.
+    data = {spec.name: getattr(record, spec.name) for spec in _specs(type(record))}
+    return Envelope(kind, record.record_id, source, record.ts, record.key, data)
 
 
 # -- from the outbox (flat strings, as the Lua scripts write them) ---------------------------------
@@ -212,17 +214,38 @@ def _from_json(kind: str, value: Any) -> Any:
     raise ValueError(f"expected {kind}, got {value!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    name: str
+    type: str  # as declared: "float | None"
+    required: bool
+
+
+_SPECS: dict[object, tuple[_Spec, ...]] = {}
+
+
+def _specs(cls: object) -> tuple[_Spec, ...]:
+    """A record class's fields, read once (the relay builds several records per decision)."""
+    specs = _SPECS.get(cls)
+    if specs is None:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        specs = _SPECS[cls] = tuple(
+            _Spec(spec.name, str(spec.type), spec.default is dataclasses.MISSING) for spec in fields
+        )
+    return specs
+
+
 def _build[R](cls: type[R], data: Mapping[str, Any], convert: Callable[[str, Any], Any], where: str) -> R:
     """``cls`` from ``data``, each field converted by its declared type; a field with a
     default may be absent (it was added to the contract later), extra fields are ignored."""
     values: dict[str, Any] = {}
-    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for spec in _specs(cls):
         if spec.name not in data:
-            if spec.default is dataclasses.MISSING:
+            if spec.required:
                 raise MalformedEventError(f"{where}: field {spec.name!r} missing")
             continue
         try:
-            values[spec.name] = convert(str(spec.type), data[spec.name])
+            values[spec.name] = convert(spec.type, data[spec.name])
         except ValueError as exc:
             raise MalformedEventError(f"{where}: field {spec.name!r}: {exc}") from None
     return cls(**values)

@@ -102,7 +102,8 @@ class KafkaSettings(Frozen):
     metadata_max_age_ms: int = Field(default=5_000, ge=100, description="how soon recreated topics are seen")
     startup_timeout_s: float = Field(default=30.0, gt=0, description="keep trying to reach Kafka at start-up")
     # Tansu does not wake a waiting fetch when data arrives, so a long fetch wait is
-    # pure latency; 10 ms keeps the routing loop's p99 low at a small CPU cost.
+    # latency on sparse traffic; 10 ms keeps the lab's loop fast at some idle CPU (about
+    # 8-10 % of a core for a worker and the broker; 50 ms: 3 %; docs/performance.md).
     fetch_max_wait_ms: int = Field(default=10, ge=0)
     # A routing worker that dies loses its partitions to the others after the session
     # timeout: short, so that waiting callers are not stuck behind a dead process.

@@ -7,6 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from router import affinity
 from router.domain import (
     AgentCandidate,
@@ -107,7 +109,7 @@ def candidate(fields: Sequence[Any]) -> AgentCandidate:
     return AgentCandidate(
         agent_id=agent_id,
         idle_since=float(idle_since or 0),
-        skills=json.loads(skills or "{}"),
+        skills=orjson.loads(skills or "{}"),
         capacity=int(capacity or 1),
         active=int(reserved or 0) + int(connected or 0),
         handled_s=float(handled or 0),
@@ -134,7 +136,7 @@ def waiting_calls_in(raw: Sequence[Any]) -> list[WaitingCall]:
         call_id, queue, priority, entered_at, reqs, channel, declined, aff = (
             str(v) for v in raw[i : i + WAITING_WIDTH]
         )
-        declined_ids = json.loads(declined) if declined != "[]" else ()
+        declined_ids = orjson.loads(declined) if declined != "[]" else ()
         calls.append(
             WaitingCall(
                 call_id=call_id,

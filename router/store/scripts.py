@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
@@ -169,7 +170,7 @@ class LuaScripts:
         """Run ``(script, args)`` operations in order in one round trip; one answer each."""
         if not ops:
             return []
-        payload = json.dumps([[name, *(lua_arg(a) for a in args)] for name, args in ops])
+        payload = orjson.dumps([[name, *(lua_arg(a) for a in args)] for name, args in ops])
         self.round_trips += 1
         answers = await self._batch(keys=[self.keys.anchor], args=[self.keys.prefix, payload])
         return [_answer(name, answer) for (name, _), answer in zip(ops, answers, strict=True)]

@@ -503,8 +503,11 @@ end
 -- avail_s). terms: {{{skill, level}, ...alternatives}, ...}; {} = any available agent.
 local function find_candidates(terms, limit, exclude, max_scan)
   -- Drive the scan from the smallest term so that no decision walks every agent.
+  -- (One term drives itself: no need to size it.)
   local driver, driver_size = nil, math.huge
+  if #terms == 1 then driver = 1 end
   for i, term in ipairs(terms) do
+    if #terms == 1 then break end
     local size = 0
     for _, k in ipairs(term_keys(term)) do size = size + redis.call('ZCARD', k) end
     if size < driver_size then driver, driver_size = i, size end
