@@ -506,9 +506,15 @@ async def kill_routing_worker(run: FaultRun) -> None:
     await run.children.kill("route-1", signal.SIGKILL)
     killed_at = time.monotonic()
     run.details["killed_exit_code"] = run.children.children["route-1"].process.returncode
-    await asyncio.sleep(SYSTEMD_RESTART_S)
-    await run.children.restart("route-1")
-    run.details["ready_again_after_kill_s"] = round(time.monotonic() - killed_at, 2)
+    run.details["ready_again_after_kill_s"] = await _restart_as_systemd_would(run, "route-1", killed_at)
+
+
+async def _restart_as_systemd_would(run: FaultRun, name: str, killed_at: float) -> float:
+    """Start a killed process again ``SYSTEMD_RESTART_S`` after its death (``Restart=on-failure``,
+    ``RestartSec=2``) and wait until it is ready; seconds from the kill until then."""
+    await asyncio.sleep(max(0.0, killed_at + SYSTEMD_RESTART_S - time.monotonic()))
+    await run.children.restart(name)
+    return round(time.monotonic() - killed_at, 2)
 
 
 async def restart_broker(run: FaultRun) -> None:
@@ -641,15 +647,13 @@ async def kill_dispatcher(run: FaultRun) -> None:
             await asyncio.sleep(0.005)
     victim = victim or "dispatch"
     await run.children.kill(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
-    await asyncio.sleep(SYSTEMD_RESTART_S)
-    await run.children.restart(victim)
+    ready_again_s = await _restart_as_systemd_would(run, victim, time.monotonic())
     details = run.details
     details.update(
         killed=victim,
         held_a_claim=dispatching > 0,
         dispatching_at_kill=dispatching,
-        ready_again_after_kill_s=round(time.monotonic() - killed_at, 2),
+        ready_again_after_kill_s=ready_again_s,
     )
 
     async def count_skipped(children: ChildProcesses) -> None:
@@ -708,8 +712,7 @@ async def kill_active_ingest(run: FaultRun) -> None:
         if successor is None:
             await asyncio.sleep(0.05)
     took_over_s = round(time.monotonic() - killed_at, 2) if successor else None
-    await asyncio.sleep(max(0.0, killed_at + SYSTEMD_RESTART_S - time.monotonic()))
-    await run.children.restart(killed)
+    await _restart_as_systemd_would(run, killed, killed_at)
     details = run.details
     details.update(killed=killed, active_after=successor, took_over_s=took_over_s)
     details["standby_after_restart"] = await active_ingest(run.children) != killed

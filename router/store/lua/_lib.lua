@@ -60,25 +60,20 @@ local function expire_with_day(key, d, at)
   end
 end
 
-local function stat(queue, field, n, at)
-  redis.call('HINCRBY', stats_key(queue), field, n)
+-- Add to a queue's counter and to the same counter of the event's day (``incr``: HINCRBY
+-- for counts, HINCRBYFLOAT for sums of seconds).
+local function add_stat(incr, queue, field, n, at)
+  redis.call(incr, stats_key(queue), field, n)
   local d = day_of(at)
   if d then
     local key = P .. 'daystats:' .. d[1] .. ':' .. queue
-    redis.call('HINCRBY', key, field, n)
+    redis.call(incr, key, field, n)
     expire_with_day(key, d, at)
   end
 end
 
-local function statf(queue, field, x, at)
-  redis.call('HINCRBYFLOAT', stats_key(queue), field, x)
-  local d = day_of(at)
-  if d then
-    local key = P .. 'daystats:' .. d[1] .. ':' .. queue
-    redis.call('HINCRBYFLOAT', key, field, x)
-    expire_with_day(key, d, at)
-  end
-end
+local function stat(queue, field, n, at) add_stat('HINCRBY', queue, field, n, at) end
+local function statf(queue, field, x, at) add_stat('HINCRBYFLOAT', queue, field, x, at) end
 
 -- Quality sampling (docs/quality.md) -------------------------------------------------------------
 -- The draw: the first 52 bits of SHA-1(seed, call id) read as a number in [0, 1). It depends
