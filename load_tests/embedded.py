@@ -59,24 +59,68 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(EmbeddedServerError):
+    """The server's free port was taken by another process before the server bound it (ports
+    are picked free, then bound by a child a moment later: parallel test runs race for them)."""
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on ``port`` on this host (/proc/net/tcp and tcp6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    inodes.add(inode)
+    return inodes
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a listening socket on ``port``: a connection that
+    succeeds proves only that *some* process listens there."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    fd_dir = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return True
+    return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
 async def wait_for_port(
     host: str, port: int, timeout_s: float, proc: asyncio.subprocess.Process, name: str
 ) -> None:
+    """Until ``proc`` listens on ``port``. ``PortTaken`` if it exits while another process
+    holds the port."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while loop.time() < deadline:
         if proc.returncode is not None:
-            raise EmbeddedServerError(f"{name} exited with code {proc.returncode} at start-up")
-        try:
-            _, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            await asyncio.sleep(0.02)
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return
+            raise exited_at_start(name, proc.returncode, host, port)
+        if listens_on(proc.pid, port):
+            return
+        await asyncio.sleep(0.02)
     raise EmbeddedServerError(f"{name} did not listen on {host}:{port} within {timeout_s}s")
+
+
+def exited_at_start(name: str, code: int, host: str, port: int, detail: str = "") -> EmbeddedServerError:
+    if port and port_in_use(host, port):
+        return PortTaken(f"{name} exited at start-up: another process took {host}:{port}")
+    return EmbeddedServerError(f"{name} exited with code {code} at start-up{detail}")
+
+
+START_ATTEMPTS = 5
 
 
 class _ChildServer:
@@ -91,8 +135,28 @@ class _ChildServer:
     ) -> None:
         await self.stop()
 
+    _started_once = False
+
     async def start(self) -> None:
+        """Launch the server; on its first start, on another free port if its own was taken
+        meanwhile. A restart keeps the port: its clients know it."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                await self._launch()
+            except PortTaken:
+                await self.stop(kill=True)
+                if self._started_once or attempt == START_ATTEMPTS - 1 or not self._pick_another_port():
+                    raise
+                continue
+            self._started_once = True
+            return
+
+    async def _launch(self) -> None:
         raise NotImplementedError
+
+    def _pick_another_port(self) -> bool:
+        """Choose another free port for a first start; False where the port was given."""
+        return False
 
     async def stop(self, *, kill: bool = False) -> None:
         """Stop the server (SIGTERM, or SIGKILL with ``kill``) and wait for it to exit."""
@@ -173,7 +237,13 @@ class EmbeddedRedis(_ChildServer):
             lines += [f"replicaof 127.0.0.1 {self.replica_of}", "replica-announce-ip 127.0.0.1"]
         return "\n".join(lines) + "\n"
 
-    async def start(self) -> None:
+    def _pick_another_port(self) -> bool:
+        if self.port == 0:
+            return False
+        self.port, self._config_written = free_port(), False
+        return True
+
+    async def _launch(self) -> None:
         binary = redis_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.unix_socket.unlink(missing_ok=True)  # left behind by a killed server
@@ -193,7 +263,8 @@ class EmbeddedRedis(_ChildServer):
         while loop.time() < deadline:
             if self.proc.returncode is not None:
                 log = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
-                raise EmbeddedServerError(f"redis-server exited at start-up:\n{log}")
+                code = self.proc.returncode
+                raise exited_at_start("redis-server", code, "127.0.0.1", self.port, f":\n{log}")
             if await self._answers_ping():
                 return
             await asyncio.sleep(0.02)
@@ -260,7 +331,11 @@ class EmbeddedSentinel(_ChildServer):
             ]
         )
 
-    async def start(self) -> None:
+    def _pick_another_port(self) -> bool:
+        self.port, self._config_written = free_port(), False
+        return True
+
+    async def _launch(self) -> None:
         binary = redis_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self._config_written:
@@ -323,9 +398,12 @@ class EmbeddedSentinelRedis:
     async def start(self, timeout_s: float = 30.0) -> None:
         """Every server started, the replica in sync, and every sentinel aware of the replica
         and of the other sentinels (before that, a failover could not happen)."""
-        for node in self.nodes:
-            await node.start()
+        primary, replica = self.nodes
+        await primary.start()
+        replica.replica_of = primary.port  # it may have moved to another free port
+        await replica.start()
         for sentinel in self.sentinels:
+            sentinel.primary_port = primary.port
             await sentinel.start()
         await asyncio.wait_for(self._settled(), timeout_s)
 
@@ -416,12 +494,19 @@ class EmbeddedKafka(_ChildServer):
     def __init__(self, port: int | None = None, *, advertised_port: int | None = None) -> None:
         self.port = port or free_port()
         self.advertised_port = advertised_port or self.port
+        self._port_given = port is not None or advertised_port is not None
+
+    def _pick_another_port(self) -> bool:
+        if self._port_given:
+            return False
+        self.port = self.advertised_port = free_port()
+        return True
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.advertised_port}"
 
-    async def start(self) -> None:
+    async def _launch(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         args = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
