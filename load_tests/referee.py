@@ -9,10 +9,10 @@ phone was already at capacity.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from load_tests.amisim.ledger import CallRecord, Ledger
+from load_tests.amisim.ledger import CallRecord, Ledger, Shutdown
 
 QUEUED = frozenset({"waiting", "offered", "dispatching", "ringing"})
 ANSWERED = frozenset({"connected", "completed"})
@@ -35,7 +35,7 @@ class Verdict:
         return not self.lost and not self.mismatched and not self.double_assignments
 
 
-def expected_states(call: CallRecord) -> frozenset[str]:
+def expected_states(call: CallRecord, shutdowns: Sequence[Shutdown] = ()) -> frozenset[str]:
     if call.waiting:
         return QUEUED
     if call.state == "transferred":
@@ -49,7 +49,11 @@ def expected_states(call: CallRecord) -> frozenset[str]:
     if call.state == "ended_by_restart":
         return frozenset({"pbx_restart"})  # an abandon here would be the bug this guards
     # A caller who hung up just as the router overflowed it (or turned it away, its queue
-    # closed): either is an honest account.
+    # closed): either is an honest account. So is "cut off by the restart" for a caller who
+    # hung up just before Asterisk began to shut down: ingest learns of the shutdown by
+    # asking Asterisk once the Hangup has reached it (workers/ingest.py, _ProbedHangup).
+    if call.abandoned_at is not None and any(s.blurs(call.abandoned_at) for s in shutdowns):
+        return frozenset({"abandoned", "pbx_restart"})
     return frozenset({"abandoned", "overflowed", "closed"})
 
 
@@ -60,6 +64,6 @@ def judge(ledger: Ledger, router_states: Mapping[str, str]) -> Verdict:
         state = router_states.get(call.call_id, "")
         if state not in ACCOUNTED:
             verdict.lost.append(call.call_id)
-        elif state not in expected_states(call):
+        elif state not in expected_states(call, ledger.shutdowns):
             verdict.mismatched.append((call.call_id, call.state, state))
     return verdict

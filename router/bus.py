@@ -36,6 +36,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
+from router.catchup import Marks, lagging
 from router.envelope import Envelope
 from router.errors import AcdError, BrokerRefusedError, BrokerUnavailableError
 from router.settings import KafkaSettings
@@ -661,6 +662,11 @@ class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.on_assigned()
 
 
+def _topic_partition(part: str) -> TopicPartition:
+    topic, partition = part.rsplit(":", 1)
+    return TopicPartition(topic, int(partition))
+
+
 class KafkaGroupReader:
     """A consumer-group member that reads batches and commits only what it is told to."""
 
@@ -756,6 +762,16 @@ class KafkaGroupReader:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
+
+    async def behind(self, marks: Marks) -> list[str]:
+        """The partitions whose offset committed by the group (by any member) is short of
+        its mark (router.catchup)."""
+        parts = {part: _topic_partition(part) for part in marks}
+        try:
+            committed = await asyncio.gather(*(self._consumer.committed(tp) for tp in parts.values()))
+        except KafkaError as exc:
+            raise broker_error(exc) from exc
+        return lagging(marks, dict(zip(parts, committed, strict=True)))
 
     async def lag(self) -> dict[str, int]:
         """Messages not yet read, per topic, summed over this member's assigned partitions.

@@ -15,11 +15,13 @@ from typing import Any
 
 from router import affinity
 from router.callback_flow import CallbackFlow
+from router.catchup import GroupProgress, NoGroup
 from router.clock import Clock
 from router.closing import Closing
 from router.commands import CommandSink, PauseCommand, RecordCommand
 from router.context import RoutingContext
 from router.domain import Affinity, AgentConfig, QueueConfig, Requirements, WaitingCall
+from router.errors import AcdError
 from router.events import (
     AgentAnswered,
     AgentDeclined,
@@ -44,7 +46,7 @@ from router.policy import requirements_in_force
 from router.settings import RoutingSettings
 from router.store.callbacks import RedisCallbackStore
 from router.store.params import NewCall, Position, ResyncGap
-from router.store.replies import Answered, ClosedCall, Declined, TransferStep
+from router.store.replies import Answered, ClosedCall, Declined, ResyncListing, TransferStep
 from router.store.routing import RedisRoutingStore
 from router.store.schedule import RedisScheduleStore
 from router.store.timers import RedisTimerStore
@@ -60,6 +62,7 @@ def ids(call_id: str = "", agent_id: str = "") -> dict[str, str]:
 
 OFFER_STATES = frozenset({"offered", "dispatching", "ringing"})
 UNSTAFFED_CHECK_EVERY_S = 2.0  # real seconds between "anybody logged in?" overflow checks
+CATCHUP_RETRY_S = 0.5  # real seconds between looks at whether the group caught up with a listing
 
 
 class RoutingEngine:
@@ -76,10 +79,13 @@ class RoutingEngine:
         store: RedisRoutingStore,
         timers: RedisTimerStore,
         callbacks: RedisCallbackStore | None = None,
+        progress: GroupProgress | None = None,
     ) -> None:
         self.context = context
         self.store = store
         self.timers = timers
+        # How far the routing group has applied its partitions (router.catchup).
+        self.progress = progress or NoGroup()
         self.matcher = Matcher(context, store)
         self.overflows = Overflows(context, store, self.matcher)
         # Business hours (router/closing.py): its own store, on the same Redis and site.
@@ -447,14 +453,27 @@ class RoutingEngine:
     # -- recovery and timers --------------------------------------------------------------
 
     async def _on_resync(self, event: ResyncFinished, pos: Position, started: float) -> None:
-        """Close what the listing no longer shows, after a grace period: events of those calls
-        sent before the listing may still be on their way through other partitions."""
-        due = self.clock.now() + self.settings.resync_grace_s * self.clock.time_scale
-        gap = ResyncGap(event.link_lost_at, event.pbx_restart)
-        await self.timers.schedule_resync(event.snapshot_at, event.live_call_ids, due, gap=gap)
+        """Close what the listing no longer shows once the routing group has applied every
+        event sent before it (router.catchup), and a grace period has passed."""
+        now, scale = self.clock.now(), self.clock.time_scale
+        listing = ResyncListing(
+            event.snapshot_at,
+            list(event.live_call_ids),
+            ResyncGap(event.link_lost_at, event.pbx_restart),
+            dict(event.marks),
+            now + self.settings.resync_catchup_max_s * scale,
+        )
+        await self.timers.schedule_resync(listing, now + self.settings.resync_grace_s * scale)
 
     async def _close_after_resync(self, started: float) -> None:
-        for listing in await self.timers.due_resyncs(self.clock.now()):
+        now = self.clock.now()
+        for listing in await self.timers.due_resyncs(now):
+            if behind := await self._group_behind(listing, now):
+                if not listing.waited:
+                    logger.info("resync: closing waits until the group has applied %s", behind)
+                retry = now + CATCHUP_RETRY_S * self.clock.time_scale
+                await self.timers.schedule_resync(replace(listing, waited=True), retry)
+                continue
             closed = await self.timers.resync_close(
                 listing.snapshot_at, listing.live_call_ids, gap=listing.gap
             )
@@ -465,6 +484,26 @@ class RoutingEngine:
                 ids = [call.call_id for call in closed[:20]]
                 logger.warning("resync: %d calls ended while AMI was disconnected: %s", len(closed), ids)
             await self.matcher.sweep(started)
+
+    async def _group_behind(self, listing: ResyncListing, now: float) -> list[str]:
+        """The partitions to wait for before closing: events sent before the listing that
+        the group has not applied yet (or Kafka cannot say), unless the wait is over."""
+        if not listing.marks:
+            return []
+        try:
+            behind = await self.progress.behind(listing.marks)
+        except AcdError as exc:
+            if not exc.retriable:
+                raise
+            behind = [f"unknown ({exc})"]
+        if behind and listing.give_up_at is not None and now >= listing.give_up_at:
+            logger.warning(
+                "resync: partitions %s still behind the listing after %ss; closing its missing calls anyway",
+                behind,
+                self.settings.resync_catchup_max_s,
+            )
+            return []
+        return behind
 
     def _count_closed(self, call: ClosedCall) -> None:
         if call.outcome == "abandoned":

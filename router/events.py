@@ -6,7 +6,7 @@ the routing engine consumes them. ``at`` is simulated time (router.clock).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router.domain import Requirements
 
@@ -132,6 +132,8 @@ class ResyncFinished:
     # listed ended after it, and nobody knows how much later; None: the link never dropped.
     link_lost_at: float | None = None
     pbx_restart: bool = False  # the gap began with Event: Shutdown: Asterisk ended the calls
+    # How far ingest's envelopes sent before the listing reached, per partition (router.catchup).
+    marks: dict[str, int] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,6 +311,12 @@ class RoutingSettings(Frozen):
     resync_grace_s: float = Field(
         default=3.0, ge=0, description="real seconds before a resync closes calls it no longer lists"
     )
+    resync_catchup_max_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="real seconds a resync waits at most for the routing group to apply what was sent "
+        "before it, before closing the calls it no longer lists (router/catchup.py)",
+    )
     relay_batch: int = Field(default=500, ge=1, le=10_000, description="records the relay publishes per batch")
     relay_claim_idle_s: float = Field(
         default=30.0,

@@ -9,6 +9,7 @@ import pytest
 
 from load_tests.embedded import free_port
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
+from router.catchup import mark_of
 from router.envelope import AMI_EVENT, Envelope, decode
 from router.errors import BrokerUnavailableError
 from router.settings import KafkaSettings
@@ -136,3 +137,35 @@ async def test_messages_read_before_a_rebalance_are_not_committed(
     await reader.commit(stale)
     await reader.stop()
     assert await reread(settings, 3) == [0, 1, 2]
+
+
+async def test_a_member_tells_which_partitions_the_group_has_not_applied_up_to_marks(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """router.catchup: a resync listing waits until the group's commits (by any member)
+    reach the marks ingest took from Kafka's acknowledgements."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2, **REJOIN)
+    topic = Topics(topic_prefix).ami_events
+    await ensure_topics(settings, [topic])
+    producer = KafkaEnvelopeProducer(settings)
+    await producer.start()
+    delivered = [await producer.send(topic, envelope(i, f"call:{i % 4}")) for i in range(12)]
+    await producer.flush()
+    await producer.stop()
+    marks: dict[str, int] = {}
+    for metadata in [await d for d in delivered]:
+        mark_of(marks, metadata.topic, metadata.partition, metadata.offset)
+    reader = await group_member(settings)
+    try:
+        read = await read_until(reader, 12)
+        by_partition = {p: [m for m in read if m.partition == p] for p in (0, 1)}
+        assert marks == {f"{topic}:{p}": len(by_partition[p]) for p in (0, 1)}
+        assert await reader.behind(marks) == sorted(marks)
+        await reader.commit(by_partition[0])
+        assert await reader.behind(marks) == [f"{topic}:1"]
+        await reader.commit(by_partition[1][:-1])
+        assert await reader.behind(marks) == [f"{topic}:1"]
+        await reader.commit(by_partition[1])
+        assert await reader.behind(marks) == []
+    finally:
+        await reader.stop()

@@ -61,6 +61,10 @@ async def login(engine: RoutingEngine, agent_id: str) -> None:
     )
 
 
+async def state(engine: RoutingEngine, call_id: str) -> str:
+    return (await engine.store.call(call_id)).get("state", "")
+
+
 async def arrive(
     engine: RoutingEngine, call_id: str, queue: str = "billing", pos: Position = NO_POSITION
 ) -> None:
@@ -219,6 +223,63 @@ async def test_resync_closes_missing_calls_after_a_grace_period(engine: RoutingE
     await engine.tick(0)
     assert (await engine.store.call("gone"))["state"] == "abandoned"
     assert (await engine.store.call("alive"))["state"] == "waiting"
+
+
+class LaggingGroup:
+    """Partition p1 of the routing group is behind the listing until ``caught_up``."""
+
+    def __init__(self) -> None:
+        self.caught_up = False
+        self.asked: list[dict[str, int]] = []
+
+    async def behind(self, marks: dict[str, int]) -> list[str]:
+        self.asked.append(marks)
+        return [] if self.caught_up else ["events:1"]
+
+
+async def test_resync_waits_for_the_group_to_apply_what_was_sent_before_it(engine: RoutingEngine) -> None:
+    """An answered call whose answer and hang-up wait on a lagging partition: closing it after
+    the grace period alone made it abandoned, and its answer, applied later, was ignored."""
+    from router.events import ResyncFinished
+
+    group = engine.progress = LaggingGroup()
+    await login(engine, "senior")
+    await arrive(engine, "answered-unseen")
+    await engine.handle(AgentRang("answered-unseen", "PJSIP/senior", clock(engine).now()), NO_POSITION, 0)
+    clock(engine).t += 10
+    marks = {"events:0": 40, "events:1": 7}
+    await engine.handle(ResyncFinished(frozenset(), clock(engine).now(), marks=marks), NO_POSITION, 0)
+    clock(engine).t += engine.settings.resync_grace_s
+    await engine.tick(0)
+    clock(engine).t += 20
+    await engine.tick(0)
+    assert group.asked and group.asked[-1] == {"events:0": 40, "events:1": 7}
+    assert await state(engine, "answered-unseen") == "ringing"  # not closed: the group is behind
+    # The lagging partition delivers the call's answer and hang-up; the group catches up.
+    await engine.handle(AgentAnswered("answered-unseen", "PJSIP/senior", clock(engine).now()), NO_POSITION, 0)
+    await engine.handle(CallerHungUp("answered-unseen", "16", clock(engine).now()), NO_POSITION, 0)
+    group.caught_up = True
+    clock(engine).t += 1
+    await engine.tick(0)
+    assert await state(engine, "answered-unseen") == "completed"
+    assert engine.metrics.calls_closed_by_resync._value.get() == 0
+    assert await engine.timers.due_resyncs(clock(engine).now() + 1e9) == []  # the listing is done
+
+
+async def test_resync_closes_anyway_when_the_group_does_not_catch_up_in_time(engine: RoutingEngine) -> None:
+    from router.events import ResyncFinished
+
+    engine.progress = LaggingGroup()
+    await arrive(engine, "gone")
+    clock(engine).t += 10
+    listing = ResyncFinished(frozenset(), clock(engine).now(), marks={"events:1": 7})
+    await engine.handle(listing, NO_POSITION, 0)
+    clock(engine).t += engine.settings.resync_catchup_max_s - 1
+    await engine.tick(0)
+    assert await state(engine, "gone") == "waiting"
+    clock(engine).t += 1
+    await engine.tick(0)
+    assert await state(engine, "gone") == "abandoned"
 
 
 async def test_a_call_abandoned_during_an_ami_gap_waited_until_the_link_was_lost(

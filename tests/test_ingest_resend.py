@@ -4,16 +4,17 @@ also when the broker loses more while a resend is in flight, and nothing written
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.envelope import Envelope
+from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
 from router.errors import BrokerUnavailableError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
-from workers.ingest import IngestWorker
+from workers.ingest import IngestWorker, _Snapshot
 
 
 class ControlledProducer:
@@ -23,6 +24,7 @@ class ControlledProducer:
         self.sent: list[tuple[Envelope, asyncio.Future[Any]]] = []
         self.started = True
         self.reachable = True
+        self.offset = -1
 
     async def knows_partitions(self, topic: str) -> bool:
         return True
@@ -48,7 +50,8 @@ class ControlledProducer:
                 if envelope.seq in refuse:
                     future.set_exception(RuntimeError("refused"))
                 else:
-                    future.set_result(None)
+                    self.offset += 1  # one partition: Kafka's acknowledgement names where it went
+                    future.set_result(SimpleNamespace(topic="events", partition=0, offset=self.offset))
 
 
 def call_event(n: int) -> dict[str, str]:
@@ -160,3 +163,32 @@ async def test_a_resend_refused_at_once_keeps_everything_held_in_order(
             await asyncio.sleep(0)
             producer.settle()
     assert resend.result() and not worker._held
+
+
+async def test_a_resync_listing_is_marked_with_where_everything_before_it_landed() -> None:
+    """router.catchup: the listing names, per partition, one past the last envelope Kafka
+    acknowledged before it, after waiting for every acknowledgement."""
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
+    for n in range(3):
+        await worker._publish(call_event(n), 1.0)
+    listing = asyncio.create_task(worker._publish_snapshot(_Snapshot([], ["1.2"], 2.0, {})))
+    await asyncio.sleep(0)
+    assert [e.seq for e, _ in producer.sent] == [1, 2, 3]  # the listing waits for their answers
+    producer.settle()
+    await listing
+    resync = producer.sent[-1][0]
+    assert resync.type == AMI_RESYNC and resync.data["marks"] == {"events:0": 3}
+
+
+async def test_a_resync_listing_waits_for_what_kafka_refused_before_it() -> None:
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
+    for n in range(3):
+        await worker._publish(call_event(n), 1.0)
+    listing = asyncio.create_task(worker._publish_snapshot(_Snapshot([], [], 2.0, {})))
+    await asyncio.sleep(0)
+    producer.settle(refuse={2})
+    await listing
+    assert [e.type for e, _ in producer.sent] == [AMI_EVENT] * 3  # no listing yet
+    assert worker._held and worker._needs_resync.is_set()  # resent first, then listed again

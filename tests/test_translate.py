@@ -193,6 +193,9 @@ def test_resync_listing_reannounces_waiting_callers() -> None:
     assert translate(ami(not_an_acd_call)) is None
     marker = translate(ami({"live_call_ids": ["x", "y"]}, ts=5.0, kind=AMI_RESYNC))
     assert marker == ResyncFinished(frozenset({"x", "y"}), 5.0)
+    marked = {"live_call_ids": [], "marks": {"t:0": 12, "t:1": 0, "t:2": -1, "t:3": "7"}}
+    listing = translate(ami(marked, ts=5.0, kind=AMI_RESYNC))
+    assert isinstance(listing, ResyncFinished) and listing.marks == {"t:0": 12, "t:1": 0}
 
 
 def test_partition_keys_keep_a_call_and_an_agent_together() -> None:

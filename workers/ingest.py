@@ -37,6 +37,7 @@ from panoramisk.message import Message
 from router.ami.gateway import AmiGateway
 from router.ami.translate import PBX_SHUTTING_DOWN, QUEUED_USER_EVENT, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, KafkaLink, TopicGuardian, Topics, ensure_topics
+from router.catchup import Marks, mark_of
 from router.clock import Clock
 from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope, KeyChain
 from router.errors import AcdError, AmiError, BrokerUnavailableError
@@ -127,6 +128,10 @@ class IngestWorker:
         self._seq = 0
         self._chain = KeyChain()
         self._recent: deque[tuple[float, Envelope]] = deque()
+        # Per partition, one past the last envelope Kafka acknowledged: a resync listing carries
+        # them, and calls are closed only once the routing group applied that far (router.catchup).
+        self._acked: Marks = {}
+        self._in_flight: set[asyncio.Future[Any]] = set()
         self.lease = lease
         self._term = 0  # the fencing token of this ingest's term as the active one; 0: standby
         self._standby_log: deque[_Logged] = deque()
@@ -202,6 +207,7 @@ class IngestWorker:
         self._resend_recent()
 
     def _resend_recent(self) -> None:
+        self._acked.clear()  # the broker may have lost them: its offsets count afresh
         self._held = _in_producer_order([*(envelope for _, envelope in self._recent), *self._held])
         self._blocked_keys.update(envelope.key for envelope in self._held)
         self._recent.clear()
@@ -307,6 +313,8 @@ class IngestWorker:
             self._refused(envelope, exc)
             return
         future.add_done_callback(lambda f: self._delivered(f, envelope))
+        self._in_flight.add(future)
+        future.add_done_callback(self._in_flight.discard)
         self._remember_recent(envelope)
 
     def _remember_recent(self, envelope: Envelope) -> None:
@@ -328,7 +336,11 @@ class IngestWorker:
         elif future.exception() is not None:
             self._refused(envelope, future.exception())
         else:
+            self._acknowledged(future.result())
             self.metrics.produced.inc()
+
+    def _acknowledged(self, metadata: Any) -> None:
+        mark_of(self._acked, metadata.topic, metadata.partition, metadata.offset)
 
     def _refused(self, envelope: Envelope, reason: object) -> None:
         self.metrics.produce_errors.inc()
@@ -399,6 +411,7 @@ class IngestWorker:
                 if isinstance(result, BaseException):
                     failed.append(envelope)
                 else:
+                    self._acknowledged(result)
                     self._remember_recent(envelope)  # a second broker loss must resend it too
             self.metrics.produced.inc(len(batch) - len(failed))
             if failed:
@@ -462,9 +475,20 @@ class IngestWorker:
             fields["Resync"] = "1"
             await self._publish(fields, snapshot.taken_at)
         live = sorted(set(snapshot.live_call_ids) - self._hung_up_since_resync)
-        await self._publish({"live_call_ids": live, **snapshot.gap}, snapshot.taken_at, kind=AMI_RESYNC)
+        await self._delivered_so_far()
+        if self._held:
+            # Kafka refused some of what came before: they go again, then another listing.
+            logger.warning("resync listing put off: %d AMI envelopes to send again first", len(self._held))
+            return
+        listing = {"live_call_ids": live, **snapshot.gap, "marks": dict(self._acked)}
+        await self._publish(listing, snapshot.taken_at, kind=AMI_RESYNC)
         self.metrics.resyncs.inc()
         logger.info("resync published: %d channels live, %d listed items", len(live), len(snapshot.items))
+
+    async def _delivered_so_far(self) -> None:
+        """Until Kafka has answered for every envelope sent so far (each one's callback has
+        run: acknowledged, or held to be sent again)."""
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _resync_when_needed(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, TopicGuardian, Topics, ensure_topics
+from router.catchup import GroupProgress
 from router.clock import Clock
 from router.commands import (
     CallbackCommand,
@@ -397,7 +398,12 @@ class RoutingWorker:
 
 
 async def build_engine(
-    settings: AcdSettings, redis: Redis, clock: Clock, sink: KafkaCommandSink, metrics: RoutingMetrics
+    settings: AcdSettings,
+    redis: Redis,
+    clock: Clock,
+    sink: KafkaCommandSink,
+    metrics: RoutingMetrics,
+    progress: GroupProgress,
 ) -> RoutingEngine:
     agents = {agent.id: agent for agent in settings.agents}
     config = LiveConfig(settings.queue_map(), agents, settings.routing.unknown_queue)
@@ -408,7 +414,7 @@ async def build_engine(
     zone = settings.timezone or "UTC"
     store = RedisRoutingStore(redis, settings.site, scripts=scripts, timezone=zone)
     timers = RedisTimerStore(redis, settings.site, scripts=scripts, timezone=zone)
-    engine = RoutingEngine(context, store=store, timers=timers)
+    engine = RoutingEngine(context, store=store, timers=timers, progress=progress)
     await engine.seed_agents()
     return engine
 
@@ -442,7 +448,7 @@ async def open_routing(ctx: ProcessContext) -> Component:
     broker = ctx.kafka(producer, reader)
     ctx.link("kafka", lambda: reader.assigned and broker.ready)
     sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
-    engine = await build_engine(settings, redis, ctx.clock, sink, metrics)
+    engine = await build_engine(settings, redis, ctx.clock, sink, metrics, progress=reader)
     relay = RecordRelay(
         RedisOutboxStore(redis, settings.site),
         producer,

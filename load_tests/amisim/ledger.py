@@ -106,6 +106,15 @@ class AgentRecord:
 
 
 @dataclass(frozen=True)
+class Shutdown:
+    began_at: float
+    ambiguous_from: float
+
+    def blurs(self, hung_up_at: float) -> bool:
+        return self.ambiguous_from <= hung_up_at <= self.began_at
+
+
+@dataclass(frozen=True)
 class DoubleAssignment:
     """A caller was sent to an agent whose phone was already at capacity."""
 
@@ -157,6 +166,9 @@ class Ledger:
     unexpected_redirects: list[UnexpectedRedirect] = field(default_factory=list)
     offers_to_unavailable_agents: list[UnavailableOffer] = field(default_factory=list)
     recordings: list[RecordingStarted] = field(default_factory=list)
+    # When each Asterisk restart began (simulated time), and from when before it a caller's
+    # own hang-up could not be told from the restart's (ingest asks Asterisk after the fact).
+    shutdowns: list[Shutdown] = field(default_factory=list)
 
     def waiting_calls(self) -> list[CallRecord]:
         """Calls still on hold or ringing: each must be visible as waiting in the router."""

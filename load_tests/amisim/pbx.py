@@ -17,7 +17,7 @@ from typing import Literal
 from load_tests.amisim.callbacks import AGENT_CONTEXT, CALLER_CONTEXT, CallbackPlan, Callbacks
 from load_tests.amisim.calls import NORMAL_CLEARING, CallFlow, SimCall, TransferKind, TransferPlan
 from load_tests.amisim.core import DEFAULT_CHANNELVARS, Core, EventListener, clean
-from load_tests.amisim.ledger import AgentRecord, Ledger, RecordingStarted, UnexpectedRedirect
+from load_tests.amisim.ledger import AgentRecord, Ledger, RecordingStarted, Shutdown, UnexpectedRedirect
 from load_tests.amisim.originate import OriginateDone, OriginateRequest, Originator
 from load_tests.amisim.phones import AnswerDelay, Phones, SimAgent
 from load_tests.amisim.roster import Roster
@@ -31,6 +31,10 @@ MONITOR_DIR = "/var/spool/asterisk/monitor"
 # What a channel hung up by ast_softhangup_all() reports: nothing sets a cause on the way
 # (main/channel.c ast_softhangup_all, main/pbx.c), so Hangup says 0 / Unknown.
 SHUTDOWN_CAUSE = 0
+# Real seconds before a restart began within which a caller's own Hangup may still be taken
+# for the restart's: ingest asks Asterisk whether it is shutting down once the Hangup reached
+# it, and on a loaded machine that question can come this late (load_tests/referee.py).
+SHUTDOWN_PROBE_AMBIGUITY_S = 1.0
 
 
 class PbxRefusedCallError(RuntimeError):
@@ -510,6 +514,12 @@ class Pbx:
         return [roster] if roster is not None else []
 
     # -- restart ------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """From now on no call gets in; the ledger notes when (see ``Shutdown``)."""
+        self.accepting_calls = False
+        now, scale = self.clock.now(), self.clock.time_scale
+        self.ledger.shutdowns.append(Shutdown(now, now - SHUTDOWN_PROBE_AMBIGUITY_S * scale))
 
     def hang_up_everything(self, cause: int = SHUTDOWN_CAUSE) -> int:
         """``ast_softhangup_all()``: every channel hangs up; callers' calls end "by restart"."""

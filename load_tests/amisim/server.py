@@ -271,7 +271,7 @@ class AmiSimulator:
         if self._port is None or self.shutting_down:
             raise RuntimeError("the simulator is not running")
         self.shutting_down = True
-        self.pbx.accepting_calls = False
+        self.pbx.begin_shutdown()
         cut = 0
         if mode == "now":
             with self.pbx.holding_events():

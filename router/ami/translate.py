@@ -376,7 +376,15 @@ def _resync(envelope: Envelope) -> DomainEvent | None:
         envelope.ts,
         link_lost_at=float(lost_at) if isinstance(lost_at, int | float) else None,
         pbx_restart=envelope.data.get("pbx_restart") is True,
+        marks=_marks(envelope.data.get("marks")),
     )
+
+
+def _marks(raw: object) -> dict[str, int]:
+    """The listing's partition marks; none (an older ingest, or garbled) waits for nothing."""
+    if not isinstance(raw, dict):
+        return {}
+    return {str(part): offset for part, offset in raw.items() if isinstance(offset, int) and offset >= 0}
 
 
 _HANDLERS = {

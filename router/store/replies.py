@@ -353,13 +353,38 @@ class ResyncListing:
     snapshot_at: float
     live_call_ids: list[str]
     gap: ResyncGap
+    # Where the group's partitions ended when the listing was read, and when to stop waiting
+    # for the group to reach them (router.catchup); {} and None: close once due.
+    marks: dict[str, int] = field(default_factory=dict)
+    give_up_at: float | None = None
+    waited: bool = False  # it was due before and the group was behind
 
     @classmethod
     def parse(cls, payload: str) -> ResyncListing:
         body = json.loads(payload)
         lost_at = body.get("lost_at")
         gap = ResyncGap(None if lost_at is None else float(lost_at), bool(body.get("pbx_restart")))
-        return cls(float(body["at"]), [str(c) for c in body["live"]], gap)
+        marks = {str(part): int(offset) for part, offset in body.get("marks", {}).items()}
+        give_up_at = body.get("give_up_at")
+        return cls(
+            float(body["at"]),
+            [str(c) for c in body["live"]],
+            gap,
+            marks,
+            None if give_up_at is None else float(give_up_at),
+            bool(body.get("waited")),
+        )
+
+    def dump(self) -> str:
+        body: dict[str, object] = {"at": self.snapshot_at, "live": sorted(self.live_call_ids)}
+        body["lost_at"], body["pbx_restart"] = self.gap.link_lost_at, self.gap.pbx_restart
+        if self.marks:
+            body["marks"] = self.marks
+        if self.give_up_at is not None:
+            body["give_up_at"] = self.give_up_at
+        if self.waited:
+            body["waited"] = True
+        return json.dumps(body)
 
 
 # -- summaries --------------------------------------------------------------------------------

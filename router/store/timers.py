@@ -72,14 +72,10 @@ class RedisTimerStore(RedisLeaseStore):
         found = await self.redis.zrangebyscore(self.keys.overflow_due, "-inf", now, start=0, num=limit)
         return [str(call_id) for call_id in found]
 
-    async def schedule_resync(
-        self, snapshot_at: float, live_call_ids: Iterable[str], due: float, *, gap: ResyncGap | None = None
-    ) -> None:
-        """Remember a resync listing, to close what it misses once ``due``."""
-        body: dict[str, object] = {"at": snapshot_at, "live": sorted(live_call_ids)}
-        if gap is not None:
-            body["lost_at"], body["pbx_restart"] = gap.link_lost_at, gap.pbx_restart
-        await self.redis.zadd(self.keys.resync_due, {json.dumps(body): due})
+    async def schedule_resync(self, listing: ResyncListing, due: float) -> None:
+        """Remember a resync listing, to close what it misses once ``due`` (again, when the
+        routing group had not caught up with it: router.catchup)."""
+        await self.redis.zadd(self.keys.resync_due, {listing.dump(): due})
 
     async def due_resyncs(self, now: float) -> list[ResyncListing]:
         """Resync listings whose grace period is over (each taken by exactly one caller)."""
