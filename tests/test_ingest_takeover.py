@@ -86,13 +86,33 @@ async def test_an_active_whose_term_ran_out_stands_by_until_a_new_term() -> None
     await worker._take_over(_TookOver(await lease.hold()))
     await worker._handle(event("Newchannel", "c1"), 1.0)
     assert len(producer.sent) == 1
+    worker._needs_resync.clear()  # the first term's resync came and went
     now[0] += 2.0  # no renewal came back: deposed on its own clock
     await worker._handle(event("Hangup", "c1"), 2.0)
     assert len(producer.sent) == 1 and not worker.active and worker._term == 0
-    # A renewal (the same token: nobody took it meanwhile) begins a new term, in a new
-    # session, that publishes what came during the lapse.
+    # A renewal with the same token (nobody took the lease meanwhile, so nobody published)
+    # resumes: what came during the lapse goes out in the same session, chained on.
     token = await lease.hold()
     await worker._take_over(_TookOver(token))
     [(first, _), (hangup, _)] = producer.sent
-    assert hangup.data["Event"] == "Hangup" and hangup.session is not None
-    assert first.session is not None and hangup.session > first.session
+    assert hangup.data["Event"] == "Hangup" and hangup.session == first.session
+    assert hangup.prev == first.seq and not worker._needs_resync.is_set()
+
+
+async def test_a_lapse_loses_no_event_of_a_call_that_neither_began_nor_ended_in_it() -> None:
+    """An answer during the lapse was dropped (only calls that entered or ended in it were
+    sent again), so the hang-up that followed made the answered call an abandoned one."""
+    now = [100.0]
+    lease = Lease(FakeLeaseStore(), "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    await worker._take_over(_TookOver(await lease.hold()))
+    queued = {"Event": "UserEvent", "UserEvent": "AcdCallQueued", "Uniqueid": "c1", "Linkedid": "c1"}
+    await worker._handle(queued, 1.0)
+    now[0] += 2.0  # the renewal came back late: the term ran out
+    answered = event("DialEnd", "c1") | {"DialStatus": "ANSWER"}
+    await worker._handle(answered, 2.0)
+    assert not worker.active
+    await worker._take_over(_TookOver(await lease.hold()))
+    await worker._handle(event("Hangup", "c1"), 3.0)
+    assert [e.data["Event"] for e, _ in producer.sent] == ["UserEvent", "DialEnd", "Hangup"]

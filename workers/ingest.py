@@ -134,6 +134,10 @@ class IngestWorker:
         self._in_flight: set[asyncio.Future[Any]] = set()
         self.lease = lease
         self._term = 0  # the fencing token of this ingest's term as the active one; 0: standby
+        # The term it stood down from, and when (monotonic): the same token again means that
+        # nobody else held the lease meanwhile (router/lease.py), so nobody published.
+        self._last_term = 0
+        self._stood_down_at = -math.inf
         self._standby_log: deque[_Logged] = deque()
         self._inbox: asyncio.Queue[Message | _Snapshot | _ProbedHangup | _TookOver] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
@@ -177,7 +181,11 @@ class IngestWorker:
             self._inbox.put_nowait(_TookOver(token))
         elif self._term:
             logger.warning("ingest lease lost (fencing token %d): standing by", self._term)
-            self._term = 0
+            self._stand_down()
+
+    def _stand_down(self) -> None:
+        self._last_term, self._term = self._term, 0
+        self._stood_down_at = time.monotonic()
 
     @property
     def broker_ok(self) -> bool:
@@ -239,7 +247,7 @@ class IngestWorker:
             # The term ran out before a renewal came back: a renewal begins a new one
             # (Lease.keep), which publishes what this one keeps from now on.
             logger.warning("ingest lease lapsed (fencing token %d): standing by", self._term)
-            self._term = 0
+            self._stand_down()
         now = time.monotonic()
         self._standby_log.append(_Logged(now, at, fields))
         while self._standby_log and (
@@ -251,6 +259,9 @@ class IngestWorker:
         """A new term: a new session stamped with the token, the gap's calls, a resync."""
         if self.lease.token != took.token:
             return  # lost again before its turn came
+        if took.token == self._last_term:
+            await self._resume(took.token)
+            return
         logger.warning("ingest active now (fencing token %d)", took.token)
         self._term = took.token
         # Sessions order envelopes across terms (router.sequencing, the stores' watermarks).
@@ -271,6 +282,19 @@ class IngestWorker:
             self._link_lost_at = min(self._link_lost_at or gap_start_at, gap_start_at)
         self._resync_at_once = True
         self._needs_resync.set()
+
+    async def _resume(self, token: int) -> None:
+        """The lease lapsed (a renewal came back late) and was renewed with the same token:
+        nobody published meanwhile. Everything kept since standing down goes out, in order,
+        in the same session: not only the calls that entered or ended (an answer in the lapse
+        must reach the routers before the caller's hang-up that follows it)."""
+        self._term = token
+        kept = [e for e in self._standby_log if e.received >= self._stood_down_at]
+        self._standby_log.clear()
+        for logged in kept:
+            await self._publish(logged.fields, logged.at)
+        self.metrics.replayed.inc(len(kept))
+        logger.warning("ingest active again (fencing token %d): %d events kept meanwhile sent", token, len(kept))
 
     async def _fields_of(self, item: Message | _ProbedHangup) -> dict[str, Any]:
         if isinstance(item, _ProbedHangup):
