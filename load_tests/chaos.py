@@ -58,7 +58,7 @@ PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ring
 # up to EXTRA_S more: on a loaded machine recovery may come late, and ending the traffic
 # before it did would report "never recovered" for a fault the system rode out.
 RECOVERED_FOR_S = 2.0
-EXTRA_S = 20.0
+EXTRA_S = 30.0
 # A hung link stays hung for the outage, and at least until every process behind it has
 # said so on /ready, for at most this long (real seconds; then ``link_detected_s`` is null).
 DETECT_LIMIT_S = 30.0

@@ -14,7 +14,7 @@ from router.envelope import AMI_EVENT, AMI_RESYNC, Envelope
 from router.errors import BrokerUnavailableError
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
-from workers.ingest import IngestWorker, _Snapshot
+from workers.ingest import IngestWorker, _Listing, _Snapshot
 
 
 class ControlledProducer:
@@ -54,13 +54,25 @@ class ControlledProducer:
                     future.set_result(SimpleNamespace(topic="events", partition=0, offset=self.offset))
 
 
+class HeldLease:
+    """The ingest lease, held by this ingest in term 1."""
+
+    token = 1
+
+
+def active_worker(producer: ControlledProducer) -> IngestWorker:
+    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), HeldLease())  # type: ignore[arg-type]
+    worker._term = 1
+    return worker
+
+
 def call_event(n: int) -> dict[str, str]:
     return {"Event": "Newstate", "Uniqueid": f"1.{n}", "Linkedid": f"1.{n}"}
 
 
 async def test_a_loss_noticed_while_a_resend_is_in_flight_drops_nothing() -> None:
     producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
+    worker = active_worker(producer)
     await worker._publish(call_event(1), 1.0)  # seq 1, call 1: acknowledged
     producer.settle()
     worker._topics_lost(["acd.ami.events.v1"])  # the broker lost it: held again, call 1 blocked
@@ -99,7 +111,7 @@ async def test_while_kafka_is_unreachable_everything_is_held_then_sent_in_order(
         return []
 
     monkeypatch.setattr("workers.ingest.ensure_topics", ensure_topics)
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
+    worker = active_worker(producer)
 
     async def broker_answers() -> bool:  # the probe (KafkaLink) asks the same "broker"
         return producer.reachable
@@ -135,7 +147,7 @@ async def test_a_resend_refused_at_once_keeps_everything_held_in_order(
     as with a broker that stopped answering): the resend reports failure and tries again
     later; ingest does not stop."""
     producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
+    worker = active_worker(producer)
     for n in (1, 2, 3):
         await worker._publish(call_event(n), 1.0)
     producer.settle(refuse={1, 2, 3})  # Kafka refused them: held
@@ -165,30 +177,44 @@ async def test_a_resend_refused_at_once_keeps_everything_held_in_order(
     assert resend.result() and not worker._held
 
 
+async def listing_after(worker: IngestWorker, producer: ControlledProducer, *, refuse: set[int]) -> None:
+    """The snapshot is listed; Kafka answers (refusing ``refuse``); the marker, queued once
+    it has answered for everything before it, goes out as the pump would send it."""
+    await worker._publish_snapshot(_Snapshot([], ["1.2"], 2.0, {}))
+    assert worker._inbox.empty()  # not before Kafka's answers
+    producer.settle(refuse=refuse)
+    async with asyncio.timeout(5):
+        marker = await worker._inbox.get()
+    assert isinstance(marker, _Listing)
+    await worker._publish_listing(marker)
+
+
 async def test_a_resync_listing_is_marked_with_where_everything_before_it_landed() -> None:
-    """router.catchup: the listing names, per partition, one past the last envelope Kafka
-    acknowledged before it, after waiting for every acknowledgement."""
+    """router.catchup: the marker names, per partition, one past the last envelope Kafka
+    acknowledged before it, once Kafka has answered for all of them."""
     producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
+    worker = active_worker(producer)
     for n in range(3):
         await worker._publish(call_event(n), 1.0)
-    listing = asyncio.create_task(worker._publish_snapshot(_Snapshot([], ["1.2"], 2.0, {})))
-    await asyncio.sleep(0)
-    assert [e.seq for e, _ in producer.sent] == [1, 2, 3]  # the listing waits for their answers
-    producer.settle()
-    await listing
+    await listing_after(worker, producer, refuse=set())
     resync = producer.sent[-1][0]
     assert resync.type == AMI_RESYNC and resync.data["marks"] == {"events:0": 3}
 
 
 async def test_a_resync_listing_waits_for_what_kafka_refused_before_it() -> None:
     producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, None, IngestMetrics(CollectorRegistry()), None)  # type: ignore[arg-type]
+    worker = active_worker(producer)
     for n in range(3):
         await worker._publish(call_event(n), 1.0)
-    listing = asyncio.create_task(worker._publish_snapshot(_Snapshot([], [], 2.0, {})))
-    await asyncio.sleep(0)
-    producer.settle(refuse={2})
-    await listing
-    assert [e.type for e, _ in producer.sent] == [AMI_EVENT] * 3  # no listing yet
+    await listing_after(worker, producer, refuse={2})
+    assert [e.type for e, _ in producer.sent] == [AMI_EVENT] * 3  # no marker yet
     assert worker._held and worker._needs_resync.is_set()  # resent first, then listed again
+
+
+async def test_events_keep_flowing_while_a_listing_waits_for_kafka() -> None:
+    producer = ControlledProducer()
+    worker = active_worker(producer)
+    await worker._publish(call_event(1), 1.0)
+    await worker._publish_snapshot(_Snapshot([], [], 2.0, {}))
+    await worker._publish(call_event(2), 3.0)  # Kafka has answered for nothing yet
+    assert [e.seq for e, _ in producer.sent] == [1, 2]

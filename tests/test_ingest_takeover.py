@@ -1,6 +1,6 @@
 """An ingest of a pair, alone with fakes: the standby publishes nothing and keeps what it
-receives; on take-over it publishes, stamped with its token in a new session, the events
-of the calls that arrived or ended in the gap, then asks for a resync."""
+receives; on take-over it publishes, stamped with its token in a new session, every event
+of the gap, then asks for a resync."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def event(name: str, call: str, channel: str = "") -> dict[str, str]:
     return {"Event": name, "Uniqueid": channel or call, "Linkedid": call}
 
 
-async def test_the_standby_keeps_events_and_publishes_the_gaps_ended_calls_on_take_over() -> None:
+async def test_the_standby_keeps_events_and_publishes_the_gaps_events_on_take_over() -> None:
     store = FakeLeaseStore()
     store.holder, store.fence = "the-other", 4
     lease = Lease(store, "ingest_lease", "me", ttl_s=30, renew_s=1)
@@ -47,7 +47,7 @@ async def test_the_standby_keeps_events_and_publishes_the_gaps_ended_calls_on_ta
     assert await lease.hold() == 0 and not worker.active
     for fields in (
         event("Newchannel", "c1"),  # came and went in the gap
-        event("Newchannel", "c2"),  # there before the gap, still there: the resync lists it
+        event("DialEnd", "c2") | {"DialStatus": "ANSWER"},  # there before, answered in the gap
         {"Event": "UserEvent", "UserEvent": "AcdCallQueued", "Uniqueid": "c3", "Linkedid": "c3"},
         event("AgentConnect", "c1", channel="c1-agent"),
         event("Hangup", "c1", channel="c1-agent"),  # an agent leg: not the caller hanging up
@@ -65,6 +65,7 @@ async def test_the_standby_keeps_events_and_publishes_the_gaps_ended_calls_on_ta
     sent = [envelope for envelope, _ in producer.sent]
     assert [(e.data["Event"], e.data["Uniqueid"]) for e in sent] == [
         ("Newchannel", "c1"),
+        ("DialEnd", "c2"),  # answered in the gap: known before its hang-up comes live
         ("UserEvent", "c3"),  # arrived in the gap: known before its later events come live
         ("AgentConnect", "c1-agent"),
         ("Hangup", "c1-agent"),
@@ -116,3 +117,23 @@ async def test_a_lapse_loses_no_event_of_a_call_that_neither_began_nor_ended_in_
     await worker._take_over(_TookOver(await lease.hold()))
     await worker._handle(event("Hangup", "c1"), 3.0)
     assert [e.data["Event"] for e, _ in producer.sent] == ["UserEvent", "DialEnd", "Hangup"]
+
+
+async def test_a_standby_does_not_send_its_last_terms_envelopes_again_after_a_broker_loss() -> None:
+    """A deposed active's recent envelopes were resent after a broker hiccup, landing after
+    its successor's, where the routing workers dropped them as a deposed ingest's."""
+    now = [100.0]
+    store = FakeLeaseStore()
+    lease = Lease(store, "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    await worker._take_over(_TookOver(await lease.hold()))
+    await worker._handle(event("Newchannel", "c1"), 1.0)
+    producer.settle()
+    store.holder = "the-other"  # another took the lease
+    now[0] += 2.0
+    assert await lease.hold() == 0
+    worker._lease_changed(0)
+    worker._topics_lost(["acd.ami.events.v1"])  # the broker lost them: the recent ones are held
+    assert await worker._resend_held()
+    assert len(producer.sent) == 1 and not worker._held

@@ -11,11 +11,12 @@ Ingest runs in pairs: both processes hold an AMI connection, one is active (hold
 ingest lease, router/lease.py) and publishes, the other is a standby that keeps the last
 ``STANDBY_LOG_S`` seconds of AMI events. The standby takes the lease within the lease's TTL
 and one renewal period of the active's death; it then starts a new session stamped with
-the lease's fencing token, publishes the events it kept of every call that entered a queue
-or ended in the gap (since the lease was last known held, less ``GAP_MARGIN_S``), and
-resynchronises (the AMI listing and a resync marker whose ``link_lost_at`` is the gap's
-start): a call that came and went in the gap is counted, one that arrived in it is known
-before its later events, one still there is listed.
+the lease's fencing token, publishes every event it kept of the gap (since the lease was
+last known held, less ``GAP_MARGIN_S``; what the dead active had sent already changes
+nothing twice: the stores apply events by the state they find), and resynchronises (the AMI
+listing and a resync marker whose ``link_lost_at`` is the gap's start): a call that came and
+went in the gap is counted, one that arrived or was answered in it is known before its later
+events, one still there is listed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 from panoramisk.message import Message
 
 from router.ami.gateway import AmiGateway
-from router.ami.translate import PBX_SHUTTING_DOWN, QUEUED_USER_EVENT, AmiFields, partition_key
+from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, KafkaLink, TopicGuardian, Topics, ensure_topics
 from router.catchup import Marks, mark_of
 from router.clock import Clock
@@ -61,6 +62,9 @@ GAP_MARGIN_S = 1.0
 # What a standby keeps (a Redis outage deposes both: the gap is as long as the outage).
 STANDBY_LOG_S = 120.0
 STANDBY_LOG_MAX = 200_000
+# Real seconds a resync marker waits for Kafka to answer for what was sent before it; past
+# that its partition marks leave out what is still unanswered (router.catchup).
+LISTING_ACK_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,17 @@ class _Snapshot:
     live_call_ids: list[str]
     taken_at: float
     gap: dict[str, Any]  # link_lost_at, pbx_restart: what the routers need to close the rest
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """A snapshot's resync marker, queued once Kafka has answered for everything sent before
+    it (router.catchup: the marker carries where those envelopes landed)."""
+
+    live_call_ids: list[str]
+    taken_at: float
+    gap: dict[str, Any]
+    items: int
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,7 @@ class IngestWorker:
         # them, and calls are closed only once the routing group applied that far (router.catchup).
         self._acked: Marks = {}
         self._in_flight: set[asyncio.Future[Any]] = set()
+        self._listings: set[asyncio.Task[None]] = set()
         self.lease = lease
         self._term = 0  # the fencing token of this ingest's term as the active one; 0: standby
         # The term it stood down from, and when (monotonic): the same token again means that
@@ -139,7 +155,7 @@ class IngestWorker:
         self._last_term = 0
         self._stood_down_at = -math.inf
         self._standby_log: deque[_Logged] = deque()
-        self._inbox: asyncio.Queue[Message | _Snapshot | _ProbedHangup | _TookOver] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Message | _Snapshot | _Listing | _ProbedHangup | _TookOver] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
         self._held: deque[Envelope] = deque()
         self._blocked_keys: set[str] = set()
@@ -233,6 +249,9 @@ class IngestWorker:
             elif isinstance(item, _Snapshot):
                 if self.active:
                     await self._publish_snapshot(item)
+            elif isinstance(item, _Listing):
+                if self.active:
+                    await self._publish_listing(item)
             else:
                 self.metrics.events.inc()
                 await self._handle(await self._fields_of(item), self.clock.now())
@@ -272,7 +291,9 @@ class IngestWorker:
         self._blocked_keys.clear()
         self.metrics.takeovers.inc()
         gap_start = self.lease.held_before_until - GAP_MARGIN_S
-        replay = _gap_calls_events([e for e in self._standby_log if e.received >= gap_start])
+        # Everything of the gap, not only the calls that entered or ended in it: an answer in
+        # the gap must reach the routers before the hang-up that follows it live.
+        replay = [e for e in self._standby_log if e.received >= gap_start]
         self._standby_log.clear()
         for logged in replay:
             await self._publish(logged.fields, logged.at)
@@ -425,6 +446,12 @@ class IngestWorker:
         """Send what Kafka refused, in producer order and in bulk; True once nothing is held."""
         if (self._held or self._fenced) and not await self._producer_ready():
             return False
+        if not self.active and self._held:
+            # A standby's (kept from its last term as the active one): sent now they would
+            # land after its successor's and be dropped as a deposed ingest's; the successor
+            # published the gap itself.
+            logger.info("standing by: %d envelopes of its last term not sent again", len(self._held))
+            self._held.clear()
         while self._held:
             # Taken out whole: while it is in flight, newer envelopes of its keys are held
             # behind it, and a broker loss noticed meanwhile replaces ``_held`` altogether.
@@ -499,20 +526,34 @@ class IngestWorker:
             fields["Resync"] = "1"
             await self._publish(fields, snapshot.taken_at)
         live = sorted(set(snapshot.live_call_ids) - self._hung_up_since_resync)
-        await self._delivered_so_far()
+        listing = _Listing(live, snapshot.taken_at, snapshot.gap, len(snapshot.items))
+        # Not waited for here: the events that keep coming must not wait on Kafka's answers.
+        task = asyncio.create_task(self._list_once_delivered(listing, set(self._in_flight)))
+        self._listings.add(task)
+        task.add_done_callback(self._listings.discard)
+
+    async def _list_once_delivered(self, listing: _Listing, sent: set[asyncio.Future[Any]]) -> None:
+        """Queue the marker once Kafka has answered for everything sent before the listing
+        (each envelope's callback has run: acknowledged, or held to be sent again)."""
+        _, pending = await asyncio.wait(sent, timeout=LISTING_ACK_WAIT_S) if sent else (set(), set())
+        if pending:
+            logger.warning(
+                "resync listing: Kafka has not answered for %d envelopes in %ss; its marks leave them out",
+                len(pending),
+                LISTING_ACK_WAIT_S,
+            )
+        self._inbox.put_nowait(listing)
+
+    async def _publish_listing(self, listing: _Listing) -> None:
         if self._held:
             # Kafka refused some of what came before: they go again, then another listing.
             logger.warning("resync listing put off: %d AMI envelopes to send again first", len(self._held))
+            self._needs_resync.set()
             return
-        listing = {"live_call_ids": live, **snapshot.gap, "marks": dict(self._acked)}
-        await self._publish(listing, snapshot.taken_at, kind=AMI_RESYNC)
+        marker = {"live_call_ids": listing.live_call_ids, **listing.gap, "marks": dict(self._acked)}
+        await self._publish(marker, listing.taken_at, kind=AMI_RESYNC)
         self.metrics.resyncs.inc()
-        logger.info("resync published: %d channels live, %d listed items", len(live), len(snapshot.items))
-
-    async def _delivered_so_far(self) -> None:
-        """Until Kafka has answered for every envelope sent so far (each one's callback has
-        run: acknowledged, or held to be sent again)."""
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        logger.info("resync published: %d channels live, %d listed items", len(listing.live_call_ids), listing.items)
 
     async def _resync_when_needed(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -539,21 +580,6 @@ def _caller_hung_up(data: dict[str, Any]) -> bool:
     fields = AmiFields(data)
     uniqueid = fields.get("Uniqueid")
     return fields.get("Event").lower() == "hangup" and uniqueid == (fields.get("Linkedid") or uniqueid)
-
-
-def _gap_calls_events(logged: list[_Logged]) -> list[_Logged]:
-    """The events of every call that entered a queue or whose caller hung up among
-    ``logged``, in order: the routers may know nothing of such a call (the dead active may
-    not have sent its arrival), and a call that came and went is in no resync listing. What
-    the dead active had sent already changes nothing twice (the stores apply a call's events
-    by its state; a call known already stays as it is)."""
-    wanted = {partition_key(e.fields) for e in logged if _caller_hung_up(e.fields) or _queued(e.fields)}
-    return [e for e in logged if partition_key(e.fields) in wanted]
-
-
-def _queued(data: dict[str, Any]) -> bool:
-    fields = AmiFields(data)
-    return fields.get("Event").lower() == "userevent" and fields.get("UserEvent").lower() == QUEUED_USER_EVENT
 
 
 def _in_producer_order(envelopes: Iterable[Envelope]) -> deque[Envelope]:
