@@ -59,6 +59,8 @@ PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ring
 # before it did would report "never recovered" for a fault the system rode out.
 RECOVERED_FOR_S = 2.0
 EXTRA_S = 30.0
+INGESTS = 2  # the pair (docs/operations.md, Ingest in pairs): each lists AMI after reconnecting
+LISTED_AGAIN_WITHIN_S = 10.0
 # A hung link stays hung for the outage, and at least until every process behind it has
 # said so on /ready, for at most this long (real seconds; then ``link_detected_s`` is null).
 DETECT_LIMIT_S = 30.0
@@ -589,7 +591,19 @@ async def drop_ami_link(run: FaultRun) -> None:
     await run.simulator.drop_connections()
     await asyncio.sleep(run.args.outage_s)
     await run.simulator.set_listening(True)
+    await _until_listed_again(run, sessions)
+
+
+async def _until_listed_again(run: FaultRun, sessions: int) -> None:
+    """Every AMI client back, and both ingests have listed the channels again: until then a
+    call that entered in the gap is known to nobody, and one that also ended meanwhile is
+    unobservable (its Hangup names a call no router has heard of)."""
+    back = run.clock.now()
     while run.simulator.authenticated_sessions < sessions:  # noqa: ASYNC110 - polls the simulator
+        await asyncio.sleep(0.05)
+    deadline = time.monotonic() + LISTED_AGAIN_WITHIN_S
+    listings = run.simulator.pbx.ledger.listings
+    while sum(1 for at in listings if at >= back) < INGESTS and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     run.blind_until = run.clock.now()
 
@@ -604,9 +618,7 @@ async def restart_asterisk(run: FaultRun) -> None:
         await asyncio.sleep(0.05)
     sessions = run.simulator.authenticated_sessions
     await run.simulator.restart("now", down_s=run.args.outage_s, settle_s=1.0)
-    while run.simulator.authenticated_sessions < sessions:  # noqa: ASYNC110 - polls the simulator
-        await asyncio.sleep(0.05)
-    run.blind_until = run.clock.now()
+    await _until_listed_again(run, sessions)
 
 
 async def redirect_of_a_gone_caller(run: FaultRun) -> None:

@@ -171,9 +171,11 @@ async def test_write_classes_gate_actions(env: Env, connect: Connect) -> None:
     assert redirect.response == "Error" and redirect.message == "Permission denied"
     setvar = await manager.send_action({"Action": "Setvar", "Variable": "X", "Value": "1"})
     assert setvar.message == "Permission denied"
+    listed_before = len(pbx.ledger.listings)
     listing = await manager.send_action({"Action": "CoreShowChannels"})
     assert listing[-1].event == "CoreShowChannelsComplete" and listing[-1].listitems == "1"
     assert pbx.ledger.calls[call.call_id].offers == []
+    assert len(pbx.ledger.listings) == listed_before + 1  # when it was listed (chaos: blind spells)
 
 
 async def test_events_are_filtered_by_read_class_and_events_off(env: Env, connect: Connect) -> None:

@@ -387,6 +387,7 @@ def _core_show_channels(ctx: Ctx) -> None:
     ctx.ok("Channels will follow", list_flag="start")
     now, action_id = ctx.pbx.now(), ctx.msg.action_id
     channels = ctx.pbx.channels()
+    ctx.pbx.ledger.listings.append(now)
     for channel in channels:
         tail = render_lines(
             [

@@ -169,6 +169,9 @@ class Ledger:
     # When each Asterisk restart began (simulated time), and from when before it a caller's
     # own hang-up could not be told from the restart's (ingest asks Asterisk after the fact).
     shutdowns: list[Shutdown] = field(default_factory=list)
+    # When a client listed the channels (CoreShowChannels): after a gap, what entered and
+    # ended before the listing is known to nobody (load_tests/chaos.py: blind spells).
+    listings: list[float] = field(default_factory=list)
 
     def waiting_calls(self) -> list[CallRecord]:
         """Calls still on hold or ringing: each must be visible as waiting in the router."""
