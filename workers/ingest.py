@@ -11,12 +11,12 @@ Ingest runs in pairs: both processes hold an AMI connection, one is active (hold
 ingest lease, router/lease.py) and publishes, the other is a standby that keeps the last
 ``STANDBY_LOG_S`` seconds of AMI events. The standby takes the lease within the lease's TTL
 and one renewal period of the active's death; it then starts a new session stamped with
-the lease's fencing token, publishes every event it kept of the gap (since the lease was
-last known held, less ``GAP_MARGIN_S``; what the dead active had sent already changes
-nothing twice: the stores apply events by the state they find), and resynchronises (the AMI
-listing and a resync marker whose ``link_lost_at`` is the gap's start): a call that came and
-went in the gap is counted, one that arrived or was answered in it is known before its later
-events, one still there is listed.
+the lease's fencing token, publishes what it kept of the gap (since the lease was last known
+held, less ``GAP_MARGIN_S``: the calls that entered or ended in it, and every Dial's end;
+``_gap_events``), and resynchronises (the AMI listing and a resync marker whose
+``link_lost_at`` is the gap's start): a call that came and went in the gap is counted, one
+that arrived or was answered in it is known before its later events, one still there is
+listed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 from panoramisk.message import Message
 
 from router.ami.gateway import AmiGateway
-from router.ami.translate import PBX_SHUTTING_DOWN, AmiFields, partition_key
+from router.ami.translate import PBX_SHUTTING_DOWN, QUEUED_USER_EVENT, AmiFields, partition_key
 from router.bus import KafkaEnvelopeProducer, KafkaLink, TopicGuardian, Topics, ensure_topics
 from router.catchup import Marks, mark_of
 from router.clock import Clock
@@ -291,9 +291,7 @@ class IngestWorker:
         self._blocked_keys.clear()
         self.metrics.takeovers.inc()
         gap_start = self.lease.held_before_until - GAP_MARGIN_S
-        # Everything of the gap, not only the calls that entered or ended in it: an answer in
-        # the gap must reach the routers before the hang-up that follows it live.
-        replay = [e for e in self._standby_log if e.received >= gap_start]
+        replay = _gap_events([e for e in self._standby_log if e.received >= gap_start])
         self._standby_log.clear()
         for logged in replay:
             await self._publish(logged.fields, logged.at)
@@ -580,6 +578,29 @@ def _caller_hung_up(data: dict[str, Any]) -> bool:
     fields = AmiFields(data)
     uniqueid = fields.get("Uniqueid")
     return fields.get("Event").lower() == "hangup" and uniqueid == (fields.get("Linkedid") or uniqueid)
+
+
+def _gap_events(logged: list[_Logged]) -> list[_Logged]:
+    """What a new active publishes of the gap, in order: every event of each call that entered
+    a queue or whose caller hung up in it (the routers may know nothing of such a call, and a
+    call that came and went is in no resync listing), and every Dial's end (an answer in the
+    gap must reach the routers before the hang-up that follows it live).
+
+    Not the rest: what the dead active had sent already comes again, and the stores judge an
+    event by the state they find. A Dial's end is safe so (it names its agent, and a call is
+    never offered twice to an agent that did not take it), but a hold starting or stopping is
+    read against the offer out *now*: replayed, an old offer's hold could decline a newer one."""
+    wanted = {partition_key(e.fields) for e in logged if _caller_hung_up(e.fields) or _queued(e.fields)}
+    return [e for e in logged if partition_key(e.fields) in wanted or _dial_ended(e.fields)]
+
+
+def _queued(data: dict[str, Any]) -> bool:
+    fields = AmiFields(data)
+    return fields.get("Event").lower() == "userevent" and fields.get("UserEvent").lower() == QUEUED_USER_EVENT
+
+
+def _dial_ended(data: dict[str, Any]) -> bool:
+    return AmiFields(data).get("Event").lower() == "dialend"
 
 
 def _in_producer_order(envelopes: Iterable[Envelope]) -> deque[Envelope]:
