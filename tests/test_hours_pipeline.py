@@ -70,6 +70,10 @@ async def test_closed_callers_are_never_offered_and_a_reload_opens_the_queue(pip
     served = pipe.pbx.place_call("billing", handle_time_s=1.0, patience_s=600)
     await eventually(lambda: ledger.calls[served.call_id].answered_at is not None, "a1 answers", within=WITHIN)
 
+    async def router_saw_the_answer() -> bool:  # its DialEnd is on its way through Kafka
+        return (await pipe.call_state(served.call_id)).get("state") in ("connected", "completed")
+
+    await eventually(router_saw_the_answer, "the router has the call connected", within=WITHIN)
     states = await pipe.store.call_states(list(ledger.calls))
     verdict = judge(ledger, states)
     assert verdict.clean, verdict
