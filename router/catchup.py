@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-type Marks = dict[str, int]  # "topic:partition" -> end offset of its log when the listing was read
+type Marks = dict[str, int]  # "topic:partition" -> one past the last envelope acknowledged before a listing
 
 
 class GroupProgress(Protocol):

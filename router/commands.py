@@ -105,77 +105,43 @@ class CommandSink(Protocol):
     async def callback(self, command: CallbackCommand, started: float) -> None: ...
 
 
+def _command_envelope(kind: str, command: Any, source: str, key: str, envelope_id: str = "", **data: Any) -> Envelope:
+    """A routing command as an envelope: its fields but ``decided_at``, which is the
+    envelope's time; ``data`` adds or replaces fields."""
+    fields: dict[str, Any] = asdict(command)
+    decided_at = fields.pop("decided_at")
+    fields.update(data)
+    return Envelope(
+        type=kind, id=envelope_id or uuid.uuid4().hex, source=source, ts=decided_at, key=key, data=fields
+    )
+
+
 def offer_envelope(command: OfferCommand, source: str, *, decision_ms: float | None = None) -> Envelope:
     """``decision_ms``: how long the worker took from reading the event that led to this
     offer to handing the command to Kafka; benchmarks and load tests read it here, so that
     measuring adds nothing to the routing loop."""
-    data: dict[str, Any] = asdict(command)
-    data.pop("decided_at")
-    if decision_ms is not None:
-        data["decision_ms"] = round(decision_ms, 3)
-    return Envelope(
-        type=ROUTING_OFFER,
-        id=command.offer_id,
-        source=source,
-        ts=command.decided_at,
-        key=f"call:{command.call_id}",
-        data=data,
-    )
+    timing = {} if decision_ms is None else {"decision_ms": round(decision_ms, 3)}
+    return _command_envelope(ROUTING_OFFER, command, source, f"call:{command.call_id}", command.offer_id, **timing)
 
 
 def pause_envelope(command: PauseCommand, source: str) -> Envelope:
-    data = asdict(command)
-    data.pop("decided_at")
-    return Envelope(
-        type=ROUTING_PAUSE,
-        id=uuid.uuid4().hex,
-        source=source,
-        ts=command.decided_at,
-        key=f"agent:{command.device}",
-        data=data,
-    )
+    return _command_envelope(ROUTING_PAUSE, command, source, f"agent:{command.device}")
 
 
 def overflow_envelope(command: OverflowCommand, source: str) -> Envelope:
-    data = asdict(command)
-    data.pop("decided_at")
-    return Envelope(
-        type=ROUTING_OVERFLOW,
-        id=uuid.uuid4().hex,
-        source=source,
-        ts=command.decided_at,
-        key=f"call:{command.call_id}",
-        data=data,
-    )
+    return _command_envelope(ROUTING_OVERFLOW, command, source, f"call:{command.call_id}")
 
 
 def record_envelope(command: RecordCommand, source: str) -> Envelope:
     """Keyed by the call, so it follows the call's offer on the same partition."""
-    data = asdict(command)
-    data.pop("decided_at")
-    return Envelope(
-        type=ROUTING_RECORD,
-        id=uuid.uuid4().hex,
-        source=source,
-        ts=command.decided_at,
-        key=f"call:{command.call_id}",
-        data=data,
-    )
+    return _command_envelope(ROUTING_RECORD, command, source, f"call:{command.call_id}")
 
 
 def callback_envelope(command: CallbackCommand, source: str) -> Envelope:
     """Keyed by the call, like its offers; the offer id is the envelope's id."""
-    data: dict[str, Any] = asdict(command)
-    data.pop("decided_at")
-    data["agent_first"] = "1" if command.agent_first else "0"
-    return Envelope(
-        type=ROUTING_CALLBACK,
-        id=command.offer_id,
-        source=source,
-        ts=command.decided_at,
-        key=f"call:{command.call_id}",
-        data=data,
-    )
+    agent_first = "1" if command.agent_first else "0"
+    key = f"call:{command.call_id}"
+    return _command_envelope(ROUTING_CALLBACK, command, source, key, command.offer_id, agent_first=agent_first)
 
 
 def _fields(envelope: Envelope, names: tuple[str, ...]) -> dict[str, str]:

@@ -357,7 +357,6 @@ class IngestWorker:
             return
         future.add_done_callback(lambda f: self._delivered(f, envelope))
         self._in_flight.add(future)
-        future.add_done_callback(self._in_flight.discard)
         self._remember_recent(envelope)
 
     def _remember_recent(self, envelope: Envelope) -> None:
@@ -374,6 +373,7 @@ class IngestWorker:
             self._hung_up_since_resync.add(ami.get("Uniqueid"))
 
     def _delivered(self, future: asyncio.Future[Any], envelope: Envelope) -> None:
+        self._in_flight.discard(future)
         if future.cancelled():
             self._refused(envelope, "cancelled")
         elif future.exception() is not None:

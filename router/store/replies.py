@@ -353,8 +353,8 @@ class ResyncListing:
     snapshot_at: float
     live_call_ids: list[str]
     gap: ResyncGap
-    # Where the group's partitions ended when the listing was read, and when to stop waiting
-    # for the group to reach them (router.catchup); {} and None: close once due.
+    # How far ingest's envelopes sent before the listing reached per partition, and when to
+    # stop waiting for the group to apply that far (router.catchup); {} and None: close once due.
     marks: dict[str, int] = field(default_factory=dict)
     give_up_at: float | None = None
     waited: bool = False  # it was due before and the group was behind
