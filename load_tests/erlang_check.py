@@ -29,8 +29,8 @@ router/erlang_a.py: the caller's patience runs until the answer, ringing include
   the spread of the same statistic over replications of the ideal model (M/G/N, FCFS,
   Poisson arrivals, the run's length, warm-up and service time; with exponential patience
   for Erlang A), started empty like the run: the sampling distribution under the
-  hypothesis that the model holds. Batch means
-  are reported next to it.
+  hypothesis that the model holds, so z is measured against the replications' mean (on a
+  run that settles, the formula's figure). Batch means are reported next to it.
 """
 
 from __future__ import annotations
@@ -354,10 +354,14 @@ def compare(
     busy = [
         c.ended_at - c.offered_at for c in answered if c.ended_at is not None and c.offered_at is not None
     ]
+    # Centred on the replications' mean: the statistic's expected value under the model for
+    # a run this long started empty. On a run long enough to settle it is the formula's
+    # figure; near saturation (a loaded machine's pipeline times can push the traffic close
+    # to N) a short run never reaches the steady state the formula describes.
     zs = (
-        _z(sl, predicted.service_level, ref.sl_sd),
-        _z(asa, predicted.asa_seconds, ref.asa_sd),
-        _z(abandon_rate, predicted.abandon_rate, ref.abandon_sd),
+        _z(sl, ref.sl_mean, ref.sl_sd),
+        _z(asa, ref.asa_mean, ref.asa_sd),
+        _z(abandon_rate, ref.abandon_mean, ref.abandon_sd),
     )
     return Comparison(
         queue=model.queue,
@@ -546,10 +550,10 @@ def theory_service_level(
     return erlang.service_level(agents, traffic, aht_s, threshold_s - ring_s)
 
 
-def _z(measured: float, theory: float, se: float) -> float:
+def _z(measured: float, expected: float, se: float) -> float:
     if se > 0:
-        return (measured - theory) / se
-    return 0.0 if math.isclose(measured, theory, abs_tol=1e-9) else math.copysign(math.inf, measured - theory)
+        return (measured - expected) / se
+    return 0.0 if math.isclose(measured, expected, abs_tol=1e-9) else math.copysign(math.inf, measured - expected)
 
 
 def batch_means_se(values: Sequence[float], batches: int = BATCHES) -> float | None:
