@@ -27,10 +27,17 @@ ATTEMPT_ENDED = frozenset({"retry", "callback_failed"})
 class CallbackFlow:
     """Applies callback events and the retry timer; stateless, all state is in Redis."""
 
-    def __init__(self, context: RoutingContext, store: RedisCallbackStore, matcher: Matcher) -> None:
+    def __init__(
+        self,
+        context: RoutingContext,
+        store: RedisCallbackStore,
+        matcher: Matcher,
+        pause_in_asterisk: Callable[[str], Awaitable[None]],
+    ) -> None:
         self.context = context
         self.store = store
         self.matcher = matcher
+        self.pause_in_asterisk = pause_in_asterisk  # the engine's, as after any ring-no-answer
 
     def handlers(self) -> dict[type, Handler]:
         return {
@@ -77,6 +84,8 @@ class CallbackFlow:
             call_id, offer_id, step, at, pos, auto_pause=rna.auto_pause, reason=rna.reason
         )
         self._count(done, call_id)
+        if done.paused:
+            await self.pause_in_asterisk(done.agent_id)
         if done.status == "rejected":
             await self.matcher.match_call_id(call_id, started)
         if done.agent_id and done.free_agent is not None:

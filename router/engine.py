@@ -108,7 +108,9 @@ class RoutingEngine:
             OfferFailed: self._on_offer_failed,
         }
         # Callbacks that keep the caller's place (router/callback_flow.py).
-        self.callbacks = CallbackFlow(context, callbacks or RedisCallbackStore.beside(store), self.matcher)
+        self.callbacks = CallbackFlow(
+            context, callbacks or RedisCallbackStore.beside(store), self.matcher, self._pause_in_asterisk
+        )
         self._handlers.update(self.callbacks.handlers())
 
     @property
@@ -408,7 +410,7 @@ class RoutingEngine:
             )
             return
         presence = await self.store.agent_presence(
-            agent_id, event.state, event.reason, event.at, pos, event.device_state
+            agent_id, event.state, event.reason, event.at, pos, event.device_state, pause_known=event.pause_known
         )
         if presence.status == "device_changed":
             self.metrics.agent_available.inc(presence.available_s)

@@ -111,6 +111,12 @@ class AgentPresenceChanged:
     at: float
     # The member's phone as app_queue lists it (NOT_INUSE, UNAVAILABLE, ...); '' if not given.
     device_state: str = ""
+    # False for QueueMemberStatus: a report of the member's phone whose Paused is app_queue's
+    # view when the phone changed, which can predate a pause the router has just sent
+    # (ring-no-answer: seen on Asterisk 22 a few ms before the QueueMemberPause). Such an
+    # event logs a member the router missed in, and updates the phone; it never pauses or
+    # unpauses one (QueueMemberPause does, and a resync's listing).
+    pause_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)

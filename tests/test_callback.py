@@ -31,14 +31,18 @@ from workers.collector import StateCollector
 POLICY = CallbackPolicy(offer_after_s=60, attempts=2, retry_after_s=120)
 QUEUES = [
     QueueConfig(name="billing", callback=POLICY),
-    QueueConfig(name="late", callback=POLICY.model_copy(update={"sl_from_entry": False, "agent_first": False})),
+    QueueConfig(
+        name="late", callback=POLICY.model_copy(update={"sl_from_entry": False, "agent_first": False})
+    ),
     QueueConfig(name="plain"),
 ]
 AGENTS = [AgentConfig(id="a1"), AgentConfig(id="a2")]
 
 
 def command(agent_first: bool = True) -> CallbackCommand:
-    return CallbackCommand("0f0f", "1700.5", "a1", "PJSIP/a1", "a1", "+15550001", "Ann", "billing", agent_first, 1.0)
+    return CallbackCommand(
+        "0f0f", "1700.5", "a1", "PJSIP/a1", "a1", "+15550001", "Ann", "billing", agent_first, 1.0
+    )
 
 
 # -- pure -------------------------------------------------------------------------------------
@@ -79,7 +83,9 @@ def test_the_translator_knows_callback_events() -> None:
     leg = leg_id("0f0f", "1700.5")
     requested = ami(Event="UserEvent", UserEvent="AcdCallbackRequested", Linkedid="1700.5", Number="555 0001")
     assert translate(requested) == CallbackRequested("1700.5", "5550001", 5.0)
-    by_caller_id = ami(Event="UserEvent", UserEvent="AcdCallbackRequested", Linkedid="1700.5", CallerIDNum="5550002")
+    by_caller_id = ami(
+        Event="UserEvent", UserEvent="AcdCallbackRequested", Linkedid="1700.5", CallerIDNum="5550002"
+    )
     assert translate(by_caller_id) == CallbackRequested("1700.5", "5550002", 5.0)
     answered = ami(Event="OriginateResponse", Response="Success", Uniqueid=leg, Reason="4")
     assert translate(answered) == CallbackLegAnswered("1700.5", "0f0f", 1, 5.0)
@@ -94,6 +100,16 @@ def test_the_translator_knows_callback_events() -> None:
     # The second leg's hangup and every other event of the attempt change nothing.
     assert translate(ami(Event="Hangup", Uniqueid="1700.9", Linkedid=leg)) is None
     assert translate(ami(Event="DialBegin", Linkedid=leg, DestChannel="PJSIP/a1-01")) is None
+
+
+def test_an_originates_own_dial_events_are_not_the_second_leg() -> None:
+    """Asterisk 22 reports the Originate's ringing of the first leg as Dial events with only
+    the Dest side (no Channel, Uniqueid or Linkedid); its ANSWER is not the second leg's."""
+    leg = leg_id("0f0f", "1700.5")
+    dest = {"DestChannel": "Local/1002@agent-phones-0000001f;1", "DestUniqueid": leg, "DestLinkedid": leg}
+    assert translate(ami(Event="DialBegin", **dest)) is None
+    assert translate(ami(Event="DialState", DialStatus="RINGING", **dest)) is None
+    assert translate(ami(Event="DialEnd", DialStatus="ANSWER", **dest)) is None
 
 
 # -- the engine over Redis ----------------------------------------------------------------------
@@ -170,7 +186,9 @@ async def test_unanswered_callbacks_wait_then_retry_then_fail(harness: EngineHar
     assert not await h.store.redis.sismember(h.store.keys.callbacks, "c1")
 
 
-async def test_an_agent_who_rejects_the_preview_sends_the_call_back_to_its_place(harness: EngineHarness) -> None:
+async def test_an_agent_who_rejects_the_preview_sends_the_call_back_to_its_place(
+    harness: EngineHarness,
+) -> None:
     h = harness
     await h.arrive("c1", "billing")
     await request(h, "c1")
@@ -183,33 +201,49 @@ async def test_an_agent_who_rejects_the_preview_sends_the_call_back_to_its_place
     assert h.sink.callbacks[-1].agent_id == "a2"  # never offered to a1 again
 
 
-async def test_a_preview_that_rings_out_is_a_rejection_though_its_hangup_comes_first(
-    harness: EngineHarness,
+def rang_out(offer_id: str, at: float, *, hangup_first: bool) -> list[object]:
+    """An Originate's leg that rang out: Asterisk 22 sends its Hangup (through stasis) and
+    the failed OriginateResponse (directly) in either order (seen with tests/test_real_asterisk.py)."""
+    events: list[object] = [
+        CallbackEnded("c1", offer_id, at),
+        CallbackLegFailed("c1", offer_id, 1, "reason 3", at),
+    ]
+    return events if hangup_first else events[::-1]
+
+
+@pytest.mark.parametrize("hangup_first", [True, False], ids=["hangup-first", "response-first"])
+async def test_a_preview_that_rings_out_is_one_rejection_whichever_event_comes_first(
+    harness: EngineHarness, hangup_first: bool
 ) -> None:
-    # Asterisk hangs the unanswered channel up before it sends OriginateResponse.
     h = harness
     await h.arrive("c1", "billing")
     await request(h, "c1")
     await login(h, "a1")
     first = h.sink.callbacks[-1]
-    await step(h, CallbackEnded("c1", first.offer_id, h.clock.now()))
-    await step(h, CallbackLegFailed("c1", first.offer_id, 1, "reason 3", h.clock.now()))
+    for event in rang_out(first.offer_id, h.clock.now(), hangup_first=hangup_first):
+        await step(h, event)
     call = await h.store.call("c1")
     assert call["state"] == "waiting" and call.get("cb_attempts") == "0"
     assert h.metrics.callback_attempts.labels("billing", "rejected")._value.get() == 1
+    # Paused in Asterisk's roster queue too, as after any ring-no-answer: else the roster's
+    # next event for the agent (unpaused there) would make it available again at once.
+    assert [(p.agent_id, p.reason) for p in h.sink.pauses] == [("a1", "ring-no-answer")]
     await login(h, "a2")
     assert h.sink.callbacks[-1].agent_id == "a2"
 
 
-async def test_caller_first_a_caller_who_does_not_answer_is_retried(harness: EngineHarness) -> None:
+@pytest.mark.parametrize("hangup_first", [True, False], ids=["hangup-first", "response-first"])
+async def test_caller_first_a_caller_who_does_not_answer_is_retried(
+    harness: EngineHarness, hangup_first: bool
+) -> None:
     h = harness
     await h.arrive("c1", "late")
     await request(h, "c1")
     await login(h, "a1")
     first = h.sink.callbacks[-1]
     assert first.agent_first is False
-    await step(h, CallbackEnded("c1", first.offer_id, h.clock.now()))  # the caller's leg rang out
-    await step(h, CallbackLegFailed("c1", first.offer_id, 1, "reason 3", h.clock.now()))
+    for event in rang_out(first.offer_id, h.clock.now(), hangup_first=hangup_first):  # the caller's leg
+        await step(h, event)
     call = await h.store.call("c1")
     assert call["state"] == "callback_wait" and call["cb_attempts"] == "1"
     assert (await h.store.agent("a1"))["reserved"] == "0"
@@ -237,7 +271,9 @@ async def test_caller_first_an_agent_who_lets_it_ring_sends_the_call_back_to_its
     assert await h.state("c1") == "connected"
 
 
-async def test_a_refused_originate_is_an_attempt_and_late_events_change_nothing(harness: EngineHarness) -> None:
+async def test_a_refused_originate_is_an_attempt_and_late_events_change_nothing(
+    harness: EngineHarness,
+) -> None:
     h = harness
     await h.arrive("c1", "billing")
     await request(h, "c1")
@@ -272,7 +308,9 @@ async def test_a_queue_without_callbacks_refuses_the_request(harness: EngineHarn
     assert await h.state("c1") == "abandoned"
 
 
-async def test_a_live_offer_in_flight_goes_back_in_line_when_the_caller_hangs_up(harness: EngineHarness) -> None:
+async def test_a_live_offer_in_flight_goes_back_in_line_when_the_caller_hangs_up(
+    harness: EngineHarness,
+) -> None:
     h = harness
     await h.arrive("c1", "billing")
     await login(h, "a1")  # offered to the live caller (a Redirect)

@@ -1,7 +1,7 @@
 """Callbacks that keep the caller's place, over real processes: ingest, a routing worker and
 the dispatcher as `acd` child processes, the session's redis-server and broker, and the AMI
-simulator's callers who accept a callback and answer it (or not). Queues cb1-cb3 call the
-agent first, cb4-cb5 the caller first."""
+simulator's callers who accept a callback and answer it (or not). Queues cb1-cb3 and cb7
+call the agent first, cb4-cb6 the caller first."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ CALLBACK = {"offer_after_s": 1, "attempts": 2, "retry_after_s": 1.5, "agent_firs
 CALLER_FIRST = CALLBACK | {"agent_first": False}
 QUEUES = [
     {"name": f"cb{n}", "requirements": [{"skill": f"s{n}"}], "callback": CALLBACK if n <= 3 else CALLER_FIRST}
-    for n in (1, 2, 3, 4, 5, 6)
+    for n in (1, 2, 3, 4, 5, 6, 7)
 ]
-AGENTS = [{"id": f"a{n}", "skills": {f"s{n}": 1}} for n in (1, 2, 3, 4, 5, 6)]
+AGENTS = [{"id": f"a{n}", "skills": {f"s{n}": 1}} for n in (1, 2, 3, 4, 5, 6, 7)] + [{"id": "a8", "skills": {"s7": 1}}]
 TOPICS = f"callback-{uuid.uuid4().hex[:8]}"
 WITHIN = 30.0
 
@@ -174,3 +174,25 @@ async def test_the_api_process_lists_the_callbacks_waiting(pipe: Pipeline) -> No
         assert status == 200 and caller.call_id in [c["call_id"] for c in body["callbacks"]]
         assert (await listed("?queue=nosuch", auth()))[0] == 404
         assert (await listed("", {}))[0] == 401
+
+
+async def test_an_agent_who_lets_the_preview_ring_out_is_paused_in_the_roster_queue_too(pipe: Pipeline) -> None:
+    """Agent first, a7's phone never answers the Originate: a rejection, a7 paused for
+    ring-no-answer in Redis and in the PBX's roster queue (paused in Redis alone, the roster's
+    next event for a7 made it available again: seen on Asterisk 22), and a8 calls back."""
+    pbx = pipe.pbx
+    pbx.agents["a7"].answer_probability = 0.0
+    caller = pbx.place_call("cb7", handle_time_s=0.5, callback=CallbackPlan(after_s=0.5, answer_delay_s=0.3))
+    await eventually(lambda: callback_kept(pipe, caller.call_id), "the callback request is in Redis", within=WITHIN)
+    await eventually(lambda: logged_in(pipe, "a7"), "a7 logged in", within=WITHIN)
+    member = pbx.roster.members[pbx.agents["a7"].interface]
+    await eventually(lambda: true(member.paused), "a7 paused in the roster queue", within=WITHIN)
+    assert member.reason == "ring-no-answer"
+    agent = await pipe.store.agent("a7")
+    assert (agent["state"], agent["reason"]) == ("paused", "ring-no-answer")
+    await eventually(lambda: logged_in(pipe, "a8"), "a8 logged in", within=WITHIN)
+    await eventually(lambda: router_state(pipe, caller.call_id, "completed"), "called back by a8", within=WITHIN)
+    attempts = record(pipe, caller.call_id).callback_attempts
+    assert attempts[-1].agent_id == "a8" and attempts[-1].answered
+    stats = await pipe.store.queue_stats("cb7")
+    assert (stats["cb_rejected"], stats["cb_answered"], stats.get("cb_unanswered", 0)) == (1, 1, 0)

@@ -4,6 +4,7 @@
     ACD_TEST_ASTERISK_USER / _SECRET                      the router's user (acd-router)
     ACD_TEST_ASTERISK_DRIVER_USER / _DRIVER_SECRET        a user with read = all, write = all
     ACD_TEST_ASTERISK_AGENTS=Local/1001@agent-phones,...  two or more agent phones
+    ACD_TEST_ASTERISK_EVENTS=/tmp/events.jsonl            optional: every AMI event seen, as JSON lines
 
 docs/asterisk.md ("Testing against your own Asterisk") says which dialplan it expects: the
 shipped recipe, an [agent-phones] context whose behaviour astdb keys set
@@ -48,6 +49,9 @@ pytestmark = [
 ROSTER = "acd-agents"
 QUEUE = "support"
 SITE = "realast"
+RING_S = 4  # how long agents' and callers' phones ring (the recipe's Dial, callbacks' Originate)
+CALLBACK_AFTER_S = 1  # a callback queue's caller hears the offer this long after entering
+CALLBACK = {"offer_after_s": CALLBACK_AFTER_S, "attempts": 2, "retry_after_s": 1, "agent_first": True}
 CALLER_NUMBERS = itertools.count(int(uuid.uuid4().int % 9000) * 100 + 100_000)
 
 
@@ -84,6 +88,12 @@ class Phone:
 PHONES = [Phone(i) for i in _env("AGENTS", "Local/1001@agent-phones,Local/1002@agent-phones").split(",")]
 
 
+@dataclass(frozen=True)
+class Caller:
+    call_id: str  # the Linkedid of the caller's channel
+    number: str
+
+
 @dataclass
 class Driver:
     """The test's own AMI session: what phones, callers and an administrator do."""
@@ -94,10 +104,19 @@ class Driver:
     async def act(self, action: str, **headers: str) -> Any:
         return await self.gateway.send_action({"Action": action, **headers}, timeout_s=10)
 
-    async def call(self, *, wait_s: float = 600) -> str:
-        """A caller dials in through [acd-inbound]; returns the call id (its Linkedid)."""
+    async def call(
+        self, *, wait_s: float = 600, queue: str = QUEUE, press_after_s: float | None = None
+    ) -> Caller:
+        """A caller dials in through [acd-inbound]; with ``press_after_s``, the queue's
+        callback is offered after CALLBACK_AFTER_S and the caller presses 1 that long after
+        answering (inside the offer's prompt and timeout)."""
         number = str(next(CALLER_NUMBERS))
         await self.act("DBPut", Family="acdcaller", Key=f"{number}/wait", Val=f"{wait_s:g}")
+        variables = f"ACD_QUEUE={queue}"
+        if press_after_s is not None:
+            await self.act("DBPut", Family="acdcaller", Key=f"{number}/press", Val="1")
+            await self.act("DBPut", Family="acdcaller", Key=f"{number}/press_after", Val=f"{press_after_s:g}")
+            variables += f",ACD_CALLBACK_AFTER={CALLBACK_AFTER_S}"
         await self.act(
             "Originate",
             Channel=f"Local/{number}@callers",
@@ -105,14 +124,23 @@ class Driver:
             Exten=number,
             Priority="1",
             CallerID=f"Test <{number}>",
-            Variable=f"ACD_QUEUE={QUEUE}",
+            Variable=variables,
             Async="true",
         )
         queued = await self.wait_for(
-            lambda e: e.get("Event") == "UserEvent" and e.get("UserEvent") == "AcdCallQueued"
-            and e.get("Exten") == number
+            lambda e: (
+                e.get("Event") == "UserEvent"
+                and e.get("UserEvent") == "AcdCallQueued"
+                and e.get("Exten") == number
+            )
         )
-        return str(queued.get("Linkedid"))
+        return Caller(str(queued.get("Linkedid")), number)
+
+    async def caller_answers(self, caller: Caller, answers: bool) -> None:
+        """Whether the caller's phone answers from now on (a callback rings it)."""
+        await self.act(
+            "DBPut", Family="acdcaller", Key=f"{caller.number}/noanswer", Val="0" if answers else "1"
+        )
 
     async def phone(self, phone: Phone, **knobs: str) -> None:
         """Set how a phone behaves (noanswer, delay, talk seconds) in astdb."""
@@ -158,6 +186,21 @@ class RealPbx:
         await self.until(probe, f"agent {phone.agent_id} {state}", within)
 
 
+async def set_ring_timeouts(driver: Driver) -> None:
+    """The recipe's [globals] rings for RING_S (global variables set over AMI do not
+    survive an Asterisk restart: set them again after one)."""
+    for variable in ("ACD_RING_TIMEOUT", "ACD_CALLBACK_RING_TIMEOUT"):
+        await driver.act("Setvar", Variable=variable, Value=f"{RING_S:g}")
+
+
+def record_events(events: list[Message]) -> None:
+    """Every AMI event the driver saw, one JSON object a line, when ACD_TEST_ASTERISK_EVENTS
+    names a file: the ground truth to hold the simulator's events against."""
+    if path := _env("EVENTS", ""):
+        with open(path, "w") as out:
+            out.writelines(json.dumps(dict(event.items())) + "\n" for event in events)
+
+
 @contextlib.asynccontextmanager
 async def driver_session() -> AsyncIterator[Driver]:
     settings = ami_settings(_env("DRIVER_USER", "lab"), _env("DRIVER_SECRET", "lab-secret"))
@@ -168,6 +211,7 @@ async def driver_session() -> AsyncIterator[Driver]:
     try:
         yield driver
     finally:
+        record_events(events)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -183,10 +227,15 @@ async def pbx(
     config = {
         "site": SITE,
         # Every answered call sampled and recorded: MixMonitor, as the recipe's user may send it.
-        "queues": [{"name": QUEUE, "wrapup_s": 1, "qa": {"sample_share": 1.0, "record": True}}],
-        "agents": [
-            {"id": p.agent_id, "extension": p.extension, "interface": p.interface} for p in PHONES
+        "queues": [
+            {"name": QUEUE, "wrapup_s": 1, "qa": {"sample_share": 1.0, "record": True}},
+            {"name": "cb-agent", "wrapup_s": 1, "callback": CALLBACK},
+            {"name": "cb-fails", "wrapup_s": 1, "callback": CALLBACK},
+            {"name": "cb-caller-fails", "wrapup_s": 1, "callback": CALLBACK | {"agent_first": False}},
+            {"name": "cb-caller", "wrapup_s": 1, "callback": CALLBACK | {"agent_first": False}},
+            {"name": "cb-rejected", "wrapup_s": 1, "callback": CALLBACK},
         ],
+        "agents": [{"id": p.agent_id, "extension": p.extension, "interface": p.interface} for p in PHONES],
         "ami": {"host": settings.host, "port": settings.port, "username": settings.username},
         "kafka": {
             "bootstrap_servers": kafka_bootstrap,
@@ -194,7 +243,11 @@ async def pbx(
             "partitions": 2,
         },
         "redis": {"url": redis_server.url},
-        "routing": {"timer_interval_s": 0.1},
+        "routing": {
+            "timer_interval_s": 0.1,
+            # Caller first: the caller's phone is a Local channel, as the callers are.
+            "callback": {"ring_timeout_s": RING_S, "caller_dial": "Local/{number}@callers"},
+        },
     }
     (run_dir / "acd.yaml").write_text(json.dumps(config))
     redis = Redis.from_url(redis_server.url, decode_responses=True)
@@ -205,7 +258,7 @@ async def pbx(
             with contextlib.suppress(AmiError):
                 await driver.act("QueueRemove", Queue=ROSTER, Interface=phone.interface)
             await driver.phone(phone, noanswer="0", delay="1", talk="30")
-        await driver.act("Setvar", Variable="ACD_RING_TIMEOUT", Value="4")
+        await set_ring_timeouts(driver)
         try:
             for name in ("ingest", "route-1", "dispatch"):
                 spec = ChildSpec(name, ["--config", str(run_dir / "acd.yaml")], name.split("-")[0], env)
@@ -246,7 +299,7 @@ async def test_a_call_is_routed_answered_and_completed(clean: RealPbx) -> None:
     pbx, phone = clean, PHONES[0]
     await pbx.driver.phone(phone, talk="2")
     await log_in(pbx, phone)
-    call_id = await pbx.driver.call()
+    call_id = (await pbx.driver.call()).call_id
     await pbx.state_is(call_id, "connected")
     assert (await pbx.call_state(call_id))["agent"] == phone.agent_id
     await pbx.state_is(call_id, "completed")
@@ -259,10 +312,14 @@ async def test_a_sampled_call_is_recorded_on_the_callers_channel(clean: RealPbx)
     pbx, phone = clean, PHONES[0]
     await pbx.driver.phone(phone, talk="3")
     await log_in(pbx, phone)
-    call_id = await pbx.driver.call()
+    call_id = (await pbx.driver.call()).call_id
     await pbx.state_is(call_id, "connected")
     state = await pbx.call_state(call_id)
-    assert (state["qa_sampled"], state["qa_reason"], state["recording"]) == ("1", "random", f"acd-{call_id}.wav")
+    assert (state["qa_sampled"], state["qa_reason"], state["recording"]) == (
+        "1",
+        "random",
+        f"acd-{call_id}.wav",
+    )
     started = await pbx.driver.wait_for(
         lambda e: e.get("Event") == "MixMonitorStart" and e.get("Linkedid") == call_id
     )
@@ -275,7 +332,7 @@ async def test_a_caller_who_hangs_up_on_hold_is_an_abandon(clean: RealPbx) -> No
     await log_in(pbx, PHONES[0], paused=True, reason="lunch")
     agent = await pbx.agent(PHONES[0])
     assert (agent["state"], agent["reason"]) == ("paused", "lunch")
-    call_id = await pbx.driver.call(wait_s=2)
+    call_id = (await pbx.driver.call(wait_s=2)).call_id
     await pbx.state_is(call_id, "abandoned")
 
 
@@ -283,7 +340,7 @@ async def test_ring_no_answer_pauses_the_agent_in_the_roster_queue_only(clean: R
     pbx, lazy, keen = clean, PHONES[0], PHONES[1]
     await pbx.driver.phone(lazy, noanswer="1")
     await log_in(pbx, lazy)
-    call_id = await pbx.driver.call()
+    call_id = (await pbx.driver.call()).call_id
     await pbx.agent_is(lazy, "paused", within=30)
     assert (await pbx.agent(lazy))["reason"] == "ring-no-answer"
     await log_in(pbx, keen)
@@ -299,15 +356,19 @@ async def test_ring_no_answer_pauses_the_agent_in_the_roster_queue_only(clean: R
 async def test_a_blind_transfer_frees_the_agent(clean: RealPbx) -> None:
     pbx, phone = clean, PHONES[0]
     await log_in(pbx, phone)
-    call_id = await pbx.driver.call()
+    call_id = (await pbx.driver.call()).call_id
     await pbx.state_is(call_id, "connected")
     bridged = await pbx.driver.wait_for(
-        lambda e: e.get("Event") == "BridgeEnter"
-        and e.get("Linkedid") == call_id
-        and e.get("Uniqueid") != call_id
-        and str(e.get("Channel", "")).startswith(phone.interface.split("@")[0])
+        lambda e: (
+            e.get("Event") == "BridgeEnter"
+            and e.get("Linkedid") == call_id
+            and e.get("Uniqueid") != call_id
+            and str(e.get("Channel", "")).startswith(phone.interface.split("@")[0])
+        )
     )
-    await pbx.driver.act("BlindTransfer", Channel=str(bridged.get("Channel")), Context="lab-targets", Exten="7001")
+    await pbx.driver.act(
+        "BlindTransfer", Channel=str(bridged.get("Channel")), Context="lab-targets", Exten="7001"
+    )
     await pbx.state_is(call_id, "transferred")
     await pbx.agent_is(phone, "available")
 
@@ -316,7 +377,7 @@ async def test_an_asterisk_restart_is_ridden_out_and_routing_resumes(clean: Real
     pbx, phone = clean, PHONES[0]
     await pbx.driver.phone(phone, talk="2")
     await log_in(pbx, phone, paused=True, reason="briefing")
-    cut = await pbx.driver.call()
+    cut = (await pbx.driver.call()).call_id
     await pbx.state_is(cut, "waiting")
     with contextlib.suppress(AmiError):
         await pbx.driver.act("Command", Command="core restart now")
@@ -324,8 +385,99 @@ async def test_an_asterisk_restart_is_ridden_out_and_routing_resumes(clean: Real
     assert all(child.process.returncode is None for child in pbx.children.children.values())
     await pbx.children.wait_ready(timeout_s=60)
     await eventually(lambda: pbx.driver.gateway.ready, "the driver's AMI link ready again", within=30)
+    await set_ring_timeouts(pbx.driver)
     await pbx.driver.act("QueuePause", Queue=ROSTER, Interface=phone.interface, Paused="false")
     await pbx.agent_is(phone, "available")
-    call_id = await pbx.driver.call()
+    call_id = (await pbx.driver.call()).call_id
     await pbx.state_is(call_id, "connected", "completed")
 
+
+async def callback_kept(pbx: RealPbx, caller: Caller) -> None:
+    """The caller pressed 1, hung up, and the call waits at its place for its callback."""
+
+    async def probe() -> bool:
+        call = await pbx.call_state(caller.call_id)
+        return bool(call.get("cb_hung_up_at")) and call.get("state") == "waiting"
+
+    await pbx.until(probe, f"call {caller.call_id} waiting for its callback")
+    call = await pbx.call_state(caller.call_id)
+    assert call["cb_num"] == caller.number
+
+
+async def test_a_callback_keeps_the_callers_place_and_rings_the_agent_first(clean: RealPbx) -> None:
+    """The recipe's offer, the caller's 1 and hang-up; the agent's phone is originated into
+    [acd-callback], which dials the caller back, when the call's place comes up."""
+    pbx, phone = clean, PHONES[0]
+    await pbx.driver.phone(phone, talk="2")
+    before = (await pbx.driver.call(queue="cb-agent")).call_id
+    caller = await pbx.driver.call(queue="cb-agent", press_after_s=CALLBACK_AFTER_S + 2)
+    after = (await pbx.driver.call(queue="cb-agent")).call_id
+    await callback_kept(pbx, caller)
+    await log_in(pbx, phone)
+    await pbx.state_is(caller.call_id, "connected", within=40)
+    # Not earlier than the caller who entered before it, not later than the one after it.
+    assert (await pbx.call_state(before))["state"] == "completed"
+    assert (await pbx.call_state(after))["state"] == "waiting"
+    assert (await pbx.call_state(caller.call_id))["agent"] == phone.agent_id
+    await pbx.state_is(after, "completed", within=40)
+    assert (await pbx.call_state(caller.call_id))["state"] == "completed"
+    stats = await pbx.store.queue_stats("cb-agent")
+    assert (stats["offered"], stats["answered"], stats.get("abandoned", 0), stats["cb_answered"]) == (
+        3,
+        3,
+        0,
+        1,
+    )
+
+
+@pytest.mark.parametrize("queue", ["cb-fails", "cb-caller-fails"])  # agent first, caller first
+async def test_a_callback_nobody_answers_is_tried_again_then_fails(clean: RealPbx, queue: str) -> None:
+    pbx, phone = clean, PHONES[0]
+    caller = await pbx.driver.call(queue=queue, press_after_s=CALLBACK_AFTER_S + 2)
+    await callback_kept(pbx, caller)
+    await pbx.driver.caller_answers(caller, False)
+    await log_in(pbx, phone)
+    await pbx.state_is(caller.call_id, "callback_failed", within=40)
+    stats = await pbx.store.queue_stats(queue)
+    assert (stats["cb_unanswered"], stats["cb_failed"], stats.get("abandoned", 0)) == (2, 1, 0)
+    await pbx.agent_is(phone, "available")
+    assert (await pbx.agent(phone)).get("reserved") == "0"
+
+
+async def test_a_callback_rings_the_caller_first_then_connects_the_reserved_agent(clean: RealPbx) -> None:
+    """routing.callback.caller_dial is originated into [acd-callback-connect], which dials
+    the agent's extension."""
+    pbx, phone = clean, PHONES[1]
+    await pbx.driver.phone(phone, talk="2")
+    caller = await pbx.driver.call(queue="cb-caller", press_after_s=CALLBACK_AFTER_S + 2)
+    await callback_kept(pbx, caller)
+    await log_in(pbx, phone)
+    await pbx.state_is(caller.call_id, "connected", "completed", within=40)
+    assert (await pbx.call_state(caller.call_id))["agent"] == phone.agent_id
+    await pbx.state_is(caller.call_id, "completed")
+    stats = await pbx.store.queue_stats("cb-caller")
+    assert (stats["answered"], stats["cb_answered"], stats.get("cb_unanswered", 0)) == (1, 1, 0)
+    assert (await pbx.agent(phone)).get("reserved") == "0"
+
+
+async def test_an_agent_who_lets_the_callback_ring_out_is_skipped_and_the_call_keeps_its_place(
+    clean: RealPbx,
+) -> None:
+    """Agent first, the agent's phone never answers the Originate: a rejection (not an
+    attempt), the agent paused for ring-no-answer, and the next agent calls the caller back."""
+    pbx, lazy, keen = clean, PHONES[0], PHONES[1]
+    await pbx.driver.phone(lazy, noanswer="1")
+    await pbx.driver.phone(keen, talk="2")
+    caller = await pbx.driver.call(queue="cb-rejected", press_after_s=CALLBACK_AFTER_S + 2)
+    await callback_kept(pbx, caller)
+    await log_in(pbx, lazy)
+    await pbx.agent_is(lazy, "paused", within=30)
+    assert (await pbx.agent(lazy))["reason"] == "ring-no-answer"
+    call = await pbx.call_state(caller.call_id)
+    assert (call["state"], call["cb_attempts"]) == ("waiting", "0")
+    await log_in(pbx, keen)
+    await pbx.state_is(caller.call_id, "connected", "completed", within=40)
+    assert (await pbx.call_state(caller.call_id))["agent"] == keen.agent_id
+    await pbx.state_is(caller.call_id, "completed")
+    stats = await pbx.store.queue_stats("cb-rejected")
+    assert (stats["cb_rejected"], stats["cb_answered"], stats.get("cb_unanswered", 0)) == (1, 1, 0)

@@ -91,6 +91,25 @@ async def test_paused_agent_leaves_the_indexes(store: RedisStateStore) -> None:
     assert (await store.agent("a1"))["reason"] == "lunch"
 
 
+async def test_a_phone_status_report_never_pauses_or_unpauses_a_logged_in_agent(store: RedisStateStore) -> None:
+    """QueueMemberStatus (pause_known=False): on Asterisk 22 its Paused: 0 came a few ms
+    before the QueueMemberPause of the router's own ring-no-answer pause; applied, it made
+    the agent available (and offerable) again in between."""
+    await login(store, "a1", {"billing": 2}, T0)
+    await store.agent_presence("a1", "paused", "ring-no-answer", T0 + 1, NO_POSITION)
+    stale = await store.agent_presence("a1", "available", "", T0 + 2, NO_POSITION, "NOT_INUSE", pause_known=False)
+    assert stale.status == "unchanged"
+    assert ((await store.agent("a1"))["state"], await store.candidates(())) == ("paused", [])
+    unpaused = await store.agent_presence("a1", "available", "", T0 + 3, NO_POSITION)  # QueueMemberPause 0
+    assert unpaused.status == "changed" and (await store.agent("a1"))["state"] == "available"
+    status = await store.agent_presence("a1", "paused", "x", T0 + 4, NO_POSITION, "NOT_INUSE", pause_known=False)
+    assert status.status == "unchanged" and (await store.agent("a1"))["state"] == "available"
+    # A member the router missed the login of: the report logs it in, as app_queue lists it.
+    await store.agent_presence("a1", "logged_out", "", T0 + 5, NO_POSITION)
+    missed = await store.agent_presence("a1", "paused", "lunch", T0 + 6, NO_POSITION, "NOT_INUSE", pause_known=False)
+    assert missed.status == "changed" and (await store.agent("a1"))["state"] == "paused"
+
+
 async def test_enqueue_can_return_the_candidates_in_the_same_round_trip(store: RedisStateStore) -> None:
     await login(store, "a1", {"billing": 3}, T0)
     await login(store, "a2", {"billing": 1}, T0 - 5)

@@ -175,6 +175,9 @@ def test_roster_events_become_presence() -> None:
     listed = {"Event": "QueueMember", "Queue": "acd-agents", "Name": "a2", "Location": "PJSIP/a2", "Paused": "0"}
     status = translate(ami(listed | {"Status": "5"}))
     assert status == AgentPresenceChanged("PJSIP/a2", "a2", "available", "", 100.0, "UNAVAILABLE")
+    # A phone's status report: its Paused may predate the router's own pause (see the event).
+    phone = translate(ami(member | {"Event": "QueueMemberStatus", "Paused": "0", "Status": "1"}))
+    assert phone == AgentPresenceChanged("PJSIP/a1", "a1", "available", "", 100.0, "NOT_INUSE", pause_known=False)
 
 
 def test_resync_listing_reannounces_waiting_callers() -> None:

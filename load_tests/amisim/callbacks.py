@@ -10,7 +10,8 @@ Uniqueid (and every leg's Linkedid):
   once the agent answers, the dialplan runs ``Dial(PJSIP/<number>@trunk)``;
 - caller first: ``Channel: PJSIP/<number>@trunk``, ``Context: acd-callback-connect``,
   ``Exten: <agent ext>``; the caller's phone rings for the Originate's Timeout. Unanswered,
-  its leg hangs up and OriginateResponse fails with Reason 3 (a number nobody waits at:
+  its leg hangs up and OriginateResponse fails with Reason 3, in either order, as on
+  Asterisk 22 (a number nobody waits at:
   Reason 0, no channel). Answered (OriginateResponse Success, Reason 4), the dialplan runs
   ``Dial(PJSIP/<agent ext>,${ACD_RING_TIMEOUT})``: DialBegin, the agent's phone rings; if
   it rings out (or is busy), DialEnd NOANSWER (BUSY), ``Playback(acd-callback-sorry)`` and
@@ -140,11 +141,12 @@ class Callbacks:
             core.timers.call_later(request.timeout_s, lambda: self._caller_missed(caller, respond))
 
     def _caller_missed(self, caller: Channel, respond: Respond) -> None:
-        """The Originate rang out: its channel hangs up, then OriginateResponse fails."""
+        """The Originate rang out: its channel hangs up and OriginateResponse fails (either first)."""
         if caller.hangup_pending:
             return
-        self._core.hangup(caller, NO_CAUSE)
-        respond(None, REASON_RING_TIMEOUT)
+        self._core.in_either_order(
+            lambda: self._core.hangup(caller, NO_CAUSE), lambda: respond(None, REASON_RING_TIMEOUT)
+        )
 
     def _caller_answered(
         self, waiting: Waiting, caller: Channel, attempt: CallbackAttempt, exten: str, respond: Respond
@@ -243,7 +245,9 @@ class Callbacks:
         """The agent answered the preview: the dialplan dials the caller at ``number``."""
         timeout = self.ring_timeout_s
         app_data = f"PJSIP/{number}@{TRUNK},{timeout:g}"
-        agent_leg.update(context=AGENT_CONTEXT, exten=number, priority=1, application="Dial", app_data=app_data)
+        agent_leg.update(
+            context=AGENT_CONTEXT, exten=number, priority=1, application="Dial", app_data=app_data
+        )
         waiting = self.waiting.get(number)
         if waiting is None:  # nobody waits at that number: the trunk refuses it, Dial returns
             hang_up(agent_leg, NORMAL_CLEARING)

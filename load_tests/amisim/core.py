@@ -140,6 +140,13 @@ class Core:
         channel.update(hangup_pending=True)
         self.emit_channel("Hangup", channel, f"Cause: {cause}{EOL}Cause-txt: {cause_text(cause)}{EOL}")
 
+    def in_either_order(self, first: Callable[[], None], second: Callable[[], None]) -> None:
+        """Two events Asterisk sends on different paths, so that either reaches the manager
+        first (seen on Asterisk 22: an Originate that rang out sends OriginateResponse
+        straight away and the channel's Hangup through stasis, in one order or the other)."""
+        for step in (first, second) if self.rng.random() < 0.5 else (second, first):
+            step()
+
     def answer(self, channel: Channel) -> None:
         if channel.state != UP:
             self.set_state(channel, UP)

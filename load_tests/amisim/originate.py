@@ -62,7 +62,9 @@ class Originator:
         tech, _, resource = request.channel.partition("/")
         number, _, endpoint = resource.partition("@")
         if tech.upper() == "PJSIP" and endpoint == TRUNK:  # a callback, caller first
-            self._callbacks.call_caller(request, number, lambda leg, why: self._respond(request, leg, why, done))
+            self._callbacks.call_caller(
+                request, number, lambda leg, why: self._respond(request, leg, why, done)
+            )
             return
         agent = self._phones.by_extension.get(resource) if tech.upper() == "PJSIP" else None
         if agent is None or not agent.registered:
@@ -80,10 +82,13 @@ class Originator:
         )
         if agent.at_capacity:
             if request.context == AGENT_CONTEXT:  # a callback for an agent already busy
-                entry = DoubleAssignment(request.channel_id, agent.agent_id, self._core.now(), agent.device_state)
+                entry = DoubleAssignment(
+                    request.channel_id, agent.agent_id, self._core.now(), agent.device_state
+                )
                 self._core.ledger.double_assignments.append(entry)
-            self._core.hangup(leg, 17)
-            self._respond(request, None, REASON_BUSY, done)
+            self._core.in_either_order(
+                lambda: self._core.hangup(leg, 17), lambda: self._respond(request, None, REASON_BUSY, done)
+            )
             return
         self.legs[leg.name] = agent
         self._phones.ring(agent, leg)
@@ -120,8 +125,9 @@ class Originator:
     ) -> None:
         if leg.hangup_pending:
             return
-        self.hangup(leg, 0)
-        self._respond(request, None, REASON_RING_TIMEOUT, done)
+        self._core.in_either_order(
+            lambda: self.hangup(leg, 0), lambda: self._respond(request, None, REASON_RING_TIMEOUT, done)
+        )
 
     def hangup(self, leg: Channel, cause: int) -> None:
         agent = self.legs.pop(leg.name, None)

@@ -296,7 +296,9 @@ def _member_device(fields: AmiFields) -> str:
     return fields.get("StateInterface") or fields.get("Interface") or fields.get("Location")
 
 
-def _member_presence(fields: AmiFields, at: float, *, removed: bool = False) -> DomainEvent | None:
+def _member_presence(
+    fields: AmiFields, at: float, *, removed: bool = False, pause_known: bool = True
+) -> DomainEvent | None:
     device = _member_device(fields)
     if not device:
         return None
@@ -308,7 +310,7 @@ def _member_presence(fields: AmiFields, at: float, *, removed: bool = False) -> 
     reason = fields.get("PausedReason") if paused else ""
     member_name = fields.get("MemberName") or fields.get("Name")
     device_state = "" if removed else device_state_name(fields.get("Status"))
-    return AgentPresenceChanged(device, member_name, state.value, reason, at, device_state)
+    return AgentPresenceChanged(device, member_name, state.value, reason, at, device_state, pause_known)
 
 
 def device_state_name(status: str) -> str:
@@ -316,6 +318,11 @@ def device_state_name(status: str) -> str:
     if status.isdigit() and int(status) < len(DEVICE_STATE_NAMES):
         return DEVICE_STATE_NAMES[int(status)]
     return ""
+
+
+def _member_status(fields: AmiFields, at: float) -> DomainEvent | None:
+    """The member's phone changed: its Paused may be older than the router's last pause."""
+    return _member_presence(fields, at, pause_known=False)
 
 
 def _member_removed(fields: AmiFields, at: float) -> DomainEvent | None:
@@ -400,7 +407,7 @@ _HANDLERS = {
     "queuememberadded": _member_presence,
     "queuemember": _member_presence,
     "queuememberpause": _member_presence,
-    "queuememberstatus": _member_presence,
+    "queuememberstatus": _member_status,
     "queuememberremoved": _member_removed,
     "coreshowchannel": _core_show_channel,
     "devicestatechange": _device_state,

@@ -88,10 +88,20 @@ class RedisRoutingStore(RedisSiteStore):
         await self._run("agent_profile", *profile_args(agent, now, force))
 
     async def agent_presence(
-        self, agent_id: str, state: str, reason: str, at: float, pos: Position, device_state: str = ""
+        self,
+        agent_id: str,
+        state: str,
+        reason: str,
+        at: float,
+        pos: Position,
+        device_state: str = "",
+        *,
+        pause_known: bool = True,
     ) -> PresenceChanged:
-        """Roster change; ``device_state`` is the member's phone as app_queue lists it ('' if not)."""
-        raw = await self._run("agent_presence", agent_id, state, reason, at, *pos.args(), device_state)
+        """Roster change; ``device_state`` is the member's phone as app_queue lists it ('' if
+        not); without ``pause_known`` (QueueMemberStatus) a logged-in agent's pause stays."""
+        known = "1" if pause_known else "0"
+        raw = await self._run("agent_presence", agent_id, state, reason, at, *pos.args(), device_state, known)
         return PresenceChanged.parse(raw)
 
     async def agent_device(self, agent_id: str, device_state: str, at: float, pos: Position) -> DeviceChanged:

@@ -2,7 +2,8 @@
 -- member's phone state when the event lists it (Status), so that a phone app_queue lists
 -- as unavailable is never offered a call, from the first listing on.
 -- ARGV: P, agent_id, new_state (available|paused|logged_out), reason, at, part, off,
---       device_state ('' = not given)
+--       device_state ('' = not given), pause_known ('0' for QueueMemberStatus: its Paused
+--       can predate the router's own ring-no-answer pause, so it only logs a missed member in)
 -- Returns {outcome, previous_state, available_seconds_accrued}; outcome 'device_changed'
 -- when only the phone's usability changed.
 local id, new, reason, at = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -17,6 +18,7 @@ if ARGV[8] and ARGV[8] ~= '' then
 end
 local a = redis.call('HMGET', ak, 'state', 'reason', 'wrapup_start')
 local cur = a[1]
+if ARGV[9] == '0' and cur ~= 'logged_out' and new ~= 'logged_out' then new, reason = cur, a[2] end
 -- The roster only knows paused or not; after-call work is the router's own state.
 local same = cur == new and (new ~= 'paused' or a[2] == reason)
 if same or (cur == 'wrap_up' and new == 'available') then

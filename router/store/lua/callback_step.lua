@@ -29,8 +29,10 @@ if step == 'ended' and state == 'connected' then
 end
 if not pending then return {'ignored', '0', queue, ''} end
 if step == 'ended' then  -- the attempt's channel hung up before both legs answered
-  -- Unanswered, it hangs up before its OriginateResponse: that leg failed (the agent's
-  -- when agent first: a rejection). Answered, the second leg did not (or it gave up on it).
+  -- Unanswered, its Hangup may come before its OriginateResponse (Asterisk sends them in
+  -- either order): that leg failed (the agent's when agent first: a rejection), and the
+  -- response that follows finds the attempt over. Answered, the second leg did not (or it
+  -- gave up on it).
   if redis.call('HGET', ck, 'cb_first') == '1' then
     return with_candidate({callback_attempt_failed(call_id, at), '0', queue, agent_id}, agent_id)
   end
