@@ -33,12 +33,22 @@ class PeriodicProbe:
         try:
             await self.ask()
         except self.errors as exc:
+            was_ready = self.ready
             self.failed(exc)
+            if was_ready:
+                await self.lost()
         else:
             if not self.ready:
                 logger.info("%s at %s answers again", self.name, self.where)
-            self.ready = True
+                self.ready = True
+                await self.recovered()
         return self.ready
+
+    async def lost(self) -> None:
+        """The link stopped answering: what a client must drop, it drops here."""
+
+    async def recovered(self) -> None:
+        """The link answers again after it did not: what a client must drop, it drops here."""
 
     def failed(self, exc: BaseException) -> None:
         """The link failed (a probe, or a caller saw it): not ready until the next answer."""

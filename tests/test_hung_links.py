@@ -74,6 +74,31 @@ async def test_redis_a_hung_link_fails_within_the_socket_timeout_and_recovers_on
         await client.aclose()
 
 
+@pytest.mark.parametrize("probe_sees_the_return", [True, False], ids=["probed-again", "not-yet"])
+async def test_redis_once_the_link_answers_again_no_caller_waits_on_a_connection_left_from_the_hang(
+    redis_proxy: BlackholeProxy, probe_sees_the_return: bool
+) -> None:
+    """Connections idle in the pool while the link hung are dead for good (the black hole
+    keeps them open); busy callers each used to take one and wait out the socket timeout,
+    one after another: a routing worker fell ~13 s behind after a hang in `acd chaos`. The
+    probe drops them when it finds the link hung, and again when it answers (for those made
+    meanwhile), so callers are served at once even before the probe's next PING."""
+    settings = RedisSettings(url=f"redis://127.0.0.1:{redis_proxy.port}/0", socket_timeout_s=0.5)
+    client = await open_redis(settings)
+    link = RedisLink(client, settings.url)
+    try:
+        await asyncio.gather(*(client.blpop(["nothing"], timeout=0.05) for _ in range(6)))  # six in the pool
+        redis_proxy.hang()
+        assert not await link.check()
+        redis_proxy.release()
+        if probe_sees_the_return:
+            assert await link.check()
+        answers, took = await timed(asyncio.gather(*(client.ping() for _ in range(6)), return_exceptions=True))
+        assert answers == [True] * 6 and took < settings.socket_timeout_s, (answers, took)
+    finally:
+        await client.aclose()
+
+
 async def test_redis_the_relays_blocking_read_fits_in_the_shortest_socket_timeout(
     redis_proxy: BlackholeProxy,
 ) -> None:

@@ -161,3 +161,15 @@ class RedisLink(PeriodicProbe):
 
     async def ask(self) -> None:
         await self.client.ping()
+
+    async def lost(self) -> None:
+        """Drop the connections idle in the pool: they went through the link that stopped
+        answering, and a link that hangs (a black hole: nothing closed) may leave them dead
+        for good; each would cost the caller who takes it ``socket_timeout_s``, one after
+        another, after the link is back. They reconnect when next taken; a connection in
+        use times out on its own."""
+        await self.client.connection_pool.disconnect(inuse_connections=False)
+
+    async def recovered(self) -> None:
+        """Again, for connections made while the link hung and left idle since."""
+        await self.client.connection_pool.disconnect(inuse_connections=False)
