@@ -335,7 +335,7 @@ class Demo:
                 await write_assignments(self.args.assignments, store, list(pbx.ledger.calls))
             latency = await self._latency(children)
             again = await run_summary(store, queues, pbx.ledger, listed=self.listed_calls, latency=latency)
-            if _counts(again) == _counts(summary):
+            if moving_counts(again) == moving_counts(summary):
                 break
             summary = again
         summary["metrics"] = metrics
@@ -402,8 +402,15 @@ class Demo:
         return str(out)
 
 
-def _counts(summary: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(summary[key] for key in ("offered", "answered", "abandoned", "overflowed"))
+def moving_counts(summary: dict[str, Any]) -> tuple[Any, ...]:
+    """Every count a run's Prometheus totals are held against (tests/test_e2e*.py), the
+    phones' own included: if one moved while the totals were read, they are read again.
+    (Transfers were left out once: one made between the reads showed 20 in Prometheus
+    against 19 in Redis and in the ledger.)"""
+    router = ("offered", "answered", "abandoned", "overflowed", "transferred", "transferred_back")
+    phones = ("offered", "answered", "abandoned", "transfers", "requeued_by_transfer")
+    truth = summary["ground_truth"]
+    return (*(summary[key] for key in router), *(truth[key] for key in phones))
 
 
 def _settled(summary: dict[str, Any]) -> bool:
