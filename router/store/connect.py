@@ -168,8 +168,14 @@ class RedisLink(PeriodicProbe):
         for good; each would cost the caller who takes it ``socket_timeout_s``, one after
         another, after the link is back. They reconnect when next taken; a connection in
         use times out on its own."""
-        await self.client.connection_pool.disconnect(inuse_connections=False)
+        await self._drop_idle_connections()
 
     async def recovered(self) -> None:
         """Again, for connections made while the link hung and left idle since."""
-        await self.client.connection_pool.disconnect(inuse_connections=False)
+        await self._drop_idle_connections()
+
+    async def _drop_idle_connections(self) -> None:
+        try:
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+        except UNAVAILABLE as exc:  # closing a dead connection can time out: it is dropped anyway
+            logger.debug("Redis at %s: idle connections dropped (%s)", self.url, exc)
