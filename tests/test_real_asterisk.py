@@ -404,6 +404,13 @@ async def callback_kept(pbx: RealPbx, caller: Caller) -> None:
     assert call["cb_num"] == caller.number
 
 
+async def called_back_by(pbx: RealPbx, caller: Caller, phone: Phone) -> None:
+    """The callback connected ``phone``'s agent with the caller, and the call then ended."""
+    await pbx.state_is(caller.call_id, "connected", "completed", within=40)
+    assert (await pbx.call_state(caller.call_id))["agent"] == phone.agent_id
+    await pbx.state_is(caller.call_id, "completed")
+
+
 async def test_a_callback_keeps_the_callers_place_and_rings_the_agent_first(clean: RealPbx) -> None:
     """The recipe's offer, the caller's 1 and hang-up; the agent's phone is originated into
     [acd-callback], which dials the caller back, when the call's place comes up."""
@@ -452,9 +459,7 @@ async def test_a_callback_rings_the_caller_first_then_connects_the_reserved_agen
     caller = await pbx.driver.call(queue="cb-caller", press_after_s=CALLBACK_AFTER_S + 2)
     await callback_kept(pbx, caller)
     await log_in(pbx, phone)
-    await pbx.state_is(caller.call_id, "connected", "completed", within=40)
-    assert (await pbx.call_state(caller.call_id))["agent"] == phone.agent_id
-    await pbx.state_is(caller.call_id, "completed")
+    await called_back_by(pbx, caller, phone)
     stats = await pbx.store.queue_stats("cb-caller")
     assert (stats["answered"], stats["cb_answered"], stats.get("cb_unanswered", 0)) == (1, 1, 0)
     assert (await pbx.agent(phone)).get("reserved") == "0"
@@ -476,8 +481,6 @@ async def test_an_agent_who_lets_the_callback_ring_out_is_skipped_and_the_call_k
     call = await pbx.call_state(caller.call_id)
     assert (call["state"], call["cb_attempts"]) == ("waiting", "0")
     await log_in(pbx, keen)
-    await pbx.state_is(caller.call_id, "connected", "completed", within=40)
-    assert (await pbx.call_state(caller.call_id))["agent"] == keen.agent_id
-    await pbx.state_is(caller.call_id, "completed")
+    await called_back_by(pbx, caller, keen)
     stats = await pbx.store.queue_stats("cb-rejected")
     assert (stats["cb_rejected"], stats["cb_answered"], stats.get("cb_unanswered", 0)) == (1, 1, 0)
