@@ -43,9 +43,7 @@ class Env:
 
     async def call_back(self, call_id: str, *, agent_first: bool, offer_id: str = "0a1b") -> str:
         """The dispatcher's Originate; the attempt's leg id."""
-        command = CallbackCommand(
-            offer_id, call_id, "a1", "PJSIP/a1", "a1", NUMBER, "Ann", "q", agent_first, 0.0
-        )
+        command = CallbackCommand(offer_id, call_id, "a1", "PJSIP/a1", "a1", NUMBER, "Ann", "q", agent_first, 0.0)
         queued, _ = await self.router.send_action(originate_action(command, DIAL))
         assert queued.response == "Success", queued
         return leg_id(offer_id, call_id)
@@ -55,8 +53,7 @@ class Env:
 
     def translated(self, leg: str) -> list[DomainEvent]:
         envelopes = (
-            Envelope(type=AMI_EVENT, id="e", source="t", ts=1.0, key="k", data=dict(e))
-            for e in self.leg_events(leg)
+            Envelope(type=AMI_EVENT, id="e", source="t", ts=1.0, key="k", data=dict(e)) for e in self.leg_events(leg)
         )
         return [event for event in map(translate, envelopes) if event is not None]
 
@@ -94,15 +91,7 @@ async def test_a_callback_both_answer_is_connected_then_ends(env: Env, agent_fir
     await env.ami.wait_event("Hangup", Uniqueid=leg)
     assert outcomes(env.translated(leg)) == [("answered", 1, ""), ("answered", 2, ""), ("ended", None, "")]
     names = [e.event for e in env.leg_events(leg)]
-    for name in (
-        "Newchannel",
-        "Newstate",
-        "OriginateResponse",
-        "DialBegin",
-        "DialEnd",
-        "BridgeEnter",
-        "BridgeLeave",
-    ):
+    for name in ("Newchannel", "Newstate", "OriginateResponse", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave"):
         assert name in names, name
     [response] = [e for e in env.leg_events(leg) if e.event == "OriginateResponse"]
     first = "PJSIP/a1-" if agent_first else "PJSIP/trunk-"
@@ -133,11 +122,7 @@ async def test_caller_first_an_agent_who_lets_it_ring_out_leaves_the_caller_an_a
     call_id = await env.waiting_caller(CallbackPlan(after_s=1, answer_delay_s=1))
     leg = await env.call_back(call_id, agent_first=False)
     await env.ami.wait_event("Hangup", Uniqueid=leg)
-    assert outcomes(env.translated(leg)) == [
-        ("answered", 1, ""),
-        ("failed", 2, "NOANSWER"),
-        ("ended", None, ""),
-    ]
+    assert outcomes(env.translated(leg)) == [("answered", 1, ""), ("failed", 2, "NOANSWER"), ("ended", None, "")]
     hangups = [e for e in env.leg_events(leg) if e.event == "Hangup"]
     assert [h.Channel.startswith("PJSIP/a1-") for h in hangups] == [True, False]  # the agent's leg first
     assert float(hangups[1].Timestamp) - float(hangups[0].Timestamp) >= 2.5  # the apology plays

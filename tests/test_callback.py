@@ -31,18 +31,14 @@ from workers.collector import StateCollector
 POLICY = CallbackPolicy(offer_after_s=60, attempts=2, retry_after_s=120)
 QUEUES = [
     QueueConfig(name="billing", callback=POLICY),
-    QueueConfig(
-        name="late", callback=POLICY.model_copy(update={"sl_from_entry": False, "agent_first": False})
-    ),
+    QueueConfig(name="late", callback=POLICY.model_copy(update={"sl_from_entry": False, "agent_first": False})),
     QueueConfig(name="plain"),
 ]
 AGENTS = [AgentConfig(id="a1"), AgentConfig(id="a2")]
 
 
 def command(agent_first: bool = True) -> CallbackCommand:
-    return CallbackCommand(
-        "0f0f", "1700.5", "a1", "PJSIP/a1", "a1", "+15550001", "Ann", "billing", agent_first, 1.0
-    )
+    return CallbackCommand("0f0f", "1700.5", "a1", "PJSIP/a1", "a1", "+15550001", "Ann", "billing", agent_first, 1.0)
 
 
 # -- pure -------------------------------------------------------------------------------------
@@ -83,9 +79,7 @@ def test_the_translator_knows_callback_events() -> None:
     leg = leg_id("0f0f", "1700.5")
     requested = ami(Event="UserEvent", UserEvent="AcdCallbackRequested", Linkedid="1700.5", Number="555 0001")
     assert translate(requested) == CallbackRequested("1700.5", "5550001", 5.0)
-    by_caller_id = ami(
-        Event="UserEvent", UserEvent="AcdCallbackRequested", Linkedid="1700.5", CallerIDNum="5550002"
-    )
+    by_caller_id = ami(Event="UserEvent", UserEvent="AcdCallbackRequested", Linkedid="1700.5", CallerIDNum="5550002")
     assert translate(by_caller_id) == CallbackRequested("1700.5", "5550002", 5.0)
     answered = ami(Event="OriginateResponse", Response="Success", Uniqueid=leg, Reason="4")
     assert translate(answered) == CallbackLegAnswered("1700.5", "0f0f", 1, 5.0)
@@ -186,9 +180,7 @@ async def test_unanswered_callbacks_wait_then_retry_then_fail(harness: EngineHar
     assert not await h.store.redis.sismember(h.store.keys.callbacks, "c1")
 
 
-async def test_an_agent_who_rejects_the_preview_sends_the_call_back_to_its_place(
-    harness: EngineHarness,
-) -> None:
+async def test_an_agent_who_rejects_the_preview_sends_the_call_back_to_its_place(harness: EngineHarness) -> None:
     h = harness
     await h.arrive("c1", "billing")
     await request(h, "c1")
@@ -271,9 +263,7 @@ async def test_caller_first_an_agent_who_lets_it_ring_sends_the_call_back_to_its
     assert await h.state("c1") == "connected"
 
 
-async def test_a_refused_originate_is_an_attempt_and_late_events_change_nothing(
-    harness: EngineHarness,
-) -> None:
+async def test_a_refused_originate_is_an_attempt_and_late_events_change_nothing(harness: EngineHarness) -> None:
     h = harness
     await h.arrive("c1", "billing")
     await request(h, "c1")
@@ -308,9 +298,7 @@ async def test_a_queue_without_callbacks_refuses_the_request(harness: EngineHarn
     assert await h.state("c1") == "abandoned"
 
 
-async def test_a_live_offer_in_flight_goes_back_in_line_when_the_caller_hangs_up(
-    harness: EngineHarness,
-) -> None:
+async def test_a_live_offer_in_flight_goes_back_in_line_when_the_caller_hangs_up(harness: EngineHarness) -> None:
     h = harness
     await h.arrive("c1", "billing")
     await login(h, "a1")  # offered to the live caller (a Redirect)

@@ -128,11 +128,8 @@ class Driver:
             Async="true",
         )
         queued = await self.wait_for(
-            lambda e: (
-                e.get("Event") == "UserEvent"
-                and e.get("UserEvent") == "AcdCallQueued"
-                and e.get("Exten") == number
-            )
+            lambda e: e.get("Event") == "UserEvent" and e.get("UserEvent") == "AcdCallQueued"
+            and e.get("Exten") == number
         )
         return Caller(str(queued.get("Linkedid")), number)
 
@@ -235,7 +232,9 @@ async def pbx(
             {"name": "cb-caller", "wrapup_s": 1, "callback": CALLBACK | {"agent_first": False}},
             {"name": "cb-rejected", "wrapup_s": 1, "callback": CALLBACK},
         ],
-        "agents": [{"id": p.agent_id, "extension": p.extension, "interface": p.interface} for p in PHONES],
+        "agents": [
+            {"id": p.agent_id, "extension": p.extension, "interface": p.interface} for p in PHONES
+        ],
         "ami": {"host": settings.host, "port": settings.port, "username": settings.username},
         "kafka": {
             "bootstrap_servers": kafka_bootstrap,
@@ -315,11 +314,7 @@ async def test_a_sampled_call_is_recorded_on_the_callers_channel(clean: RealPbx)
     call_id = (await pbx.driver.call()).call_id
     await pbx.state_is(call_id, "connected")
     state = await pbx.call_state(call_id)
-    assert (state["qa_sampled"], state["qa_reason"], state["recording"]) == (
-        "1",
-        "random",
-        f"acd-{call_id}.wav",
-    )
+    assert (state["qa_sampled"], state["qa_reason"], state["recording"]) == ("1", "random", f"acd-{call_id}.wav")
     started = await pbx.driver.wait_for(
         lambda e: e.get("Event") == "MixMonitorStart" and e.get("Linkedid") == call_id
     )
@@ -359,16 +354,12 @@ async def test_a_blind_transfer_frees_the_agent(clean: RealPbx) -> None:
     call_id = (await pbx.driver.call()).call_id
     await pbx.state_is(call_id, "connected")
     bridged = await pbx.driver.wait_for(
-        lambda e: (
-            e.get("Event") == "BridgeEnter"
-            and e.get("Linkedid") == call_id
-            and e.get("Uniqueid") != call_id
-            and str(e.get("Channel", "")).startswith(phone.interface.split("@")[0])
-        )
+        lambda e: e.get("Event") == "BridgeEnter"
+        and e.get("Linkedid") == call_id
+        and e.get("Uniqueid") != call_id
+        and str(e.get("Channel", "")).startswith(phone.interface.split("@")[0])
     )
-    await pbx.driver.act(
-        "BlindTransfer", Channel=str(bridged.get("Channel")), Context="lab-targets", Exten="7001"
-    )
+    await pbx.driver.act("BlindTransfer", Channel=str(bridged.get("Channel")), Context="lab-targets", Exten="7001")
     await pbx.state_is(call_id, "transferred")
     await pbx.agent_is(phone, "available")
 

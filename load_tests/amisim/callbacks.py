@@ -245,9 +245,7 @@ class Callbacks:
         """The agent answered the preview: the dialplan dials the caller at ``number``."""
         timeout = self.ring_timeout_s
         app_data = f"PJSIP/{number}@{TRUNK},{timeout:g}"
-        agent_leg.update(
-            context=AGENT_CONTEXT, exten=number, priority=1, application="Dial", app_data=app_data
-        )
+        agent_leg.update(context=AGENT_CONTEXT, exten=number, priority=1, application="Dial", app_data=app_data)
         waiting = self.waiting.get(number)
         if waiting is None:  # nobody waits at that number: the trunk refuses it, Dial returns
             hang_up(agent_leg, NORMAL_CLEARING)

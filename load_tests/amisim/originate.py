@@ -62,9 +62,7 @@ class Originator:
         tech, _, resource = request.channel.partition("/")
         number, _, endpoint = resource.partition("@")
         if tech.upper() == "PJSIP" and endpoint == TRUNK:  # a callback, caller first
-            self._callbacks.call_caller(
-                request, number, lambda leg, why: self._respond(request, leg, why, done)
-            )
+            self._callbacks.call_caller(request, number, lambda leg, why: self._respond(request, leg, why, done))
             return
         agent = self._phones.by_extension.get(resource) if tech.upper() == "PJSIP" else None
         if agent is None or not agent.registered:
@@ -82,9 +80,7 @@ class Originator:
         )
         if agent.at_capacity:
             if request.context == AGENT_CONTEXT:  # a callback for an agent already busy
-                entry = DoubleAssignment(
-                    request.channel_id, agent.agent_id, self._core.now(), agent.device_state
-                )
+                entry = DoubleAssignment(request.channel_id, agent.agent_id, self._core.now(), agent.device_state)
                 self._core.ledger.double_assignments.append(entry)
             self._core.in_either_order(
                 lambda: self._core.hangup(leg, 17), lambda: self._respond(request, None, REASON_BUSY, done)

@@ -100,7 +100,7 @@ class RedisRoutingStore(RedisSiteStore):
     ) -> PresenceChanged:
         """Roster change; ``device_state`` is the member's phone as app_queue lists it ('' if
         not); without ``pause_known`` (QueueMemberStatus) a logged-in agent's pause stays."""
-        known = "1" if pause_known else "0"
+        known = flag_arg(pause_known)
         raw = await self._run("agent_presence", agent_id, state, reason, at, *pos.args(), device_state, known)
         return PresenceChanged.parse(raw)
 
