@@ -365,7 +365,7 @@ class FaultRun(Demo):
             "link_detected_s": watch.detected_s if watch else None,
             "link_ready_again_s": watch.ready_again_s if watch else None,
             "unexpected_redirects": truth["unexpected_redirects"],
-            "details": strike.details,
+            "details": {**strike.details, "probes": self.probe_account(pbx, strike)},
             "process_exit_codes": summary["process_exit_codes"],
             "lost_call_ids": lost[:LISTED_CALLS],
             "lost_calls_truth": [self._truth(pbx, strike, call_id) for call_id in lost[:LISTED_CALLS]],
@@ -429,6 +429,31 @@ class FaultRun(Demo):
         if normal_since is None:
             return None
         return round((normal_since - strike.struck_at) / self.clock.time_scale, 2)
+
+    def probe_account(self, pbx: Pbx, strike: Strike) -> dict[str, Any]:
+        """The probes of this fault's window after it struck, to read a recovery (or its
+        absence) by: how many, how many were late or never answered, the slowest answer and
+        the last bad probe's entry (real seconds after the fault)."""
+        late_or_unanswered: list[float] = []
+        waits: list[float] = []
+        count = 0
+        for probe in pbx.ledger.calls.values():
+            if probe.queue != PROBE_QUEUE or not strike.struck_at <= probe.entered_at < strike.window_end:
+                continue
+            count += 1
+            if probe.answered_at is not None:
+                waits.append(probe.answered_at - probe.entered_at)
+            if probe.answered_at is None or probe.answered_at - probe.entered_at > PROBE_OK_S:
+                late_or_unanswered.append(probe.entered_at)
+        scale = self.clock.time_scale
+        return {
+            "count": count,
+            "late_or_unanswered": len(late_or_unanswered),
+            "slowest_s": round(max(waits) / scale, 2) if waits else None,
+            "last_bad_entered_s": (
+                round((max(late_or_unanswered) - strike.struck_at) / scale, 2) if late_or_unanswered else None
+            ),
+        }
 
     def normal_since(self, pbx: Pbx, strike: Strike, *, pending_ok: bool = False) -> float | None:
         """Simulated time since when every probe after the fault (and before the next) was

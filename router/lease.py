@@ -132,6 +132,7 @@ class Lease:
             if (token, self.terms if token else 0) != known:
                 known = (token, self.terms if token else 0)
                 on_change(token)
-            # Wake up when the term would run out, too: stepping down must not wait for Redis.
-            wait = self.renew_s if not known else min(self.renew_s, self._valid_until - self.now())
+            # A holder wakes up when its term would run out, too: stepping down must not wait
+            # for Redis. A standby asks every ``renew_s``.
+            wait = min(self.renew_s, self._valid_until - self.now()) if token else self.renew_s
             await asyncio.sleep(max(0.0, wait))

@@ -114,6 +114,29 @@ async def test_keep_reports_the_term_and_its_end(redis: Redis) -> None:
 
 
 @pytest.mark.unit
+async def test_a_standby_asks_once_per_renewal_period_not_in_a_loop() -> None:
+    """The standby ingest once asked Redis without pause (a core of CPU, and Redis's)."""
+
+    class HeldByAnother:
+        asked = 0
+
+        async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
+            self.asked += 1
+            return 0
+
+        async def release_lease(self, name: str, owner: str) -> bool:
+            return False
+
+    store = HeldByAnother()
+    lease = Lease(store, "x", "standby", ttl_s=0.3, renew_s=0.1)
+    seen: list[int] = []
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(lease.keep(seen.append), timeout=0.35)
+    assert seen == []
+    assert 1 <= store.asked <= 5, store.asked  # at 0, 0.1, 0.2 and 0.3 s
+
+
+@pytest.mark.unit
 def test_renewing_must_be_more_frequent_than_the_ttl() -> None:
     with pytest.raises(ValueError, match="shorter than its TTL"):
         Lease(object(), "x", "a", ttl_s=1.0, renew_s=1.0)  # type: ignore[arg-type]
