@@ -16,10 +16,14 @@ from router.lease import INGEST_LEASE_RENEW_S, INGEST_LEASE_TTL_S
 
 # Each group's faults strike one after another on one system (`acd chaos --together`): the
 # next once service has been normal again for chaos.RECOVERED_FOR_S after the one before,
-# and each fault is judged on the calls that entered in its window. `--dist loadscope`
-# keeps a class on one worker, so the two groups run side by side, one system each. A fault
-# system that competes for the cores recovers later, so what is judged is whether it
-# recovered and lost nothing, not how fast (acd chaos reports the figures).
+# and each fault is judged on the calls that entered in its window. The groups' systems run
+# one after another too: the tests are module-level, so `--dist loadscope` gives the whole
+# module to one worker. Side by side, three fault systems (about one core each while the
+# traffic flows) overloaded this 2-core machine until a probe call took seconds without any
+# fault, and recovery (a probe answered within 0.4 real seconds, chaos.PROBE_OK_S at the
+# scenario's time scale) was at times never seen. A fault system still competes for the
+# cores with the rest of the system tier, so what is judged is whether it recovered and
+# lost nothing, not how fast (acd chaos reports the figures).
 pytestmark = pytest.mark.slow
 
 PROCESSES_AND_SERVERS = (
@@ -71,52 +75,53 @@ async def _together(names: tuple[str, ...]) -> dict[str, Any]:
     return report
 
 
-@pytest.fixture(scope="class")
+@pytest.fixture(scope="module")
 async def processes_and_servers() -> dict[str, Any]:
     return await _together(PROCESSES_AND_SERVERS)
 
 
-@pytest.fixture(scope="class")
+@pytest.fixture(scope="module")
 async def links_and_the_pbx() -> dict[str, Any]:
     return await _together(LINKS_AND_THE_PBX)
 
 
-class TestProcessesAndServersKilledOrRestarted:
-    @pytest.mark.parametrize("name", PROCESSES_AND_SERVERS)
-    def test_nothing_lost_and_nobody_double_booked(self, processes_and_servers: dict[str, Any], name: str) -> None:
-        _judge(processes_and_servers, name)
-
-    def test_the_whole_run(self, processes_and_servers: dict[str, Any]) -> None:
-        _judge_totals(processes_and_servers)
+@pytest.mark.parametrize("name", PROCESSES_AND_SERVERS)
+def test_processes_and_servers_killed_or_restarted(processes_and_servers: dict[str, Any], name: str) -> None:
+    _judge(processes_and_servers, name)
 
 
-class TestLinksThatDropOrHangAndThePbx:
-    @pytest.mark.parametrize("name", LINKS_AND_THE_PBX)
-    def test_nothing_lost_and_nobody_double_booked(self, links_and_the_pbx: dict[str, Any], name: str) -> None:
-        _judge(links_and_the_pbx, name)
-
-    def test_the_whole_run(self, links_and_the_pbx: dict[str, Any]) -> None:
-        _judge_totals(links_and_the_pbx)
+def test_processes_and_servers_the_whole_run(processes_and_servers: dict[str, Any]) -> None:
+    _judge_totals(processes_and_servers)
 
 
-@pytest.fixture(scope="class")
+@pytest.mark.parametrize("name", LINKS_AND_THE_PBX)
+def test_links_that_drop_or_hang_and_the_pbx(links_and_the_pbx: dict[str, Any], name: str) -> None:
+    _judge(links_and_the_pbx, name)
+
+
+def test_links_that_drop_or_hang_and_the_pbx_the_whole_run(links_and_the_pbx: dict[str, Any]) -> None:
+    _judge_totals(links_and_the_pbx)
+
+
+@pytest.fixture(scope="module")
 async def behind_sentinel() -> dict[str, Any]:
     return await _together(BEHIND_SENTINEL)
 
 
-class TestRedisFailover:
-    @pytest.mark.parametrize("name", BEHIND_SENTINEL)
-    def test_nothing_lost_and_nobody_double_booked(self, behind_sentinel: dict[str, Any], name: str) -> None:
-        _judge(behind_sentinel, name)
+@pytest.mark.parametrize("name", BEHIND_SENTINEL)
+def test_redis_behind_sentinel_failed_over(behind_sentinel: dict[str, Any], name: str) -> None:
+    _judge(behind_sentinel, name)
 
-    def test_the_replica_was_promoted_and_service_recovered(self, behind_sentinel: dict[str, Any]) -> None:
-        result = behind_sentinel["faults"][0]
-        assert result["details"]["promoted_after_s"] < FAILOVER_RECOVERY_S, result
-        assert result["details"]["replication_lag_bytes_at_kill"] >= 0, result
-        assert result["recovery_s"] < FAILOVER_RECOVERY_S, result
 
-    def test_the_whole_run(self, behind_sentinel: dict[str, Any]) -> None:
-        _judge_totals(behind_sentinel)
+def test_the_replica_was_promoted_and_service_recovered(behind_sentinel: dict[str, Any]) -> None:
+    result = behind_sentinel["faults"][0]
+    assert result["details"]["promoted_after_s"] < FAILOVER_RECOVERY_S, result
+    assert result["details"]["replication_lag_bytes_at_kill"] >= 0, result
+    assert result["recovery_s"] < FAILOVER_RECOVERY_S, result
+
+
+def test_redis_behind_sentinel_the_whole_run(behind_sentinel: dict[str, Any]) -> None:
+    _judge_totals(behind_sentinel)
 
 
 def _judge(report: dict[str, Any], name: str) -> None:

@@ -172,3 +172,67 @@ async def test_no_sentinel_answers_is_a_clear_error() -> None:
     settings = RedisSettings(sentinels=("127.0.0.1:1",), startup_timeout_s=0.3, socket_connect_timeout_s=0.2)
     with pytest.raises(RedisUnavailableError, match=r"sentinel mymaster via 127\.0\.0\.1:1.*ACD_REDIS__SENTINELS"):
         await open_redis(settings)
+
+
+# -- which sentinel to believe ------------------------------------------------------------------
+
+
+def _state(port: int, epoch: int) -> dict[str, object]:
+    return {
+        "ip": "127.0.0.1", "port": port, "config-epoch": epoch, "is_master": True, "is_sdown": False,
+        "is_odown": False, "num-other-sentinels": 2,
+    }
+
+
+class _Answers:
+    def __init__(self, answer: dict[str, object] | Exception) -> None:
+        self.answer = answer
+
+    async def sentinel_masters(self) -> dict[str, object]:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return {"acd": self.answer}
+
+
+@pytest.mark.unit
+async def test_the_primary_is_the_one_the_newest_configuration_names() -> None:
+    """A sentinel that has not heard of a failover yet names the old primary; redis-py
+    believed whichever sentinel answered first."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from router.store.connect import LatestConfigSentinel
+
+    sentinel = LatestConfigSentinel([])  # type: ignore[no-untyped-call]
+    sentinel.sentinels = [  # type: ignore[list-item]
+        _Answers(RedisConnectionError("refused")), _Answers(_state(6001, epoch=3)), _Answers(_state(6002, epoch=4)),
+    ]
+    assert await sentinel.discover_master("acd") == ("127.0.0.1", 6002)
+    sentinel.sentinels = [_Answers(RedisConnectionError("refused"))]  # type: ignore[list-item]
+    with pytest.raises(RedisConnectionError, match=r"No master found for 'acd': .*refused"):
+        await sentinel.discover_master("acd")
+
+
+async def test_a_sentinel_that_missed_the_failover_does_not_lead_writes_to_the_old_primary(
+    sentinel_redis: EmbeddedSentinelRedis,
+) -> None:
+    """The old primary, back from its append-only file, is a primary again until the sentinels
+    demote it; a sentinel that was away during the failover still names it. A write that
+    went there would be lost at the demotion."""
+    stale = sentinel_redis.sentinels[0]  # first in the client's list
+    old = await sentinel_redis.primary()
+    await stale.stop()
+    await old.stop(kill=True)
+    new = await sentinel_redis.promoted(old, timeout_s=FOLLOWS_WITHIN_S)
+    await old.start()
+    await stale.start()
+    client = await open_redis(RedisSettings(**sentinel_redis.settings()))
+    try:
+        assert await RedisTimerStore(client, "stale").hold_lease("timer", "router-1", 60)
+    finally:
+        await client.aclose()
+    for node, holds in ((new, "router-1"), (old, None)):
+        direct = Redis(unix_socket_path=str(node.unix_socket), decode_responses=True)
+        try:
+            assert await direct.get(Keys("stale").prefix + "timer") == holds, node.url
+        finally:
+            await direct.aclose()

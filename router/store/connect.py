@@ -5,7 +5,8 @@ Every Redis client of the processes is opened here: one Redis at ``redis.url``, 
 client asks the sentinels for the primary whenever it opens a connection, and drops a
 connection whose server answers READONLY (a primary demoted to a replica) with a
 ConnectionError: after a failover, the callers see retriable ``RedisUnavailableError``s
-until their next attempt reaches the promoted replica.
+until their next attempt reaches the promoted replica. Which primary: the one named by the
+sentinel with the newest configuration (``LatestConfigSentinel``), not the first to answer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
@@ -106,6 +107,40 @@ def direct_client(settings: RedisSettings) -> Redis:
     return Redis.from_url(settings.url, password=password, decode_responses=True, **link_options(settings))
 
 
+class LatestConfigSentinel(Sentinel):
+    """Asks every sentinel and follows the one whose configuration is newest.
+
+    redis-py takes the first sentinel that names a primary it thinks is up. Right after a
+    failover, a sentinel that has not heard of it yet (the others tell it within about 2 s)
+    still names the old primary; if that server is back by then (restarted from its
+    append-only file, a primary again until the sentinels demote it 10-15 s later), a
+    process that asked that sentinel writes there, and what it wrote is lost when the old
+    primary is made a replica. Each failover raises the configuration epoch, so the highest
+    ``config-epoch`` among the answers names the current primary.
+
+    Overrides redis-py's ``discover_master``, which its ``SentinelConnectionPool`` calls for
+    every new connection (pinned below 9 in pyproject.toml; tests/test_redis_sentinel.py
+    fails if the pool stops calling it)."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers = await asyncio.gather(*(s.sentinel_masters() for s in self.sentinels), return_exceptions=True)
+        states: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for sentinel, answer in zip(self.sentinels, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, (ConnectionError, TimeoutError)):
+                    raise answer
+                errors.append(f"{sentinel} - {answer}")
+                continue
+            state = answer.get(service_name) if isinstance(answer, dict) else None
+            if state and self.check_master_state(state, service_name):
+                states.append(state)
+        if not states:
+            raise MasterNotFoundError(f"No master found for {service_name!r}: {', '.join(errors) or 'none named one'}")
+        newest = max(states, key=lambda state: int(state.get("config-epoch", 0)))
+        return newest["ip"], int(newest["port"])
+
+
 class SentinelMaster(Redis):
     """The primary's client; closing it also closes its connections to the sentinels
     (redis-py leaves those to whoever made the ``Sentinel``)."""
@@ -128,7 +163,7 @@ def sentinel_client(settings: RedisSettings) -> Redis:
     sentinel_options["retry"] = Retry(NoBackoff(), 0)
     if settings.sentinel_password is not None:
         sentinel_options["password"] = settings.sentinel_password.get_secret_value()
-    sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    sentinel = LatestConfigSentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     client: Redis = sentinel.master_for(
         settings.sentinel_master, redis_class=SentinelMaster, decode_responses=True, **options, **node_options(settings)
     )
