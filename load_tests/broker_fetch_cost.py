@@ -1,0 +1,80 @@
+"""How the lab broker's CPU per fetch grows with its log: the reason a long soak on the
+embedded Tansu degrades (docs/operations.md, The 30-minute soak).
+
+    python -m load_tests.broker_fetch_cost [--steps 4] [--step-messages 10000]
+
+On a fresh embedded broker, one partition: after each step of ``--step-messages`` more
+messages, the broker's CPU (from /proc) for 300 fetches that each return the last few
+messages, and for 5 s of fetches at the log's end that return nothing. A broker whose fetch
+cost does not depend on the log's length prints flat columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from load_tests.benchmark import cpu_seconds
+from load_tests.embedded import EmbeddedKafka
+
+TOPIC = "fetch-cost"
+FETCHES = 300
+IDLE_S = 5.0
+
+
+async def measure(steps: int, step_messages: int) -> list[dict[str, float]]:
+    rows = []
+    async with EmbeddedKafka() as kafka:
+        assert kafka.proc is not None
+        pid, servers = kafka.proc.pid, kafka.bootstrap_servers
+        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(TOPIC, 1, 1)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=servers)
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, fetch_max_wait_ms=10)
+        await producer.start()
+        await consumer.start()
+        partition = TopicPartition(TOPIC, 0)
+        consumer.assign([partition])
+        try:
+            for _ in range(steps):
+                for _ in range(step_messages):
+                    await producer.send(TOPIC, b"x" * 300)
+                await producer.flush()
+                end = (await consumer.end_offsets([partition]))[partition]
+                before = cpu_seconds(pid)
+                for _ in range(FETCHES):
+                    consumer.seek(partition, max(0, end - 5))
+                    await consumer.getmany(timeout_ms=100)
+                with_data = cpu_seconds(pid) - before
+                consumer.seek_to_end(partition)
+                before, until = cpu_seconds(pid), time.monotonic() + IDLE_S
+                while time.monotonic() < until:
+                    await consumer.getmany(timeout_ms=100)
+                rows.append({"log_messages": end, "cpu_s_300_fetches_with_data": round(with_data, 2),
+                             "cpu_s_5s_idle_fetching": round(cpu_seconds(pid) - before, 2)})
+        finally:
+            await consumer.stop()
+            await producer.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--step-messages", type=int, default=10_000)
+    args = parser.parse_args()
+    print("log messages | broker CPU s, 300 fetches with data | broker CPU s, 5 s of idle fetches")
+    for row in asyncio.run(measure(args.steps, args.step_messages)):
+        print(f"{row['log_messages']:>12} | {row['cpu_s_300_fetches_with_data']:>36} | {row['cpu_s_5s_idle_fetching']}")
+
+
+if __name__ == "__main__":
+    main()
