@@ -54,7 +54,7 @@ async def measure(steps: int, step_messages: int) -> list[dict[str, float]]:
                     consumer.seek(partition, max(0, end - 5))
                     await consumer.getmany(timeout_ms=100)
                 with_data = cpu_seconds(pid) - before
-                consumer.seek_to_end(partition)
+                await consumer.seek_to_end(partition)
                 before, until = cpu_seconds(pid), time.monotonic() + IDLE_S
                 while time.monotonic() < until:
                     await consumer.getmany(timeout_ms=100)
