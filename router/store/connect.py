@@ -116,7 +116,9 @@ class LatestConfigSentinel(Sentinel):
     append-only file, a primary again until the sentinels demote it 10-15 s later), a
     process that asked that sentinel writes there, and what it wrote is lost when the old
     primary is made a replica. Each failover raises the configuration epoch, so the highest
-    ``config-epoch`` among the answers names the current primary.
+    ``config-epoch`` among the answers names the current primary. The sentinels are asked
+    side by side, so a new connection waits for the slowest of them (at most the socket
+    timeout, for one that hangs) instead of the first.
 
     Overrides redis-py's ``discover_master``, which its ``SentinelConnectionPool`` calls for
     every new connection (pinned below 9 in pyproject.toml; tests/test_redis_sentinel.py
