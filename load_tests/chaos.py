@@ -346,6 +346,7 @@ class FaultRun(Demo):
         # Answered and ended while AMI was down: the router can only see that the call is gone.
         mismatched = [m for m in judged_mismatched if not self._unobservable(pbx, m[0], since_answer=True)]
         watch = strike.link_watch
+        records_missing = [c for c in summary.get("records", {}).get("missing", []) if c in calls]
         return {
             "name": strike.fault.name,
             "description": strike.fault.description,
@@ -358,7 +359,7 @@ class FaultRun(Demo):
             "state_mismatches": len(mismatched),
             # Read once, at the end: a fault of its own only when the run had one fault.
             "leaked_reservations": summary["leaked_reservations"] if len(self.strikes) == 1 else None,
-            "records_missing": sum(1 for c in summary.get("records", {}).get("missing", []) if c in calls),
+            "records_missing": len(records_missing),
             "unobservable": len(judged_lost) - len(lost),
             "outcome_unobservable": len(judged_mismatched) - len(mismatched),
             "recovery_s": self.recovery_s(pbx, strike),
@@ -370,6 +371,7 @@ class FaultRun(Demo):
             "lost_call_ids": lost[:LISTED_CALLS],
             "lost_calls_truth": [self._truth(pbx, strike, call_id) for call_id in lost[:LISTED_CALLS]],
             "mismatched_calls": mismatched[:LISTED_CALLS],
+            "records_missing_call_ids": records_missing[:LISTED_CALLS],
         }
 
     def totals(self, summary: dict[str, Any], verdicts: list[dict[str, Any]]) -> dict[str, Any]:
