@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from load_tests.amisim.ledger import Ledger
+from load_tests.amisim.ledger import CallRecord, Ledger
 from load_tests.amisim.pbx import Pbx
 from load_tests.children import ChildProcesses, Readiness, scrape_totals
 from load_tests.demo import Demo
@@ -438,18 +438,15 @@ class FaultRun(Demo):
         the last bad probe's entry (real seconds after the fault)."""
         late_or_unanswered: list[float] = []
         waits: list[float] = []
-        count = 0
-        for probe in pbx.ledger.calls.values():
-            if probe.queue != PROBE_QUEUE or not strike.struck_at <= probe.entered_at < strike.window_end:
-                continue
-            count += 1
+        probes = self._probes(pbx, strike)
+        for probe in probes:
             if probe.answered_at is not None:
                 waits.append(probe.answered_at - probe.entered_at)
             if probe.answered_at is None or probe.answered_at - probe.entered_at > PROBE_OK_S:
                 late_or_unanswered.append(probe.entered_at)
         scale = self.clock.time_scale
         return {
-            "count": count,
+            "count": len(probes),
             "late_or_unanswered": len(late_or_unanswered),
             "slowest_s": round(max(waits) / scale, 2) if waits else None,
             "last_bad_entered_s": (
@@ -457,11 +454,10 @@ class FaultRun(Demo):
             ),
         }
 
-    def normal_since(self, pbx: Pbx, strike: Strike, *, pending_ok: bool = False) -> float | None:
-        """Simulated time since when every probe after the fault (and before the next) was
-        answered in time; ``pending_ok``: probes not answered yet but still within PROBE_OK_S
-        do not count against it (the run is still going)."""
-        probes = sorted(
+    @staticmethod
+    def _probes(pbx: Pbx, strike: Strike) -> list[CallRecord]:
+        """The probe calls that entered from the fault until the next one, in order of entry."""
+        return sorted(
             (
                 c
                 for c in pbx.ledger.calls.values()
@@ -469,6 +465,12 @@ class FaultRun(Demo):
             ),
             key=lambda c: c.entered_at,
         )
+
+    def normal_since(self, pbx: Pbx, strike: Strike, *, pending_ok: bool = False) -> float | None:
+        """Simulated time since when every probe after the fault (and before the next) was
+        answered in time; ``pending_ok``: probes not answered yet but still within PROBE_OK_S
+        do not count against it (the run is still going)."""
+        probes = self._probes(pbx, strike)
         # Once the run has seen recovery, it is judged as of then: later probes are left out,
         # and those still pending then may have been cut off by the traffic's end.
         seen_at = strike.recovery_seen_at

@@ -129,8 +129,9 @@ class Lease:
         while True:
             await self.hold()
             token = self.token
-            if (token, self.terms if token else 0) != known:
-                known = (token, self.terms if token else 0)
+            term = (token, self.terms if token else 0)
+            if term != known:
+                known = term
                 on_change(token)
             # A holder wakes up when its term would run out, too: stepping down must not wait
             # for Redis. A standby asks every ``renew_s``.

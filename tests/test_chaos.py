@@ -53,7 +53,10 @@ LINKS_AND_THE_PBX = (
 # recovered). After it: two such systems side by side, 5 of 5 runs with 0 lost and 0
 # mismatched; three side by side overload the machine (calls answered 30-50 s late before
 # any fault) and fail every time, with a routing worker's reads stalling 5-8 s at a time
-# after the broker hang. Not yet run often enough under make test's load to bring it back.
+# after the broker hang. On 2026-11-30, after the standby ingest's CPU bug was fixed, the two
+# as one group (`acd chaos --short --together --only broker_restarted,redis_link_hung`): 20
+# runs, 0 lost and 0 mismatched, but 1 record missing after the broker's restart in one of
+# them (cause not found): too often for make test.
 KNOWN_DEFECT = ("broker_restarted", "redis_link_hung")
 # Redis behind Sentinel (a primary, a replica, three sentinels): a system of its own, since
 # Redis cannot also be behind the proxy the hung-link faults need, and redis_restarted
