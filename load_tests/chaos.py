@@ -47,12 +47,14 @@ from load_tests.traffic import TrafficGenerator
 from router.settings import AmiSettings, KafkaSettings, RedisSettings
 from router.store import RedisStateStore
 from router.store.connect import PING_EVERY_S
+from workers.dispatcher import claimant_pid
 from workers.runtime import install_stop_signals
 
 logger = logging.getLogger(__name__)
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "chaos.yaml"
 PROBE_QUEUE = "probe"
+LAST_BAD_PROBES = 10  # details.probes.last_bad: the last late or unanswered probes, to hunt a slow recovery by
 PROBE_OK_S = 8.0  # simulated seconds: offer, dispatch and a few seconds of ringing
 # A run goes on past its duration until service has been normal this long (real seconds),
 # up to EXTRA_S more: on a loaded machine recovery may come late, and ending the traffic
@@ -221,6 +223,11 @@ class FaultRun(Demo):
     @property
     def strike(self) -> Strike:
         return self.strikes[-1]
+
+    def struck_now(self) -> None:
+        """For a fault that waits for its moment before it acts (a dispatcher holding a
+        claim, a caller waiting): it strikes now, and its recovery counts from now."""
+        self.strike.struck_at = self.clock.now()
 
     @property
     def fault(self) -> Fault:
@@ -436,14 +443,15 @@ class FaultRun(Demo):
         """The probes of this fault's window after it struck, to read a recovery (or its
         absence) by: how many, how many were late or never answered, the slowest answer and
         the last bad probe's entry (real seconds after the fault)."""
-        late_or_unanswered: list[float] = []
+        late: list[CallRecord] = []
         waits: list[float] = []
         probes = self._probes(pbx, strike)
         for probe in probes:
             if probe.answered_at is not None:
                 waits.append(probe.answered_at - probe.entered_at)
             if probe.answered_at is None or probe.answered_at - probe.entered_at > PROBE_OK_S:
-                late_or_unanswered.append(probe.entered_at)
+                late.append(probe)
+        late_or_unanswered = [probe.entered_at for probe in late]
         scale = self.clock.time_scale
         return {
             "count": len(probes),
@@ -452,6 +460,7 @@ class FaultRun(Demo):
             "last_bad_entered_s": (
                 round((max(late_or_unanswered) - strike.struck_at) / scale, 2) if late_or_unanswered else None
             ),
+            "last_bad": [_probe_times(p, strike.struck_at, scale) for p in late][-LAST_BAD_PROBES:],
         }
 
     @staticmethod
@@ -490,6 +499,13 @@ class FaultRun(Demo):
             elif good_since is None:
                 good_since = probe.entered_at
         return good_since
+
+
+def _probe_times(probe: CallRecord, struck_at: float, scale: float) -> dict[str, float | None]:
+    """When a probe entered (real seconds after the fault) and how long it waited (None:
+    never answered)."""
+    waited = None if probe.answered_at is None else round((probe.answered_at - probe.entered_at) / scale, 2)
+    return {"entered_s": round((probe.entered_at - struck_at) / scale, 2), "waited_s": waited}
 
 
 def stated_detection_s(link: str) -> float:
@@ -646,6 +662,7 @@ async def restart_asterisk(run: FaultRun) -> None:
     while (await run.store.call(stranded.call_id)).get("state") != "waiting":  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     sessions = run.simulator.authenticated_sessions
+    run.struck_now()
     await run.simulator.restart("now", down_s=run.args.outage_s, settle_s=1.0)
     await _until_listed_again(run, sessions)
 
@@ -688,6 +705,7 @@ async def kill_dispatcher(run: FaultRun) -> None:
             await asyncio.sleep(0.005)
     victim = victim or "dispatch"
     await run.children.kill(victim, signal.SIGKILL)
+    run.struck_now()
     ready_again_s = await _restart_as_systemd_would(run, victim, time.monotonic())
     details = run.details
     details.update(
@@ -717,9 +735,8 @@ async def _dispatcher_holding_a_claim(store: RedisStateStore, children: ChildPro
     }
     held: dict[str, int] = {}
     for call_id in await _calls_in(store, ("dispatching",)):
-        # ``<source>:<pid>:<session>:<partition>@<offset>:<generation>`` (workers/dispatcher.py)
-        claimant = (await store.call(call_id)).get("claimed_by", "").rsplit(":", 4)
-        name = pids.get(claimant[1]) if len(claimant) == 5 else None
+        pid = claimant_pid((await store.call(call_id)).get("claimed_by", ""))
+        name = pids.get(str(pid))
         if name is not None:
             held[name] = held.get(name, 0) + 1
     if not held:

@@ -147,7 +147,9 @@ def _judge(report: dict[str, Any], name: str) -> None:
         assert result["link_detected_s"] <= stated_detection_s(fault.link) + DETECTION_SLACK_S, shown
         assert result["link_ready_again_s"] is not None, shown
     if name == "dispatcher_killed":
-        # The restarted dispatcher read again what was not committed: no caller redirected twice.
+        # Killed while it held a claimed offer, and the restarted dispatcher read again what
+        # was not committed: no caller redirected twice.
+        assert result["details"]["held_a_claim"], shown
         assert result["unexpected_redirects"] == 0, shown
     if name == "ingest_killed":
         # The standby took the lease within its TTL and a renewal (docs/operations.md), and

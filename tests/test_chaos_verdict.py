@@ -178,11 +178,18 @@ def test_a_call_that_lived_out_its_life_in_the_next_faults_blind_spell_is_excuse
 
 async def test_the_dispatcher_holding_a_claim_is_found_by_the_pid_in_claimed_by() -> None:
     from load_tests.chaos import _dispatcher_holding_a_claim
+    from router.bus import Consumed
+    from workers.dispatcher import claimant
+
+    def claimed_by(pid: int, partition: int, offset: int) -> str:
+        """As the dispatcher writes it: the topic in it has a colon before its partition."""
+        message = Consumed("acd.routing.commands", partition, offset, None, None, 0.0, generation=2)
+        return claimant("dispatcher:127.0.0.1:5038", pid, 1767225600000, message)
 
     calls = {
-        "c1": {"state": "dispatching", "claimed_by": "dispatcher:127.0.0.1:5038:4242:1767225600000:3@17:2"},
-        "c2": {"state": "dispatching", "claimed_by": "dispatcher:127.0.0.1:5038:4242:1767225600000:1@9:2"},
-        "c3": {"state": "dispatching", "claimed_by": "dispatcher:127.0.0.1:4243:4243:1767225600001:0@4:1"},
+        "c1": {"state": "dispatching", "claimed_by": claimed_by(4242, 3, 17)},
+        "c2": {"state": "dispatching", "claimed_by": claimed_by(4242, 1, 9)},
+        "c3": {"state": "dispatching", "claimed_by": claimed_by(4243, 0, 4)},
         "c4": {"state": "waiting"},
     }
 

@@ -71,6 +71,21 @@ def channel_gone(message: str) -> bool:
     return any(marker in lowered for marker in CHANNEL_GONE_MARKERS)
 
 
+def claimant(source: str, pid: int, session: int, message: Consumed) -> str:
+    """One delivery of a command to one dispatcher process: ``claimed_by`` on a claimed call.
+    The same while the claim is retried, another after a restart or a redelivery."""
+    return f"{source}:{pid}:{session}:{message.part}@{message.offset}:{message.generation}"
+
+
+def claimant_pid(claimed_by: str) -> int | None:
+    """The process id in a ``claimant``, or None. Read from the end: the source before it
+    (``dispatcher:host:port``) and the partition after it (``topic:partition``) hold colons."""
+    fields = claimed_by.rsplit(":", 5)
+    if len(fields) != 6 or not fields[1].isdigit():
+        return None
+    return int(fields[1])
+
+
 RECORDING_HINTS = {
     "permission_denied": " (the AMI user needs 'write = system' in manager.conf for MixMonitor: docs/asterisk.md)",
     "not_available": " (app_mixmonitor is not loaded: 'module load app_mixmonitor.so')",
@@ -189,10 +204,7 @@ class Dispatcher:
             await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
 
     def _claimant(self, message: Consumed) -> str:
-        """This delivery of a command to this dispatcher: the same while its claim is retried
-        (``_execute_until_done``), another after a restart or a redelivery. The process id
-        says which of a group's dispatchers holds a claim (``claimed_by`` on the call)."""
-        return f"{self.source}:{os.getpid()}:{self._session}:{message.part}@{message.offset}:{message.generation}"
+        return claimant(self.source, os.getpid(), self._session, message)
 
     async def offer(self, command: OfferCommand, *, claimant: str = "") -> None:
         deadline = self.clock.now() + self.settings.routing.dispatch_timeout_s * self.clock.time_scale
