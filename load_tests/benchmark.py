@@ -321,6 +321,7 @@ class Bench:
         await pbx.producer.flush()
         cpu_before, commands_before = self._cpu(), await _redis_commands(store)
         started = time.monotonic()
+        logger.warning("saturation: %d calls queued, measuring", config.saturation_calls)
         finished = await _drain(store, pbx, want=before + config.saturation_calls, idle_s=3.0)
         cpu_after, commands_after = self._cpu(), await _redis_commands(store)
         if os.environ.get("ACD_BENCH_COMMANDSTATS"):
