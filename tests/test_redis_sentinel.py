@@ -130,8 +130,8 @@ async def test_a_store_follows_the_promotion_when_the_primary_is_killed(sentinel
         resumed_s, _ = await _writes_until_they_land(store, "router-1")
         new = await sentinel_redis.promoted(old)
         assert new is not old and resumed_s < FOLLOWS_WITHIN_S
-        # The lease written before the kill was replicated; the scripts, never loaded on the
-        # replica (NOSCRIPT), were loaded again on first use.
+        # The lease written before the kill was replicated, and the scripts' function library
+        # with it.
         assert await client.get(store.keys.prefix + "timer") == "router-1"
         assert (await replication(new))["role"] == "master"
         # (That the old primary, started again, becomes the new one's replica takes the

@@ -93,3 +93,29 @@ async def test_redis_down_reaches_every_waiting_caller() -> None:
     assert all(isinstance(answer, RedisUnavailableError) and answer.retriable for answer in answers), answers
     with pytest.raises(RedisUnavailableError):
         await store.scripts.run("lease", "timer_lease", "w9", 1000)
+
+
+async def test_a_redis_that_lost_the_library_is_given_it_again(redis: Redis) -> None:
+    """Redis restarted empty (or flushed): the scripts' library is loaded again on first use,
+    for a script on its own and for a batch, and the call is made."""
+    store = RedisStateStore(redis, "reloaded")
+    assert await store.scripts.run("lease", "timer_lease", "w1", 1000) > 0
+    await redis.function_flush()
+    assert await store.scripts.run("lease", "collector_lease", "w1", 1000) > 0
+    await redis.function_flush()
+    tokens = await asyncio.gather(*(store.scripts.run("lease", f"lease{n}", "w1", 1000) for n in range(3)))
+    assert all(token > 0 for token in tokens)
+    # FUNCTION LIST answers a flat [field, value, ...] list per library
+    listed = await redis.function_list()
+    libraries = [dict(zip(entry[::2], entry[1::2], strict=True))["library_name"] for entry in listed]
+    assert libraries == [store.scripts.library]
+
+
+def test_two_versions_of_the_scripts_are_two_libraries() -> None:
+    """Processes of two versions side by side (a rolling upgrade) never call each other's code."""
+    from router.store.scripts import library_text
+
+    name, code = library_text(["lease", "read"])
+    assert name == library_text(["lease", "read"])[0]
+    assert name != library_text(["lease"])[0]
+    assert code.startswith(f"#!lua name={name}\n")
