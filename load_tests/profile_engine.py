@@ -1,9 +1,10 @@
 """Profile the routing engine in-process: real Redis, no Kafka, commands kept in memory.
 
-    python -m load_tests.profile_engine --agents 1000 --calls 2000 [--cprofile]
+    python -m load_tests.profile_engine --agents 1000 --calls 2000 [--cprofile] [--lua-profile]
 
 Each call is three events (queued, answered, hung up), as in the benchmark; prints calls per
-second and, with --cprofile, where the time went.
+second and, with --cprofile, where the worker's time went; with --lua-profile, where
+redis-server's went inside the scripts (load_tests/lua_profile.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from load_tests import lua_profile
 from load_tests.benchmark import site
 from load_tests.embedded import EmbeddedRedis
 from router.clock import ScaledClock
@@ -53,8 +55,8 @@ class _Sink:
         return None
 
 
-async def run(agents: int, calls: int, profile: cProfile.Profile | None) -> float:
-    """Calls per second through RoutingEngine.handle."""
+async def run(agents: int, calls: int, profile: cProfile.Profile | None, *, lua: bool = False) -> float:
+    """Calls per second through RoutingEngine.handle; ``lua``: print where Redis' time went."""
     with tempfile.TemporaryDirectory() as tmp:
         async with EmbeddedRedis(Path(tmp), unix_socket_only=True) as server:
             redis = Redis.from_url(server.url, decode_responses=True)
@@ -65,13 +67,18 @@ async def run(agents: int, calls: int, profile: cProfile.Profile | None) -> floa
             metrics = RoutingMetrics(CollectorRegistry())
             context = RoutingContext(config, settings, ScaledClock(), sink, metrics)
             store = RedisStateStore(redis, "profile")
+            if lua:
+                lua_profile.time_scripts(store.scripts)
             engine = RoutingEngine(context, store=store, timers=store)
             await engine.seed_agents()
             for agent in roster:
                 await engine.handle(
                     AgentPresenceChanged(agent.device, agent.id, "available", "", time.time()), NO_POSITION, 0
                 )
+            await redis.delete(store.keys.prefix + "lua_profile:us", store.keys.prefix + "lua_profile:n")
             rate = await _calls(engine, sink, [q.name for q in queues], calls, profile)
+            if lua:
+                print(await lua_profile.report(redis, store.keys.prefix, calls))
             await redis.aclose()
             return rate
 
@@ -101,9 +108,12 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--cprofile", action="store_true", help="print the 30 costliest functions")
+    parser.add_argument(
+        "--lua-profile", action="store_true", help="print where redis-server's time went inside the scripts"
+    )
     args = parser.parse_args()
     profile = cProfile.Profile() if args.cprofile else None
-    rate = asyncio.run(run(args.agents, args.calls, profile))
+    rate = asyncio.run(run(args.agents, args.calls, profile, lua=args.lua_profile))
     print(f"{args.calls} calls, {args.agents} agents: {rate:.0f} calls/s (3 events each)")
     if profile is not None:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
