@@ -17,6 +17,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -76,11 +77,26 @@ async def run(agents: int, calls: int, profile: cProfile.Profile | None, *, lua:
                     AgentPresenceChanged(agent.device, agent.id, "available", "", time.time()), NO_POSITION, 0
                 )
             await redis.delete(store.keys.prefix + "lua_profile:us", store.keys.prefix + "lua_profile:n")
+            await redis.config_resetstat()
             rate = await _calls(engine, sink, [q.name for q in queues], calls, profile)
+            print(_script_time(await redis.info("commandstats"), calls))
             if lua:
                 print(await lua_profile.report(redis, store.keys.prefix, calls))
             await redis.aclose()
             return rate
+
+
+def _script_time(stats: dict[str, Any], calls: int) -> str:
+    """redis-server's time in scripts per call, from INFO commandstats (FCALL; EVALSHA too,
+    for a run of code from before the function library)."""
+    scripts = [stats[name] for name in ("cmdstat_fcall", "cmdstat_evalsha") if name in stats]
+    round_trips = sum(int(entry["calls"]) for entry in scripts)
+    usec = sum(int(entry["usec"]) for entry in scripts)
+    commands = sum(int(e["calls"]) for name, e in stats.items() if name.startswith("cmdstat_")) - round_trips
+    return (
+        f"redis-server per call: {round_trips / calls:.2f} script calls, {usec / calls:.0f} µs in scripts, "
+        f"{commands / calls:.1f} commands run by them"
+    )
 
 
 async def _calls(
