@@ -44,7 +44,7 @@ def requirement_terms(requirements: Requirements) -> list[list[list[str | int]]]
 
 
 def terms_arg(requirements: Requirements) -> str:
-    return json.dumps(requirement_terms(requirements))
+    return orjson.dumps(requirement_terms(requirements)).decode()
 
 
 def requirements_arg(requirements: Requirements) -> str:

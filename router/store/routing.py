@@ -8,9 +8,10 @@ both win.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, cast
+
+import orjson
 
 from router import affinity
 from router.domain import AgentCandidate, AgentConfig, Requirements, WaitingCall
@@ -138,7 +139,7 @@ class RedisRoutingStore(RedisSiteStore):
         max_scan: int = MAX_SCAN,
     ) -> list[AgentCandidate]:
         """Available agents meeting ``requirements``, longest idle first (at most ``limit``)."""
-        excluded = json.dumps(sorted(exclude))
+        excluded = orjson.dumps(sorted(exclude)).decode()
         return candidates_in(await self._run("candidates", terms_arg(requirements), limit, excluded, max_scan))
 
     # -- affinity (router/affinity.py) -----------------------------------------------------
@@ -215,7 +216,8 @@ class RedisRoutingStore(RedisSiteStore):
 
     async def line_for_agent(self, queues: Sequence[str], per_queue: int, count: int) -> list[WaitingCall]:
         """The first calls in line among ``queues`` and calls with their own requirements."""
-        return waiting_calls_in(await self._run("line_for_agent", json.dumps(list(queues)), per_queue, count))
+        listed = orjson.dumps(list(queues)).decode()
+        return waiting_calls_in(await self._run("line_for_agent", listed, per_queue, count))
 
     async def waiting_call(self, call_id: str) -> WaitingCall | None:
         found = waiting_calls_in(await self._run("waiting_view", "ids", call_id))
