@@ -451,16 +451,14 @@ class FaultRun(Demo):
                 waits.append(probe.answered_at - probe.entered_at)
             if probe.answered_at is None or probe.answered_at - probe.entered_at > PROBE_OK_S:
                 late.append(probe)
-        late_or_unanswered = [probe.entered_at for probe in late]
         scale = self.clock.time_scale
         return {
             "count": len(probes),
-            "late_or_unanswered": len(late_or_unanswered),
+            "late_or_unanswered": len(late),
             "slowest_s": round(max(waits) / scale, 2) if waits else None,
-            "last_bad_entered_s": (
-                round((max(late_or_unanswered) - strike.struck_at) / scale, 2) if late_or_unanswered else None
-            ),
-            "last_bad": [_probe_times(p, strike.struck_at, scale) for p in late][-LAST_BAD_PROBES:],
+            # ``probes`` are in order of entry, so ``late`` is too: the last is the latest.
+            "last_bad_entered_s": round((late[-1].entered_at - strike.struck_at) / scale, 2) if late else None,
+            "last_bad": [_probe_times(p, strike.struck_at, scale) for p in late[-LAST_BAD_PROBES:]],
         }
 
     @staticmethod

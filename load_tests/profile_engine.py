@@ -76,7 +76,8 @@ async def run(agents: int, calls: int, profile: cProfile.Profile | None, *, lua:
                 await engine.handle(
                     AgentPresenceChanged(agent.device, agent.id, "available", "", time.time()), NO_POSITION, 0
                 )
-            await redis.delete(store.keys.prefix + "lua_profile:us", store.keys.prefix + "lua_profile:n")
+            if lua:  # the agents' logins are not part of the profile
+                await redis.delete(store.keys.prefix + "lua_profile:us", store.keys.prefix + "lua_profile:n")
             await redis.config_resetstat()
             rate = await _calls(engine, sink, [q.name for q in queues], calls, profile)
             print(_script_time(await redis.info("commandstats"), calls))

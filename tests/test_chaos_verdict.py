@@ -93,6 +93,20 @@ def test_recovery_starts_with_the_first_probe_of_the_last_good_streak(run: Fault
     assert run.recovery_s(pbx, strike) == 1.0  # 20 simulated seconds at time x20
 
 
+def test_the_probe_account_names_the_last_late_probes_in_real_seconds(run: FaultRun) -> None:
+    strike = Strike(FAULTS[0], 100.0)
+    # 12 late probes (waits of 20 simulated seconds), then one never answered, then good ones;
+    # one before the fault is not this fault's.
+    late = [(100.0 + 10 * i, 120.0 + 10 * i) for i in range(12)]
+    probes = [(90.0, 200.0), *late, (230.0, None), (240.0, 242.0), (250.0, 251.0)]
+    account = run.probe_account(_probes(run, 300.0, probes, strike), strike)
+    assert (account["count"], account["late_or_unanswered"], account["slowest_s"]) == (15, 13, 1.0)
+    assert account["last_bad_entered_s"] == 6.5  # 130 simulated seconds after the fault, at time x20
+    assert len(account["last_bad"]) == 10
+    assert account["last_bad"][0] == {"entered_s": 1.5, "waited_s": 1.0}
+    assert account["last_bad"][-1] == {"entered_s": 6.5, "waited_s": None}
+
+
 def test_a_late_probe_after_recovery_was_seen_does_not_undo_it(run: FaultRun) -> None:
     # Seen normal at 70; the probe that entered at 80 met the traffic's end, never answered.
     strike = Strike(FAULTS[0], 0.0, recovery_seen_at=70.0)
@@ -179,12 +193,12 @@ def test_a_call_that_lived_out_its_life_in_the_next_faults_blind_spell_is_excuse
 async def test_the_dispatcher_holding_a_claim_is_found_by_the_pid_in_claimed_by() -> None:
     from load_tests.chaos import _dispatcher_holding_a_claim
     from router.bus import Consumed
-    from workers.dispatcher import claimant
+    from workers.dispatcher import claimant_of
 
     def claimed_by(pid: int, partition: int, offset: int) -> str:
         """As the dispatcher writes it: the topic in it has a colon before its partition."""
         message = Consumed("acd.routing.commands", partition, offset, None, None, 0.0, generation=2)
-        return claimant("dispatcher:127.0.0.1:5038", pid, 1767225600000, message)
+        return claimant_of("dispatcher:127.0.0.1:5038", pid, 1767225600000, message)
 
     calls = {
         "c1": {"state": "dispatching", "claimed_by": claimed_by(4242, 3, 17)},

@@ -71,14 +71,14 @@ def channel_gone(message: str) -> bool:
     return any(marker in lowered for marker in CHANNEL_GONE_MARKERS)
 
 
-def claimant(source: str, pid: int, session: int, message: Consumed) -> str:
+def claimant_of(source: str, pid: int, session: int, message: Consumed) -> str:
     """One delivery of a command to one dispatcher process: ``claimed_by`` on a claimed call.
     The same while the claim is retried, another after a restart or a redelivery."""
     return f"{source}:{pid}:{session}:{message.part}@{message.offset}:{message.generation}"
 
 
 def claimant_pid(claimed_by: str) -> int | None:
-    """The process id in a ``claimant``, or None. Read from the end: the source before it
+    """The process id in a claimant (``claimant_of``), or None. Read from the end: the source before it
     (``dispatcher:host:port``) and the partition after it (``topic:partition``) hold colons."""
     fields = claimed_by.rsplit(":", 5)
     if len(fields) != 6 or not fields[1].isdigit():
@@ -204,7 +204,7 @@ class Dispatcher:
             await self.producer.send_raw(self.topics.dead_letters, message.value, message.key)
 
     def _claimant(self, message: Consumed) -> str:
-        return claimant(self.source, os.getpid(), self._session, message)
+        return claimant_of(self.source, os.getpid(), self._session, message)
 
     async def offer(self, command: OfferCommand, *, claimant: str = "") -> None:
         deadline = self.clock.now() + self.settings.routing.dispatch_timeout_s * self.clock.time_scale
