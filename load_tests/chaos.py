@@ -39,7 +39,7 @@ from load_tests.amisim.ledger import CallRecord, Ledger
 from load_tests.amisim.pbx import Pbx
 from load_tests.children import ChildProcesses, Readiness, scrape_totals
 from load_tests.demo import Demo
-from load_tests.embedded import EmbeddedRedis, EmbeddedSentinelRedis, replication
+from load_tests.embedded import EmbeddedRedis, EmbeddedSentinelRedis, cut_replicas_off, replication
 from load_tests.proxy import BlackholeProxy
 from load_tests.scenario import Scenario, load_scenario
 from load_tests.summary import LISTED_CALLS
@@ -70,6 +70,9 @@ READY_AGAIN_LIMIT_S = 30.0  # after the link's return, how long the processes ar
 READINESS_POLL_S = 0.1
 # deploy/systemd/acd-dispatch.service: Restart=on-failure, RestartSec=2.
 SYSTEMD_RESTART_S = 2.0
+# redis_failover freezes the replica this long before the primary's kill, so that the writes
+# of about a second of traffic are lost with the primary (docs/operations.md, Redis failover).
+REPLICA_STALL_S = 1.0
 # --together: how long each fault's effect is watched before service must be normal again.
 TOGETHER_DWELL_S = 1.0
 # --soak: a fault every SOAK_EVERY_S, the first after SOAK_FIRST_AT_S (real seconds).
@@ -584,14 +587,26 @@ async def fail_over_redis(run: FaultRun) -> None:
     (redis-py asks the sentinels on each new connection). After the outage the old primary
     comes back from its append-only file, and the sentinels make it the new one's replica.
 
-    What asynchronous replication lost: the primary's replication offset read just before
-    the kill, less what the replica had received when it was promoted (its
-    ``second_repl_offset``); writes made between that read and the kill are not counted."""
+    So that the failover loses writes, as asynchronous replication can on a network, the
+    replica is cut off for REPLICA_STALL_S before the kill: frozen (SIGSTOP, so that it
+    cannot connect again) and its replication link closed by the primary (CLIENT KILL), then
+    thawed after the kill. What the primary took meanwhile never reaches it (a link merely
+    frozen would lose nothing: the kernel buffers the stream). What was lost: the primary's
+    replication offset read just before the kill, less what the replica had received when
+    it was promoted (its ``second_repl_offset``); writes made between that read and the
+    kill are not counted."""
     group = run.redis_server
     assert isinstance(group, EmbeddedSentinelRedis)
     old = await group.primary()
-    at_kill = await replication(old)
-    await old.stop(kill=True)
+    replica = next(node for node in group.nodes if node is not old)
+    replica.pause()
+    try:
+        await cut_replicas_off(old)
+        await asyncio.sleep(REPLICA_STALL_S)
+        at_kill = await replication(old)
+        await old.stop(kill=True)
+    finally:
+        replica.resume()
     killed_at = time.monotonic()
     new = await group.promoted(old)
     promoted_after_s = time.monotonic() - killed_at
@@ -602,6 +617,7 @@ async def fail_over_redis(run: FaultRun) -> None:
         primary_offset_at_kill=primary_offset,
         replica_offset_at_promotion=received,
         replication_lag_bytes_at_kill=max(0, primary_offset - received),
+        replica_stalled_s=REPLICA_STALL_S,
     )
     await asyncio.sleep(max(0.0, run.args.outage_s - promoted_after_s))
     await old.start()

@@ -174,6 +174,16 @@ class _ChildServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    def pause(self) -> None:
+        """SIGSTOP: the server answers nothing, its connections stay open (a host that froze)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
 
 def redis_binary() -> str:
     binary = shutil.which("redis-server")
@@ -482,6 +492,16 @@ async def replication(node: EmbeddedRedis) -> dict[str, str]:
     finally:
         await client.aclose()
     return {key: str(value) for key, value in info.items()}
+
+
+async def cut_replicas_off(node: EmbeddedRedis) -> None:
+    """Close ``node``'s connections to its replicas (``CLIENT KILL TYPE replica``): what it
+    takes from then on reaches them only once they connect again."""
+    client = Redis(unix_socket_path=str(node.unix_socket), decode_responses=True, socket_timeout=1.0)
+    try:
+        await client.client_kill_filter(_type="replica")
+    finally:
+        await client.aclose()
 
 
 class EmbeddedKafka(_ChildServer):

@@ -763,6 +763,25 @@ class KafkaGroupReader:
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
+    async def rewind(self) -> int:
+        """Every assigned partition back to its committed offset (its beginning if none), so
+        that what was read since is read again; returns how many partitions. A partition a
+        rebalance took meanwhile is skipped: its next owner reads from the commit anyway."""
+        rewound = 0
+        for tp in self.assignment():
+            try:
+                committed = await self._consumer.committed(tp)
+                if committed is None:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
+            except IllegalStateError:
+                continue
+            except KafkaError as exc:
+                raise broker_error(exc) from exc
+            rewound += 1
+        return rewound
+
     async def behind(self, marks: Marks) -> list[str]:
         """The partitions whose offset committed by the group (by any member) is short of
         its mark (router.catchup)."""

@@ -54,6 +54,13 @@ class RoutingMetrics:
             ["topic"],
             registry=registry,
         )
+        self.replication_barrier = Counter(
+            "acd_replication_barrier_total",
+            "Batches asked whether a Redis replica has their writes before their offsets are committed "
+            "(with Sentinel): replicated, no_replica, not_yet, alone (offsets wait), primary_changed (read again)",
+            ["result"],
+            registry=registry,
+        )
         self.events_reordered = Counter(
             "acd_events_reordered_total",
             "AMI envelopes that arrived before an earlier one of their call or agent (after a broker "

@@ -162,6 +162,14 @@ class RedisSettings(Frozen):
         description="TCP keep-alive probes after this much silence, 3 of them 5 s apart (0: off; TCP only)",
     )
     startup_timeout_s: float = Field(default=30.0, gt=0, description="keep trying to reach Redis at start-up")
+    replica_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=1000,
+        description="with `sentinels`: a routing worker commits a batch's offsets only once a replica has its "
+        "Redis writes, waiting this long for it (`WAIT`); 0: commit without asking (a failover may then lose "
+        "the effect of events already committed)",
+    )
 
     @field_validator("sentinels")
     @classmethod
@@ -187,6 +195,27 @@ class RedisSettings(Frozen):
                 "the url only gives the database (redis://ignored/0), the primary is the one they name"
             )
         return self
+
+    replica_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="with `sentinels`: how long routing holds its commands for a replica that does not "
+        "acknowledge (lagging, or none connected) before it goes on without one",
+    )
+
+    @model_validator(mode="after")
+    def _wait_within_the_timeout(self) -> Self:
+        if self.replica_wait_ms / 1000 >= self.socket_timeout_s:
+            raise ValueError(
+                f"redis.replica_wait_ms ({self.replica_wait_ms}) must stay below redis.socket_timeout_s "
+                f"({self.socket_timeout_s} s): a WAIT longer than the timeout would drop its connection"
+            )
+        return self
+
+    @property
+    def replication_barrier(self) -> bool:
+        """Whether routing workers wait for a replica before committing (router.store.replication)."""
+        return bool(self.sentinels) and self.replica_wait_ms > 0
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

@@ -125,6 +125,24 @@ async def test_a_commit_stops_before_a_message_not_handled_yet(
     assert await reread(settings, 6) == [4, 5, 6, 7, 8, 9]
 
 
+async def test_a_rewind_reads_again_from_the_committed_offset_or_the_beginning(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """After a Redis failover the routing worker reads again what it read since its last
+    commit (workers/replica_gate.py): the same member, no rebalance."""
+    settings = await one_partition_with(kafka_bootstrap, topic_prefix, 10)
+    reader = await group_member(settings)
+    try:
+        first = await read_until(reader, 10)
+        assert await reader.rewind() == 1  # nothing committed yet: from the beginning
+        assert [m.offset for m in await read_until(reader, 10)] == [m.offset for m in first]
+        await reader.commit(first[:6])
+        assert await reader.rewind() == 1
+        assert [decode(m.value).data["n"] for m in await read_until(reader, 4)] == [6, 7, 8, 9]
+    finally:
+        await reader.stop()
+
+
 async def test_messages_read_before_a_rebalance_are_not_committed(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -50,8 +51,10 @@ from router.store import (
     shared_scripts,
 )
 from router.store.outbox import RedisOutboxStore
+from router.store.replication import ReplicationBarrier, Settled
 from workers.lifecycle import Component, ProcessContext, Task, process_main
 from workers.relay import RecordRelay
+from workers.replica_gate import Held, ReplicaGate
 from workers.runtime import wait_or_stop
 
 logger = logging.getLogger(__name__)
@@ -81,7 +84,11 @@ def by_key(batch: list[Consumed]) -> list[list[Consumed]]:
 
 
 class KafkaCommandSink:
-    """Produces the engine's commands; ``flush`` waits until Kafka has all of them."""
+    """Produces the engine's commands; ``flush`` waits until Kafka has all of them.
+
+    Holding (with the replication barrier, router/store/replication.py): commands wait in
+    the sink until ``release`` (the decisions they carry are on a replica) or ``discard``
+    (a failover lost those decisions; the events are read again and decided anew)."""
 
     def __init__(
         self,
@@ -89,47 +96,65 @@ class KafkaCommandSink:
         topics: Topics,
         metrics: RoutingMetrics,
         source: str,
+        *,
+        holding: bool = False,
     ) -> None:
         self.producer = producer
         self.topics = topics
         self.metrics = metrics
         self.source = source
+        self.holding = holding
         self._pending: list[asyncio.Future[Any]] = []
+        self._held: list[Held] = []
+        # The replication barrier's generation (primary changes seen) when a command is made.
+        self.generation: Callable[[], int] = lambda: 0
 
     async def offer(self, command: OfferCommand, started: float) -> None:
         elapsed = time.monotonic() - started
         envelope = offer_envelope(command, self.source, decision_ms=elapsed * 1000)
-        future = await self.producer.send(self.topics.routing_commands, envelope)
         self.metrics.decision_latency.observe(elapsed)
-        future.add_done_callback(lambda f: self._acked(f, started))
-        self._pending.append(future)
+        await self._produce(envelope, started)
         self.metrics.commands.labels("offer").inc()
 
     async def pause(self, command: PauseCommand) -> None:
-        future = await self.producer.send(self.topics.routing_commands, pause_envelope(command, self.source))
-        self._pending.append(future)
+        await self._produce(pause_envelope(command, self.source))
         self.metrics.commands.labels("pause_agent").inc()
 
     async def overflow(self, command: OverflowCommand) -> None:
-        future = await self.producer.send(
-            self.topics.routing_commands, overflow_envelope(command, self.source)
-        )
-        self._pending.append(future)
+        await self._produce(overflow_envelope(command, self.source))
         self.metrics.commands.labels("overflow").inc()
 
     async def record(self, command: RecordCommand) -> None:
-        future = await self.producer.send(self.topics.routing_commands, record_envelope(command, self.source))
-        self._pending.append(future)
+        await self._produce(record_envelope(command, self.source))
         self.metrics.commands.labels("record").inc()
 
     async def callback(self, command: CallbackCommand, started: float) -> None:
         """A callback command (router/callback.py): counted as a decision like an offer."""
-        elapsed = time.monotonic() - started
-        future = await self.producer.send(self.topics.routing_commands, callback_envelope(command, self.source))
-        self.metrics.decision_latency.observe(elapsed)
-        future.add_done_callback(lambda f: self._acked(f, started))
-        self._pending.append(future)
+        self.metrics.decision_latency.observe(time.monotonic() - started)
+        await self._produce(callback_envelope(command, self.source), started)
         self.metrics.commands.labels("callback").inc()
+
+    async def _produce(self, envelope: Envelope, started: float | None = None) -> None:
+        if self.holding:
+            self._held.append(Held(envelope, started, self.generation()))
+        else:
+            await self._send(envelope, started)
+
+    async def _send(self, envelope: Envelope, started: float | None) -> None:
+        future = await self.producer.send(self.topics.routing_commands, envelope)
+        if started is not None:
+            future.add_done_callback(lambda f: self._acked(f, started))
+        self._pending.append(future)
+
+    def take_held(self) -> list[Held]:
+        """The commands held so far (their decisions are in Redis already), out of the sink."""
+        held, self._held = self._held, []
+        return held
+
+    async def release(self, held: list[Held]) -> None:
+        """Produce commands taken with ``take_held``."""
+        for command in held:
+            await self._send(command.envelope, command.started)
 
     def _acked(self, future: asyncio.Future[Any], started: float) -> None:
         if not future.cancelled() and future.exception() is None:
@@ -156,9 +181,12 @@ class RoutingWorker:
         sequencer: KeySequencer[Consumed],
         fences: FenceGate,
         relay: RecordRelay,
+        gate: ReplicaGate | None = None,
     ) -> None:
         self.settings = settings
         self.relay = relay
+        self.gate = gate
+        self._redis_failed = False  # during this batch (with a gate only)
         self.engine = engine
         self.sequencer = sequencer
         self.fences = fences
@@ -231,9 +259,15 @@ class RoutingWorker:
     async def consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await self._read(stop)
+            if self.gate is not None and not await self.gate.before_batch(stop):
+                continue  # a failover: the partitions were rewound, the batch comes again
+            self._redis_failed = False
             await asyncio.gather(*(self._process_in_order(chain, stop) for chain in by_key(batch)))
             await self._apply_overdue(stop)
-            if await self._flush_commands() and await self._save_chains():
+            if self.gate is not None and self._redis_failed:
+                await self.gate.after_outage(stop)
+                continue
+            if await self._flush_commands() and await self._save_chains() and await self._replicated(stop):
                 # Envelopes held back for order are not handled yet: not committed past.
                 await self.reader.commit(batch, unhandled=self.sequencer.held())
 
@@ -265,6 +299,8 @@ class RoutingWorker:
         return True
 
     async def _process(self, message: Consumed, stop: asyncio.Event) -> None:
+        if self._redis_failed:
+            return
         self.metrics.events_consumed.labels(message.topic).inc()
         try:
             envelope = decode(message.value)
@@ -288,6 +324,7 @@ class RoutingWorker:
             if not exc.retriable:
                 raise
             logger.warning("fencing token of %s not checked (Redis unavailable: %s)", envelope.id, exc)
+            self._redis_failed_now()
             return True
 
     async def _admit(self, envelope: Envelope, message: Consumed) -> bool:
@@ -297,6 +334,7 @@ class RoutingWorker:
             if not exc.retriable:
                 raise
             logger.warning("order of %s not checked (Redis unavailable: %s)", envelope.key, exc)
+            self._redis_failed_now()
             return True
 
     async def _apply_in_line(self, envelope: Envelope, message: Consumed, stop: asyncio.Event) -> None:
@@ -324,7 +362,21 @@ class RoutingWorker:
             return False
         return True
 
+    async def _replicated(self, stop: asyncio.Event) -> bool:
+        """With Sentinel (workers/replica_gate.py): the batch's commands go once a replica has
+        its writes, and only then may its offsets be committed."""
+        if self.gate is None:
+            return True
+        return await self.gate.settle(stop) is Settled.REPLICATED and await self._flush_commands()
+
+    def _redis_failed_now(self) -> None:
+        """With Sentinel, the rest of the batch is not applied (ReplicaGate.after_outage)."""
+        if self.gate is not None:
+            self._redis_failed = True
+
     async def _apply(self, envelope: Envelope, message: Consumed, stop: asyncio.Event) -> None:
+        if self._redis_failed:
+            return
         try:
             event = domain_event(envelope, roster_queue=self.settings.ami.roster_queue)
         except MalformedEventError as exc:
@@ -350,13 +402,23 @@ class RoutingWorker:
                 if not exc.retriable:
                     await self._poisoned(message, event, exc)
                     return
-                # Redis is down: hold the partition (no commit) and retry until it is back.
-                logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
-                if await wait_or_stop(stop, 0.5):
-                    raise
+                if not await self._retry_when_redis_is_back(message, exc, stop):
+                    return
             except Exception as exc:  # a poison message must not stop the partition
                 await self._poisoned(message, event, exc)
                 return
+
+    async def _retry_when_redis_is_back(self, message: Consumed, exc: AcdError, stop: asyncio.Event) -> bool:
+        """Redis is down: hold the partition (no commit) and retry until it is back; with
+        Sentinel, give the batch up instead (ReplicaGate.after_outage reads it again)."""
+        if self.gate is not None:
+            logger.warning("Redis unavailable while handling %s (%s); the batch is read again", message.part, exc)
+            self._redis_failed = True
+            return False
+        logger.warning("Redis unavailable while handling %s (%s); retrying", message.part, exc)
+        if await wait_or_stop(stop, 0.5):
+            raise exc
+        return True
 
     async def _poisoned(self, message: Consumed, event: object, exc: Exception) -> None:
         logger.error(
@@ -384,12 +446,16 @@ class RoutingWorker:
             try:
                 if not await timers.hold_lease("timer_lease", self.worker_id, interval * 5):
                     continue
+                if self.gate is not None and not await self.gate.before_tick():
+                    continue
                 self.metrics.timer_runs.inc()
                 started = time.monotonic()
                 await self.engine.tick(started)
                 if started - self._last_sweep > SWEEP_EVERY_S:
                     self._last_sweep = started
                     await self.engine.sweep(started)
+                if self.gate is not None:
+                    await self.gate.settle(stop, consuming=False)
                 await self._flush_commands()
             except AcdError as exc:
                 if not exc.retriable:
@@ -447,7 +513,9 @@ async def open_routing(ctx: ProcessContext) -> Component:
     await ctx.open(reader.start, reader.stop)
     broker = ctx.kafka(producer, reader)
     ctx.link("kafka", lambda: reader.assigned and broker.ready)
-    sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}")
+    sink = KafkaCommandSink(
+        producer, topics, metrics, source=f"router:{settings.site}", holding=settings.redis.replication_barrier
+    )
     engine = await build_engine(settings, redis, ctx.clock, sink, metrics, progress=reader)
     relay = RecordRelay(
         RedisOutboxStore(redis, settings.site),
@@ -459,6 +527,19 @@ async def open_routing(ctx: ProcessContext) -> Component:
         batch=settings.routing.relay_batch,
         claim_idle_s=settings.routing.relay_claim_idle_s,
     )
+    gate = None
+    if settings.redis.replication_barrier:
+        barrier = ReplicationBarrier(redis, settings.site, wait_ms=settings.redis.replica_wait_ms)
+        await barrier.start()
+        gate = ReplicaGate(
+            barrier,
+            sink,
+            reader,
+            metrics,
+            forget_order=lambda: _forget_order(sequencer, fences, metrics),
+            grace_s=settings.redis.replica_grace_s,
+        )
+        sink.generation = lambda: barrier.generation
     worker = RoutingWorker(
         settings,
         engine=engine,
@@ -469,6 +550,7 @@ async def open_routing(ctx: ProcessContext) -> Component:
         sequencer=sequencer,
         fences=fences,
         relay=relay,
+        gate=gate,
     )
     return worker.component()
 

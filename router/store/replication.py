@@ -1,0 +1,105 @@
+"""Has a batch's Redis work reached a replica? Asked before a routing worker commits offsets.
+
+Redis acknowledges a write before its replica has it, so a failover can lose the last
+writes the old primary took. A routing worker commits an event's Kafka offset once the
+event is applied; an event whose effect was lost would never be read again. The barrier
+closes that gap (docs/operations.md, "Redis failover"):
+
+- before the offsets of a batch are committed, one round trip writes a marker and asks
+  ``WAIT 1 <ms>``: once the replica has acknowledged the marker, it has every write the
+  primary took before it, and the offsets are committed (``REPLICATED``). A replica that
+  did not answer in time (``NOT_YET``), or none connected (``NO_REPLICA``: the sentinels
+  may still promote a replica that was cut off a moment ago, without those writes), means
+  the offsets wait for a later batch; the events go on being applied meanwhile. While no
+  replica is connected, the barrier does not wait at all (``WAIT`` would block its whole
+  timeout for each batch); a primary that has had no replica since it was first seen
+  (``ALONE``: just promoted, say) has none that a failover could promote without its writes;
+- the same round trip reads the primary's replication id, which a promotion changes. A
+  different id than at the barrier before (``PRIMARY_CHANGED``) means the batch's writes
+  may have gone to a primary that is gone: the worker reads again from the last committed
+  offsets, and the watermarks make what did survive a no-op.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from redis.asyncio import Redis
+
+from router.store.errors import translates_redis_errors
+from router.store.keys import Keys
+
+logger = logging.getLogger(__name__)
+
+
+class Settled(enum.Enum):
+    REPLICATED = "replicated"
+    NO_REPLICA = "no_replica"
+    ALONE = "alone"  # no replica since this primary was first seen: none could be promoted
+    NOT_YET = "not_yet"
+    PRIMARY_CHANGED = "primary_changed"
+
+    @property
+    def committable(self) -> bool:
+        """Whether the batch's offsets may be committed now."""
+        return self is Settled.REPLICATED
+
+
+def replication_fields(info: str | dict[str, object]) -> tuple[str, int]:
+    """(``master_replid``, ``connected_slaves``) from ``INFO replication``, as text or as
+    redis-py parses it."""
+    if isinstance(info, dict):
+        return str(info.get("master_replid", "")), int(str(info.get("connected_slaves", 0)))
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return fields.get("master_replid", ""), int(fields.get("connected_slaves", "0"))
+
+
+@translates_redis_errors
+class ReplicationBarrier:
+    """See the module docstring. One per worker: it remembers the primary it last saw."""
+
+    def __init__(self, redis: Redis, site: str, *, wait_ms: int) -> None:
+        self.redis = redis
+        self.marker = Keys(site).prefix + "replicated"  # any write would do: WAIT needs one
+        self.wait_ms = wait_ms
+        self.primary: str | None = None  # master_replid at the last look
+        self.replicas = 0  # connected to it then
+        self.had_replica = False  # at any look since it became the primary seen
+        self.generation = 0  # primary changes seen: what was decided before one may be lost
+
+    async def start(self) -> None:
+        """Note the primary before the first batch, so that a failover during it is seen."""
+        self._look(await self.redis.info("replication"))
+
+    async def changed(self) -> bool:
+        """Whether the primary is another than at the last look (one ``INFO replication``)."""
+        return self._look(await self.redis.info("replication"))
+
+    def _look(self, info: str | dict[str, object]) -> bool:
+        primary, self.replicas = replication_fields(info)
+        before, self.primary = self.primary, primary
+        changed = before is not None and primary != before
+        self.generation += changed
+        self.had_replica = (self.had_replica and not changed) or self.replicas > 0
+        return changed
+
+    async def settle(self) -> Settled:
+        """One round trip: the marker, ``WAIT`` (while a replica was connected), and the
+        primary's replication id and replicas."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.marker, "1", ex=60)
+            if self.replicas:
+                pipe.execute_command("WAIT", 1, self.wait_ms)
+            pipe.info("replication")
+            answers = await pipe.execute()
+        acknowledged = int(answers[1]) if self.replicas else 0
+        before = self.primary
+        if self._look(answers[-1]):
+            logger.warning("Redis primary changed (replication id %s -> %s): a failover", before, self.primary)
+            return Settled.PRIMARY_CHANGED
+        if acknowledged >= 1:
+            return Settled.REPLICATED
+        if self.replicas:
+            return Settled.NOT_YET
+        return Settled.NO_REPLICA if self.had_replica else Settled.ALONE
