@@ -37,27 +37,18 @@ LINKS_AND_THE_PBX = (
     "ami_link_dropped",
     "asterisk_restarted",
     "redirect_failed",
+    "redis_link_hung",
     "broker_link_hung",
     "ami_link_hung",
 )
-# Run by `acd chaos` (full, --short, --together, --soak), but out of `make test`, where three
+# Run by `acd chaos` (full, --short, --together, --soak), but out of `make test`, where two
 # systems share two cores (docs/operations.md, "Out of make test"). broker_restarted: nothing
 # lost or mismatched in any run since 2026-11-30, but its recovery (the group re-forming on
 # an empty Tansu, 11-22 s) outlasted the 20 s the run then waited for it at that load, about
-# one run in three (chaos.EXTRA_S is 30 s now; not yet run often enough to bring it back).
-# redis_link_hung: run with broker_link_hung on one system (both behind the lab's proxy), a
-# routing worker fell ~13 s behind after the Redis link came back, the group's commits never
-# reached the resync's marks, and broker_link_hung that followed lost calls (3 of 3 such runs
-# under make test's load, 0 of 2 alone). One cause found and fixed on 2026-11-30: connections
-# left idle in the Redis pool by the hang stayed dead and cost 2 s each (RedisLink.lost /
-# recovered). After it: two such systems side by side, 5 of 5 runs with 0 lost and 0
-# mismatched; three side by side overload the machine (calls answered 30-50 s late before
-# any fault) and fail every time, with a routing worker's reads stalling 5-8 s at a time
-# after the broker hang. On 2026-11-30, after the standby ingest's CPU bug was fixed, the two
-# as one group (`acd chaos --short --together --only broker_restarted,redis_link_hung`): 20
-# runs, 0 lost and 0 mismatched, but 1 record missing after the broker's restart in one of
-# them (cause not found): too often for make test.
-KNOWN_DEFECT = ("broker_restarted", "redis_link_hung")
+# one run in three (chaos.EXTRA_S is 30 s now), and one run in 28 had a record missing after
+# the broker's restart (cause not found). redis_link_hung joined the links group on
+# 2026-11-30 (docs/operations.md: 0 lost, 0 mismatched in every run beside a second system).
+KNOWN_DEFECT = ("broker_restarted",)
 # Redis behind Sentinel (a primary, a replica, three sentinels): a system of its own, since
 # Redis cannot also be behind the proxy the hung-link faults need, and redis_restarted
 # keeps proving a restart of the one server the default deployment has.
@@ -119,11 +110,14 @@ def test_redis_behind_sentinel_failed_over(behind_sentinel: dict[str, Any], name
 
 def test_the_replica_was_promoted(behind_sentinel: dict[str, Any]) -> None:
     """How soon service recovered is a figure `acd chaos` reports (docs/operations.md), not
-    judged here: beside the rest of the system tier it took 16.7 s once, 2.4-2.9 s alone."""
+    judged here: beside the rest of the system tier it took 16.7 s once; alone 2.4-2.9 s
+    before the fault froze the replica, 6-7.4 s since (routing held for the cut-off replica)."""
     result = behind_sentinel["faults"][0]
     shown = json.dumps(result)
     assert result["details"]["promoted_after_s"] < FAILOVER_PROMOTED_S, shown
-    assert result["details"]["replication_lag_bytes_at_kill"] >= 0, shown
+    # The replica was cut off before the kill: the failover lost writes, and _judge's
+    # verdict (nothing lost, nobody double-booked, no state mismatch) held all the same.
+    assert result["details"]["replication_lag_bytes_at_kill"] > 0, shown
 
 
 def test_redis_behind_sentinel_the_whole_run(behind_sentinel: dict[str, Any]) -> None:
