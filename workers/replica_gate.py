@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
 
 from router.bus import KafkaGroupReader
@@ -80,21 +80,15 @@ class ReplicaGate:
     async def before_batch(self, stop: asyncio.Event) -> bool:
         """False: the primary changed since the last look, and the partitions were rewound
         (the batch in hand is read again)."""
-        while not stop.is_set():
-            try:
-                changed = await self.barrier.changed()
-            except AcdError as exc:
-                if not exc.retriable:
-                    raise
-                await wait_or_stop(stop, RETRY_S)
-                continue
-            if changed:
-                self._note(Settled.PRIMARY_CHANGED)
-            if changed or self.failed_over:
-                await self.read_again(stop)
-                return False
-            return True
-        return False
+        changed = await self._answered(stop, self.barrier.changed, "the Redis primary not looked at")
+        if changed is None:
+            return False
+        if changed:
+            self._note(Settled.PRIMARY_CHANGED)
+        if changed or self.failed_over:
+            await self.read_again(stop)
+            return False
+        return True
 
     async def before_tick(self) -> bool:
         """False: the timers skip this tick, the primary having changed (seen now, or by
@@ -112,15 +106,11 @@ class ReplicaGate:
         ``failed_over``), NOT_YET or NO_REPLICA (released after ``grace_s``), ALONE (released
         at once), None (stopping: released, as without Sentinel). Only REPLICATED commits."""
         held = self.sink.take_held()
-        while not stop.is_set():
-            try:
-                settled = await self.barrier.settle()
-            except AcdError as exc:
-                if not exc.retriable:
-                    raise
-                logger.warning("replication not confirmed (Redis unavailable: %s); commands held", exc)
-                await wait_or_stop(stop, RETRY_S)
-                continue
+        while True:
+            settled = await self._answered(stop, self.barrier.settle, "replication not confirmed, commands held")
+            if settled is None:
+                await self._release(held)
+                return None
             self._note(settled)
             if settled is Settled.PRIMARY_CHANGED:
                 logger.warning("a Redis failover: %d routing commands dropped, their events decided again", len(held))
@@ -137,8 +127,6 @@ class ReplicaGate:
                 continue
             await self._release(held)
             return settled
-        await self._release(held)
-        return None
 
     async def _release(self, held: list[Held]) -> None:
         """The held commands made since the primary last changed; those made before were
@@ -159,17 +147,21 @@ class ReplicaGate:
         the order of keys is forgotten, as after a rebalance."""
         self.failed_over = False
         self.forget_order()
+        rewound = await self._answered(stop, self.reader.rewind, "cannot read again from the committed offsets yet")
+        if rewound is not None:
+            logger.warning("%d partitions read again from their committed offsets", rewound)
+
+    async def _answered[T](self, stop: asyncio.Event, ask: Callable[[], Awaitable[T]], what: str) -> T | None:
+        """``ask()``, again while Redis or the broker cannot answer; None when stopping."""
         while not stop.is_set():
             try:
-                rewound = await self.reader.rewind()
+                return await ask()
             except AcdError as exc:
                 if not exc.retriable:
                     raise
-                logger.warning("cannot read again from the committed offsets yet (%s); retrying", exc)
+                logger.warning("%s (%s); retrying", what, exc)
                 await wait_or_stop(stop, RETRY_S)
-                continue
-            logger.warning("%d partitions read again from their committed offsets", rewound)
-            return
+        return None
 
     def _waited_long_enough(self) -> bool:
         now = time.monotonic()

@@ -86,9 +86,9 @@ def by_key(batch: list[Consumed]) -> list[list[Consumed]]:
 class KafkaCommandSink:
     """Produces the engine's commands; ``flush`` waits until Kafka has all of them.
 
-    Holding (with the replication barrier, router/store/replication.py): commands wait in
-    the sink until ``release`` (the decisions they carry are on a replica) or ``discard``
-    (a failover lost those decisions; the events are read again and decided anew)."""
+    Holding (with Sentinel: workers/replica_gate.py): commands wait in the sink until the
+    gate takes them, and either releases them (a replica has the decisions they carry) or
+    drops them (a failover lost those decisions; their events are read again)."""
 
     def __init__(
         self,
