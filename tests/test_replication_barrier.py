@@ -25,9 +25,23 @@ FOLLOWS_WITHIN_S = 15.0  # a promotion: 2-4 s on an idle machine (tests/test_red
 
 @pytest.mark.unit
 def test_the_replication_fields_as_text_or_as_parsed() -> None:
-    text = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nmaster_replid:ab12\r\nmaster_repl_offset:90\r\n"
+    """Replicas still copying the data set (state wait_bgsave, send_bulk) are not counted."""
+    text = (
+        "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n"
+        "slave0:ip=127.0.0.1,port=7001,state=online,offset=90,lag=0\r\n"
+        "slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n"
+        "master_replid:ab12\r\nmaster_repl_offset:90\r\n"
+    )
     assert replication_fields(text) == ("ab12", 1)
-    assert replication_fields({"role": "master", "connected_slaves": 0, "master_replid": "cd34"}) == ("cd34", 0)
+    parsed = {
+        "role": "master",
+        "connected_slaves": 2,
+        "slave0": {"ip": "127.0.0.1", "port": 7001, "state": "send_bulk", "offset": 0, "lag": 0},
+        "slave1": {"ip": "127.0.0.1", "port": 7002, "state": "online", "offset": 90, "lag": 0},
+        "master_replid": "cd34",
+    }
+    assert replication_fields(parsed) == ("cd34", 1)
+    assert replication_fields({"role": "master", "connected_slaves": 0, "master_replid": "ef56"}) == ("ef56", 0)
 
 
 @pytest.mark.unit

@@ -9,8 +9,9 @@ acts on a decision that may vanish, and nothing is forgotten that was lost:
   promote one that was cut off a moment ago) holds routing for at most ``grace_s``; after
   that the commands go without it (a site without a working replica keeps routing; the
   offsets stay uncommitted until a replica acknowledges again, and an alert fires). A
-  primary that has had no replica at all since it was first seen (just promoted) holds
-  nothing: no replica could be promoted without its writes;
+  primary that has had no replica in sync since it was first seen (just promoted, its
+  replica still copying the data set) holds nothing: no replica could be promoted
+  without its writes;
 - a promotion seen before a batch, after it, or by a timer tick: the held commands are
   dropped, and the worker reads again from its committed offsets before it applies
   anything on the new primary, so that the watermarks of later events cannot hide an

@@ -12,8 +12,9 @@ closes that gap (docs/operations.md, "Redis failover"):
   may still promote a replica that was cut off a moment ago, without those writes), means
   the offsets wait for a later batch; the events go on being applied meanwhile. While no
   replica is connected, the barrier does not wait at all (``WAIT`` would block its whole
-  timeout for each batch); a primary that has had no replica since it was first seen
-  (``ALONE``: just promoted, say) has none that a failover could promote without its writes;
+  timeout for each batch); a primary that has had no replica in sync since it was first
+  seen (``ALONE``: just promoted, say) has none that a failover could promote without its
+  writes. Only replicas in sync count: one still copying the data set acknowledges nothing;
 - the same round trip reads the primary's replication id, which a promotion changes. A
   different id than at the barrier before (``PRIMARY_CHANGED``) means the batch's writes
   may have gone to a primary that is gone: the worker reads again from the last committed
@@ -47,12 +48,20 @@ class Settled(enum.Enum):
 
 
 def replication_fields(info: str | dict[str, object]) -> tuple[str, int]:
-    """(``master_replid``, ``connected_slaves``) from ``INFO replication``, as text or as
-    redis-py parses it."""
+    """(``master_replid``, replicas online) from ``INFO replication``, as text or as redis-py
+    parses it. A replica still copying the data set (a primary demoted after a failover,
+    say) is not online: it acknowledges nothing until it has all of it."""
     if isinstance(info, dict):
-        return str(info.get("master_replid", "")), int(str(info.get("connected_slaves", 0)))
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    return fields.get("master_replid", ""), int(fields.get("connected_slaves", "0"))
+        replicas = [value for key, value in info.items() if _is_replica(key)]
+        online = sum(1 for value in replicas if isinstance(value, dict) and value.get("state") == "online")
+        return str(info.get("master_replid", "")), online
+    fields = dict(line.strip().split(":", 1) for line in info.splitlines() if ":" in line)
+    online = sum(1 for key, value in fields.items() if _is_replica(key) and "state=online" in value.split(","))
+    return fields.get("master_replid", ""), online
+
+
+def _is_replica(key: str) -> bool:
+    return key.startswith("slave") and key[5:].isdigit()
 
 
 @translates_redis_errors
@@ -64,7 +73,7 @@ class ReplicationBarrier:
         self.marker = Keys(site).prefix + "replicated"  # any write would do: WAIT needs one
         self.wait_ms = wait_ms
         self.primary: str | None = None  # master_replid at the last look
-        self.replicas = 0  # connected to it then
+        self.replicas = 0  # online (in sync) with it then
         self.had_replica = False  # at any look since it became the primary seen
         self.generation = 0  # primary changes seen: what was decided before one may be lost
 
