@@ -280,6 +280,10 @@ class EmbeddedRedis(_ChildServer):
             await asyncio.sleep(0.02)
         raise EmbeddedServerError(f"redis-server not ready within {timeout_s}s")
 
+    def client(self) -> Redis:
+        """A client over the server's Unix socket, for the lab's own looks at it."""
+        return Redis(unix_socket_path=str(self.unix_socket), decode_responses=True, socket_timeout=1.0)
+
     async def _answers_ping(self) -> bool:
         """PONG, not just a socket: a restarted server may still be loading its AOF."""
         try:
@@ -484,7 +488,7 @@ class EmbeddedSentinelRedis:
 
 async def replication(node: EmbeddedRedis) -> dict[str, str]:
     """``INFO replication`` of ``node`` (over its Unix socket); empty when it does not answer."""
-    client = Redis(unix_socket_path=str(node.unix_socket), decode_responses=True, socket_timeout=1.0)
+    client = node.client()
     try:
         info = await client.info("replication")
     except (OSError, RedisError):
@@ -497,7 +501,7 @@ async def replication(node: EmbeddedRedis) -> dict[str, str]:
 async def cut_replicas_off(node: EmbeddedRedis) -> None:
     """Close ``node``'s connections to its replicas (``CLIENT KILL TYPE replica``): what it
     takes from then on reaches them only once they connect again."""
-    client = Redis(unix_socket_path=str(node.unix_socket), decode_responses=True, socket_timeout=1.0)
+    client = node.client()
     try:
         await client.client_kill_filter(_type="replica")
     finally:

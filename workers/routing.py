@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -97,17 +96,17 @@ class KafkaCommandSink:
         metrics: RoutingMetrics,
         source: str,
         *,
-        holding: bool = False,
+        barrier: ReplicationBarrier | None = None,
     ) -> None:
+        """``barrier``: hold the commands, each stamped with the barrier's generation (the
+        primary changes it has seen) when it was made."""
         self.producer = producer
         self.topics = topics
         self.metrics = metrics
         self.source = source
-        self.holding = holding
+        self.barrier = barrier
         self._pending: list[asyncio.Future[Any]] = []
         self._held: list[Held] = []
-        # The replication barrier's generation (primary changes seen) when a command is made.
-        self.generation: Callable[[], int] = lambda: 0
 
     async def offer(self, command: OfferCommand, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -135,8 +134,8 @@ class KafkaCommandSink:
         self.metrics.commands.labels("callback").inc()
 
     async def _produce(self, envelope: Envelope, started: float | None = None) -> None:
-        if self.holding:
-            self._held.append(Held(envelope, started, self.generation()))
+        if self.barrier is not None:
+            self._held.append(Held(envelope, started, self.barrier.generation))
         else:
             await self._send(envelope, started)
 
@@ -259,15 +258,20 @@ class RoutingWorker:
     async def consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await self._read(stop)
-            if self.gate is not None and not await self.gate.before_batch(stop):
+            gate = self._gate_for(batch)
+            if gate is not None and not await gate.before_batch(stop):
                 continue  # a failover: the partitions were rewound, the batch comes again
             self._redis_failed = False
             await asyncio.gather(*(self._process_in_order(chain, stop) for chain in by_key(batch)))
             await self._apply_overdue(stop)
-            if self.gate is not None and self._redis_failed:
-                await self.gate.after_outage(stop)
+            if gate is not None and self._redis_failed:
+                await gate.after_outage(stop)
                 continue
-            if await self._flush_commands() and await self._save_chains() and await self._replicated(stop):
+            if (
+                await self._flush_commands()
+                and await self._save_chains()
+                and (gate is None or await self._replicated(gate, stop))
+            ):
                 # Envelopes held back for order are not handled yet: not committed past.
                 await self.reader.commit(batch, unhandled=self.sequencer.held())
 
@@ -362,12 +366,19 @@ class RoutingWorker:
             return False
         return True
 
-    async def _replicated(self, stop: asyncio.Event) -> bool:
+    def _gate_for(self, batch: list[Consumed]) -> ReplicaGate | None:
+        """With Sentinel, the gate a batch goes through; none for an empty poll with nothing
+        held back for order, which writes nothing (an idle worker polls ten times a second),
+        unless a timer tick saw a failover that the consume loop must act on."""
+        gate = self.gate
+        if gate is None or batch or self.sequencer.parked or gate.failed_over:
+            return gate
+        return None
+
+    async def _replicated(self, gate: ReplicaGate, stop: asyncio.Event) -> bool:
         """With Sentinel (workers/replica_gate.py): the batch's commands go once a replica has
         its writes, and only then may its offsets be committed."""
-        if self.gate is None:
-            return True
-        return await self.gate.settle(stop) is Settled.REPLICATED and await self._flush_commands()
+        return await gate.settle(stop) is Settled.REPLICATED and await self._flush_commands()
 
     def _redis_failed_now(self) -> None:
         """With Sentinel, the rest of the batch is not applied (ReplicaGate.after_outage)."""
@@ -513,9 +524,11 @@ async def open_routing(ctx: ProcessContext) -> Component:
     await ctx.open(reader.start, reader.stop)
     broker = ctx.kafka(producer, reader)
     ctx.link("kafka", lambda: reader.assigned and broker.ready)
-    sink = KafkaCommandSink(
-        producer, topics, metrics, source=f"router:{settings.site}", holding=settings.redis.replication_barrier
-    )
+    barrier = None
+    if settings.redis.replication_barrier:
+        barrier = ReplicationBarrier(redis, settings.site, wait_ms=settings.redis.replica_wait_ms)
+        await barrier.start()
+    sink = KafkaCommandSink(producer, topics, metrics, source=f"router:{settings.site}", barrier=barrier)
     engine = await build_engine(settings, redis, ctx.clock, sink, metrics, progress=reader)
     relay = RecordRelay(
         RedisOutboxStore(redis, settings.site),
@@ -528,9 +541,7 @@ async def open_routing(ctx: ProcessContext) -> Component:
         claim_idle_s=settings.routing.relay_claim_idle_s,
     )
     gate = None
-    if settings.redis.replication_barrier:
-        barrier = ReplicationBarrier(redis, settings.site, wait_ms=settings.redis.replica_wait_ms)
-        await barrier.start()
+    if barrier is not None:
         gate = ReplicaGate(
             barrier,
             sink,
@@ -539,7 +550,6 @@ async def open_routing(ctx: ProcessContext) -> Component:
             forget_order=lambda: _forget_order(sequencer, fences, metrics),
             grace_s=settings.redis.replica_grace_s,
         )
-        sink.generation = lambda: barrier.generation
     worker = RoutingWorker(
         settings,
         engine=engine,

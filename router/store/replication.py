@@ -79,7 +79,7 @@ class ReplicationBarrier:
 
     async def start(self) -> None:
         """Note the primary before the first batch, so that a failover during it is seen."""
-        self._look(await self.redis.info("replication"))
+        await self.changed()
 
     async def changed(self) -> bool:
         """Whether the primary is another than at the last look (one ``INFO replication``)."""
