@@ -6,6 +6,12 @@
 The policy (router.policy) chooses from what the store reads; the reservation script
 makes the choice stick only if the call still waits and the agent is still free, so
 workers racing for the same agent or call cannot both win. A lost race is retried.
+
+A worker applies the keys of one poll side by side, so a burst (calls arriving together,
+agents freed together) searches at once and reads the same heads. Within a worker nobody
+races for what another search is reserving right now: those agents and calls are skipped
+(``Matcher.reserving``), and the store hands a longest-idle agent to one search per round
+trip (``HANDED`` in router/store/lua/_lib.lua).
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 import orjson
@@ -71,6 +79,7 @@ class Matcher:
         self.sticky = StickyCalls(store)
         # Offer ids: unique across workers and restarts (random prefix), cheap to make.
         self._offer_prefix, self._offer_seq = os.urandom(8).hex(), itertools.count(1)
+        self.reserving = Reserving()
 
     async def match_call_id(self, call_id: str, started: float, trigger: str = "call") -> None:
         call = await self.store.waiting_call(call_id)
@@ -98,11 +107,15 @@ class Matcher:
                 prefetched = held if held is not None else prefetched
             if prefetched is None:
                 limit = self.candidate_limit(queue)
-                candidates = await self.store.candidates(requirements, exclude=call.declined_by, limit=limit)
+                exclude = self.reserving.agents.keys() | set(call.declined_by)
+                candidates = await self.store.candidates(requirements, exclude=exclude, limit=limit)
             else:
                 candidates, prefetched = prefetched, None
             if not candidates:
                 return False
+            candidates = [c for c in candidates if c.agent_id not in self.reserving.agents]
+            if not candidates:
+                continue  # each is being offered another call of this batch: read again without them
             round_robin = queue.strategy is Strategy.ROUND_ROBIN
             rr_after = await self.store.round_robin_last(queue.name) if round_robin else ""
             decision = choose_agent(call, queue, candidates, now, rr_after=rr_after)
@@ -147,7 +160,8 @@ class Matcher:
             calls = await self.store.line_for_agent(queues, per_queue, per_queue * (len(queues) + 1))
             if not calls:
                 return None, None
-            decision = choose_call(agent, calls, self.context.config.queues, self.context.clock.now())
+            free = [call for call in calls if call.call_id not in self.reserving.calls]
+            decision = choose_call(agent, free, self.context.config.queues, self.context.clock.now())
             chosen = next((c for c in calls if decision and c.call_id == decision.call_id), None)
             if per_queue == LINE_DEPTHS[-1] or not _may_hide_an_earlier_call(calls, chosen, per_queue):
                 return decision, chosen
@@ -165,7 +179,8 @@ class Matcher:
         offer_id = f"{self._offer_prefix}{next(self._offer_seq):08x}"
         deadline = now + self.context.settings.offer_timeout_s * self.context.clock.time_scale
         record = self._record(decision, call, candidates, offer_id, now, trigger)
-        outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
+        with self.reserving.hold(call.call_id, decision.agent_id):
+            outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
         if outcome.status != "ok":
             return outcome
         self.context.metrics.decisions.labels(decision.queue, trigger).inc()
@@ -249,6 +264,27 @@ class Matcher:
             if not await self.store.any_agent_available():
                 return
             await self.match_call(call, started, trigger="sweep")
+
+
+class Reserving:
+    """The calls and agents this worker's reservations are being made for right now (an
+    agent may be in two at once: its own search for a call and a call's for it)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.agents: Counter[str] = Counter()
+
+    @contextmanager
+    def hold(self, call_id: str, agent_id: str) -> Iterator[None]:
+        self.calls[call_id] += 1
+        self.agents[agent_id] += 1
+        try:
+            yield
+        finally:
+            for held, key in ((self.calls, call_id), (self.agents, agent_id)):
+                held[key] -= 1
+                if held[key] <= 0:
+                    del held[key]
 
 
 def _may_hide_an_earlier_call(calls: list[WaitingCall], chosen: WaitingCall | None, per_queue: int) -> bool:

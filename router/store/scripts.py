@@ -68,6 +68,7 @@ end
 -- args: the key prefix, a JSON list of [script, arg, ...]
 local function run_batch(keys, args)
   P = args[1]
+  HANDED = {}
   local out = {}
   for i, op in ipairs(cjson.decode(args[2])) do
     local op_args = {P}
@@ -90,6 +91,7 @@ local function run_one(keys, args)
   P = args[2]
   local op_args = {P}
   for j = 3, #args do op_args[j - 1] = args[j] end
+  HANDED = {}
   use_days(nil)
   return OPS[args[1]](op_args)
 end
