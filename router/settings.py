@@ -14,7 +14,7 @@ import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -502,6 +502,11 @@ class AcdSettings(BaseSettings):
         default=None,
         description="the site's time zone, an IANA name such as `Europe/Berlin`: interval reports "
         "(`acd report`, the reports API) align to its clock; unset: UTC",
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="the event loop of every `acd` process: `uvloop` (libuv, in C: about a tenth less CPU "
+        "per routing decision, docs/performance.md) or `asyncio` (the standard library's)",
     )
     queues: tuple[QueueConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()

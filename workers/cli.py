@@ -49,7 +49,7 @@ from router.errors import AcdError, ConfigError
 from router.settings import AcdSettings, load_settings
 from workers.lifecycle import ProcessMain
 from workers.plugins import add_plugin_commands, parse_args
-from workers.runtime import configure_logging, install_reload_signal, install_stop_signals
+from workers.runtime import configure_logging, install_reload_signal, install_stop_signals, loop_factory
 
 logger = logging.getLogger("acd")
 
@@ -194,7 +194,7 @@ def _run_process(command: str, config: Path | None) -> int:
         await process_main(settings, clock, stop, reload=reload, config_path=config)
 
     try:
-        asyncio.run(runner())
+        asyncio.run(runner(), loop_factory=loop_factory(settings.event_loop))
     except BaseExceptionGroup as group:
         raise first_acd_error(group) or group from None
     return 0

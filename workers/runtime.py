@@ -11,7 +11,8 @@ import json
 import logging
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ def configure_logging(level: str = "INFO", *, json_logs: bool = False) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("aiokafka", "panoramisk", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def loop_factory(kind: Literal["uvloop", "asyncio"]) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a process runs on (setting ``event_loop``); None: asyncio's own."""
+    if kind == "asyncio":
+        return None
+    import uvloop  # only when chosen: the package depends on it on every platform but Windows
+
+    return uvloop.new_event_loop
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
