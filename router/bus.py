@@ -545,7 +545,11 @@ class KafkaEnvelopeProducer:
         # Idempotent producers need InitProducerId, which Tansu does not implement; the
         # consumers are idempotent instead (router.store watermarks).
         return AIOKafkaProducer(
-            **client_options(self.settings), acks="all", linger_ms=self.linger_ms, enable_idempotence=False
+            **client_options(self.settings),
+            acks="all",
+            linger_ms=self.linger_ms,
+            enable_idempotence=False,
+            max_batch_size=self.settings.max_batch_bytes,
         )
 
     async def start(self) -> None:

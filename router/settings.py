@@ -105,6 +105,13 @@ class KafkaSettings(Frozen):
     # latency on sparse traffic; 10 ms keeps the lab's loop fast at some idle CPU (about
     # 8-10 % of a core for a worker and the broker; 50 ms: 3 %; docs/performance.md).
     fetch_max_wait_ms: int = Field(default=10, ge=0)
+    max_batch_bytes: int = Field(
+        default=1_000_000,
+        ge=16_384,
+        description="the largest batch a producer sends to one partition (aiokafka's `max_batch_size`): "
+        "with 16 KiB, aiokafka's default, a busy routing worker waited for a full batch to drain on most "
+        "sends (docs/performance.md); keep it under the broker's `message.max.bytes` (Kafka: 1,048,588)",
+    )
     # A routing worker that dies loses its partitions to the others after the session
     # timeout: short, so that waiting callers are not stuck behind a dead process.
     session_timeout_ms: int = Field(default=6_000, ge=1_000)
