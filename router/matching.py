@@ -10,8 +10,9 @@ workers racing for the same agent or call cannot both win. A lost race is retrie
 A worker applies the keys of one poll side by side, so a burst (calls arriving together,
 agents freed together) searches at once and reads the same heads. Within a worker nobody
 races for what another search is reserving right now: those agents and calls are skipped
-(``Matcher.reserving``), and the store hands a longest-idle agent to one search per round
-trip (``HANDED`` in router/store/lua/_lib.lua).
+(``Matcher.reserving``; agents only once their free places are taken), and the store hands
+a longest-idle agent to as many searches per round trip as it has free places (``HANDED``
+in router/store/lua/_lib.lua).
 """
 
 from __future__ import annotations
@@ -113,9 +114,9 @@ class Matcher:
                 candidates, prefetched = prefetched, None
             if not candidates:
                 return False
-            candidates = [c for c in candidates if c.agent_id not in self.reserving.agents]
+            candidates = [c for c in candidates if self.reserving.has_room(c)]
             if not candidates:
-                continue  # each is being offered another call of this batch: read again without them
+                continue  # each is being offered other calls of this batch: read again without them
             round_robin = queue.strategy is Strategy.ROUND_ROBIN
             rr_after = await self.store.round_robin_last(queue.name) if round_robin else ""
             decision = choose_agent(call, queue, candidates, now, rr_after=rr_after)
@@ -273,6 +274,10 @@ class Reserving:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.agents: Counter[str] = Counter()
+
+    def has_room(self, agent: AgentCandidate) -> bool:
+        """Whether ``agent`` (as read) has a free place beyond the reservations in flight."""
+        return agent.active + self.agents[agent.agent_id] < agent.capacity
 
     @contextmanager
     def hold(self, call_id: str, agent_id: str) -> Iterator[None]:

@@ -38,3 +38,13 @@ async def test_agents_freed_together_take_the_calls_in_line_one_each(redis: Redi
     offered = {offer.call_id: offer.agent_id for offer in harness.sink.offers}
     assert sorted(offered) == [f"c{n:02d}" for n in range(BURST)]  # the first in line, none left idle
     assert sorted(offered.values()) == [agent.id for agent in agents]
+
+
+async def test_an_agent_with_two_free_places_takes_two_calls_of_a_burst(redis: Redis) -> None:
+    agents = [AgentConfig(id="chat", skills={"sales": 1}, capacity=2)]
+    harness = await EngineHarness(redis, [QUEUE], agents).start()
+    await harness.presence("chat")
+    await asyncio.gather(*(harness.arrive(f"c{n}", "sales") for n in range(3)))
+    offered = sorted((offer.call_id, offer.agent_id) for offer in harness.sink.offers)
+    assert offered == [("c0", "chat"), ("c1", "chat")]  # c2 waits: no place left
+    assert harness.metrics.conflicts._value.get() == 0

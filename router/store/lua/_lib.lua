@@ -493,11 +493,12 @@ local function decline_offer(call_id, agent_id, queue, at, auto_pause, reason)
   return paused
 end
 
--- Agents handed out in this round trip as the one candidate of a call (a search with
--- limit 1: longest idle, whose caller offers the call to that agent). A burst of calls
--- applied together searches in one round trip, before any of them reserves: without this
--- every call of a queue would be handed the same agent, all but one reservation would
--- fail, and each retry would hand them all one agent again. run_batch and run_one empty it.
+-- The free places left to hand out, in this round trip, of each agent handed out as the
+-- one candidate of a call (a search with limit 1: longest idle, whose caller offers the
+-- call to that agent). A burst of calls applied together searches in one round trip,
+-- before any of them reserves: without this every call of a queue would be handed the
+-- same agent, all but one reservation would fail, and each retry would hand them all one
+-- agent again. run_batch and run_one empty it.
 local HANDED = {}
 
 -- Available agents meeting every requirement term, longest idle first: a flat list of 8
@@ -540,7 +541,7 @@ local function find_candidates(terms, limit, exclude, max_scan)
       for j = 1, #page, 2 do
         local id = page[j]
         scanned = scanned + 1
-        if not exclude[id] and not picked[id] and not HANDED[id] and meets_others(id) then
+        if not exclude[id] and not picked[id] and (HANDED[id] or 1) > 0 and meets_others(id) then
           picked[id] = true
           found[#found + 1] = {id, tonumber(page[j + 1])}
           if #found >= wanted then break end
@@ -556,7 +557,10 @@ local function find_candidates(terms, limit, exclude, max_scan)
   end)
   local out = {}
   for i = 1, math.min(limit, #found) do push_candidate(out, found[i][1]) end
-  if limit == 1 and found[1] then HANDED[found[1][1]] = true end
+  if limit == 1 and found[1] then
+    local id = found[1][1]  -- out: id, idle_since, skills, capacity, reserved, connected, ...
+    HANDED[id] = (HANDED[id] or (num(out[4], 1) - num(out[5], 0) - num(out[6], 0))) - 1
+  end
   return out
 end
 
