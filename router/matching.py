@@ -108,7 +108,7 @@ class Matcher:
                 prefetched = held if held is not None else prefetched
             if prefetched is None:
                 limit = self.candidate_limit(queue)
-                exclude = self.reserving.agents.keys() | set(call.declined_by)
+                exclude = self.reserving.full() | set(call.declined_by)
                 candidates = await self.store.candidates(requirements, exclude=exclude, limit=limit)
             else:
                 candidates, prefetched = prefetched, None
@@ -180,7 +180,9 @@ class Matcher:
         offer_id = f"{self._offer_prefix}{next(self._offer_seq):08x}"
         deadline = now + self.context.settings.offer_timeout_s * self.context.clock.time_scale
         record = self._record(decision, call, candidates, offer_id, now, trigger)
-        with self.reserving.hold(call.call_id, decision.agent_id):
+        agent = next((c for c in candidates if c.agent_id == decision.agent_id), None)
+        places = agent.capacity - agent.active if agent else 1
+        with self.reserving.hold(call.call_id, decision.agent_id, places):
             outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
         if outcome.status != "ok":
             return outcome
@@ -274,15 +276,22 @@ class Reserving:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.agents: Counter[str] = Counter()
+        self._places: dict[str, int] = {}  # each agent's free places, as read for its latest hold
 
     def has_room(self, agent: AgentCandidate) -> bool:
         """Whether ``agent`` (as read) has a free place beyond the reservations in flight."""
         return agent.active + self.agents[agent.agent_id] < agent.capacity
 
+    def full(self) -> set[str]:
+        """The agents whose every free place a reservation in flight is taking."""
+        return {agent_id for agent_id, held in self.agents.items() if held >= self._places.get(agent_id, 1)}
+
     @contextmanager
-    def hold(self, call_id: str, agent_id: str) -> Iterator[None]:
+    def hold(self, call_id: str, agent_id: str, places: int = 1) -> Iterator[None]:
+        """While a reservation of ``agent_id`` (``places`` free, as read) for ``call_id`` is made."""
         self.calls[call_id] += 1
         self.agents[agent_id] += 1
+        self._places[agent_id] = places
         try:
             yield
         finally:
@@ -290,6 +299,8 @@ class Reserving:
                 held[key] -= 1
                 if held[key] <= 0:
                     del held[key]
+            if agent_id not in self.agents:
+                self._places.pop(agent_id, None)
 
 
 def _may_hide_an_earlier_call(calls: list[WaitingCall], chosen: WaitingCall | None, per_queue: int) -> bool:

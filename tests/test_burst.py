@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
-from router.domain import AgentConfig, QueueConfig, SkillRequirement
+from router.domain import AgentCandidate, AgentConfig, QueueConfig, SkillRequirement
+from router.matching import Reserving
 from tests.support import EngineHarness
 
 BURST = 12
@@ -48,3 +50,16 @@ async def test_an_agent_with_two_free_places_takes_two_calls_of_a_burst(redis: R
     offered = sorted((offer.call_id, offer.agent_id) for offer in harness.sink.offers)
     assert offered == [("c0", "chat"), ("c1", "chat")]  # c2 waits: no place left
     assert harness.metrics.conflicts._value.get() == 0
+
+
+@pytest.mark.unit
+def test_a_search_skips_an_agent_only_once_reservations_in_flight_take_all_its_free_places() -> None:
+    reserving = Reserving()
+    chat = AgentCandidate(agent_id="chat", idle_since=0.0, skills={}, capacity=3, active=1)
+    with reserving.hold("c1", "phone", places=1), reserving.hold("c2", "chat", places=2):
+        assert reserving.full() == {"phone"}
+        assert reserving.has_room(chat)  # a second place free
+        with reserving.hold("c3", "chat", places=2):
+            assert reserving.full() == {"phone", "chat"}
+            assert not reserving.has_room(chat)
+    assert reserving.full() == set() and not reserving.calls and not reserving.agents
