@@ -12,7 +12,7 @@ from router.clock import ScaledClock
 from router.lease import Lease
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
-from workers.ingest import IngestWorker, _TookOver
+from workers.ingest import IngestWorker, _Snapshot, _TookOver
 
 from .test_ingest_resend import ControlledProducer
 
@@ -118,6 +118,31 @@ async def test_a_lapse_loses_no_event_of_a_call_that_neither_began_nor_ended_in_
     await worker._take_over(_TookOver(await lease.hold()))
     await worker._handle(event("Hangup", "c1"), 3.0)
     assert [e.data["Event"] for e, _ in producer.sent] == ["UserEvent", "DialEnd", "Hangup"]
+
+
+async def test_a_listing_in_a_lapse_is_published_in_its_place_when_the_term_resumes() -> None:
+    """The AMI listing after a reconnect reached the pump while the term had run out (a
+    renewal late on a loaded machine): it was dropped, and the renewal with the same token
+    did not list again, so a call that entered while AMI was away stayed unknown to the
+    routers (a lost call in `acd chaos`, ami_link_dropped, beside another heavy run)."""
+    now = [100.0]
+    lease = Lease(FakeLeaseStore(), "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    await worker._take_over(_TookOver(await lease.hold()))
+    worker._needs_resync.clear()  # the first term's resync came and went
+    now[0] += 2.0  # no renewal came back: the term ran out
+    listed = {"Event": "CoreShowChannel", "Uniqueid": "c2", "Linkedid": "c2"}
+    await worker._take(_Snapshot([listed], ["c2"], 50.0, {"link_lost_at": 40.0, "pbx_restart": False}))
+    await worker._take(event("Hangup", "c1"))  # type: ignore[arg-type]
+    assert producer.sent == [] and not worker.active  # not the active one: nothing published
+    await worker._take_over(_TookOver(await lease.hold()))  # the same token: the term resumes
+    sent = [envelope for envelope, _ in producer.sent]
+    assert [(e.data.get("Event"), e.data.get("Uniqueid")) for e in sent] == [
+        ("CoreShowChannel", "c2"),  # the listing, in its place among what was kept
+        ("Hangup", "c1"),
+    ]
+    assert sent[0].data["Resync"] == "1" and len({e.session for e in sent}) == 1
 
 
 async def test_a_standby_does_not_send_its_last_terms_envelopes_again_after_a_broker_loss() -> None:

@@ -167,6 +167,9 @@ class IngestWorker:
         # whether the gap began with its shutdown: carried in the next resync envelope.
         self._link_lost_at: float | None = None
         self._pbx_restart = False
+        # Listings (and their markers) that came in a lapse of this ingest's term, with when
+        # (monotonic): ``_resume`` publishes them among the events kept meanwhile.
+        self._kept_resyncs: list[tuple[float, _Snapshot | _Listing]] = []
         self.gateway = AmiGateway(settings.ami, on_message=self._received, on_lost=self._link_lost)
         sentinel = f"{settings.kafka.topic_prefix}.ingest.sentinel.v1"
         self.guardian = TopicGuardian(settings.kafka, self.topics.all(), self._topics_lost, sentinel=sentinel)
@@ -197,6 +200,13 @@ class IngestWorker:
             self._inbox.put_nowait(_TookOver(token))
         elif self._term:
             logger.warning("ingest lease lost (fencing token %d): standing by", self._term)
+            self._stand_down()
+
+    def _stand_down_if_lapsed(self) -> None:
+        """The term ran out before a renewal came back: a renewal begins a new one
+        (Lease.keep), which publishes what this one keeps from now on."""
+        if self._term:
+            logger.warning("ingest lease lapsed (fencing token %d): standing by", self._term)
             self._stand_down()
 
     def _stand_down(self) -> None:
@@ -244,29 +254,42 @@ class IngestWorker:
                 item = await asyncio.wait_for(self._inbox.get(), 0.2)
             except TimeoutError:
                 continue
-            if isinstance(item, _TookOver):
-                await self._take_over(item)
-            elif isinstance(item, _Snapshot):
-                if self.active:
-                    await self._publish_snapshot(item)
-            elif isinstance(item, _Listing):
-                if self.active:
-                    await self._publish_listing(item)
-            else:
-                self.metrics.events.inc()
-                await self._handle(await self._fields_of(item), self.clock.now())
+            await self._take(item)
         await self.producer.flush()
+
+    async def _take(self, item: Message | _Snapshot | _Listing | _ProbedHangup | _TookOver) -> None:
+        if isinstance(item, _TookOver):
+            await self._take_over(item)
+        elif isinstance(item, _Snapshot | _Listing):
+            if self.active:
+                await self._publish_resync(item)
+            elif self._term or self._last_term:
+                self._keep_resync(item)
+        else:
+            self.metrics.events.inc()
+            await self._handle(await self._fields_of(item), self.clock.now())
+
+    async def _publish_resync(self, item: _Snapshot | _Listing) -> None:
+        if isinstance(item, _Snapshot):
+            await self._publish_snapshot(item)
+        else:
+            await self._publish_listing(item)
+
+    def _keep_resync(self, item: _Snapshot | _Listing) -> None:
+        """A listing (or its marker) in a lapse of this ingest's term (a renewal late on a
+        loaded machine): published in its place if the term resumes (``_resume``); dropped,
+        the calls that entered while AMI was away would stay unknown to the routers."""
+        self._stand_down_if_lapsed()
+        now = time.monotonic()
+        self._kept_resyncs = [(at, kept) for at, kept in self._kept_resyncs if now - at <= STANDBY_LOG_S]
+        self._kept_resyncs.append((now, item))
 
     async def _handle(self, fields: dict[str, Any], at: float) -> None:
         """The active publishes; a standby keeps the last STANDBY_LOG_S seconds of events."""
         if self.active:
             await self._publish(fields, at)
             return
-        if self._term:
-            # The term ran out before a renewal came back: a renewal begins a new one
-            # (Lease.keep), which publishes what this one keeps from now on.
-            logger.warning("ingest lease lapsed (fencing token %d): standing by", self._term)
-            self._stand_down()
+        self._stand_down_if_lapsed()
         now = time.monotonic()
         self._standby_log.append(_Logged(now, at, fields))
         while self._standby_log and (
@@ -283,6 +306,7 @@ class IngestWorker:
             return
         logger.warning("ingest active now (fencing token %d)", took.token)
         self._term = took.token
+        self._kept_resyncs.clear()  # a new term lists anyway
         # Sessions order envelopes across terms (router.sequencing, the stores' watermarks).
         self._session = max(int(time.time() * 1000), self._session + 1)
         self._seq, self._chain = 0, KeyChain()
@@ -306,12 +330,18 @@ class IngestWorker:
         """The lease lapsed (a renewal came back late) and was renewed with the same token:
         nobody published meanwhile. Everything kept since standing down goes out, in order,
         in the same session: not only the calls that entered or ended (an answer in the lapse
-        must reach the routers before the caller's hang-up that follows it)."""
+        must reach the routers before the caller's hang-up that follows it), and an AMI
+        listing taken meanwhile too, in its place."""
         self._term = token
         kept = [e for e in self._standby_log if e.received >= self._stood_down_at]
+        resyncs, self._kept_resyncs = deque(self._kept_resyncs), []
         self._standby_log.clear()
         for logged in kept:
+            while resyncs and resyncs[0][0] <= logged.received:
+                await self._publish_resync(resyncs.popleft()[1])
             await self._publish(logged.fields, logged.at)
+        for _, item in resyncs:
+            await self._publish_resync(item)
         self.metrics.replayed.inc(len(kept))
         logger.warning("ingest active again (fencing token %d): %d events kept meanwhile sent", token, len(kept))
 
