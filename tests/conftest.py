@@ -62,7 +62,6 @@ OWN_SERVERS = {
 # these go first and the short ones fill in beside them, rather than a long one starting
 # last while the other workers sit idle.
 LONGEST_FIRST = (
-    "tests/test_chaos.py",
     "tests/test_install.py",
     "tests/test_race.py",
     "tests/test_loadtest.py",
