@@ -270,6 +270,10 @@ class FaultRun(Demo):
         self.proxies[name] = await stack.enter_async_context(BlackholeProxy("127.0.0.1", port))
         return self.proxies[name].port
 
+    def _linked(self, name: str, port: int) -> None:
+        if name in self.proxies:
+            self.proxies[name].target_port = port
+
     @property
     def records_wanted(self) -> bool:
         return True  # every fault also judges the records path: each ended call in PostgreSQL

@@ -146,6 +146,7 @@ class Demo:
             kafka = EmbeddedKafka()
             kafka.advertised_port = await self._link(stack, "kafka", kafka.port)
             await stack.enter_async_context(kafka)
+            self._linked("kafka", kafka.port)  # another port, if its first was taken meanwhile
             if self.records_wanted:
                 self.postgres = await stack.enter_async_context(EmbeddedPostgres(durable=True))
                 await upgrade(PostgresSettings(dsn=self.postgres.dsn()))
@@ -201,6 +202,9 @@ class Demo:
         """The loopback port the processes reach link ``name`` (redis, kafka, ami) on: the
         server's own here; a fault run may put something in between."""
         return port
+
+    def _linked(self, name: str, port: int) -> None:
+        """The server behind link ``name`` listens on ``port`` (a fault run's proxy follows)."""
 
     async def _start_tap(self, stack: contextlib.AsyncExitStack, bootstrap: str) -> None:
         """Read every offer's decision latency, as the dispatcher reads the offers."""

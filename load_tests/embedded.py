@@ -513,17 +513,22 @@ class EmbeddedKafka(_ChildServer):
 
     ``advertised_port``: the port clients are told to use for the broker (default: the one it
     listens on); the chaos runs put a proxy there, so that every connection goes through it.
+    A port taken before the broker bound it is replaced by another (unless ``port`` was
+    given); a proxy in front must then be pointed at the new ``port`` once it has started.
     """
 
     def __init__(self, port: int | None = None, *, advertised_port: int | None = None) -> None:
         self.port = port or free_port()
         self.advertised_port = advertised_port or self.port
-        self._port_given = port is not None or advertised_port is not None
+        self._port_given = port is not None
 
     def _pick_another_port(self) -> bool:
         if self._port_given:
             return False
-        self.port = self.advertised_port = free_port()
+        proxied = self.advertised_port != self.port
+        self.port = free_port()
+        if not proxied:
+            self.advertised_port = self.port
         return True
 
     @property

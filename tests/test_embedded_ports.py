@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from load_tests.embedded import EmbeddedKafka, EmbeddedRedis, EmbeddedSentinel, PortTaken, listens_on
+from load_tests.embedded import (
+    EmbeddedKafka,
+    EmbeddedRedis,
+    EmbeddedSentinel,
+    PortTaken,
+    free_port,
+    listens_on,
+)
 
 
 @pytest.fixture
@@ -63,6 +70,17 @@ async def test_a_broker_moves_off_a_taken_port(taken: int) -> None:
     broker.port = broker.advertised_port = taken
     async with broker:
         assert broker.port == broker.advertised_port != taken
+        assert broker.proc is not None and listens_on(broker.proc.pid, broker.port)
+
+
+async def test_a_proxied_broker_moves_off_a_taken_port_and_keeps_the_proxys(taken: int) -> None:
+    """Its clients go through a proxy (the advertised port): only the port it listens on
+    moves (tests/test_hung_links.py failed with PortTaken in CI, 2026-11-30)."""
+    proxy_port = free_port()
+    broker = EmbeddedKafka(advertised_port=proxy_port)
+    broker.port = taken
+    async with broker:
+        assert broker.port != taken and broker.advertised_port == proxy_port
         assert broker.proc is not None and listens_on(broker.proc.pid, broker.port)
 
 

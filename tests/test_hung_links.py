@@ -135,11 +135,13 @@ def test_redis_detection_time_stated_in_the_defaults() -> None:
 @pytest.fixture
 async def proxied_kafka() -> AsyncIterator[tuple[EmbeddedKafka, BlackholeProxy]]:
     """A broker that tells its clients to come through the proxy (advertised listener)."""
-    port = free_port()
+    # The broker picks its own port (another, if a process takes the first before the broker
+    # binds it; CI, 2026-11-30), so the proxy learns where to forward once the broker listens.
     async with (
-        BlackholeProxy("127.0.0.1", port) as proxy,
-        EmbeddedKafka(port, advertised_port=proxy.port) as kafka,
+        BlackholeProxy("127.0.0.1", 0) as proxy,
+        EmbeddedKafka(advertised_port=proxy.port) as kafka,
     ):
+        proxy.target_port = kafka.port
         yield kafka, proxy
 
 
