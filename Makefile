@@ -42,9 +42,10 @@ loadtest-smoke: $(VENV)/.installed
 # --dist loadscope keeps each module (or class) on one worker: a module's shared demo run or
 # venv is set up once, and tests/test_chaos.py runs its fault systems one after another.
 # (loadgroup would be finer, but xdist 3.8 does not group under pytest 9.2:
-# pytest-xdist#1386.) Tests marked `alone` (the chaos groups: alone, one uses most of both
-# cores, and beside another pipeline its probes were late for 30 s after a fault, so recovery
-# was never seen; CI, 2026-11-30) then run one at a time with nothing beside them. Tests
+# pytest-xdist#1386.) Tests marked `alone` then run one at a time with nothing beside them:
+# the chaos groups (one uses most of both cores, and beside another pipeline its probes were
+# late for 30 s after a fault, so recovery was never seen; CI, 2026-11-30) and the Erlang
+# checks (judged on timing too: beside another pipeline offer-to-answer took 3.5 s). Tests
 # marked `serial` (schemathesis' generated cases, which never run on xdist workers) run last,
 # in one process. Every run happens even if an earlier one fails; the exit status says
 # whether any did.

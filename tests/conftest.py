@@ -64,7 +64,6 @@ OWN_SERVERS = {
 LONGEST_FIRST = (
     "tests/test_install.py",
     "tests/test_race.py",
-    "tests/test_loadtest.py",
     "tests/test_callback_pipeline.py",
     "tests/test_e2e_transfer.py",
     "tests/test_prometheus.py",

@@ -25,8 +25,9 @@ SCENARIO_A = ROOT / "load_tests" / "scenarios" / "erlang_a_check.yaml"
 PLOTS = ("service_level_asa.png", "waiting.png", "agents.png", "latency.png")
 
 
+@pytest.mark.alone  # judged on timing too (offer to answer): beside another pipeline it took 3.5 s (CI)
 class TestErlangCCheck:
-    """A class of its own: `--dist loadscope` may run it beside the Erlang A check."""
+    """A class of its own: run with nothing beside it (`alone`), like the Erlang A check."""
 
     @pytest.mark.slow
     @pytest.mark.system  # the whole pipeline as processes, behind `acd loadtest`
@@ -65,8 +66,9 @@ class TestErlangCCheck:
         assert "acd loadtest: run directory" in done.stderr
 
 
+@pytest.mark.alone
 class TestErlangACheck:
-    """A class of its own: `--dist loadscope` may run it beside the Erlang C check."""
+    """A class of its own: run with nothing beside it (`alone`), like the Erlang C check."""
 
     @pytest.mark.slow
     @pytest.mark.system
