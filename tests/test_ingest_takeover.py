@@ -145,6 +145,34 @@ async def test_a_listing_in_a_lapse_is_published_in_its_place_when_the_term_resu
     assert sent[0].data["Resync"] == "1" and len({e.session for e in sent}) == 1
 
 
+async def test_a_take_over_of_its_own_after_a_lapse_publishes_what_it_kept_since_standing_down() -> None:
+    """A starved ingest lapsed, a renewal with its old token came back that it had no time to
+    act on, then its key expired and it took a new token: the lease's "last known held" had
+    moved past the events it kept since standing down, and the call that entered then was
+    never heard of (the race test beside another pipeline, 2026-11-30)."""
+    now = [100.0]
+    store = FakeLeaseStore()
+    lease = Lease(store, "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    first = await lease.hold()
+    await worker._take_over(_TookOver(first))
+    now[0] += 2.0  # the term ran out
+    queued = {"Event": "UserEvent", "UserEvent": "AcdCallQueued", "Uniqueid": "c1", "Linkedid": "c1"}
+    await worker._take(queued)  # type: ignore[arg-type]
+    assert producer.sent == [] and not worker.active  # standing by since 102
+    now[0] += 3.0
+    assert await lease.hold() == first  # renewed with the old token; its _TookOver still queued
+    now[0] += 2.0
+    store.holder = ""  # the key expired before the next renewal: a new token
+    second = await lease.hold()
+    assert second == first + 1
+    await worker._take_over(_TookOver(first))  # its turn came too late: skipped
+    await worker._take_over(_TookOver(second))
+    assert [e.data["UserEvent"] for e, _ in producer.sent] == ["AcdCallQueued"]
+    assert {e.fence for e, _ in producer.sent} == {second}
+
+
 async def test_a_standby_does_not_send_its_last_terms_envelopes_again_after_a_broker_loss() -> None:
     """A deposed active's recent envelopes were resent after a broker hiccup, landing after
     its successor's, where the routing workers dropped them as a deposed ingest's."""

@@ -100,7 +100,7 @@ class _TookOver:
 class _Logged:
     """An AMI event a standby received (it publishes it only if it takes over)."""
 
-    received: float  # monotonic
+    received: float  # the lease's clock (monotonic)
     at: float  # simulated clock
     fields: dict[str, Any]
 
@@ -211,7 +211,7 @@ class IngestWorker:
 
     def _stand_down(self) -> None:
         self._last_term, self._term = self._term, 0
-        self._stood_down_at = time.monotonic()
+        self._stood_down_at = self.lease.now()
 
     @property
     def broker_ok(self) -> bool:
@@ -280,7 +280,7 @@ class IngestWorker:
         loaded machine): published in its place if the term resumes (``_resume``); dropped,
         the calls that entered while AMI was away would stay unknown to the routers."""
         self._stand_down_if_lapsed()
-        now = time.monotonic()
+        now = self.lease.now()
         self._kept_resyncs = [(at, kept) for at, kept in self._kept_resyncs if now - at <= STANDBY_LOG_S]
         self._kept_resyncs.append((now, item))
 
@@ -290,7 +290,7 @@ class IngestWorker:
             await self._publish(fields, at)
             return
         self._stand_down_if_lapsed()
-        now = time.monotonic()
+        now = self.lease.now()
         self._standby_log.append(_Logged(now, at, fields))
         while self._standby_log and (
             now - self._standby_log[0].received > STANDBY_LOG_S or len(self._standby_log) > STANDBY_LOG_MAX
@@ -314,17 +314,27 @@ class IngestWorker:
         self._held.clear()
         self._blocked_keys.clear()
         self.metrics.takeovers.inc()
-        gap_start = self.lease.held_before_until - GAP_MARGIN_S
-        replay = _gap_events([e for e in self._standby_log if e.received >= gap_start])
+        since = self._gap_since()
+        replay = _gap_events([e for e in self._standby_log if e.received >= since])
         self._standby_log.clear()
         for logged in replay:
             await self._publish(logged.fields, logged.at)
         self.metrics.replayed.inc(len(replay))
-        if gap_start > -math.inf:
-            gap_start_at = self.clock.now() - (time.monotonic() - gap_start) * self.clock.time_scale
+        if since > -math.inf:
+            gap_start_at = self.clock.now() - (self.lease.now() - since) * self.clock.time_scale
             self._link_lost_at = min(self._link_lost_at or gap_start_at, gap_start_at)
         self._resync_at_once = True
         self._needs_resync.set()
+
+    def _gap_since(self) -> float:
+        """From when (the lease's clock) a new term publishes what it kept: the margin before
+        the lease was last known held, and never later than this process's own stand-down.
+        An ingest that lapsed and then took a new token itself (its key had expired) kept
+        events that nobody published; a renewal it had no time to act on moved the lease's
+        "last known held" past them, and the calls that entered then were never heard of
+        (the race test on a starved machine, 2026-11-30)."""
+        since = self.lease.held_before_until - GAP_MARGIN_S
+        return min(since, self._stood_down_at) if self._last_term else since
 
     async def _resume(self, token: int) -> None:
         """The lease lapsed (a renewal came back late) and was renewed with the same token:
