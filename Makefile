@@ -45,7 +45,8 @@ loadtest-smoke: $(VENV)/.installed
 # pytest-xdist#1386.) Tests marked `alone` then run one at a time with nothing beside them:
 # the chaos groups (one uses most of both cores, and beside another pipeline its probes were
 # late for 30 s after a fault, so recovery was never seen; CI, 2026-11-30) and the Erlang
-# checks (judged on timing too: beside another pipeline offer-to-answer took 3.5 s). Tests
+# checks (judged on timing too: beside another pipeline offer-to-answer took 3.5 s) and the
+# race test (starved beside another pipeline, its ingest lost calls: docs/operations.md). Tests
 # marked `serial` (schemathesis' generated cases, which never run on xdist workers) run last,
 # in one process. Every run happens even if an earlier one fails; the exit status says
 # whether any did.

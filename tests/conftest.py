@@ -63,7 +63,6 @@ OWN_SERVERS = {
 # last while the other workers sit idle.
 LONGEST_FIRST = (
     "tests/test_install.py",
-    "tests/test_race.py",
     "tests/test_callback_pipeline.py",
     "tests/test_e2e_transfer.py",
     "tests/test_prometheus.py",

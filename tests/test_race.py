@@ -16,7 +16,12 @@ from load_tests.demo import Demo
 from load_tests.scenario import load_scenario
 from router.domain import Requirements, requirements_met
 
-pytestmark = pytest.mark.slow
+# Alone (`make test` runs it with nothing beside it): starved of CPU beside another pipeline,
+# the single ingest's lease lapsed every 1-3 s, and 1-5 calls of a run were never heard of
+# by the routers (CI and a fresh clone, 2026-11-30). That cause is fixed, but a take-over of
+# its own still leaves out a lapse's mid-call events (docs/operations.md, An ingest starved
+# of CPU).
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 REQUIREMENTS: TypeAdapter[Requirements] = TypeAdapter(Requirements)
 SCENARIO = Path(__file__).parent / "scenarios" / "race.yaml"
