@@ -59,6 +59,8 @@ AMI_WRITE = frozenset({"call", "reporting", "agent", "system"})  # as deploy/ast
 # calls of a run on a loaded machine (the race test, CI 2026-11-30: 2 of 1,532 "lost").
 SETTLE_S = 5.0
 SETTLE_MAX_S = 60.0
+# The router's counts of a run (its summary's keys).
+ROUTER_COUNTS = ("offered", "answered", "abandoned", "overflowed", "transferred", "transferred_back")
 LAB_REDIS_RETRIES = 15
 DEFAULT_METRICS_PORT = 9400
 # Prometheus counters summed over all processes at the end, next to the Redis statistics.
@@ -420,15 +422,14 @@ def moving_counts(summary: dict[str, Any]) -> tuple[Any, ...]:
     phones' own included: if one moved while the totals were read, they are read again.
     (Transfers were left out once: one made between the reads showed 20 in Prometheus
     against 19 in Redis and in the ledger.)"""
-    router = ("offered", "answered", "abandoned", "overflowed", "transferred", "transferred_back")
     phones = ("offered", "answered", "abandoned", "transfers", "requeued_by_transfer")
     truth = summary["ground_truth"]
-    return (*(summary[key] for key in router), *(truth[key] for key in phones))
+    return (*(summary[key] for key in ROUTER_COUNTS), *(truth[key] for key in phones))
 
 
 def _progress(summary: dict[str, Any]) -> tuple[Any, ...]:
     """The router's account of the run, to see whether it still changes."""
-    return tuple(summary[key] for key in ("offered", "answered", "abandoned", "overflowed", "decisions", "lost_calls"))
+    return tuple(summary[key] for key in (*ROUTER_COUNTS, "decisions", "lost_calls"))
 
 
 def _settled(summary: dict[str, Any]) -> bool:

@@ -179,8 +179,8 @@ class Matcher:
         now = self.context.clock.now()
         offer_id = f"{self._offer_prefix}{next(self._offer_seq):08x}"
         deadline = now + self.context.settings.offer_timeout_s * self.context.clock.time_scale
-        record = self._record(decision, call, candidates, offer_id, now, trigger)
         agent = next((c for c in candidates if c.agent_id == decision.agent_id), None)
+        record = self._record(decision, call, candidates, agent, offer_id, now, trigger)
         places = agent.capacity - agent.active if agent else 1
         with self.reserving.hold(call.call_id, decision.agent_id, places):
             outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
@@ -206,12 +206,13 @@ class Matcher:
         decision: Decision,
         call: WaitingCall,
         candidates: list[AgentCandidate],
+        agent: AgentCandidate | None,
         offer_id: str,
         now: float,
         trigger: str,
     ) -> str:
         """The audit record: requirements in force, who was considered, why this agent."""
-        skills = next((c.skills for c in candidates if c.agent_id == decision.agent_id), {})
+        skills = agent.skills if agent else {}
         return orjson.dumps(
             decision.record()
             | {

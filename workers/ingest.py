@@ -168,7 +168,7 @@ class IngestWorker:
         self._link_lost_at: float | None = None
         self._pbx_restart = False
         # Listings (and their markers) that came in a lapse of this ingest's term, with when
-        # (monotonic): ``_resume`` publishes them among the events kept meanwhile.
+        # (the lease's clock): ``_resume`` publishes them among the events kept meanwhile.
         self._kept_resyncs: list[tuple[float, _Snapshot | _Listing]] = []
         self.gateway = AmiGateway(settings.ami, on_message=self._received, on_lost=self._link_lost)
         sentinel = f"{settings.kafka.topic_prefix}.ingest.sentinel.v1"
