@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from router.errors import AcdError
+from router.store.replies import LeaseGrant
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ INGEST_LEASE_RENEW_S = 0.5
 
 
 class LeaseStore(Protocol):
-    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int: ...
+    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> LeaseGrant: ...
 
     async def release_lease(self, name: str, owner: str) -> bool: ...
 
@@ -72,6 +73,11 @@ class Lease:
         # For the current term: until when a holder was known to hold the lease before it
         # (monotonic; -inf: none known). What nobody published (the gap) starts there.
         self.held_before_until = -math.inf
+        # The current term began where this process's last one ended, with nobody holding
+        # the lease between (its key expired on a starved machine and it took it again):
+        # nobody else did the lease's work meanwhile. Redis says so (lua/lease.lua); a
+        # failover that lost the last take-over can make it wrong, in a rarer case still.
+        self.follows_own_term = False
         self.terms = 0  # terms this process began (a lapse and a renewal begin a new one)
 
     @property
@@ -89,15 +95,17 @@ class Lease:
         Redis did not answer and the TTL has run out since the last renewal)."""
         started = self.now()
         try:
-            token = await self.store.fenced_lease(self.name, self.owner, self.ttl_s)
+            grant = await self.store.fenced_lease(self.name, self.owner, self.ttl_s)
         except AcdError as exc:
             if not exc.retriable:
                 raise
             logger.warning("lease %s not renewed (%s)", self.name, exc)
             return self.token
+        token = grant.token
         if token:
             if token != self.token:  # a new term: the lease was held before until ...
                 self.held_before_until = max(self._others_until, min(self._own_until, started))
+                self.follows_own_term = grant.unbroken and self.terms > 0
                 self.terms += 1
             self._token, self._valid_until = token, started + self.ttl_s
             self._own_until = self._valid_until

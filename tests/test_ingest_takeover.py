@@ -12,22 +12,29 @@ from router.clock import ScaledClock
 from router.lease import Lease
 from router.metrics import IngestMetrics
 from router.settings import AcdSettings
+from router.store.replies import LeaseGrant
 from workers.ingest import IngestWorker, _Snapshot, _TookOver
 
 from .test_ingest_resend import ControlledProducer
 
 
 class FakeLeaseStore:
+    """lua/lease.lua's answers: ``holder`` empty once its key expired."""
+
     def __init__(self) -> None:
         self.holder = ""
         self.fence = 0
+        self.last_owner = ""
 
-    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
-        if self.holder in ("", owner):
-            if self.holder != owner:
-                self.holder, self.fence = owner, self.fence + 1
-            return self.fence
-        return 0
+    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> LeaseGrant:
+        if self.holder == owner:
+            return LeaseGrant(self.fence, unbroken=True)
+        if self.holder:
+            return LeaseGrant(0, unbroken=False)
+        unbroken = self.last_owner == owner
+        self.holder = self.last_owner = owner
+        self.fence += 1
+        return LeaseGrant(self.fence, unbroken)
 
     async def release_lease(self, name: str, owner: str) -> bool:
         self.holder = "" if self.holder == owner else self.holder
@@ -40,7 +47,8 @@ def event(name: str, call: str, channel: str = "") -> dict[str, str]:
 
 async def test_the_standby_keeps_events_and_publishes_the_gaps_events_on_take_over() -> None:
     store = FakeLeaseStore()
-    store.holder, store.fence = "the-other", 4
+    store.holder = store.last_owner = "the-other"
+    store.fence = 4
     lease = Lease(store, "ingest_lease", "me", ttl_s=30, renew_s=1)
     producer = ControlledProducer()
     worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
@@ -171,6 +179,31 @@ async def test_a_take_over_of_its_own_after_a_lapse_publishes_what_it_kept_since
     await worker._take_over(_TookOver(second))
     assert [e.data["UserEvent"] for e, _ in producer.sent] == ["AcdCallQueued"]
     assert {e.fence for e, _ in producer.sent} == {second}
+
+
+async def test_a_take_over_of_its_own_sends_everything_kept_in_the_lapse_holds_too() -> None:
+    """Its key expired and it took a new token itself: nobody published meanwhile, but it
+    sent only what a new term replays (calls that entered or ended, Dial ends), so a caller
+    put on hold in the lapse stayed "talking" for the routers."""
+    now = [100.0]
+    store = FakeLeaseStore()
+    lease = Lease(store, "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    first = await lease.hold()
+    await worker._take_over(_TookOver(first))
+    await worker._handle(event("DialEnd", "c1") | {"DialStatus": "ANSWER"}, 1.0)
+    worker._needs_resync.clear()  # the first term's resync came and went
+    now[0] += 2.0  # the term ran out
+    await worker._handle(event("MusicOnHoldStart", "c1"), 2.0)
+    store.holder = ""  # its key expired: the next renewal takes a new token
+    second = await lease.hold()
+    assert second > first and lease.follows_own_term
+    await worker._take_over(_TookOver(second))
+    sent = [envelope for envelope, _ in producer.sent]
+    assert [e.data["Event"] for e in sent] == ["DialEnd", "MusicOnHoldStart"]
+    assert sent[1].fence == second and sent[1].session == sent[0].session
+    assert not worker._needs_resync.is_set()  # nobody published meanwhile: nothing to list
 
 
 async def test_a_standby_does_not_send_its_last_terms_envelopes_again_after_a_broker_loss() -> None:

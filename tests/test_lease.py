@@ -13,6 +13,7 @@ from router.errors import RedisUnavailableError
 from router.fencing import FenceGate
 from router.lease import Lease
 from router.store import Keys, RedisFenceStore, RedisLeaseStore
+from router.store.replies import LeaseGrant
 from tests.polling import eventually
 
 SITE = "lease-test"
@@ -64,15 +65,15 @@ async def test_a_holder_steps_down_on_its_own_clock_before_redis_lets_anyone_in(
 
 async def test_a_renewal_that_redis_does_not_answer_keeps_the_term_only_until_its_ttl() -> None:
     class Unreachable:
-        async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
+        async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> LeaseGrant:
             raise RedisUnavailableError("redis down")
 
         async def release_lease(self, name: str, owner: str) -> bool:
             raise RedisUnavailableError("redis down")
 
     class Once(Unreachable):
-        async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
-            return 7
+        async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> LeaseGrant:
+            return LeaseGrant(7, unbroken=True)
 
     clock = ManualClock()
     lease = Lease(Once(), "x", "a", ttl_s=1.5, renew_s=0.5, now=clock)
@@ -83,6 +84,21 @@ async def test_a_renewal_that_redis_does_not_answer_keeps_the_term_only_until_it
     clock.t += 0.6
     assert await lease.hold() == 0
     await lease.release()  # nothing held: no error
+
+
+async def test_a_term_says_whether_nobody_else_held_the_lease_since_this_holders_last(redis: Redis) -> None:
+    """A holder whose key expired (a starved process) and who takes the lease again gets a
+    higher token, and learns that nobody else held it between: nobody else did its work."""
+    first, second = _lease(redis, "a", ttl_s=0.2), _lease(redis, "b", ttl_s=0.2)
+    old = await first.hold()
+    assert not first.follows_own_term  # its first term follows nothing of its own
+    await asyncio.sleep(0.3)  # its key expired; nobody asked meanwhile
+    again = await first.hold()
+    assert again > old and first.follows_own_term
+    await asyncio.sleep(0.3)
+    assert await second.hold() > again and not second.follows_own_term
+    await asyncio.sleep(0.3)  # the second's key expired too
+    assert await first.hold() > again and not first.follows_own_term  # the second held it
 
 
 async def test_release_hands_over_at_once_and_only_the_holder_can(redis: Redis) -> None:
@@ -120,9 +136,9 @@ async def test_a_standby_asks_once_per_renewal_period_not_in_a_loop() -> None:
     class HeldByAnother:
         asked = 0
 
-        async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
+        async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> LeaseGrant:
             self.asked += 1
-            return 0
+            return LeaseGrant(0, unbroken=False)
 
         async def release_lease(self, name: str, owner: str) -> bool:
             return False

@@ -16,7 +16,9 @@ held, less ``GAP_MARGIN_S``: the calls that entered or ended in it, and every Di
 ``_gap_events``), and resynchronises (the AMI listing and a resync marker whose
 ``link_lost_at`` is the gap's start): a call that came and went in the gap is counted, one
 that arrived or was answered in it is known before its later events, one still there is
-listed.
+listed. An active whose term lapsed (a renewal late on a starved machine) and that holds the
+lease again with nobody between sends everything it kept instead, in the same session
+(``_resume``).
 """
 
 from __future__ import annotations
@@ -301,7 +303,7 @@ class IngestWorker:
         """A new term: a new session stamped with the token, the gap's calls, a resync."""
         if self.lease.token != took.token:
             return  # lost again before its turn came
-        if took.token == self._last_term:
+        if self._last_term and (took.token == self._last_term or self.lease.follows_own_term):
             await self._resume(took.token)
             return
         logger.warning("ingest active now (fencing token %d)", took.token)
@@ -332,16 +334,20 @@ class IngestWorker:
         An ingest that lapsed and then took a new token itself (its key had expired) kept
         events that nobody published; a renewal it had no time to act on moved the lease's
         "last known held" past them, and the calls that entered then were never heard of
-        (the race test on a starved machine, 2026-11-30)."""
+        (the race test on a starved machine, 2026-11-30). Redis now says when nobody else
+        held the lease between (``_resume`` then sends everything kept); this still holds
+        when a failover lost that record."""
         since = self.lease.held_before_until - GAP_MARGIN_S
         return min(since, self._stood_down_at) if self._last_term else since
 
     async def _resume(self, token: int) -> None:
-        """The lease lapsed (a renewal came back late) and was renewed with the same token:
-        nobody published meanwhile. Everything kept since standing down goes out, in order,
-        in the same session: not only the calls that entered or ended (an answer in the lapse
-        must reach the routers before the caller's hang-up that follows it), and an AMI
-        listing taken meanwhile too, in its place."""
+        """The lease lapsed (a renewal came back late) and this ingest holds it again, with
+        nobody else between: the same token renewed, or its key expired and it took a new
+        one itself (``Lease.follows_own_term``). Nobody published meanwhile, so everything
+        kept since standing down goes out, in order, in the same session: not only the calls
+        that entered or ended (an answer in the lapse must reach the routers before the
+        caller's hang-up that follows it; a hold too, which a new term could not replay),
+        and an AMI listing taken meanwhile too, in its place."""
         self._term = token
         kept = [e for e in self._standby_log if e.received >= self._stood_down_at]
         resyncs, self._kept_resyncs = deque(self._kept_resyncs), []

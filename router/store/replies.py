@@ -314,6 +314,21 @@ class TurnedAway:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """The lease script's answer: the holder's fencing token (0: another holds the lease),
+    and whether the owner that asked also began the lease's last term, so that nobody else
+    held it since (``unbroken``; a renewal always is)."""
+
+    token: int
+    unbroken: bool
+
+    @classmethod
+    def parse(cls, raw: Any) -> Self:
+        token, unbroken = texts(raw)
+        return cls(int(token), flag(unbroken))
+
+
+@dataclass(frozen=True, slots=True)
 class WrapUpEnded:
     """An agent whose after-call work ended (and is available again)."""
 

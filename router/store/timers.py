@@ -13,7 +13,7 @@ from router.store.base import RedisSiteStore
 from router.store.codec import optional_arg, record_requirements_arg
 from router.store.errors import translates_redis_errors
 from router.store.params import ResyncGap
-from router.store.replies import ClosedCall, ResyncListing, WrapUpEnded, timers_in
+from router.store.replies import ClosedCall, LeaseGrant, ResyncListing, WrapUpEnded, timers_in
 
 
 @translates_redis_errors
@@ -25,12 +25,12 @@ class RedisLeaseStore(RedisSiteStore):
 
     async def hold_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Take or keep the lease ``name`` for ``owner``; False while someone else holds it."""
-        return bool(await self.fenced_lease(name, owner, ttl_s))
+        return bool((await self.fenced_lease(name, owner, ttl_s)).token)
 
-    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> int:
+    async def fenced_lease(self, name: str, owner: str, ttl_s: float) -> LeaseGrant:
         """Take or keep the lease ``name`` for ``owner``: its fencing token (raised each time
-        the lease changes hands), or 0 while someone else holds it."""
-        return int(await self._run("lease", name, owner, int(ttl_s * 1000)))
+        the lease is taken), or 0 while someone else holds it."""
+        return LeaseGrant.parse(await self._run("lease", name, owner, int(ttl_s * 1000)))
 
     async def release_lease(self, name: str, owner: str) -> bool:
         """Give the lease up if ``owner`` holds it (a clean stop: no wait for the TTL)."""
