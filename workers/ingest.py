@@ -108,6 +108,15 @@ class _Logged:
 
 
 @dataclass(frozen=True)
+class _LoggedResync:
+    """A listing (or its marker) that came in a lapse of this ingest's term: published in
+    its place among the events kept meanwhile if the term resumes (``_resume``)."""
+
+    received: float  # the lease's clock (monotonic)
+    item: _Snapshot | _Listing
+
+
+@dataclass(frozen=True)
 class _ProbedHangup:
     """A caller's Hangup, and the Ping asking whether Asterisk is shutting down behind it."""
 
@@ -156,7 +165,7 @@ class IngestWorker:
         # nobody else held the lease meanwhile (router/lease.py), so nobody published.
         self._last_term = 0
         self._stood_down_at = -math.inf
-        self._standby_log: deque[_Logged] = deque()
+        self._standby_log: deque[_Logged | _LoggedResync] = deque()
         self._inbox: asyncio.Queue[Message | _Snapshot | _Listing | _ProbedHangup | _TookOver] = asyncio.Queue()
         self._hung_up_since_resync: set[str] = set()
         self._held: deque[Envelope] = deque()
@@ -169,9 +178,6 @@ class IngestWorker:
         # whether the gap began with its shutdown: carried in the next resync envelope.
         self._link_lost_at: float | None = None
         self._pbx_restart = False
-        # Listings (and their markers) that came in a lapse of this ingest's term, with when
-        # (the lease's clock): ``_resume`` publishes them among the events kept meanwhile.
-        self._kept_resyncs: list[tuple[float, _Snapshot | _Listing]] = []
         self.gateway = AmiGateway(settings.ami, on_message=self._received, on_lost=self._link_lost)
         sentinel = f"{settings.kafka.topic_prefix}.ingest.sentinel.v1"
         self.guardian = TopicGuardian(settings.kafka, self.topics.all(), self._topics_lost, sentinel=sentinel)
@@ -282,9 +288,7 @@ class IngestWorker:
         loaded machine): published in its place if the term resumes (``_resume``); dropped,
         the calls that entered while AMI was away would stay unknown to the routers."""
         self._stand_down_if_lapsed()
-        now = self.lease.now()
-        self._kept_resyncs = [(at, kept) for at, kept in self._kept_resyncs if now - at <= STANDBY_LOG_S]
-        self._kept_resyncs.append((now, item))
+        self._log(_LoggedResync(self.lease.now(), item))
 
     async def _handle(self, fields: dict[str, Any], at: float) -> None:
         """The active publishes; a standby keeps the last STANDBY_LOG_S seconds of events."""
@@ -292,10 +296,13 @@ class IngestWorker:
             await self._publish(fields, at)
             return
         self._stand_down_if_lapsed()
-        now = self.lease.now()
-        self._standby_log.append(_Logged(now, at, fields))
+        self._log(_Logged(self.lease.now(), at, fields))
+
+    def _log(self, entry: _Logged | _LoggedResync) -> None:
+        self._standby_log.append(entry)
         while self._standby_log and (
-            now - self._standby_log[0].received > STANDBY_LOG_S or len(self._standby_log) > STANDBY_LOG_MAX
+            entry.received - self._standby_log[0].received > STANDBY_LOG_S
+            or len(self._standby_log) > STANDBY_LOG_MAX
         ):
             self._standby_log.popleft()
 
@@ -308,7 +315,6 @@ class IngestWorker:
             return
         logger.warning("ingest active now (fencing token %d)", took.token)
         self._term = took.token
-        self._kept_resyncs.clear()  # a new term lists anyway
         # Sessions order envelopes across terms (router.sequencing, the stores' watermarks).
         self._session = max(int(time.time() * 1000), self._session + 1)
         self._seq, self._chain = 0, KeyChain()
@@ -317,7 +323,8 @@ class IngestWorker:
         self._blocked_keys.clear()
         self.metrics.takeovers.inc()
         since = self._gap_since()
-        replay = _gap_events([e for e in self._standby_log if e.received >= since])
+        # Not the listings kept in a lapse: a new term lists anyway.
+        replay = _gap_events([e for e in self._standby_log if isinstance(e, _Logged) and e.received >= since])
         self._standby_log.clear()
         for logged in replay:
             await self._publish(logged.fields, logged.at)
@@ -350,16 +357,15 @@ class IngestWorker:
         and an AMI listing taken meanwhile too, in its place."""
         self._term = token
         kept = [e for e in self._standby_log if e.received >= self._stood_down_at]
-        resyncs, self._kept_resyncs = deque(self._kept_resyncs), []
         self._standby_log.clear()
-        for logged in kept:
-            while resyncs and resyncs[0][0] <= logged.received:
-                await self._publish_resync(resyncs.popleft()[1])
-            await self._publish(logged.fields, logged.at)
-        for _, item in resyncs:
-            await self._publish_resync(item)
-        self.metrics.replayed.inc(len(kept))
-        logger.warning("ingest active again (fencing token %d): %d events kept meanwhile sent", token, len(kept))
+        for entry in kept:
+            if isinstance(entry, _LoggedResync):
+                await self._publish_resync(entry.item)
+            else:
+                await self._publish(entry.fields, entry.at)
+        events = sum(isinstance(entry, _Logged) for entry in kept)
+        self.metrics.replayed.inc(events)
+        logger.warning("ingest active again (fencing token %d): %d events kept meanwhile sent", token, events)
 
     async def _fields_of(self, item: Message | _ProbedHangup) -> dict[str, Any]:
         if isinstance(item, _ProbedHangup):
