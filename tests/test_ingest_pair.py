@@ -159,10 +159,15 @@ async def test_a_clean_stop_hands_the_lease_over_at_once(pipe: Pipeline) -> None
     standby takes it at its next attempt (every renewal period), not after the TTL."""
     [active] = await eventually(lambda: active_ones(pipe), "one ingest active")
     [standby] = [n for n in PAIR if n != active]
+    pid = pipe.children.children[active].process.pid
     await pipe.children.kill(active, signal.SIGTERM)
-    stopped_at = time.monotonic()
     assert pipe.children.children[active].process.returncode == 0
+    # Given up, not left to expire: the stopped one no longer holds it once it has exited.
+    # (Not a bound on the hand-over's time: that depends on how loaded the machine is.)
+    holder = await pipe.redis.get(Keys(SITE).ingest_lease)
+    if isinstance(holder, bytes):
+        holder = holder.decode()
+    assert holder is None or not holder.endswith(f"-{pid}"), holder
     await eventually(lambda: active_ones(pipe), "the standby active", within=5, every=0.05)
     assert await active_ones(pipe) == [standby]
-    assert time.monotonic() - stopped_at <= INGEST_LEASE_RENEW_S + POLL_SLACK_S
     await pipe.start(active)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from router.domain import AgentConfig, SkillRequirement
 from router.errors import RedisUnavailableError
 from router.store import NO_POSITION, NewCall, RedisStateStore
+from router.store.replies import LeaseGrant
 from router.store.scripts import ScriptFailedError
 
 T0 = 1_800_000_000.0
@@ -81,7 +82,7 @@ async def test_a_failing_operation_fails_alone(redis: Redis) -> None:
     good = store.scripts.run("lease", "timer_lease", "w1", 1000)
     bad = store.scripts.run("candidates", "this is not JSON", 1, "[]", 10)
     answers = await asyncio.gather(good, bad, return_exceptions=True)
-    assert answers[0] > 0  # the lease's fencing token
+    assert LeaseGrant.parse(answers[0]).token > 0  # the lease's fencing token
     assert isinstance(answers[1], ScriptFailedError) and "candidates" in str(answers[1])
     assert store.scripts.round_trips == 1
 
@@ -99,12 +100,12 @@ async def test_a_redis_that_lost_the_library_is_given_it_again(redis: Redis) -> 
     """Redis restarted empty (or flushed): the scripts' library is loaded again on first use,
     for a script on its own and for a batch, and the call is made."""
     store = RedisStateStore(redis, "reloaded")
-    assert await store.scripts.run("lease", "timer_lease", "w1", 1000) > 0
+    assert LeaseGrant.parse(await store.scripts.run("lease", "timer_lease", "w1", 1000)).token > 0
     await redis.function_flush()
-    assert await store.scripts.run("lease", "collector_lease", "w1", 1000) > 0
+    assert LeaseGrant.parse(await store.scripts.run("lease", "collector_lease", "w1", 1000)).token > 0
     await redis.function_flush()
     tokens = await asyncio.gather(*(store.scripts.run("lease", f"lease{n}", "w1", 1000) for n in range(3)))
-    assert all(token > 0 for token in tokens)
+    assert all(LeaseGrant.parse(token).token > 0 for token in tokens)
     # FUNCTION LIST answers a flat [field, value, ...] list per library
     listed = await redis.function_list()
     libraries = [dict(zip(entry[::2], entry[1::2], strict=True))["library_name"] for entry in listed]
