@@ -23,9 +23,11 @@ buckets): measuring adds nothing to the routing loop. CPU is read from /proc.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -60,6 +62,8 @@ class BenchConfig:
     saturation_calls: int = 6000
     talk_s: float = 0.02  # real seconds an answered call lasts in the fake PBX
     seed: int = 1
+    idle_s: float = 10.0  # seconds of no calls, after the agents' logins, for the idle CPU
+    fetch_max_wait_ms: int | None = None  # kafka.fetch_max_wait_ms of every consumer; None: its default
 
 
 @dataclass
@@ -87,6 +91,9 @@ class ConfigResult:
     # decision, in microseconds; Redis commands (INFO commandstats) per decision.
     cpu_us_per_decision: dict[str, float] = field(default_factory=dict)
     redis_commands_per_decision: float | None = None
+    # Idle run (processes up, agents logged in, no calls): per cent of one core that each
+    # process kind used (route: per routing worker process); empty with --idle-s 0.
+    idle_cpu_percent: dict[str, float] = field(default_factory=dict)
 
 
 def site(agents: int, seed: int) -> tuple[list[QueueConfig], list[AgentConfig]]:
@@ -196,7 +203,10 @@ class Bench:
     async def run_config(self, config: BenchConfig, index: int) -> ConfigResult:
         prefix = f"bench{index}"
         settings = KafkaSettings(
-            bootstrap_servers=self.kafka.bootstrap_servers, topic_prefix=prefix, partitions=12
+            bootstrap_servers=self.kafka.bootstrap_servers,
+            topic_prefix=prefix,
+            partitions=12,
+            **_kafka_overrides(config),
         )
         topics = Topics(prefix)
         await ensure_topics(settings, topics.all())
@@ -206,7 +216,7 @@ class Bench:
         queues, agents = site(config.agents, config.seed)
         children = self.children = ChildProcesses(self.workdir / prefix, log_level="WARNING")
         children.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self._write_config(children.run_dir, prefix, queues, agents)
+        path = self._write_config(children.run_dir, prefix, queues, agents, config)
         producer = KafkaEnvelopeProducer(settings, linger_ms=2)
         await producer.start()
         reader = KafkaGroupReader(settings, [topics.routing_commands], f"{prefix}-pbx")
@@ -231,7 +241,7 @@ class Bench:
             await redis.aclose()
 
     def _write_config(
-        self, run_dir: Path, prefix: str, queues: list[QueueConfig], agents: list[AgentConfig]
+        self, run_dir: Path, prefix: str, queues: list[QueueConfig], agents: list[AgentConfig], bench: BenchConfig
     ) -> Path:
         config = {
             "site": SITE,
@@ -241,6 +251,7 @@ class Bench:
                 "bootstrap_servers": self.kafka.bootstrap_servers,
                 "topic_prefix": prefix,
                 "partitions": 12,
+                **_kafka_overrides(bench),
             },
             "redis": {"url": self.redis_server.url},
             "routing": {"candidate_limit": 16},
@@ -263,6 +274,8 @@ class Bench:
         await pbx.producer.flush()
         await _wait_agents_in(store, len(agents))
         await _wait_consumers_settled(store)
+        if config.idle_s > 0:
+            result.idle_cpu_percent = await self._idle(config)
         rng = random.Random(config.seed)
         names = [q.name for q in queues]
         for rate in config.loads:
@@ -340,6 +353,12 @@ class Bench:
         }
         result.redis_commands_per_decision = round((commands_after - commands_before) / decisions, 2)
 
+    async def _idle(self, config: BenchConfig) -> dict[str, float]:
+        """What the pipeline costs with nothing to do: its timers, probes and empty fetches."""
+        before, started = self._cpu(), time.monotonic()
+        await asyncio.sleep(config.idle_s)
+        return idle_percent(before, self._cpu(), time.monotonic() - started, config.workers)
+
     def _cpu(self) -> dict[str, float]:
         """CPU seconds so far of each process kind (all routing workers together)."""
         assert self.children is not None and self.redis_server.proc and self.kafka.proc
@@ -355,6 +374,20 @@ class Bench:
         """The workers' command-acknowledged latency histogram (cumulative buckets, summed)."""
         assert self.children is not None
         return await histogram_buckets(self.children.http_ports(), ACKED_HISTOGRAM)
+
+
+def _kafka_overrides(config: BenchConfig) -> dict[str, Any]:
+    if config.fetch_max_wait_ms is None:
+        return {}
+    return {"fetch_max_wait_ms": config.fetch_max_wait_ms}
+
+
+def idle_percent(before: dict[str, float], after: dict[str, float], seconds: float, workers: int) -> dict[str, float]:
+    """Per cent of one core per process kind over ``seconds``; the routing workers' share is
+    per process (the target is per process, docs/performance.md)."""
+    per_process = {kind: (after[kind] - before[kind]) / max(seconds, 1e-9) * 100 for kind in before}
+    per_process["route"] /= max(workers, 1)
+    return {kind: round(share, 2) for kind, share in per_process.items()}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -489,8 +522,36 @@ def add_benchmark_arguments(parser: Any) -> None:
     parser.add_argument("--loads", default="100,500", help="offered calls per second for the latency runs")
     parser.add_argument("--load-s", type=float, default=8.0, help="seconds per fixed-load run")
     parser.add_argument("--saturation-calls", type=int, default=6000, help="backlog for the throughput run")
+    parser.add_argument(
+        "--idle-s",
+        type=_seconds,
+        default=10.0,
+        help="seconds with no calls, after the logins, for the idle CPU per process (0: skip)",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=_milliseconds,
+        default=None,
+        help="kafka.fetch_max_wait_ms for the routing workers and the fake PBX (default: the setting's, 10)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/acd-bench"))
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more, e.g. 10)")
+    return value
+
+
+def _milliseconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds (0 or more, e.g. 50)")
+    return int(text)
 
 
 def run_benchmark_command(args: Any) -> int:
@@ -502,6 +563,8 @@ def run_benchmark_command(args: Any) -> int:
             loads=tuple(int(n) for n in args.loads.split(",")),
             load_s=args.load_s,
             saturation_calls=args.saturation_calls,
+            idle_s=args.idle_s,
+            fetch_max_wait_ms=args.fetch_max_wait_ms,
         )
     )
     print(json.dumps(report) if args.json else render(report))
@@ -519,7 +582,8 @@ def render(report: dict[str, Any]) -> str:
         f"floor: Redis reservation script p50 {floor['redis_reserve_p50_ms']:.3f} ms, "
         f"Kafka produce->consume p50 {floor['kafka_round_trip_p50_ms']:.2f} ms",
         "agents workers | saturation dec/s/worker p50 p99 ms | CPU us/decision route redis broker driver, "
-        "Redis commands/decision | load dec/s p50 p99 ms (acked p99)",
+        "Redis commands/decision | load dec/s p50 p99 ms (acked p99) | idle % of a core per process "
+        "route redis broker driver",
     ]
     for c in report["configs"]:
         loads = "; ".join(
@@ -529,17 +593,17 @@ def render(report: dict[str, Any]) -> str:
         )
         cpu = c.get("cpu_us_per_decision") or {}
         cpu_text = " ".join(f"{cpu.get(k, 0):.0f}" for k in ("route", "redis", "broker", "driver"))
+        idle = c.get("idle_cpu_percent") or {}
+        idle_text = " ".join(f"{idle[k]:.1f}" for k in ("route", "redis", "broker", "driver") if k in idle) or "-"
         lines.append(
             f"{c['agents']:>6} {c['workers']:>7} | {c['saturation_per_worker']:>8} "
             f"{_ms(c['saturation_p50_ms'])} {_ms(c['saturation_p99_ms'])} | {cpu_text}, "
-            f"{c.get('redis_commands_per_decision')} | {loads}"
+            f"{c.get('redis_commands_per_decision')} | {loads} | {idle_text}"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(description="routing-loop benchmark")
     add_benchmark_arguments(parser)
     return run_benchmark_command(parser.parse_args(argv))
