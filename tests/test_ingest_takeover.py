@@ -45,6 +45,15 @@ def event(name: str, call: str, channel: str = "") -> dict[str, str]:
     return {"Event": name, "Uniqueid": channel or call, "Linkedid": call}
 
 
+def active_with_clock(now: list[float]) -> tuple[FakeLeaseStore, Lease, ControlledProducer, IngestWorker]:
+    """An ingest alone on a fake lease whose clock is ``now[0]`` (it holds the lease once it asks)."""
+    store = FakeLeaseStore()
+    lease = Lease(store, "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
+    producer = ControlledProducer()
+    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    return store, lease, producer, worker
+
+
 async def test_the_standby_keeps_events_and_publishes_the_gaps_events_on_take_over() -> None:
     store = FakeLeaseStore()
     store.holder = store.last_owner = "the-other"
@@ -90,9 +99,7 @@ async def test_the_standby_keeps_events_and_publishes_the_gaps_events_on_take_ov
 
 async def test_an_active_whose_term_ran_out_stands_by_until_a_new_term() -> None:
     now = [100.0]
-    lease = Lease(FakeLeaseStore(), "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
-    producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    _, lease, producer, worker = active_with_clock(now)
     await worker._take_over(_TookOver(await lease.hold()))
     await worker._handle(event("Newchannel", "c1"), 1.0)
     assert len(producer.sent) == 1
@@ -113,9 +120,7 @@ async def test_a_lapse_loses_no_event_of_a_call_that_neither_began_nor_ended_in_
     """An answer during the lapse was dropped (only calls that entered or ended in it were
     sent again), so the hang-up that followed made the answered call an abandoned one."""
     now = [100.0]
-    lease = Lease(FakeLeaseStore(), "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
-    producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    _, lease, producer, worker = active_with_clock(now)
     await worker._take_over(_TookOver(await lease.hold()))
     queued = {"Event": "UserEvent", "UserEvent": "AcdCallQueued", "Uniqueid": "c1", "Linkedid": "c1"}
     await worker._handle(queued, 1.0)
@@ -134,9 +139,7 @@ async def test_a_listing_in_a_lapse_is_published_in_its_place_when_the_term_resu
     did not list again, so a call that entered while AMI was away stayed unknown to the
     routers (a lost call in `acd chaos`, ami_link_dropped, beside another heavy run)."""
     now = [100.0]
-    lease = Lease(FakeLeaseStore(), "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
-    producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    _, lease, producer, worker = active_with_clock(now)
     await worker._take_over(_TookOver(await lease.hold()))
     worker._needs_resync.clear()  # the first term's resync came and went
     now[0] += 2.0  # no renewal came back: the term ran out
@@ -159,10 +162,7 @@ async def test_a_take_over_of_its_own_after_a_lapse_publishes_what_it_kept_since
     moved past the events it kept since standing down, and the call that entered then was
     never heard of (the race test beside another pipeline, 2026-11-30)."""
     now = [100.0]
-    store = FakeLeaseStore()
-    lease = Lease(store, "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
-    producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    store, lease, producer, worker = active_with_clock(now)
     first = await lease.hold()
     await worker._take_over(_TookOver(first))
     now[0] += 2.0  # the term ran out
@@ -186,10 +186,7 @@ async def test_a_take_over_of_its_own_sends_everything_kept_in_the_lapse_holds_t
     sent only what a new term replays (calls that entered or ended, Dial ends), so a caller
     put on hold in the lapse stayed "talking" for the routers."""
     now = [100.0]
-    store = FakeLeaseStore()
-    lease = Lease(store, "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
-    producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    store, lease, producer, worker = active_with_clock(now)
     first = await lease.hold()
     await worker._take_over(_TookOver(first))
     await worker._handle(event("DialEnd", "c1") | {"DialStatus": "ANSWER"}, 1.0)
@@ -210,10 +207,7 @@ async def test_a_standby_does_not_send_its_last_terms_envelopes_again_after_a_br
     """A deposed active's recent envelopes were resent after a broker hiccup, landing after
     its successor's, where the routing workers dropped them as a deposed ingest's."""
     now = [100.0]
-    store = FakeLeaseStore()
-    lease = Lease(store, "ingest_lease", "me", ttl_s=1.5, renew_s=0.5, now=lambda: now[0])
-    producer = ControlledProducer()
-    worker = IngestWorker(AcdSettings(), producer, ScaledClock(), IngestMetrics(CollectorRegistry()), lease)  # type: ignore[arg-type]
+    store, lease, producer, worker = active_with_clock(now)
     await worker._take_over(_TookOver(await lease.hold()))
     await worker._handle(event("Newchannel", "c1"), 1.0)
     producer.settle()
