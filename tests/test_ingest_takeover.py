@@ -203,6 +203,27 @@ async def test_a_take_over_of_its_own_sends_everything_kept_in_the_lapse_holds_t
     assert not worker._needs_resync.is_set()  # nobody published meanwhile: nothing to list
 
 
+async def test_a_term_that_ran_out_with_nothing_received_meanwhile_resumes_too() -> None:
+    """No event came in the lapse, so ingest never stood down: the renewal's new term began a
+    new session, asked for a resync and dropped what it held for the broker."""
+    now = [100.0]
+    _, lease, _, worker = active_with_clock(now)
+    first = await lease.hold()
+    await worker._take_over(_TookOver(first))
+    worker._needs_resync.clear()  # the first term's resync came and went
+    session = worker._session
+    await worker._handle(event("Newchannel", "c1"), 1.0)
+    worker._resend_recent()  # the broker lost its topics: the recent envelope is held
+    worker._needs_resync.clear()
+    now[0] += 2.0  # the term ran out; nothing arrived meanwhile
+    renewed = await lease.hold()
+    assert renewed == first and not worker._needs_resync.is_set()
+    await worker._take_over(_TookOver(renewed))
+    assert worker.active and worker._session == session
+    assert [e.data["Event"] for e in worker._held] == ["Newchannel"]
+    assert not worker._needs_resync.is_set()
+
+
 async def test_a_standby_does_not_send_its_last_terms_envelopes_again_after_a_broker_loss() -> None:
     """A deposed active's recent envelopes were resent after a broker hiccup, landing after
     its successor's, where the routing workers dropped them as a deposed ingest's."""

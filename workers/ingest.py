@@ -310,6 +310,8 @@ class IngestWorker:
         """A new term: a new session stamped with the token, the gap's calls, a resync."""
         if self.lease.token != took.token:
             return  # lost again before its turn came
+        # A term that ran out with nothing received meanwhile was never stood down from.
+        self._stand_down_if_lapsed()
         if self._last_term and (took.token == self._last_term or self.lease.follows_own_term):
             await self._resume(took.token)
             return
