@@ -161,8 +161,9 @@ class IngestWorker:
         self._listings: set[asyncio.Task[None]] = set()
         self.lease = lease
         self._term = 0  # the fencing token of this ingest's term as the active one; 0: standby
-        # The term it stood down from, and when (monotonic): the same token again means that
-        # nobody else held the lease meanwhile (router/lease.py), so nobody published.
+        # The term it stood down from, and when (the lease's clock): a term that follows it
+        # with nobody between (Lease.follows_own_term: the same token renewed, or taken again
+        # after its key expired) resumes it, since nobody else published meanwhile.
         self._last_term = 0
         self._stood_down_at = -math.inf
         self._standby_log: deque[_Logged | _LoggedResync] = deque()
@@ -312,7 +313,7 @@ class IngestWorker:
             return  # lost again before its turn came
         # A term that ran out with nothing received meanwhile was never stood down from.
         self._stand_down_if_lapsed()
-        if self._last_term and (took.token == self._last_term or self.lease.follows_own_term):
+        if self._last_term and self.lease.follows_own_term:
             await self._resume(took.token)
             return
         logger.warning("ingest active now (fencing token %d)", took.token)
