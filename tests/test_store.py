@@ -82,6 +82,41 @@ async def test_available_agents_are_indexed_by_skill_and_level(store: RedisState
     assert anyone[0].skills == {"billing": 3, "spanish": 1}
 
 
+async def test_the_longest_idle_comes_first_whichever_level_key_holds_it(store: RedisStateStore) -> None:
+    # Each level's key is read in level order without scores; agents found in several keys
+    # are merged by their idle time, one key's own order is kept as Redis gives it.
+    await login(store, "a-low", {"billing": 2}, T0 + 5)
+    await login(store, "a-top", {"billing": 5}, T0)
+    await login(store, "a-mid", {"billing": 3}, T0 + 2)
+    await login(store, "b-mid", {"billing": 3}, T0 + 1)
+    billing = (SkillRequirement(skill="billing", min_level=2),)
+    assert [c.agent_id for c in await store.candidates(billing, limit=1)] == ["a-top"]
+    ordered = await store.candidates(billing, limit=4)
+    assert [c.agent_id for c in ordered] == ["a-top", "b-mid", "a-mid", "a-low"]
+    assert [c.idle_since for c in ordered] == [T0, T0 + 1, T0 + 2, T0 + 5]
+    # Within one key, equal idle times go by id.
+    await login(store, "z3", {"support": 3}, T0)
+    await login(store, "y3", {"support": 3}, T0)
+    assert [c.agent_id for c in await store.candidates((SkillRequirement(skill="support"),), limit=2)] == [
+        "y3",
+        "z3",
+    ]
+
+
+async def test_times_are_stored_as_the_text_they_came_in_and_idle_scores_in_whole_ms(
+    store: RedisStateStore, redis: Redis
+) -> None:
+    # Redis formats a Lua number with 17 digits at a cost of microseconds: a time passed in
+    # is written back as its own (shortest) text, and the idle indexes hold integers.
+    await login(store, "a1", {"billing": 2}, T0 + 0.1)
+    assert (await enqueue(store, "c1", T0 + 0.3)).status == "queued"
+    call = await redis.hgetall(store.keys.call("c1"))
+    assert (call["entered_at"], call["first_entered_at"]) == ("1800000000.3", "1800000000.3")
+    assert float(call["entered_at"]) == T0 + 0.3
+    assert await redis.zscore(store.keys.skill_index("billing", 2), "a1") == 1_800_000_000_100
+    assert (await redis.hgetall(store.keys.agent("a1")))["av_idx"] == "1800000000100"
+
+
 async def test_paused_agent_leaves_the_indexes(store: RedisStateStore) -> None:
     await login(store, "a1", {"billing": 2}, T0)
     outcome = await store.agent_presence("a1", "paused", "lunch", T0 + 60, NO_POSITION)

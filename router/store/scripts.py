@@ -69,6 +69,7 @@ end
 local function run_batch(keys, args)
   P = args[1]
   HANDED = {}
+  forget_texts()
   local out = {}
   for i, op in ipairs(cjson.decode(args[2])) do
     local op_args = {P}
@@ -92,6 +93,7 @@ local function run_one(keys, args)
   local op_args = {P}
   for j = 3, #args do op_args[j - 1] = args[j] end
   HANDED = {}
+  forget_texts()
   use_days(nil)
   return OPS[args[1]](op_args)
 end

@@ -5,7 +5,45 @@ local P = ARGV[1]
 
 -- Seconds as text that parses back to the same double, so that Python and Prometheus
 -- see exactly the value compared with the service-level threshold here.
-local function secs(x) return string.format('%.17g', x) end
+-- Turning a double into 17 digits costs Redis a few µs (more than most commands), and so
+-- does every Lua number passed to redis.call, which Redis formats the same way. So times and
+-- sums go to redis.call as text from secs, each value formatted once per round trip, and a
+-- time the caller passed in as text (time_arg) is given back as that very text: the
+-- shortest text that parses back to it (docs/performance.md, "Numbers as text").
+local SECS_TEXT = {}
+
+local function secs(x)
+  if x ~= x then return string.format('%.17g', x) end  -- NaN: no table key
+  local text = SECS_TEXT[x]
+  if text == nil then
+    text = string.format('%.17g', x)
+    SECS_TEXT[x] = text
+  end
+  return text
+end
+
+-- A time from the caller's arguments: its number, its text remembered for secs.
+local function time_arg(text)
+  local x = tonumber(text)
+  if x ~= nil and x == x then SECS_TEXT[x] = text end
+  return x
+end
+
+-- Whole numbers as text (levels, counts, positions in a list): string.format('%d') costs a
+-- fraction of what Redis' own '%.17g' does, and small ones are kept once formatted.
+local INT_TEXT = {}
+
+local function int_text(n)
+  local text = INT_TEXT[n]
+  if text == nil then
+    text = n == math.floor(n) and string.format('%d', n) or tostring(n)
+    if n >= -1000 and n <= 100000 then INT_TEXT[n] = text end
+  end
+  return text
+end
+
+-- Called by run_batch and run_one before each round trip: the memory of one stays small.
+local function forget_texts() SECS_TEXT = {} end
 
 local function num(v, default)
   if v == false or v == nil then return default end
@@ -55,7 +93,7 @@ end
 local function expire_with_day(key, d, at)
   if not EXPIRING[key] then
     local left = math.max(0, math.min(d[3] - at, 2 * 86400))
-    redis.call('EXPIRE', key, math.floor(left + DAY_KEEP_S))
+    redis.call('EXPIRE', key, int_text(math.floor(left + DAY_KEEP_S)))
     EXPIRING[key] = true
   end
 end
@@ -63,6 +101,7 @@ end
 -- Add to a queue's counter and to the same counter of the event's day (``incr``: HINCRBY
 -- for counts, HINCRBYFLOAT for sums of seconds).
 local function add_stat(incr, queue, field, n, at)
+  n = incr == 'HINCRBYFLOAT' and secs(n) or (n == 1 and '1' or n)
   redis.call(incr, stats_key(queue), field, n)
   local d = day_of(at)
   if d then
@@ -109,8 +148,8 @@ local function qa_sample(ck, call_id, agent_id, at, seed, stem)
     reason = 'minimum'
   end
   if key then
-    redis.call('HINCRBY', key, 'answered:' .. agent_id, 1)
-    if reason ~= '' then redis.call('HINCRBY', key, 'sampled:' .. agent_id, 1) end
+    redis.call('HINCRBY', key, 'answered:' .. agent_id, '1')
+    if reason ~= '' then redis.call('HINCRBY', key, 'sampled:' .. agent_id, '1') end
     expire_with_day(key, d, at)
   end
   if reason == '' then return '', '', '0' end
@@ -161,12 +200,13 @@ local function note_agent_state(id, state, reason, reserved, connected, rec, at)
   local s, r = effective_state(state, reason, reserved, connected)
   if s == rec[1] and r == (rec[2] or '') then return end
   local t = at
+  if rec[1] then t = math.max(at, num(rec[3], at)) end
+  local since = secs(t)
   if rec[1] then
-    t = math.max(at, num(rec[3], at))
     outbox_add('agent_state', {'agent_id', id, 'state', rec[1], 'reason', rec[2] or '',
-      'start', rec[3] or secs(t), 'end', secs(t)})
+      'start', rec[3] or since, 'end', since})
   end
-  redis.call('HSET', agent_key(id), 'rec_state', s, 'rec_reason', r, 'rec_since', secs(t))
+  redis.call('HSET', agent_key(id), 'rec_state', s, 'rec_reason', r, 'rec_since', since)
 end
 
 -- Kafka delivers at least once. Each entity remembers, per topic partition, the offset
@@ -199,14 +239,25 @@ end
 -- "skill >= level" reads the keys of that level and every level above (term_keys).
 local MAX_LEVEL = 5
 
+-- An agent's keys, by its skills' JSON: agents keep their skills, and decoding them and
+-- building the key names again at each change was a good part of a reindex. Kept across
+-- round trips (the library stays loaded), for a bounded number of skill sets; callers only
+-- read the lists.
+local SKILL_KEYS, SKILL_KEYS_KEPT, SKILL_KEYS_MAX = {}, 0, 5000
+
 local function skill_keys(skills_json, kind)
-  local keys = {}
+  local memo = P .. (kind or 'skill') .. '\n' .. (skills_json or '{}')
+  local keys = SKILL_KEYS[memo]
+  if keys then return keys end
+  keys = {}
   local ok, skills = pcall(cjson.decode, skills_json or '{}')
   if not ok then return keys end
   for skill, level in pairs(skills) do
     local l = tonumber(level) or 0
-    if l >= 1 then keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. skill .. ':' .. l end
+    if l >= 1 then keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. skill .. ':' .. int_text(l) end
   end
+  if SKILL_KEYS_KEPT >= SKILL_KEYS_MAX then SKILL_KEYS, SKILL_KEYS_KEPT = {}, 0 end
+  SKILL_KEYS[memo], SKILL_KEYS_KEPT = keys, SKILL_KEYS_KEPT + 1
   return keys
 end
 
@@ -216,7 +267,7 @@ local function term_keys(term, kind)
   local keys = {}
   for _, alt in ipairs(term) do
     for l = math.max(1, tonumber(alt[2]) or 1), MAX_LEVEL do
-      keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. alt[1] .. ':' .. l
+      keys[#keys + 1] = P .. (kind or 'skill') .. ':' .. alt[1] .. ':' .. int_text(l)
     end
   end
   return keys
@@ -248,6 +299,14 @@ local function index_logged_in(id, state, skills_json, indexed)
   end
 end
 
+-- An agent's score in the availability indexes: idle_since in whole milliseconds, as text.
+-- Integer scores are cheap for Redis: a small sorted set keeps them as integers and compares
+-- them without parsing text, and no score is formatted with 17 digits on the way in or out
+-- (docs/performance.md, "Numbers as text"). Agents idle since the same millisecond go by id.
+local function idle_score(idle_since)
+  return string.format('%d', math.floor(num(idle_since, 0) * 1000 + 0.5))
+end
+
 -- The availability indexes hold exactly the agents that may be offered a call now:
 -- state available and spare capacity, scored by idle_since (longest idle first).
 -- Also keeps the occupancy input: seconds spent available with no call at all
@@ -265,11 +324,11 @@ local function reindex(id, now, changed_at)
   -- av_idx remembers the score the agent is indexed with ('' = not indexed), so that the
   -- many reindexes that change nothing touch none of its skill keys.
   if a[1] == 'available' and active < num(a[2], 1) and a[8] ~= '1' then
-    local score = num(a[6], 0)
-    if a[10] ~= secs(score) then
+    local score = idle_score(a[6])
+    if a[10] ~= score then
       redis.call('ZADD', P .. 'available', score, id)
       for _, k in ipairs(skill_keys(a[5])) do redis.call('ZADD', k, score, id) end
-      redis.call('HSET', ak, 'av_idx', secs(score))
+      redis.call('HSET', ak, 'av_idx', score)
     end
   elseif a[10] ~= '' then
     unindex(id, a[5])
@@ -277,10 +336,10 @@ local function reindex(id, now, changed_at)
   local idle = a[1] == 'available' and active == 0
   local mark_at = num(a[7], nil)
   if idle and mark_at == nil then
-    redis.call('HSET', ak, 'avail_mark', now)
+    redis.call('HSET', ak, 'avail_mark', secs(now))
   elseif not idle and mark_at ~= nil then
     local accrued = math.max(0, now - mark_at)
-    redis.call('HINCRBYFLOAT', ak, 'avail_s', accrued)
+    redis.call('HINCRBYFLOAT', ak, 'avail_s', secs(accrued))
     redis.call('HDEL', ak, 'avail_mark')
     return accrued
   end
@@ -295,12 +354,12 @@ local function connect_call(ck, call_id, agent_id, decision_json, reqs_now, at)
   if not ok or type(decision) ~= 'table' then decision = {} end
   local reqs = type(decision.requirements) == 'string' and decision.requirements or (reqs_now or '')
   local reason = type(decision.reason) == 'string' and decision.reason or ''
-  redis.call('HSET', ck, 'state', 'connected', 'answered_at', at, 'reqs_now', reqs, 'ans_reason', reason)
+  redis.call('HSET', ck, 'state', 'connected', 'answered_at', secs(at), 'reqs_now', reqs, 'ans_reason', reason)
   redis.call('ZREM', P .. 'offers', call_id)
   redis.call('ZREM', P .. 'relax_due', call_id)
   local ak = agent_key(agent_id)
-  redis.call('HINCRBY', ak, 'reserved', -1)
-  redis.call('HINCRBY', ak, 'connected', 1)
+  redis.call('HINCRBY', ak, 'reserved', '-1')
+  redis.call('HINCRBY', ak, 'connected', '1')
   reindex(agent_id, at)
 end
 
@@ -365,6 +424,7 @@ end
 -- and one of calls carrying their own requirements (they may fit agents their queue would
 -- not, so every agent's search reads it too).
 local function line_add(call_id, queue, score, own_requirements)
+  score = secs(score)
   redis.call('ZADD', P .. 'waiting', score, call_id)
   redis.call('ZADD', P .. 'waiting:' .. queue, score, call_id)
   if own_requirements then redis.call('ZADD', P .. 'waiting_own', score, call_id) end
@@ -391,7 +451,7 @@ local function release_reservation(agent_id, now)
   if agent_id == nil or agent_id == '' or agent_id == false then return end
   local ak = agent_key(agent_id)
   if redis.call('EXISTS', ak) == 0 then return end
-  if redis.call('HINCRBY', ak, 'reserved', -1) < 0 then redis.call('HSET', ak, 'reserved', 0) end
+  if redis.call('HINCRBY', ak, 'reserved', '-1') < 0 then redis.call('HSET', ak, 'reserved', '0') end
   reindex(agent_id, now)
 end
 
@@ -432,17 +492,17 @@ end
 local function finish_call(call_id, state, at, outcome, wrap_agent)
   local ck = call_key(call_id)
   line_remove(call_id, redis.call('HGET', ck, 'queue'))
-  redis.call('HSET', ck, 'state', state, 'ended_at', at)
+  redis.call('HSET', ck, 'state', state, 'ended_at', secs(at))
   redis.call('ZREM', P .. 'offers', call_id)
   redis.call('ZREM', P .. 'relax_due', call_id)
   redis.call('ZREM', P .. 'overflow_due', call_id)
   redis.call('SREM', P .. 'open_calls', call_id)
   redis.call('SREM', P .. 'callbacks', call_id)  -- callbacks: see the end of this file
   redis.call('ZREM', P .. 'callback_due', call_id)
-  redis.call('EXPIRE', ck, 86400)
-  redis.call('EXPIRE', P .. 'declined:' .. call_id, 86400)
+  redis.call('EXPIRE', ck, '86400')
+  redis.call('EXPIRE', P .. 'declined:' .. call_id, '86400')
   local record, answered = call_record(call_id, outcome)
-  record[2] = tostring(redis.call('HINCRBY', ck, 'rec_rev', 1))
+  record[2] = tostring(redis.call('HINCRBY', ck, 'rec_rev', '1'))
   if answered and (wrap_agent or '') == '' then record[4] = '0' end
   outbox_add('call', record)
   if answered and (wrap_agent or '') ~= '' then
@@ -461,7 +521,7 @@ local function finish_wrapup_record(agent_id, seconds)
   local record = cjson.decode(kept)
   local ck = call_key(record[6])
   local revision = tonumber(record[2]) + 1
-  if redis.call('EXISTS', ck) == 1 then revision = redis.call('HINCRBY', ck, 'rec_rev', 1) end
+  if redis.call('EXISTS', ck) == 1 then revision = redis.call('HINCRBY', ck, 'rec_rev', '1') end
   record[2], record[4] = tostring(revision), secs(seconds)
   outbox_add('call', record)
 end
@@ -530,31 +590,38 @@ local function find_candidates(terms, limit, exclude, max_scan)
     return true
   end
 
-  -- Pages start small (most decisions need the first few) and grow.
-  local found, picked = {}, {}
+  -- Pages start small (most decisions need the first few) and grow. They are read without
+  -- scores: a key lists its agents longest idle first already (by score, ties by id, the
+  -- order of the sort below), and Redis formats every score it returns as text, which cost
+  -- more than the rest of the read (docs/performance.md). Only when agents were found in
+  -- more than one key are their scores read, to merge the keys' orders.
+  local found, picked, keys_found = {}, {}, 0
   for _, key in ipairs(driver_keys) do
     local scanned, start, size = 0, 0, math.max(4, limit * 2)
-    local wanted = #found + limit
+    local wanted, before = #found + limit, #found
     while #found < wanted and scanned < max_scan do
-      local page = redis.call('ZRANGE', key, start, start + size - 1, 'WITHSCORES')
+      local page = redis.call('ZRANGE', key, int_text(start), int_text(start + size - 1))
       if #page == 0 then break end
-      for j = 1, #page, 2 do
-        local id = page[j]
+      for _, id in ipairs(page) do
         scanned = scanned + 1
         if not exclude[id] and not picked[id] and (HANDED[id] or 1) > 0 and meets_others(id) then
           picked[id] = true
-          found[#found + 1] = {id, tonumber(page[j + 1])}
+          found[#found + 1] = {id, key}
           if #found >= wanted then break end
         end
       end
       start = start + size
       size = size * 4
     end
+    if #found > before then keys_found = keys_found + 1 end
   end
-  table.sort(found, function(x, y)
-    if x[2] == y[2] then return x[1] < y[1] end
-    return x[2] < y[2]
-  end)
+  if keys_found > 1 then
+    for _, f in ipairs(found) do f[3] = tonumber(redis.call('ZSCORE', f[2], f[1])) end
+    table.sort(found, function(x, y)
+      if x[3] == y[3] then return x[1] < y[1] end
+      return x[3] < y[3]
+    end)
+  end
   local out = {}
   for i = 1, math.min(limit, #found) do push_candidate(out, found[i][1]) end
   if limit == 1 and found[1] then
@@ -636,17 +703,18 @@ end
 local function agent_call_done(agent_id, queue, talk, wrapup, at)
   local ak = agent_key(agent_id)
   if redis.call('EXISTS', ak) == 0 then return '' end
-  if redis.call('HINCRBY', ak, 'connected', -1) < 0 then redis.call('HSET', ak, 'connected', 0) end
-  redis.call('HINCRBYFLOAT', ak, 'handled_s', talk)
+  if redis.call('HINCRBY', ak, 'connected', '-1') < 0 then redis.call('HSET', ak, 'connected', '0') end
+  redis.call('HINCRBYFLOAT', ak, 'handled_s', secs(talk))
   local wrapping = ''
   if redis.call('HGET', ak, 'state') == 'available' then
     if wrapup > 0 then
-      redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', at, 'wrapup_start', at,
-        'wrapup_until', at + wrapup, 'wrapup_queue', queue)
-      redis.call('ZADD', P .. 'wrapup', at + wrapup, agent_id)
+      local until_text = secs(at + wrapup)
+      redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', secs(at), 'wrapup_start', secs(at),
+        'wrapup_until', until_text, 'wrapup_queue', queue)
+      redis.call('ZADD', P .. 'wrapup', until_text, agent_id)
       wrapping = agent_id
     else
-      redis.call('HSET', ak, 'idle_since', at)
+      redis.call('HSET', ak, 'idle_since', secs(at))
     end
   end
   reindex(agent_id, at)

@@ -6,7 +6,7 @@
 -- Returns {'answered', wait_seconds, queue, agent_free, qa_reason ('' not sampled, 'random',
 -- 'minimum'), recording ('' none), record_now ('1': start recording the caller's channel),
 -- channel} or {outcome, state}
-local call_id, agent_id, at = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local call_id, agent_id, at = ARGV[2], ARGV[3], time_arg(ARGV[4])
 use_days(ARGV[7])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end

@@ -32,17 +32,17 @@ if redis.call('EXISTS', ck) == 1 then
   -- Its last agent is the one who just transferred it: no affinity (router/affinity.py).
   aff = ''
 end
-local priority, entered_at = tonumber(ARGV[4]), tonumber(ARGV[7])
-redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', priority,
-  'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', entered_at,
+local priority, entered_at = tonumber(ARGV[4]), time_arg(ARGV[7])
+redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', ARGV[4],
+  'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', secs(entered_at),
   'agent', '', 'offer_id', '', 'sl_t', ARGV[10], 'wrapup_s', ARGV[11], 'prio_set', ARGV[12],
-  'hops', 0, 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '',
+  'hops', '0', 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '',
   'qa', ARGV[23] or '', 'aff', aff, 'aff_win', ARGV[25] or '')
 hold_for(id, aff)
-redis.call('HSETNX', ck, 'first_entered_at', entered_at)
+redis.call('HSETNX', ck, 'first_entered_at', secs(entered_at))
 redis.call('HSETNX', ck, 'first_queue', ARGV[3])
 -- A caller its agent transferred back into a queue starts its next visit (its records').
-redis.call('HINCRBY', ck, 'segment', 1)
+redis.call('HINCRBY', ck, 'segment', '1')
 mark(ck, ARGV[13], ARGV[14])
 line_add(id, ARGV[3], waiting_score(priority, entered_at), ARGV[5] ~= '')
 redis.call('SADD', P .. 'open_calls', id)

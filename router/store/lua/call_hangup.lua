@@ -4,7 +4,7 @@
 -- a waiting call ends pbx_restart, not abandoned), days (the statistics' days: use_days)
 -- Returns {outcome, seconds (waited or talked), queue, agent_id, agent_free} and, when the
 -- agent is free, its 8 candidate fields (as the candidates script returns them).
-local call_id, at = ARGV[2], tonumber(ARGV[3])
+local call_id, at = ARGV[2], time_arg(ARGV[3])
 use_days(ARGV[7])
 local ck = call_key(call_id)
 if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '0', '', ''} end
@@ -22,7 +22,7 @@ if waiting and redis.call('HEXISTS', ck, 'cb_num') == 1 then
     requeue(call_id)
     release_reservation(agent_id, at)
   end
-  redis.call('HSET', ck, 'cb_hung_up_at', at)
+  redis.call('HSET', ck, 'cb_hung_up_at', secs(at))
   return with_candidate({'callback_kept', '0', queue, agent_id}, agent_id)
 end
 if waiting and ARGV[6] == '1' then

@@ -5,7 +5,7 @@
 local per_queue, count = tonumber(ARGV[3]), tonumber(ARGV[4])
 local heads = {}
 local function take(key)
-  local page = redis.call('ZRANGE', key, 0, per_queue - 1, 'WITHSCORES')
+  local page = redis.call('ZRANGE', key, '0', int_text(per_queue - 1), 'WITHSCORES')
   for j = 1, #page, 2 do heads[#heads + 1] = {page[j], tonumber(page[j + 1])} end
 end
 for _, queue in ipairs(cjson.decode(ARGV[2])) do take(P .. 'waiting:' .. queue) end

@@ -3,7 +3,7 @@
 -- ARGV: P, call_id, agent_id, offer_id, now, deadline, decision_json
 -- Returns {'ok', device, available_seconds_accrued, callback number, agent_first, caller_name}
 -- (the last three '' unless the caller asked to be called back) or {refusal, detail}
-local call_id, agent_id, now = ARGV[2], ARGV[3], tonumber(ARGV[5])
+local call_id, agent_id, now = ARGV[2], ARGV[3], time_arg(ARGV[5])
 local ck, ak = call_key(call_id), agent_key(agent_id)
 local c = redis.call('HMGET', ck, 'state', 'queue')
 if not c[1] then return {'unknown_call', ''} end
@@ -19,18 +19,18 @@ if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
   return {'agent_declined', ''}
 end
 redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
-  'offered_at', now, 'decision', ARGV[7])
+  'offered_at', ARGV[5], 'decision', ARGV[7])
 -- Callbacks (router/callback.py): the caller hung up to be called back; this offer calls out.
 local cb = redis.call('HMGET', ck, 'cb_num', 'cb_af', 'caller_name')
 redis.call('HSET', ck, 'cb_offer', cb[1] and '1' or '')
 -- For the call's record: offers made, and the first.
-redis.call('HINCRBY', ck, 'offers', 1)
-redis.call('HSETNX', ck, 'first_offered_at', now)
+redis.call('HINCRBY', ck, 'offers', '1')
+redis.call('HSETNX', ck, 'first_offered_at', ARGV[5])
 line_remove(call_id, c[2])
 redis.call('ZADD', P .. 'offers', ARGV[6], call_id)
-redis.call('HINCRBY', ak, 'reserved', 1)
+redis.call('HINCRBY', ak, 'reserved', '1')
 redis.call('HSET', ak, 'last_call', call_id)
 redis.call('HSET', P .. 'rr', c[2], agent_id)
 local accrued = reindex(agent_id, now)
-redis.call('XADD', P .. 'decisions', 'MAXLEN', '~', 100000, '*', 'd', ARGV[7])
+redis.call('XADD', P .. 'decisions', 'MAXLEN', '~', '100000', '*', 'd', ARGV[7])
 return {'ok', a[5] or '', tostring(accrued), cb[1] or '', cb[2] or '', cb[3] or ''}
