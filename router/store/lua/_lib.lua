@@ -101,7 +101,7 @@ end
 -- Add to a queue's counter and to the same counter of the event's day (``incr``: HINCRBY
 -- for counts, HINCRBYFLOAT for sums of seconds).
 local function add_stat(incr, queue, field, n, at)
-  n = incr == 'HINCRBYFLOAT' and secs(n) or (n == 1 and '1' or n)
+  n = incr == 'HINCRBYFLOAT' and secs(n) or int_text(n)
   redis.call(incr, stats_key(queue), field, n)
   local d = day_of(at)
   if d then
