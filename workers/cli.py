@@ -49,7 +49,13 @@ from router.errors import AcdError, ConfigError
 from router.settings import AcdSettings, load_settings
 from workers.lifecycle import ProcessMain
 from workers.plugins import add_plugin_commands, parse_args
-from workers.runtime import configure_logging, install_reload_signal, install_stop_signals, loop_factory
+from workers.runtime import (
+    configure_logging,
+    install_reload_signal,
+    install_stop_signals,
+    loop_factory,
+    settle_garbage_collector,
+)
 
 logger = logging.getLogger("acd")
 
@@ -193,6 +199,7 @@ def _run_process(command: str, config: Path | None) -> int:
         install_reload_signal(reload)
         await process_main(settings, clock, stop, reload=reload, config_path=config)
 
+    settle_garbage_collector()
     try:
         asyncio.run(runner(), loop_factory=loop_factory(settings.event_loop))
     except BaseExceptionGroup as group:
