@@ -34,6 +34,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
 from router.catchup import Marks, lagging
@@ -532,6 +533,9 @@ def _fail_buffered(producer: AIOKafkaProducer, reason: BaseException) -> None:
             waiter.exception()
 
 
+_PARTITIONER = DefaultPartitioner()
+
+
 class KafkaEnvelopeProducer:
     """Produces envelopes keyed by ``envelope.key`` with ``acks=all``."""
 
@@ -606,6 +610,35 @@ class KafkaEnvelopeProducer:
         except KafkaError as exc:  # no buffer space, no topic metadata in time
             raise broker_error(exc) from exc
         return _translated_future(future)
+
+    async def send_many(self, topic: str, envelopes: Sequence[Envelope]) -> list[asyncio.Future[Any]]:
+        """Queue envelopes as one batch per partition; the futures (one per batch) resolve
+        once the broker has them, and fail with the project's errors.
+
+        Each envelope goes to the partition ``send`` would choose for its key (aiokafka's
+        default partitioner), in order, so each key's order holds. One aiokafka ``send``
+        per envelope costs the caller several times more CPU (docs/performance.md)."""
+        try:
+            partitions = sorted(await self._producer.partitions_for(topic))
+            batches: dict[int, Any] = {}  # partition -> aiokafka BatchBuilder
+            futures: list[asyncio.Future[Any]] = []
+            for envelope in envelopes:
+                key, value = envelope.key.encode(), envelope.encode()
+                partition = _PARTITIONER(key, partitions, partitions)
+                batch = batches.get(partition)
+                if batch is not None and batch.append(key=key, value=value, timestamp=None) is not None:
+                    continue
+                if batch is not None:  # full: on its way, and a fresh one for this partition
+                    futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+                batch = batches[partition] = self._producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:  # larger than a batch
+                    del batches[partition]
+                    futures.append(await self._producer.send(topic, value, key=key, partition=partition))
+            for partition, batch in batches.items():
+                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+        except KafkaError as exc:  # no buffer space, no topic metadata in time
+            raise broker_error(exc) from exc
+        return [_translated_future(future) for future in futures]
 
     async def knows_partitions(self, topic: str) -> bool:
         """Whether the producer has fresh partitions for ``topic`` (after a broker lost its

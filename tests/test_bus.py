@@ -75,6 +75,47 @@ async def test_keyed_envelopes_arrive_in_order_and_commits_survive_a_restart(
     assert not committed & {(m.partition, m.offset) for m in again}
 
 
+async def test_envelopes_sent_together_go_where_one_by_one_would_in_order(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """``send_many`` (the record relay's batches): each key on the partition ``send`` picks,
+    each key's envelopes in order, batches split when full, one larger than a batch sent alone."""
+    settings = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=3, max_batch_bytes=16_384, **REJOIN
+    )
+    topic = Topics(topic_prefix).ami_events
+    await ensure_topics(settings, [topic])
+    producer = KafkaEnvelopeProducer(settings)
+    await producer.start()
+    try:
+        keys = [f"call:{k}" for k in range(7)]
+        for k, key in enumerate(keys):  # one by one first: where each key goes
+            await (await producer.send(topic, envelope(k, key)))
+        together = [envelope(100 + i, keys[i % 7]) for i in range(400)]  # about 40 kB: several batches
+        big = dataclasses.replace(envelope(999, "call:big"), data={"n": 999, "pad": "x" * 20_000})
+        deliveries = await producer.send_many(topic, [*together, big])
+        assert len(deliveries) > 3  # one per partition, more where a batch filled
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+
+    reader = KafkaGroupReader(settings, [topic], f"{topic_prefix}-many")
+    await reader.start()
+    try:
+        got = await read_until(reader, 7 + 401)
+    finally:
+        await reader.stop()
+    partitions: dict[bytes | None, set[int]] = {}
+    numbers: dict[bytes | None, list[int]] = {}
+    for message in got:
+        partitions.setdefault(message.key, set()).add(message.partition)
+        numbers.setdefault(message.key, []).append(decode(message.value).data["n"])
+    assert all(len(found) == 1 for found in partitions.values())  # each key on one partition
+    assert len({p for key, (p,) in partitions.items() if key != b"call:big"}) > 1  # keys spread
+    assert all(found == sorted(found) for found in numbers.values())
+    assert sorted(n for found in numbers.values() for n in found) == [*range(7), *range(100, 500), 999]
+
+
 async def test_unreachable_broker_is_a_clear_retriable_error() -> None:
     settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", startup_timeout_s=0.5)
     with pytest.raises(BrokerUnavailableError, match=r"cannot reach Kafka at 127\.0\.0\.1") as caught:

@@ -172,14 +172,14 @@ class FlakyProducer:
         self.failures = failures
         self.sent: list[tuple[str, Envelope]] = []
 
-    async def send(self, topic: str, envelope: Envelope) -> asyncio.Future[object]:
+    async def send_many(self, topic: str, envelopes: Sequence[Envelope]) -> list[asyncio.Future[object]]:
         if self.failures > 0:
             self.failures -= 1
             raise BrokerUnavailableError("Kafka unavailable (test)")
-        self.sent.append((topic, envelope))
+        self.sent += [(topic, envelope) for envelope in envelopes]
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         future.set_result(None)
-        return future
+        return [future]
 
 
 class FlakyOutbox(RedisOutboxStore):

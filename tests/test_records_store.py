@@ -12,7 +12,14 @@ from redis.asyncio import Redis
 
 from router.domain import AgentConfig, QueueConfig, RelaxStep, SkillRequirement
 from router.events import CallerHungUp, CallQueued
-from router.records import AgentStateRecord, CallRecord, Record, record_from_outbox
+from router.records import (
+    AgentStateRecord,
+    CallRecord,
+    Record,
+    outbox_envelope,
+    record_envelope,
+    record_from_outbox,
+)
 from router.store import NO_POSITION, NewCall, OverflowMove, Position, RedisStateStore
 from router.store.admin import AdminStore
 from router.store.params import ResyncGap
@@ -29,8 +36,14 @@ async def store(redis: Redis) -> RedisStateStore:
 
 
 async def outbox(store: RedisStateStore) -> list[Record]:
+    """The outbox's records; and every entry is published (``outbox_envelope``) as the
+    byte-identical envelope of its record."""
     entries = await store.redis.xrange(store.keys.outbox)
-    return [record_from_outbox(SITE, entry_id, fields) for entry_id, fields in entries]
+    records = [record_from_outbox(SITE, entry_id, fields) for entry_id, fields in entries]
+    for (entry_id, fields), record in zip(entries, records, strict=True):
+        _, published = outbox_envelope(SITE, entry_id, fields, "router:rec")
+        assert published.encode() == record_envelope(record, "router:rec").encode()
+    return records
 
 
 async def call_records(store: RedisStateStore, call_id: str | None = None) -> list[CallRecord]:

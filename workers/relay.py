@@ -29,13 +29,14 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from router.bus import KafkaEnvelopeProducer, KafkaLink, Topics, ensure_topics
+from router.envelope import Envelope
 from router.errors import AcdError, MalformedEventError
 from router.metrics import RelayMetrics
-from router.records import AGENT_STATE, CALL, CallRecord, record_envelope, record_from_outbox
+from router.records import CALL, outbox_envelope
 from router.settings import KafkaSettings
 from router.store.outbox import OutboxEntry, RedisOutboxStore
 from workers.runtime import wait_or_stop
@@ -203,32 +204,31 @@ class RecordRelay:
 
     async def _publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Produce every record of the batch; return once the broker has all of them."""
-        sent: list[tuple[str, asyncio.Future[object]]] = []
+        by_topic: dict[str, list[Envelope]] = {}
+        published: Counter[str] = Counter()
+        for entry in entries:
+            try:
+                kind, envelope = outbox_envelope(self.site, entry.entry_id, entry.fields, self.source)
+            except MalformedEventError as exc:
+                await self._dead_letter(entry, exc)
+                continue
+            topic = self.topics.call_records if kind == CALL else self.topics.agent_records
+            by_topic.setdefault(topic, []).append(envelope)
+            published[kind] += 1
+        sent: list[asyncio.Future[object]] = []
         try:
-            for entry in entries:
-                sent += await self._send(entry)
+            for topic, envelopes in by_topic.items():
+                sent += await self.producer.send_many(topic, envelopes)
         except AcdError:
             # What was sent before the refusal settles first (no delivery left unobserved).
-            await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+            await asyncio.gather(*sent, return_exceptions=True)
             raise
-        outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
         failed = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if failed is not None:
             raise failed
-        for kind, _ in sent:
-            self.metrics.published.labels(kind).inc()
-
-    async def _send(self, entry: OutboxEntry) -> list[tuple[str, asyncio.Future[object]]]:
-        """Hand one entry's record to the producer: (kind, delivery); none for a dead letter."""
-        try:
-            record = record_from_outbox(self.site, entry.entry_id, entry.fields)
-        except MalformedEventError as exc:
-            await self._dead_letter(entry, exc)
-            return []
-        is_call = isinstance(record, CallRecord)
-        topic = self.topics.call_records if is_call else self.topics.agent_records
-        future = await self.producer.send(topic, record_envelope(record, self.source))
-        return [(CALL if is_call else AGENT_STATE, future)]
+        for kind, count in published.items():
+            self.metrics.published.labels(kind).inc(count)
 
     async def _dead_letter(self, entry: OutboxEntry, exc: MalformedEventError) -> None:
         logger.error("outbox entry %s is no record (%s): dead-lettered", entry.entry_id, exc)
