@@ -10,6 +10,7 @@ come from config, states from fixed enums. docs/metrics.md describes every metri
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +34,19 @@ def bucket_label(bound: float) -> str:
     another label name: only histograms may carry ``le``)."""
     # prometheus_client leaves this helper unannotated; str() pins the type it returns.
     return str(floatToGoString(float(bound)))  # type: ignore[no-untyped-call]
+
+
+def keep_labelled_children(metrics: object) -> None:
+    """Make ``labels(...)`` of every labelled metric among ``metrics``' attributes a lookup of
+    the child made the first time.
+
+    A routing worker asks for the same few label values (topics, queues, command kinds) on
+    every event; prometheus_client checks them and takes a lock each time, about 3 % of a
+    saturated worker (docs/performance.md). Only for metrics whose children are never removed
+    (``remove``, ``clear``): a removed child would stay cached and count where nobody reads."""
+    for metric in vars(metrics).values():
+        if isinstance(metric, Counter | Histogram):  # one without labels still refuses labels()
+            metric.labels = functools.cache(metric.labels)  # type: ignore[method-assign,assignment]
 
 
 class RoutingMetrics:
@@ -251,6 +265,7 @@ class RoutingMetrics:
             self.callbacks_requested,
             self.callbacks_failed,
         )
+        keep_labelled_children(self)
         for queue in queues:
             for metric in per_queue:
                 metric.labels(queue)
@@ -281,6 +296,7 @@ class RelayMetrics:
             "Records in the site's outbox not yet published (the same site-wide figure from every worker)",
             registry=registry,
         )
+        keep_labelled_children(self)
         for kind in ("call", "agent_state"):
             self.published.labels(kind)
 

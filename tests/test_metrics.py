@@ -55,6 +55,23 @@ def test_per_queue_series_exist_at_zero_before_the_first_call() -> None:
     assert registry.get_sample_value("acd_call_abandon_wait_seconds_count", {"queue": "billing"}) == 0
 
 
+def test_kept_children_count_where_the_registry_reads_and_labels_are_still_checked() -> None:
+    registry = CollectorRegistry()
+    metrics = RoutingMetrics(registry, queues=["billing"])
+    assert metrics.offered.labels("billing") is metrics.offered.labels("billing")
+    for _ in range(3):
+        metrics.offered.labels("billing").inc()
+        metrics.commands.labels(type="offer").inc()
+        metrics.events_consumed.labels("acd.ami.events.v1").inc()
+    assert registry.get_sample_value("acd_calls_offered_total", {"queue": "billing"}) == 3
+    assert registry.get_sample_value("acd_routing_commands_total", {"type": "offer"}) == 3
+    assert registry.get_sample_value("acd_events_consumed_total", {"topic": "acd.ami.events.v1"}) == 3
+    with pytest.raises(ValueError):
+        metrics.offered.labels("billing", "extra")
+    with pytest.raises(ValueError):
+        metrics.conflicts.labels("no labels here")
+
+
 def test_metrics_build_twice_on_separate_registries() -> None:
     every_metric()
     every_metric()
