@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import struct
@@ -536,6 +537,13 @@ def _fail_buffered(producer: AIOKafkaProducer, reason: BaseException) -> None:
 _PARTITIONER = DefaultPartitioner()
 
 
+@functools.lru_cache(maxsize=65_536)
+def _partition_for(key: bytes, partitions: tuple[int, ...]) -> int:
+    """The partition aiokafka's default partitioner gives ``key`` (a murmur2 hash in pure
+    Python); kept, because most keys come back (an agent's records, a call's revisions)."""
+    return int(_PARTITIONER(key, partitions, partitions))
+
+
 class KafkaEnvelopeProducer:
     """Produces envelopes keyed by ``envelope.key`` with ``acks=all``."""
 
@@ -612,33 +620,47 @@ class KafkaEnvelopeProducer:
         return _translated_future(future)
 
     async def send_many(self, topic: str, envelopes: Sequence[Envelope]) -> list[asyncio.Future[Any]]:
-        """Queue envelopes as one batch per partition; the futures (one per batch) resolve
-        once the broker has them, and fail with the project's errors.
+        """Queue envelopes as one batch per partition; returns each envelope's delivery (the
+        envelopes of one batch share theirs), which resolves once the broker has it and fails
+        with the project's errors. So does this call: then what it queued before the refusal
+        has settled.
 
         Each envelope goes to the partition ``send`` would choose for its key (aiokafka's
         default partitioner), in order, so each key's order holds. One aiokafka ``send``
         per envelope costs the caller several times more CPU (docs/performance.md)."""
+        deliveries: list[asyncio.Future[Any] | None] = [None] * len(envelopes)
+        sent: list[asyncio.Future[Any]] = []
+
+        async def ship(partition: int, batch: Any, members: list[int]) -> None:
+            future = _translated_future(await self._producer.send_batch(batch, topic, partition=partition))
+            sent.append(future)
+            for index in members:
+                deliveries[index] = future
+
         try:
-            partitions = sorted(await self._producer.partitions_for(topic))
-            batches: dict[int, Any] = {}  # partition -> aiokafka BatchBuilder
-            futures: list[asyncio.Future[Any]] = []
-            for envelope in envelopes:
+            partitions = tuple(sorted(await self._producer.partitions_for(topic)))
+            open_batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> aiokafka BatchBuilder, members
+            for index, envelope in enumerate(envelopes):
                 key, value = envelope.key.encode(), envelope.encode()
-                partition = _PARTITIONER(key, partitions, partitions)
-                batch = batches.get(partition)
-                if batch is not None and batch.append(key=key, value=value, timestamp=None) is not None:
-                    continue
-                if batch is not None:  # full: on its way, and a fresh one for this partition
-                    futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = self._producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:  # larger than a batch
-                    del batches[partition]
-                    futures.append(await self._producer.send(topic, value, key=key, partition=partition))
-            for partition, batch in batches.items():
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+                partition = _partition_for(key, partitions)
+                if (current := open_batches.get(partition)) is not None:
+                    if current[0].append(key=key, value=value, timestamp=None) is not None:
+                        current[1].append(index)
+                        continue
+                    await ship(partition, *open_batches.pop(partition))  # full
+                batch = self._producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is not None:
+                    open_batches[partition] = (batch, [index])
+                else:  # larger than a batch: aiokafka sends it alone
+                    alone = _translated_future(await self._producer.send(topic, value, key=key, partition=partition))
+                    sent.append(alone)
+                    deliveries[index] = alone
+            for partition, (batch, members) in open_batches.items():
+                await ship(partition, batch, members)
         except KafkaError as exc:  # no buffer space, no topic metadata in time
+            await asyncio.gather(*sent, return_exceptions=True)
             raise broker_error(exc) from exc
-        return [_translated_future(future) for future in futures]
+        return [delivery for delivery in deliveries if delivery is not None]
 
     async def knows_partitions(self, topic: str) -> bool:
         """Whether the producer has fresh partitions for ``topic`` (after a broker lost its

@@ -179,7 +179,7 @@ class FlakyProducer:
         self.sent += [(topic, envelope) for envelope in envelopes]
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         future.set_result(None)
-        return [future]
+        return [future] * len(envelopes)
 
 
 class FlakyOutbox(RedisOutboxStore):

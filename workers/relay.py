@@ -215,10 +215,10 @@ class RecordRelay:
             topic = self.topics.call_records if kind == CALL else self.topics.agent_records
             by_topic.setdefault(topic, []).append(envelope)
             published[kind] += 1
-        sent: list[asyncio.Future[object]] = []
+        sent: set[asyncio.Future[object]] = set()  # one per batch
         try:
             for topic, envelopes in by_topic.items():
-                sent += await self.producer.send_many(topic, envelopes)
+                sent.update(await self.producer.send_many(topic, envelopes))
         except AcdError:
             # What was sent before the refusal settles first (no delivery left unobserved).
             await asyncio.gather(*sent, return_exceptions=True)

@@ -9,6 +9,7 @@ the store's watermarks make the re-delivery harmless.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -105,8 +106,11 @@ class KafkaCommandSink:
         self.metrics = metrics
         self.source = source
         self.barrier = barrier
-        self._pending: list[asyncio.Future[Any]] = []
+        self._pending: set[asyncio.Future[Any]] = set()  # deliveries, one per batch
         self._held: list[Held] = []
+        self._queued: list[tuple[Envelope, float | None]] = []  # for the next ``_ship``
+        self._shipping: asyncio.Task[None] | None = None
+        self._refused: AcdError | None = None  # by the broker, for ``flush`` to raise
 
     async def offer(self, command: OfferCommand, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -140,10 +144,30 @@ class KafkaCommandSink:
             await self._send(envelope, started)
 
     async def _send(self, envelope: Envelope, started: float | None) -> None:
-        future = await self.producer.send(self.topics.routing_commands, envelope)
-        if started is not None:
-            future.add_done_callback(lambda f: self._acked(f, started))
-        self._pending.append(future)
+        """Queue the command for the batch ``_ship`` produces as soon as this pass of the
+        event loop is over: the commands that a poll's keys, handled side by side, make at
+        about the same time go together (``send_many``: far less CPU than one ``send``
+        each, docs/performance.md)."""
+        self._queued.append((envelope, started))
+        if self._shipping is None or self._shipping.done():
+            self._shipping = asyncio.get_running_loop().create_task(self._ship())
+
+    async def _ship(self) -> None:
+        await asyncio.sleep(0)  # the other handlers of this pass queue theirs
+        while self._queued:
+            queued, self._queued = self._queued, []
+            try:
+                deliveries = await self.producer.send_many(self.topics.routing_commands, [e for e, _ in queued])
+            except AcdError as exc:
+                # As a refused ``send`` was: the events stay applied, an offer whose command
+                # never left goes back in line at its deadline; ``flush`` reports it.
+                logger.error("Kafka did not take %d routing commands: %s", len(queued), exc)
+                self._refused = exc
+                continue
+            for (_, started), delivery in zip(queued, deliveries, strict=True):
+                if started is not None:
+                    delivery.add_done_callback(functools.partial(self._acked, started=started))
+            self._pending.update(deliveries)
 
     def take_held(self) -> list[Held]:
         """The commands held so far (their decisions are in Redis already), out of the sink."""
@@ -160,9 +184,15 @@ class KafkaCommandSink:
             self.metrics.command_acked_latency.observe(time.monotonic() - started)
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, []
+        """Return once Kafka has every command made so far; the project's error if it refused any."""
+        if self._shipping is not None:
+            await self._shipping
+        pending, self._pending = self._pending, set()
+        refused, self._refused = self._refused, None
         if pending:
             await asyncio.gather(*pending)
+        if refused is not None:
+            raise refused
 
 
 class RoutingWorker:
