@@ -147,13 +147,14 @@ def outbox_envelope(site: str, entry_id: str, fields: Mapping[str, str], source:
 def _outbox_data(site: str, entry_id: str, fields: Mapping[str, str]) -> tuple[type[Record], dict[str, Any]]:
     """The record class an entry holds and its fields, typed, in the class's field order."""
     kind = fields.get("t", "")
-    values = {name: value for name, value in fields.items() if name != "t"}
-    values |= {"record_id": f"{site}:{entry_id}", "site": site}
+    values = dict(fields)  # "t" stays: ``_typed`` ignores fields the class does not have
+    values["record_id"], values["site"] = f"{site}:{entry_id}", site
     cls: type[Record]
     if kind == CALL:
         cls = CallRecord
         # Entries appended before quality sampling existed have no such fields.
-        values = {"recording": "", "qa_sampled": "0"} | values
+        values.setdefault("recording", "")
+        values.setdefault("qa_sampled", "0")
     elif kind == AGENT_STATE:
         cls = AgentStateRecord
         start, end = _number(values.get("start", "")), _number(values.get("end", ""))
