@@ -637,8 +637,8 @@ class KafkaEnvelopeProducer:
             for index in members:
                 deliveries[index] = future
 
+        partitions = await self._partitions_of(topic)
         try:
-            partitions = tuple(sorted(await self._producer.partitions_for(topic)))
             open_batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> aiokafka BatchBuilder, members
             for index, envelope in enumerate(envelopes):
                 key, value = envelope.key.encode(), envelope.encode()
@@ -657,10 +657,19 @@ class KafkaEnvelopeProducer:
                     deliveries[index] = alone
             for partition, (batch, members) in open_batches.items():
                 await ship(partition, batch, members)
-        except KafkaError as exc:  # no buffer space, no topic metadata in time
+        except KafkaError as exc:  # no buffer space
             await asyncio.gather(*sent, return_exceptions=True)
             raise broker_error(exc) from exc
         return [delivery for delivery in deliveries if delivery is not None]
+
+    async def _partitions_of(self, topic: str) -> tuple[int, ...]:
+        try:
+            partitions = tuple(sorted(await self._producer.partitions_for(topic)))
+        except KafkaError as exc:  # no topic metadata in time
+            raise broker_error(exc) from exc
+        if not partitions:  # metadata that lists none (a topic being recreated)
+            raise BrokerUnavailableError(f"Kafka unavailable (no partitions known for topic {topic!r})")
+        return partitions
 
     async def knows_partitions(self, topic: str) -> bool:
         """Whether the producer has fresh partitions for ``topic`` (after a broker lost its
