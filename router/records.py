@@ -79,15 +79,6 @@ class CallRecord:
     # minimum topped up), '' not sampled (docs/quality.md).
     qa_reason: str = ""
 
-    @property
-    def key(self) -> str:
-        return f"call:{self.call_id}"
-
-    @property
-    def ts(self) -> float:
-        """When the fact happened: the call's end, or its wrap-up's end."""
-        return self.ended_at + (self.wrapup_s or 0.0)
-
 
 @dataclass(frozen=True, slots=True)
 class AgentStateRecord:
@@ -102,25 +93,27 @@ class AgentStateRecord:
     end: float
     duration_s: float
 
-    @property
-    def key(self) -> str:
-        return f"agent:{self.agent_id}"
-
-    @property
-    def ts(self) -> float:
-        return self.end
-
 
 Record = CallRecord | AgentStateRecord
+_KINDS: dict[type[Record], str] = {CallRecord: CALL, AgentStateRecord: AGENT_STATE}
 
 
 def record_envelope(record: Record, source: str) -> Envelope:
     """The envelope a record travels in; the same record gives the same envelope, so a
     record published twice is a byte-identical duplicate."""
-    kind = RECORD_CALL if isinstance(record, CallRecord) else RECORD_AGENT_STATE
     # Every field is a plain value: a flat copy is dataclasses.asdict's result, cheaper.
     data = {spec.name: getattr(record, spec.name) for spec in _specs(type(record))}
-    return Envelope(kind, record.record_id, source, record.ts, record.key, data)
+    return _envelope(type(record), data, source)
+
+
+def _envelope(cls: type[Record], data: dict[str, Any], source: str) -> Envelope:
+    """A record's envelope from its fields: keyed by its call or agent, at the time its fact
+    happened (a call's end, or its wrap-up's end; the end of an agent's stretch)."""
+    if cls is CallRecord:
+        key, ts = f"call:{data['call_id']}", data["ended_at"] + (data["wrapup_s"] or 0.0)
+    else:
+        key, ts = f"agent:{data['agent_id']}", data["end"]
+    return Envelope(ENVELOPE_TYPES[_KINDS[cls]], data["record_id"], source, ts, key, data)
 
 
 # -- from the outbox (flat strings, as the Lua scripts write them) ---------------------------------
@@ -137,11 +130,7 @@ def outbox_envelope(site: str, entry_id: str, fields: Mapping[str, str], source:
     ``record_from_outbox``'s record, built without the record: the relay makes about four
     per routing decision."""
     cls, data = _outbox_data(site, entry_id, fields)
-    record_id = data["record_id"]
-    if cls is CallRecord:
-        ts = data["ended_at"] + (data["wrapup_s"] or 0.0)
-        return CALL, Envelope(RECORD_CALL, record_id, source, ts, f"call:{data['call_id']}", data)
-    return AGENT_STATE, Envelope(RECORD_AGENT_STATE, record_id, source, data["end"], f"agent:{data['agent_id']}", data)
+    return _KINDS[cls], _envelope(cls, data, source)
 
 
 def _outbox_data(site: str, entry_id: str, fields: Mapping[str, str]) -> tuple[type[Record], dict[str, Any]]:
