@@ -64,6 +64,7 @@ class BenchConfig:
     seed: int = 1
     idle_s: float = 10.0  # seconds of no calls, after the agents' logins, for the idle CPU
     fetch_max_wait_ms: int | None = None  # kafka.fetch_max_wait_ms of every consumer; None: its default
+    fetch_idle_wait_ms: int | None = None  # kafka.fetch_idle_wait_ms likewise
 
 
 @dataclass
@@ -377,9 +378,8 @@ class Bench:
 
 
 def _kafka_overrides(config: BenchConfig) -> dict[str, Any]:
-    if config.fetch_max_wait_ms is None:
-        return {}
-    return {"fetch_max_wait_ms": config.fetch_max_wait_ms}
+    waits = {"fetch_max_wait_ms": config.fetch_max_wait_ms, "fetch_idle_wait_ms": config.fetch_idle_wait_ms}
+    return {name: ms for name, ms in waits.items() if ms is not None}
 
 
 def idle_percent(before: dict[str, float], after: dict[str, float], seconds: float, workers: int) -> dict[str, float]:
@@ -534,6 +534,12 @@ def add_benchmark_arguments(parser: Any) -> None:
         default=None,
         help="kafka.fetch_max_wait_ms for the routing workers and the fake PBX (default: the setting's, 10)",
     )
+    parser.add_argument(
+        "--fetch-idle-wait-ms",
+        type=_milliseconds,
+        default=None,
+        help="kafka.fetch_idle_wait_ms likewise (default: the setting's, 500; 0: off)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/acd-bench"))
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
@@ -565,6 +571,7 @@ def run_benchmark_command(args: Any) -> int:
             saturation_calls=args.saturation_calls,
             idle_s=args.idle_s,
             fetch_max_wait_ms=args.fetch_max_wait_ms,
+            fetch_idle_wait_ms=args.fetch_idle_wait_ms,
         )
     )
     print(json.dumps(report) if args.json else render(report))

@@ -329,6 +329,15 @@ def _drop_connections(client: Any) -> None:
         connection.close(reason=CloseReason.CONNECTION_BROKEN)
 
 
+def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
+    """From the next fetch request on, let the broker hold an empty fetch ``wait_ms``.
+    aiokafka reads its ``fetch_max_wait_ms`` afresh for every request it builds, but has no
+    public way to change it; before ``start()`` there is no fetcher yet and nothing to do."""
+    fetcher = consumer._fetcher
+    if fetcher is not None:
+        fetcher._fetch_max_wait_ms = wait_ms
+
+
 async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
     """``consumer.stop()``, finished even when aiokafka's fetcher trips over its own
     cancellation: ``Fetcher.close`` awaits the fetch tasks it cancels without catching their
@@ -735,6 +744,18 @@ def _topic_partition(part: str) -> TopicPartition:
     return TopicPartition(topic, int(partition))
 
 
+IDLE_WAIT_SHARE = 0.1  # of the quiet time so far: what the first message after it may wait more
+
+
+def idle_fetch_wait_ms(settings: KafkaSettings, quiet_s: float) -> int:
+    """How long the broker may hold an empty fetch once a consumer has read nothing for
+    ``quiet_s``: ``fetch_max_wait_ms`` at first, growing with the quiet to a tenth of it, up to
+    ``fetch_idle_wait_ms``. Tansu answers a waiting fetch only when its wait ends, so every
+    consumer of a quiet pipeline would otherwise ask 100 times a second (docs/performance.md)."""
+    grown = min(settings.fetch_idle_wait_ms, int(quiet_s * 1000 * IDLE_WAIT_SHARE))
+    return max(settings.fetch_max_wait_ms, grown)
+
+
 class KafkaGroupReader:
     """A consumer-group member that reads batches and commits only what it is told to."""
 
@@ -759,6 +780,8 @@ class KafkaGroupReader:
             max_poll_records=500,
         )
         self.generation = 0
+        self._fetch_wait_ms = settings.fetch_max_wait_ms
+        self._last_read_at = time.monotonic()  # when a read last returned messages
         # Between a rebalance's revocation and its assignment this member reads nothing.
         self.in_group = False
         self._on_assigned = on_assigned
@@ -797,11 +820,21 @@ class KafkaGroupReader:
         except KafkaError as exc:
             raise broker_error(exc) from exc
         now = time.monotonic()
-        return [
+        read = [
             Consumed(tp.topic, tp.partition, m.offset, m.key, m.value, now, self.generation)
             for tp, messages in batches.items()
             for m in messages
         ]
+        self._pace_fetches(now, bool(read))
+        return read
+
+    def _pace_fetches(self, now: float, read_some: bool) -> None:
+        if read_some:
+            self._last_read_at = now
+        wait_ms = idle_fetch_wait_ms(self.settings, now - self._last_read_at)
+        if wait_ms != self._fetch_wait_ms:
+            self._fetch_wait_ms = wait_ms
+            _set_fetch_wait(self._consumer, wait_ms)
 
     async def commit(self, processed: Sequence[Consumed], unhandled: Sequence[Consumed] = ()) -> None:
         """Commit past the highest processed offset of each partition, but not past a message

@@ -102,9 +102,17 @@ class KafkaSettings(Frozen):
     metadata_max_age_ms: int = Field(default=5_000, ge=100, description="how soon recreated topics are seen")
     startup_timeout_s: float = Field(default=30.0, gt=0, description="keep trying to reach Kafka at start-up")
     # Tansu does not wake a waiting fetch when data arrives, so a long fetch wait is
-    # latency on sparse traffic; 10 ms keeps the lab's loop fast at some idle CPU (about
-    # 8-10 % of a core for a worker and the broker; 50 ms: 3 %; docs/performance.md).
+    # latency on sparse traffic; 10 ms keeps the loop fast while messages flow, and the
+    # idle wait below keeps a quiet pipeline from polling the broker 100 times a second
+    # (docs/performance.md, "The idle pipeline").
     fetch_max_wait_ms: int = Field(default=10, ge=0)
+    fetch_idle_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        description="once a consumer's partitions are quiet, its fetch wait grows to a tenth of the quiet "
+        "time so far, up to this: the first message after a lull of T seconds waits at most T/10 more "
+        "(at most this) per hop; at or below `fetch_max_wait_ms`: off",
+    )
     max_batch_bytes: int = Field(
         default=1_000_000,
         ge=16_384,

@@ -79,7 +79,7 @@ NOTES: dict[str, str] = {
     "kafka.sasl_password_file": "a file holding the SASL password",
     "kafka.ssl_cafile": "CA bundle for SSL / SASL_SSL",
     "kafka.request_timeout_s": "real seconds per broker request; then the client drops the connection",
-    "kafka.fetch_max_wait_ms": "longest fetch wait (10: lab latency on Tansu; production: docs/performance.md)",
+    "kafka.fetch_max_wait_ms": "how long the broker may hold a fetch that finds nothing (docs/performance.md)",
     "kafka.session_timeout_ms": "a dead routing worker's partitions move after this",
     "kafka.heartbeat_interval_ms": "consumer group heartbeat",
     "kafka.max_poll_interval_ms": "longest gap between polls before the group evicts a worker",

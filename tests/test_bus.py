@@ -6,13 +6,22 @@ import asyncio
 import dataclasses
 
 import pytest
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 
 from load_tests.embedded import free_port
-from router.bus import Consumed, KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
+from router.bus import (
+    Consumed,
+    KafkaEnvelopeProducer,
+    KafkaGroupReader,
+    Topics,
+    ensure_topics,
+    idle_fetch_wait_ms,
+)
 from router.catchup import mark_of
 from router.envelope import AMI_EVENT, Envelope, decode
 from router.errors import BrokerUnavailableError
 from router.settings import KafkaSettings
+from tests.polling import eventually
 
 # A new member of a group waits until the broker has expired the member that left before it
 # (Tansu: after its session timeout, 6 s by default), so these tests, which stop a reader and start
@@ -227,4 +236,53 @@ async def test_a_member_tells_which_partitions_the_group_has_not_applied_up_to_m
         await reader.commit(by_partition[1])
         assert await reader.behind(marks) == []
     finally:
+        await reader.stop()
+
+
+def test_a_quiet_consumers_fetch_wait_grows_with_the_quiet_up_to_the_idle_wait() -> None:
+    settings = KafkaSettings(fetch_max_wait_ms=10, fetch_idle_wait_ms=500)
+    waits = [idle_fetch_wait_ms(settings, quiet_s) for quiet_s in (0.0, 0.05, 1.0, 2.5, 5.0, 60.0)]
+    assert waits == [10, 10, 100, 250, 500, 500]
+    off = KafkaSettings(fetch_max_wait_ms=10, fetch_idle_wait_ms=0)
+    assert idle_fetch_wait_ms(off, 60.0) == 10
+    kafka_like = KafkaSettings(fetch_max_wait_ms=500, fetch_idle_wait_ms=100)  # never below the busy wait
+    assert idle_fetch_wait_ms(kafka_like, 60.0) == 500
+
+
+async def test_a_quiet_reader_lets_the_broker_hold_its_fetches_longer_until_a_message_comes(
+    kafka_bootstrap: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """router.bus reaches into aiokafka's fetcher to change the wait (``_set_fetch_wait``):
+    the fetch requests aiokafka builds must carry it, and carry the short wait again once
+    messages flow. Fails when an aiokafka upgrade stops reading the attribute per request."""
+    asked: list[int] = []
+
+    class SpiedFetchRequest(aiokafka_fetcher.FetchRequest):  # type: ignore[misc,name-defined]
+        def __init__(self, max_wait_time: int, *args: object, **kwargs: object) -> None:
+            asked.append(max_wait_time)
+            super().__init__(max_wait_time, *args, **kwargs)
+
+    monkeypatch.setattr(aiokafka_fetcher, "FetchRequest", SpiedFetchRequest)
+    settings = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, fetch_max_wait_ms=10, fetch_idle_wait_ms=300
+    )
+    topic = Topics(topic_prefix).ami_events
+    await ensure_topics(settings, [topic])
+    reader = await group_member(settings)
+    producer = KafkaEnvelopeProducer(settings)
+    await producer.start()
+    try:
+        await eventually(lambda: 10 in asked, "fetches with the busy wait")
+        reader._last_read_at -= 60.0  # as if nothing had come for a minute
+        assert await reader.read(timeout_ms=50) == []
+        asked.clear()
+        await eventually(lambda: 300 in asked, "fetches with the idle wait")
+
+        await producer.send(topic, envelope(1, "call:1"))
+        await producer.flush()
+        assert len(await read_until(reader, 1)) == 1
+        asked.clear()
+        await eventually(lambda: 10 in asked, "fetches with the busy wait once a message came")
+    finally:
+        await producer.stop()
         await reader.stop()
