@@ -228,6 +228,7 @@ class RoutingWorker:
         self._last_sweep = 0.0
         self._writers = 0  # draining tasks whose transitions may still append records
         self._quiet = asyncio.Event()  # ... set once none is left
+        self._committing: asyncio.Task[None] | None = None  # the latest batch's offset commit
 
     def component(self) -> Component:
         """Consume, timers and the record relay drain at stop; the lag gauge and the topic
@@ -286,6 +287,13 @@ class RoutingWorker:
                 return
 
     async def consume(self, stop: asyncio.Event) -> None:
+        try:
+            await self._consume(stop)
+        finally:
+            if self._committing is not None:
+                await self._committing
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await self._read(stop)
             gate = self._gate_for(batch)
@@ -303,7 +311,16 @@ class RoutingWorker:
                 and (gate is None or await self._replicated(gate, stop))
             ):
                 # Envelopes held back for order are not handled yet: not committed past.
-                await self.reader.commit(batch, unhandled=self.sequencer.held())
+                await self._commit_behind(batch, unhandled=self.sequencer.held())
+
+    async def _commit_behind(self, batch: list[Consumed], unhandled: list[Consumed]) -> None:
+        """Commit the batch's offsets while the next poll is read and applied: its commands
+        are acknowledged and its chains saved already, so nothing waits for the commit (one
+        that is lost only means a redelivery, which is harmless). One commit at a time, in
+        order; the previous one's failure (beyond a rebalance, which it logs) is raised here."""
+        if self._committing is not None:
+            await self._committing
+        self._committing = asyncio.create_task(self.reader.commit(batch, unhandled=unhandled))
 
     async def _read(self, stop: asyncio.Event) -> list[Consumed]:
         try:
