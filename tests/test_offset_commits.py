@@ -100,3 +100,19 @@ async def test_the_consume_loop_ends_only_once_its_last_commit_is_made() -> None
     reader.release.set()
     await consuming
     assert reader.committed == [[7]]
+
+
+async def test_a_loop_that_fails_raises_its_own_error_and_leaves_its_commit_behind() -> None:
+    reader = HeldCommits()
+    worker = worker_reading_from(reader)
+
+    async def one_batch_then_fail(stop: asyncio.Event) -> None:
+        await worker._commit_behind([message(8)], unhandled=[])
+        raise RuntimeError("Redis said no")
+
+    worker._consume = one_batch_then_fail  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="Redis said no"):
+        await worker.consume(asyncio.Event())
+    await settle()
+    assert worker._committing is not None and worker._committing.cancelled()
+    assert reader.committed == []  # redelivered after the restart: harmless

@@ -289,9 +289,12 @@ class RoutingWorker:
     async def consume(self, stop: asyncio.Event) -> None:
         try:
             await self._consume(stop)
-        finally:
+        except BaseException:
             if self._committing is not None:
-                await self._committing
+                self._committing.cancel()  # a commit lost is a redelivery; the loop's error goes up
+            raise
+        if self._committing is not None:
+            await self._committing  # stopping: the last batch's offsets go in before the reader stops
 
     async def _consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
