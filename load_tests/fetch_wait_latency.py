@@ -20,7 +20,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 
-from load_tests.benchmark import cpu_seconds
+from load_tests.benchmark import _milliseconds, cpu_seconds
 from load_tests.embedded import EmbeddedKafka
 from load_tests.summary import percentile
 from router.bus import KafkaEnvelopeProducer, KafkaGroupReader, Topics, ensure_topics
@@ -113,12 +113,18 @@ def _gap_ranges(text: str) -> list[tuple[float, float]]:
     return ranges
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of messages (1 or more, e.g. 40)")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=KafkaSettings().fetch_max_wait_ms)
-    parser.add_argument("--fetch-idle-wait-ms", type=int, default=KafkaSettings().fetch_idle_wait_ms)
+    parser.add_argument("--fetch-max-wait-ms", type=_milliseconds, default=KafkaSettings().fetch_max_wait_ms)
+    parser.add_argument("--fetch-idle-wait-ms", type=_milliseconds, default=KafkaSettings().fetch_idle_wait_ms)
     parser.add_argument("--gaps", type=_gap_ranges, default=_gap_ranges("0.05:0.3,2:8"), help="LOW:HIGH seconds, ...")
-    parser.add_argument("--messages", type=int, default=40, help="messages per range of gaps")
+    parser.add_argument("--messages", type=_count, default=40, help="messages per range of gaps")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     settings = KafkaSettings(

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from load_tests.fetch_wait_latency import _gap_ranges, measure
+from load_tests.fetch_wait_latency import _count, _gap_ranges, measure
 from router.settings import KafkaSettings
 
 
@@ -27,3 +27,10 @@ def test_gap_ranges_are_read_and_bad_ones_say_how_to_write_them() -> None:
     for bad in ("fast", "3:1", "-1:2"):
         with pytest.raises(argparse.ArgumentTypeError, match="LOW:HIGH"):
             _gap_ranges(bad)
+
+
+def test_a_count_of_messages_is_one_or_more() -> None:
+    assert _count("40") == 40
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(argparse.ArgumentTypeError, match="1 or more"):
+            _count(bad)
