@@ -780,7 +780,6 @@ class KafkaGroupReader:
             max_poll_records=500,
         )
         self.generation = 0
-        self._fetch_wait_ms = settings.fetch_max_wait_ms
         self._last_read_at = time.monotonic()  # when a read last returned messages
         # Between a rebalance's revocation and its assignment this member reads nothing.
         self.in_group = False
@@ -831,10 +830,7 @@ class KafkaGroupReader:
     def _pace_fetches(self, now: float, read_some: bool) -> None:
         if read_some:
             self._last_read_at = now
-        wait_ms = idle_fetch_wait_ms(self.settings, now - self._last_read_at)
-        if wait_ms != self._fetch_wait_ms:
-            self._fetch_wait_ms = wait_ms
-            _set_fetch_wait(self._consumer, wait_ms)
+        _set_fetch_wait(self._consumer, idle_fetch_wait_ms(self.settings, now - self._last_read_at))
 
     async def commit(self, processed: Sequence[Consumed], unhandled: Sequence[Consumed] = ()) -> None:
         """Commit past the highest processed offset of each partition, but not past a message
