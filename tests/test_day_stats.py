@@ -175,6 +175,30 @@ async def test_per_day_keys_expire_three_days_after_their_day_ends(
     assert await redis.ttl(store.keys.stats("q")) == -1  # the all-time hash never expires
 
 
+async def test_a_batch_sets_a_day_keys_expiry_once_and_as_late_as_its_oldest_event_asks(
+    store: RedisStateStore, redis: Redis
+) -> None:
+    """Each count into a per-day key used to set its expiry again: one EXPIRE per count.
+    Within one round trip it is set once, and again only for an older event (more time left)."""
+    import asyncio
+
+    older, newer = local(2026, 3, 29, 9, 0), local(2026, 3, 29, 12, 0)
+    expires_before = await _expire_calls(redis)
+    await asyncio.gather(
+        enqueue(store, "c1", older), enqueue(store, "c2", newer), enqueue(store, "c3", newer + 60)
+    )
+    assert store.scripts.round_trips == 1
+    assert await day(store, "2026-03-29") == {"offered": 3}
+    assert await _expire_calls(redis) - expires_before == 1
+    left = local(2026, 3, 30) - older + 3 * 86400
+    assert left - 2 <= await redis.ttl(store.keys.day_stats("2026-03-29", "q")) <= left
+
+
+async def _expire_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_expire", {}).get("calls", 0))
+
+
 async def test_a_redelivered_event_counts_once_per_day_too(store: RedisStateStore) -> None:
     from router.store import Position
 

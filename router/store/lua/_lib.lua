@@ -42,8 +42,12 @@ local function int_text(n)
   return text
 end
 
+-- The per-day keys whose expiry this round trip has set: key -> the seconds it was given
+-- from the event's time (expire_with_day).
+local EXPIRING = {}
+
 -- Called by run_batch and run_one before each round trip: the memory of one stays small.
-local function forget_texts() SECS_TEXT = {} end
+local function forget_texts() SECS_TEXT, EXPIRING = {}, {} end
 
 local function num(v, default)
   if v == false or v == nil then return default end
@@ -65,10 +69,9 @@ local function stats_key(queue) return P .. 'stats:' .. queue end
 -- events replayed from the past, or of a simulated clock behind the real one).
 local DAY_KEEP_S = 3 * 86400
 local DAYS = nil
-local EXPIRING = {}
 
 local function use_days(spec)
-  DAYS, EXPIRING = nil, {}
+  DAYS = nil
   if spec == nil or spec == false or spec == '' then return end
   local parts = {}
   for part in string.gmatch(spec, '%S+') do parts[#parts + 1] = part end
@@ -89,12 +92,14 @@ local function day_of(t)
 end
 
 -- A per-day key (once written) expires DAY_KEEP_S after its day ends, as seen from ``at``;
--- set once per key and script run.
+-- set once per key and round trip (a batch's operations count into the same few keys), again
+-- only when a later operation's event is older and so asks for more time.
 local function expire_with_day(key, d, at)
-  if not EXPIRING[key] then
-    local left = math.max(0, math.min(d[3] - at, 2 * 86400))
-    redis.call('EXPIRE', key, int_text(math.floor(left + DAY_KEEP_S)))
-    EXPIRING[key] = true
+  local left = math.floor(math.max(0, math.min(d[3] - at, 2 * 86400)) + DAY_KEEP_S)
+  local set = EXPIRING[key]
+  if set == nil or left > set then
+    redis.call('EXPIRE', key, int_text(left))
+    EXPIRING[key] = left
   end
 end
 
@@ -196,7 +201,8 @@ end
 -- back: an event stamped by another process a little earlier ends the state at its start.
 -- reindex calls this, and every script that changes an agent's state, reason, reserved or
 -- connected count reindexes it afterwards (its availability depends on the same fields).
-local function note_agent_state(id, state, reason, reserved, connected, rec, at)
+-- The new record fields are appended to ``writes`` (the agent's hash: reindex writes them).
+local function note_agent_state(id, state, reason, reserved, connected, rec, at, writes)
   local s, r = effective_state(state, reason, reserved, connected)
   if s == rec[1] and r == (rec[2] or '') then return end
   local t = at
@@ -206,7 +212,9 @@ local function note_agent_state(id, state, reason, reserved, connected, rec, at)
     outbox_add('agent_state', {'agent_id', id, 'state', rec[1], 'reason', rec[2] or '',
       'start', rec[3] or since, 'end', since})
   end
-  redis.call('HSET', agent_key(id), 'rec_state', s, 'rec_reason', r, 'rec_since', since)
+  local n = #writes
+  writes[n + 1], writes[n + 2], writes[n + 3], writes[n + 4] = 'rec_state', s, 'rec_reason', r
+  writes[n + 5], writes[n + 6] = 'rec_since', since
 end
 
 -- Kafka delivers at least once. Each entity remembers, per topic partition, the offset
@@ -219,14 +227,19 @@ local function split_position(pos)
   return tonumber(session) or 0, tonumber(seq) or tonumber(pos) or -1
 end
 
-local function seen(key, part, off)
-  if part == '' then return false end
-  local last = redis.call('HGET', key, 'wm:' .. part)
-  if not last then return false end
+-- ``last``: the entity's watermark for ``part`` as already read ('wm:' .. part, nil or false
+-- when none), for scripts that read it with the rest of the hash.
+local function seen_since(last, part, off)
+  if part == '' or not last then return false end
   local session, seq = split_position(off)
   local last_session, last_seq = split_position(last)
   if session ~= last_session then return session < last_session end
   return seq <= last_seq
+end
+
+local function seen(key, part, off)
+  if part == '' then return false end
+  return seen_since(redis.call('HGET', key, 'wm:' .. part), part, off)
 end
 
 local function mark(key, part, off)
@@ -279,10 +292,14 @@ local function unindex_logged_in(id, skills_json)
   redis.call('HDEL', agent_key(id), 'in_ix')
 end
 
--- Remove an agent from every index (before its skills change, or when it cannot work).
-local function unindex(id, skills_json)
+local function unindex_scores(id, skills_json)
   redis.call('ZREM', P .. 'available', id)
   for _, k in ipairs(skill_keys(skills_json)) do redis.call('ZREM', k, id) end
+end
+
+-- Remove an agent from every index (before its skills change, or when it cannot work).
+local function unindex(id, skills_json)
+  unindex_scores(id, skills_json)
   redis.call('HSET', agent_key(id), 'av_idx', '')
 end
 
@@ -317,7 +334,9 @@ local function reindex(id, now, changed_at)
   local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'skills',
     'idle_since', 'avail_mark', 'dev_busy', 'in_ix', 'av_idx', 'reason', 'rec_state', 'rec_reason',
     'rec_since')
-  if a[1] then note_agent_state(id, a[1], a[11], a[3], a[4], {a[12], a[13], a[14]}, changed_at or now) end
+  -- What changes in the agent's own hash, written once at the end.
+  local writes = {}
+  if a[1] then note_agent_state(id, a[1], a[11], a[3], a[4], {a[12], a[13], a[14]}, changed_at or now, writes) end
   index_logged_in(id, a[1], a[5], a[9])
   local active = num(a[3], 0) + num(a[4], 0)
   -- dev_busy: the phone is unavailable, or busy with a call the ACD did not give it.
@@ -328,22 +347,25 @@ local function reindex(id, now, changed_at)
     if a[10] ~= score then
       redis.call('ZADD', P .. 'available', score, id)
       for _, k in ipairs(skill_keys(a[5])) do redis.call('ZADD', k, score, id) end
-      redis.call('HSET', ak, 'av_idx', score)
+      writes[#writes + 1], writes[#writes + 2] = 'av_idx', score
     end
   elseif a[10] ~= '' then
-    unindex(id, a[5])
+    unindex_scores(id, a[5])
+    writes[#writes + 1], writes[#writes + 2] = 'av_idx', ''
   end
+  -- avail_mark: when the agent's idle stretch began ('' or none: not idle now).
   local idle = a[1] == 'available' and active == 0
   local mark_at = num(a[7], nil)
+  local accrued = 0
   if idle and mark_at == nil then
-    redis.call('HSET', ak, 'avail_mark', secs(now))
+    writes[#writes + 1], writes[#writes + 2] = 'avail_mark', secs(now)
   elseif not idle and mark_at ~= nil then
-    local accrued = math.max(0, now - mark_at)
+    accrued = math.max(0, now - mark_at)
     redis.call('HINCRBYFLOAT', ak, 'avail_s', secs(accrued))
-    redis.call('HDEL', ak, 'avail_mark')
-    return accrued
+    writes[#writes + 1], writes[#writes + 2] = 'avail_mark', ''
   end
-  return 0
+  if #writes > 0 then redis.call('HSET', ak, unpack(writes)) end
+  return accrued
 end
 
 -- An offered call its agent answered: connected, with why this agent was chosen and the
@@ -455,18 +477,15 @@ local function release_reservation(agent_id, now)
   reindex(agent_id, now)
 end
 
--- The call's record (docs/records.md) as the outbox carries it, from its hash: flat name,
--- value strings. Revision and wrapup_s come first (positions 2 and 4), so that the wrap-up's
--- end can fill them into a copy (finish_wrapup_record). Waits are from entry into the queue
--- it was in (as its queue's statistics count them), talk from the answer to the end.
+-- The call's record (docs/records.md) as the outbox carries it, from its hash (``c``, read
+-- with FINISH_FIELDS) and the time it ended: flat name, value strings. Revision and wrapup_s
+-- come first (positions 2 and 4), so that the wrap-up's end can fill them into a copy
+-- (finish_wrapup_record). Waits are from entry into the queue it was in (as its queue's
+-- statistics count them), talk from the answer to the end.
 -- Returns the fields and whether the call was answered.
-local function call_record(call_id, outcome)
-  local c = redis.call('HMGET', call_key(call_id), 'queue', 'first_queue', 'priority', 'caller_num',
-    'caller_name', 'first_entered_at', 'entered_at', 'first_offered_at', 'answered_at', 'ended_at',
-    'agent', 'offers', 'rna', 'reqs_now', 'ans_reason', 'sl_t', 'segment', 'recording', 'qa_sampled', 'qa_reason',
-    'cb_sl_at')
+local function call_record(call_id, outcome, c, ended_text)
   -- A callback's wait counts from where its service level does (cb_sl_at, router/callback.py).
-  local entered, answered, ended = num(c[21], num(c[7], 0)), num(c[9], nil), num(c[10], 0)
+  local entered, answered, ended = num(c[21], num(c[7], 0)), num(c[9], nil), num(ended_text, 0)
   local wait = math.max(0, (answered or ended) - entered)
   local within = wait <= num(c[16], 0)
   return {
@@ -474,7 +493,7 @@ local function call_record(call_id, outcome)
     'queue', c[1] or '', 'first_queue', c[2] or c[1] or '', 'priority', c[3] or '0',
     'caller_number', c[4] or '', 'caller_name', c[5] or '', 'entered_at', c[6] or c[7] or '',
     'queue_entered_at', c[7] or '', 'first_offered_at', c[8] or '', 'answered_at', c[9] or '',
-    'ended_at', c[10] or '', 'wait_s', secs(wait),
+    'ended_at', ended_text, 'wait_s', secs(wait),
     'talk_s', secs(answered and math.max(0, ended - answered) or 0),
     'agent_id', answered and (c[11] or '') or '', 'offers', c[12] or '0', 'ring_no_answers', c[13] or '0',
     'requirements', c[14] or '', 'decision_reason', answered and (c[15] or '') or '',
@@ -485,24 +504,43 @@ local function call_record(call_id, outcome)
   }, answered ~= nil
 end
 
+-- What finish_call reads: the record's fields (call_record's ``c``), then what says which
+-- indexes may hold the call. (Written out: a library's top level runs without ipairs.)
+local FINISH_FIELDS = {'queue', 'first_queue', 'priority', 'caller_num',
+  'caller_name', 'first_entered_at', 'entered_at', 'first_offered_at', 'answered_at', 'ended_at',
+  'agent', 'offers', 'rna', 'reqs_now', 'ans_reason', 'sl_t', 'segment', 'recording', 'qa_sampled', 'qa_reason',
+  'cb_sl_at', 'state', 'cb_num', 'declines', 'rec_rev'}
+local FINISH_STATE = 22
+
 -- The call left the ACD (``state`` in its hash; ``outcome`` as its record names it): out of
 -- every index, and its record to the outbox. ``wrap_agent``: the agent whose after-call
 -- work for it has just begun ('' none); the record is published again with wrapup_s once
 -- that ends. An answered call with no after-call work has wrapup_s 0 at once.
+-- Indexes the call cannot be in are left alone: a connected call left the line and its offer
+-- when it was answered (connect_call); only a callback (cb_num) is among the callbacks, and
+-- only a call declined once ('declines', decline_offer) has a set of agents who declined it.
 local function finish_call(call_id, state, at, outcome, wrap_agent)
   local ck = call_key(call_id)
-  line_remove(call_id, redis.call('HGET', ck, 'queue'))
-  redis.call('HSET', ck, 'state', state, 'ended_at', secs(at))
-  redis.call('ZREM', P .. 'offers', call_id)
+  local c = redis.call('HMGET', ck, unpack(FINISH_FIELDS))
+  local was, cb_num, declines = c[FINISH_STATE], c[FINISH_STATE + 1], c[FINISH_STATE + 2]
+  local revision = int_text(num(c[FINISH_STATE + 3], 0) + 1)
+  local ended = secs(at)
+  if was ~= 'connected' then
+    line_remove(call_id, c[1])
+    redis.call('ZREM', P .. 'offers', call_id)
+  end
+  redis.call('HSET', ck, 'state', state, 'ended_at', ended, 'rec_rev', revision)
   redis.call('ZREM', P .. 'relax_due', call_id)
   redis.call('ZREM', P .. 'overflow_due', call_id)
   redis.call('SREM', P .. 'open_calls', call_id)
-  redis.call('SREM', P .. 'callbacks', call_id)  -- callbacks: see the end of this file
-  redis.call('ZREM', P .. 'callback_due', call_id)
+  if cb_num then
+    redis.call('SREM', P .. 'callbacks', call_id)  -- callbacks: see the end of this file
+    redis.call('ZREM', P .. 'callback_due', call_id)
+  end
   redis.call('EXPIRE', ck, '86400')
-  redis.call('EXPIRE', P .. 'declined:' .. call_id, '86400')
-  local record, answered = call_record(call_id, outcome)
-  record[2] = tostring(redis.call('HINCRBY', ck, 'rec_rev', '1'))
+  if declines then redis.call('EXPIRE', P .. 'declined:' .. call_id, '86400') end
+  local record, answered = call_record(call_id, outcome, c, ended)
+  record[2] = revision
   if answered and (wrap_agent or '') == '' then record[4] = '0' end
   outbox_add('call', record)
   if answered and (wrap_agent or '') ~= '' then
@@ -702,21 +740,25 @@ end
 -- Returns the agent's id when its after-call work began, else '' (for finish_call).
 local function agent_call_done(agent_id, queue, talk, wrapup, at)
   local ak = agent_key(agent_id)
-  if redis.call('EXISTS', ak) == 0 then return '' end
-  if redis.call('HINCRBY', ak, 'connected', '-1') < 0 then redis.call('HSET', ak, 'connected', '0') end
+  local a = redis.call('HMGET', ak, 'state', 'connected')
+  if not a[1] and redis.call('EXISTS', ak) == 0 then return '' end
   redis.call('HINCRBYFLOAT', ak, 'handled_s', secs(talk))
+  local writes = {'connected', int_text(math.max(0, num(a[2], 0) - 1))}
   local wrapping = ''
-  if redis.call('HGET', ak, 'state') == 'available' then
+  if a[1] == 'available' then
     if wrapup > 0 then
       local until_text = secs(at + wrapup)
-      redis.call('HSET', ak, 'state', 'wrap_up', 'state_since', secs(at), 'wrapup_start', secs(at),
-        'wrapup_until', until_text, 'wrapup_queue', queue)
+      for _, v in ipairs({'state', 'wrap_up', 'state_since', secs(at), 'wrapup_start', secs(at),
+          'wrapup_until', until_text, 'wrapup_queue', queue}) do
+        writes[#writes + 1] = v
+      end
       redis.call('ZADD', P .. 'wrapup', until_text, agent_id)
       wrapping = agent_id
     else
-      redis.call('HSET', ak, 'idle_since', secs(at))
+      writes[#writes + 1], writes[#writes + 2] = 'idle_since', secs(at)
     end
   end
+  redis.call('HSET', ak, unpack(writes))
   reindex(agent_id, at)
   return wrapping
 end

@@ -9,11 +9,11 @@
 local call_id, agent_id, at = ARGV[2], ARGV[3], time_arg(ARGV[4])
 use_days(ARGV[7])
 local ck = call_key(call_id)
-if redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end
-if seen(ck, ARGV[5], ARGV[6]) then return {'duplicate', ''} end
-mark(ck, ARGV[5], ARGV[6])
 local c = redis.call('HMGET', ck, 'state', 'agent', 'queue', 'entered_at', 'sl_t', 'decision', 'reqs_now',
-  'channel', 'caller_num', 'aff_win')
+  'channel', 'caller_num', 'aff_win', 'wm:' .. ARGV[5])
+if not c[1] and redis.call('EXISTS', ck) == 0 then return {'unknown_call', ''} end
+if seen_since(c[11], ARGV[5], ARGV[6]) then return {'duplicate', ''} end
+mark(ck, ARGV[5], ARGV[6])
 local offered = c[1] == 'offered' or c[1] == 'dispatching' or c[1] == 'ringing'
 if not offered or c[2] ~= agent_id then return {'ignored', c[1]} end
 -- The call's record keeps why this agent was chosen and the requirements it was chosen for.

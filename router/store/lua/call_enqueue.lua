@@ -33,17 +33,28 @@ if redis.call('EXISTS', ck) == 1 then
   aff = ''
 end
 local priority, entered_at = tonumber(ARGV[4]), time_arg(ARGV[7])
-redis.call('HSET', ck, 'state', 'waiting', 'queue', ARGV[3], 'priority', ARGV[4],
+local fields = {'state', 'waiting', 'queue', ARGV[3], 'priority', ARGV[4],
   'reqs', ARGV[5], 'channel', ARGV[6], 'entered_at', secs(entered_at),
   'agent', '', 'offer_id', '', 'sl_t', ARGV[10], 'wrapup_s', ARGV[11], 'prio_set', ARGV[12],
   'hops', '0', 'caller_num', ARGV[19] or '', 'caller_name', ARGV[20] or '', 'reqs_now', ARGV[21] or '',
-  'qa', ARGV[23] or '', 'aff', aff, 'aff_win', ARGV[25] or '')
+  'qa', ARGV[23] or '', 'aff', aff, 'aff_win', ARGV[25] or ''}
+if requeued then
+  redis.call('HSET', ck, unpack(fields))
+  redis.call('HSETNX', ck, 'first_entered_at', secs(entered_at))
+  redis.call('HSETNX', ck, 'first_queue', ARGV[3])
+  -- A caller its agent transferred back into a queue starts its next visit (its records').
+  redis.call('HINCRBY', ck, 'segment', '1')
+  mark(ck, ARGV[13], ARGV[14])
+else
+  -- A new call: its first visit, and the event's position, in the same write.
+  local n = #fields
+  fields[n + 1], fields[n + 2] = 'first_entered_at', secs(entered_at)
+  fields[n + 3], fields[n + 4] = 'first_queue', ARGV[3]
+  fields[n + 5], fields[n + 6] = 'segment', '1'
+  if ARGV[13] ~= '' then fields[n + 7], fields[n + 8] = 'wm:' .. ARGV[13], ARGV[14] end
+  redis.call('HSET', ck, unpack(fields))
+end
 hold_for(id, aff)
-redis.call('HSETNX', ck, 'first_entered_at', secs(entered_at))
-redis.call('HSETNX', ck, 'first_queue', ARGV[3])
--- A caller its agent transferred back into a queue starts its next visit (its records').
-redis.call('HINCRBY', ck, 'segment', '1')
-mark(ck, ARGV[13], ARGV[14])
 line_add(id, ARGV[3], waiting_score(priority, entered_at), ARGV[5] ~= '')
 redis.call('SADD', P .. 'open_calls', id)
 if ARGV[8] ~= '' then redis.call('ZADD', P .. 'relax_due', ARGV[8], id) end

@@ -7,17 +7,17 @@
 local call_id, at = ARGV[2], time_arg(ARGV[3])
 use_days(ARGV[7])
 local ck = call_key(call_id)
-if redis.call('EXISTS', ck) == 0 then return {'unknown_call', '0', '', ''} end
 local c = redis.call('HMGET', ck, 'state', 'queue', 'entered_at', 'agent', 'answered_at', 'sl_t',
-  'wrapup_s')
+  'wrapup_s', 'wm:' .. ARGV[4], 'cb_num', 'xfer_at')
+if not c[1] and redis.call('EXISTS', ck) == 0 then return {'unknown_call', '0', '', ''} end
 local state, queue, agent_id = c[1], c[2], c[4] or ''
 -- A redelivery changes nothing, but says which agent to look at again (follow-up matching).
-if seen(ck, ARGV[4], ARGV[5]) then return with_candidate({'duplicate', '0', queue, agent_id}, agent_id) end
+if seen_since(c[8], ARGV[4], ARGV[5]) then return with_candidate({'duplicate', '0', queue, agent_id}, agent_id) end
 mark(ck, ARGV[4], ARGV[5])
 local waiting = state == 'waiting' or state == 'offered' or state == 'dispatching' or state == 'ringing'
 -- Callbacks (router/callback.py): a caller who asked to be called back hangs up and keeps its
 -- place; an offer of its live channel (not a callback attempt) goes back in line.
-if waiting and redis.call('HEXISTS', ck, 'cb_num') == 1 then
+if waiting and c[9] then
   if state ~= 'waiting' and redis.call('HGET', ck, 'cb_offer') ~= '1' then
     requeue(call_id)
     release_reservation(agent_id, at)
@@ -38,7 +38,7 @@ if waiting then
   record_abandon(queue, waited, num(c[6], 0), at)
   return with_candidate({'abandoned', secs(waited), queue, agent_id}, agent_id)
 end
-if state == 'connected' and redis.call('HEXISTS', ck, 'xfer_at') == 1 then
+if state == 'connected' and c[10] then
   -- Transferred, and the agent's leg was never seen ending: the agent is done by now.
   local talk = end_transferred_call(call_id, at)
   return with_candidate({'transferred', secs(talk), queue, agent_id}, agent_id)

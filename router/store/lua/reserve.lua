@@ -5,7 +5,9 @@
 -- (the last three '' unless the caller asked to be called back) or {refusal, detail}
 local call_id, agent_id, now = ARGV[2], ARGV[3], time_arg(ARGV[5])
 local ck, ak = call_key(call_id), agent_key(agent_id)
-local c = redis.call('HMGET', ck, 'state', 'queue')
+-- Read once: what the checks need, and what the offer's writes build on (one HSET each).
+local c = redis.call('HMGET', ck, 'state', 'queue', 'cb_num', 'cb_af', 'caller_name', 'offers',
+  'first_offered_at', 'declines')
 if not c[1] then return {'unknown_call', ''} end
 if c[1] ~= 'waiting' then return {'call_taken', c[1]} end
 local a = redis.call('HMGET', ak, 'state', 'capacity', 'reserved', 'connected', 'device', 'dev_busy')
@@ -15,22 +17,19 @@ if a[1] ~= 'available' or num(a[3], 0) + num(a[4], 0) >= num(a[2], 1) then
 end
 -- The phone is unavailable (or busy with a call the ACD did not give it): never offer.
 if a[6] == '1' then return {'agent_taken', 'device_busy'} end
-if redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
+-- 'declines' is set with the first decline (decline_offer): no set to look in before it.
+if c[8] and redis.call('SISMEMBER', P .. 'declined:' .. call_id, agent_id) == 1 then
   return {'agent_declined', ''}
 end
-redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
-  'offered_at', ARGV[5], 'decision', ARGV[7])
 -- Callbacks (router/callback.py): the caller hung up to be called back; this offer calls out.
-local cb = redis.call('HMGET', ck, 'cb_num', 'cb_af', 'caller_name')
-redis.call('HSET', ck, 'cb_offer', cb[1] and '1' or '')
 -- For the call's record: offers made, and the first.
-redis.call('HINCRBY', ck, 'offers', '1')
-redis.call('HSETNX', ck, 'first_offered_at', ARGV[5])
+redis.call('HSET', ck, 'state', 'offered', 'agent', agent_id, 'offer_id', ARGV[4],
+  'offered_at', ARGV[5], 'decision', ARGV[7], 'cb_offer', c[3] and '1' or '',
+  'offers', int_text(num(c[6], 0) + 1), 'first_offered_at', c[7] or ARGV[5])
 line_remove(call_id, c[2])
 redis.call('ZADD', P .. 'offers', ARGV[6], call_id)
-redis.call('HINCRBY', ak, 'reserved', '1')
-redis.call('HSET', ak, 'last_call', call_id)
+redis.call('HSET', ak, 'reserved', int_text(num(a[3], 0) + 1), 'last_call', call_id)
 redis.call('HSET', P .. 'rr', c[2], agent_id)
 local accrued = reindex(agent_id, now)
 redis.call('XADD', P .. 'decisions', 'MAXLEN', '~', '100000', '*', 'd', ARGV[7])
-return {'ok', a[5] or '', tostring(accrued), cb[1] or '', cb[2] or '', cb[3] or ''}
+return {'ok', a[5] or '', tostring(accrued), c[3] or '', c[4] or '', c[5] or ''}
