@@ -20,9 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import orjson
@@ -182,8 +180,11 @@ class Matcher:
         agent = next((c for c in candidates if c.agent_id == decision.agent_id), None)
         record = self._record(decision, call, candidates, agent, offer_id, now, trigger)
         places = agent.capacity - agent.active if agent else 1
-        with self.reserving.hold(call.call_id, decision.agent_id, places):
+        self.reserving.take(call.call_id, decision.agent_id, places)
+        try:
             outcome = await self.store.reserve(call.call_id, decision.agent_id, offer_id, now, deadline, record)
+        finally:
+            self.reserving.give_back(call.call_id, decision.agent_id)
         if outcome.status != "ok":
             return outcome
         self.context.metrics.decisions.labels(decision.queue, trigger).inc()
@@ -275,33 +276,35 @@ class Reserving:
     agent may be in two at once: its own search for a call and a call's for it)."""
 
     def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.agents: Counter[str] = Counter()
+        # Plain dicts read with .get: a Counter's __missing__ is a Python call per absent key.
+        self.calls: dict[str, int] = {}
+        self.agents: dict[str, int] = {}
         self._places: dict[str, int] = {}  # each agent's free places, as read for its latest hold
 
     def has_room(self, agent: AgentCandidate) -> bool:
         """Whether ``agent`` (as read) has a free place beyond the reservations in flight."""
-        return agent.active + self.agents[agent.agent_id] < agent.capacity
+        return agent.active + self.agents.get(agent.agent_id, 0) < agent.capacity
 
     def full(self) -> set[str]:
         """The agents whose every free place a reservation in flight is taking."""
         return {agent_id for agent_id, held in self.agents.items() if held >= self._places.get(agent_id, 1)}
 
-    @contextmanager
-    def hold(self, call_id: str, agent_id: str, places: int = 1) -> Iterator[None]:
-        """While a reservation of ``agent_id`` (``places`` free, as read) for ``call_id`` is made."""
-        self.calls[call_id] += 1
-        self.agents[agent_id] += 1
+    # take and give_back, not a context manager: a generator per reservation showed in a
+    # saturated worker's profile (docs/performance.md).
+    def take(self, call_id: str, agent_id: str, places: int = 1) -> None:
+        """A reservation of ``agent_id`` (``places`` free, as read) for ``call_id`` is being made."""
+        self.calls[call_id] = self.calls.get(call_id, 0) + 1
+        self.agents[agent_id] = self.agents.get(agent_id, 0) + 1
         self._places[agent_id] = places
-        try:
-            yield
-        finally:
-            for held, key in ((self.calls, call_id), (self.agents, agent_id)):
-                held[key] -= 1
-                if held[key] <= 0:
-                    del held[key]
-            if agent_id not in self.agents:
-                self._places.pop(agent_id, None)
+
+    def give_back(self, call_id: str, agent_id: str) -> None:
+        """That reservation is made or refused: ``take``'s hold ends (once per take)."""
+        for held, key in ((self.calls, call_id), (self.agents, agent_id)):
+            held[key] -= 1
+            if held[key] <= 0:
+                del held[key]
+        if agent_id not in self.agents:
+            self._places.pop(agent_id, None)
 
 
 def _may_hide_an_earlier_call(calls: list[WaitingCall], chosen: WaitingCall | None, per_queue: int) -> bool:

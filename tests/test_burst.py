@@ -56,10 +56,13 @@ async def test_an_agent_with_two_free_places_takes_two_calls_of_a_burst(redis: R
 def test_a_search_skips_an_agent_only_once_reservations_in_flight_take_all_its_free_places() -> None:
     reserving = Reserving()
     chat = AgentCandidate(agent_id="chat", idle_since=0.0, skills={}, capacity=3, active=1)
-    with reserving.hold("c1", "phone", places=1), reserving.hold("c2", "chat", places=2):
-        assert reserving.full() == {"phone"}
-        assert reserving.has_room(chat)  # a second place free
-        with reserving.hold("c3", "chat", places=2):
-            assert reserving.full() == {"phone", "chat"}
-            assert not reserving.has_room(chat)
+    reserving.take("c1", "phone", places=1)
+    reserving.take("c2", "chat", places=2)
+    assert reserving.full() == {"phone"}
+    assert reserving.has_room(chat)  # a second place free
+    reserving.take("c3", "chat", places=2)
+    assert reserving.full() == {"phone", "chat"}
+    assert not reserving.has_room(chat)
+    for call_id, agent_id in (("c3", "chat"), ("c2", "chat"), ("c1", "phone")):
+        reserving.give_back(call_id, agent_id)
     assert reserving.full() == set() and not reserving.calls and not reserving.agents

@@ -200,7 +200,10 @@ class LuaScripts:
         """Run ``(script, args)`` operations in order in one round trip; one answer each."""
         if not ops:
             return []
-        payload = orjson.dumps([[name, *(lua_arg(a) for a in args)] for name, args in ops])
+        # Most arguments are text already: only the others pay for a call (a profile's 8 %).
+        payload = orjson.dumps(
+            [[name, *[a if a.__class__ is str else lua_arg(a) for a in args]] for name, args in ops]
+        )
         self.round_trips += 1
         answers = await self._fcall("batch", self.keys.prefix, payload)
         return [_answer(name, answer) for (name, _), answer in zip(ops, answers, strict=True)]
