@@ -7,7 +7,7 @@ Both travel as envelopes keyed by the call (``call:<id>``) or the agent
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from router.envelope import (
@@ -21,9 +21,10 @@ from router.envelope import (
 )
 from router.errors import MalformedEventError
 from router.events import OfferFailed
+from router.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class OfferCommand:
     """Ring ``agent_id`` for ``call_id``: the dispatcher redirects the caller's channel."""
 
@@ -38,7 +39,7 @@ class OfferCommand:
     decided_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PauseCommand:
     """Pause an agent in Asterisk's roster (after ring-no-answer), with a reason code."""
 
@@ -48,7 +49,7 @@ class PauseCommand:
     decided_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class OverflowCommand:
     """Send the caller out of the ACD to a dialplan target (``context,exten,priority``)."""
 
@@ -61,7 +62,7 @@ class OverflowCommand:
     decided_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RecordCommand:
     """Record a call sampled for quality review: MixMonitor on the caller's ``channel``,
     both directions mixed into ``file`` in Asterisk's monitor directory."""
@@ -74,7 +75,7 @@ class RecordCommand:
     decided_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallbackCommand:
     """Call back the caller of ``call_id`` with ``agent_id`` reserved for it: an AMI
     Originate (router/callback.py), the agent's phone first when ``agent_first``."""

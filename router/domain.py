@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from router.immutable import immutable
 from router.schedule import BusinessHours
 
 SKILL_LEVEL_MIN = 1
@@ -334,7 +335,7 @@ class AgentConfig(Frozen):
         return self.interface or f"PJSIP/{self.dial_extension}"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class WaitingCall:
     """A call as the routing policy sees it."""
 
@@ -348,7 +349,7 @@ class WaitingCall:
     affinity: Affinity | None = None  # offered to this agent first (router/affinity.py)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentCandidate:
     """An available agent as the routing policy sees it."""
 

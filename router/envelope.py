@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import orjson
 
 from router.errors import MalformedEventError
+from router.immutable import immutable
 
 ENVELOPE_VERSION = 1
 
@@ -43,7 +44,7 @@ RECORD_AGENT_STATE = "record.agent_state"
 MAX_ENVELOPE_BYTES = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Envelope:
     type: str
     id: str

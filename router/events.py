@@ -6,12 +6,13 @@ the routing engine consumes them. ``at`` is simulated time (router.clock).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from router.domain import Requirements
+from router.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallQueued:
     call_id: str
     channel: str
@@ -25,7 +26,7 @@ class CallQueued:
     preferred_agent: str = ""  # ACD_PREFERRED_AGENT: offered to this agent first ('' none)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentRang:
     """Asterisk started dialling an agent's phone for a call (DialBegin)."""
 
@@ -34,14 +35,14 @@ class AgentRang:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentAnswered:
     call_id: str
     device: str
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentDeclined:
     """The offered agent did not take the call (no answer, busy, unavailable)."""
 
@@ -51,7 +52,7 @@ class AgentDeclined:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallerHeld:
     """The caller is on hold (again): music on hold started on its channel."""
 
@@ -59,7 +60,7 @@ class CallerHeld:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallerLeftHold:
     """Music on hold stopped on the caller's channel (a Redirect took it off hold)."""
 
@@ -67,7 +68,7 @@ class CallerLeftHold:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallerHungUp:
     call_id: str
     cause: str
@@ -76,7 +77,7 @@ class CallerHungUp:
     by_pbx_shutdown: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallTransferred:
     """The agent's leg handed the caller on (BlindTransfer / AttendedTransfer, Result Success).
 
@@ -91,7 +92,7 @@ class CallTransferred:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentLegEnded:
     """An agent's leg of a call left its bridge or hung up (the caller's channel may live on)."""
 
@@ -100,7 +101,7 @@ class AgentLegEnded:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentPresenceChanged:
     """Login, logout, pause or unpause of an agent's roster membership."""
 
@@ -119,7 +120,7 @@ class AgentPresenceChanged:
     pause_known: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentDeviceChanged:
     """An agent's phone changed state (DeviceStateChange: NOT_INUSE, INUSE, UNAVAILABLE, ...)."""
 
@@ -128,7 +129,7 @@ class AgentDeviceChanged:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ResyncFinished:
     """Ingest re-listed every channel after a reconnect; calls not listed have ended."""
 
@@ -142,7 +143,7 @@ class ResyncFinished:
     marks: dict[str, int] = field(default_factory=dict, hash=False)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class OfferFailed:
     """The dispatcher could not execute an offer (e.g. the caller hung up meanwhile)."""
 
@@ -157,7 +158,7 @@ class OfferFailed:
 # -- callbacks (router/callback.py) ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallbackRequested:
     """The caller accepted the recipe's callback offer (UserEvent AcdCallbackRequested) and
     hangs up; its call keeps its place in line. ``number``: as announced ('' unknown)."""
@@ -167,7 +168,7 @@ class CallbackRequested:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallbackLegAnswered:
     """A leg of a callback attempt answered: ``leg`` 1 is the one Originate rang
     (OriginateResponse Success), 2 the one the dialplan dialled (DialEnd ANSWER)."""
@@ -178,7 +179,7 @@ class CallbackLegAnswered:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallbackLegFailed:
     """A leg of a callback attempt was not answered (OriginateResponse Failure, or DialEnd
     NOANSWER/BUSY/...), with Asterisk's reason."""
@@ -190,7 +191,7 @@ class CallbackLegFailed:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallbackEnded:
     """The channel Originate created hung up: the attempt (or its conversation) is over."""
 

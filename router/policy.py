@@ -8,7 +8,6 @@ check it exhaustively.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from router import affinity
 from router.domain import (
@@ -21,9 +20,10 @@ from router.domain import (
     format_requirements,
     requirements_met,
 )
+from router.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Decision:
     """One routing decision and why it was made, for the audit trail."""
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Self
 
 from router.domain import AgentCandidate
+from router.immutable import immutable
 from router.store.codec import (
     CANDIDATE_WIDTH,
     candidate,
@@ -30,7 +31,7 @@ from router.store.params import ResyncGap
 # -- routing events ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StateChange:
     """A status and the state the script found the call (or agent) in: agent_rang
     (``ringing``, ``ignored``), caller_left_hold (``noted``, ``ignored``), offer_claim
@@ -45,7 +46,7 @@ class StateChange:
         return cls(items[0], item(items, 1))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Enqueued:
     """A call put in line (``queued``), back in line after its agent transferred it into
     the ACD again (``requeued``), or already known (``exists``: a redelivery or a resync
@@ -66,7 +67,7 @@ class Enqueued:
         return cls(status, detail, "", found)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PresenceChanged:
     """A roster change: ``changed``, ``device_changed`` (only the phone's state), ``unchanged``."""
 
@@ -80,7 +81,7 @@ class PresenceChanged:
         return cls(items[0], item(items, 1), number(item(items, 2)))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DeviceChanged:
     """The agent's phone state: ``changed`` or ``unchanged``, and whether it is busy now."""
 
@@ -93,7 +94,7 @@ class DeviceChanged:
         return cls(items[0], flag(item(items, 1)))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Reserved:
     """A reservation: ``ok`` (the agent's device, the available seconds it closed) or why
     not: ``call_taken`` / ``agent_taken`` (with the state found), ``agent_declined``.
@@ -118,7 +119,7 @@ class Reserved:
         return cls(items[0], state=item(items, 1))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Answered:
     """The offered agent answered (``answered``), or ``ignored`` (not its offer now).
 
@@ -157,7 +158,7 @@ class Answered:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Declined:
     """The offer came to nothing (``declined``: back in line, the agent never offered it
     again), or ``ignored``."""
@@ -181,7 +182,7 @@ def _freed(items: Sequence[str], raw: Any, at: int) -> AgentCandidate | None:
     return candidate(raw[at + 1 : at + 1 + CANDIDATE_WIDTH])
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _CallStep:
     """The shape hang-up and transfer replies share: status, seconds, queue, agent, and the
     agent when it may take a call now."""
@@ -198,19 +199,19 @@ class _CallStep:
         return cls(items[0], number(item(items, 1)), item(items, 2), item(items, 3), _freed(items, raw, 4))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class HungUp(_CallStep):
     """The caller hung up: ``abandoned`` / ``pbx_restart`` (``seconds`` waited),
     ``completed`` / ``transferred`` (``seconds`` talked), or ``ignored``."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TransferStep(_CallStep):
     """A step of a transfer (call_transfer, agent_leg_ended): ``transferred`` when the
     agent's part ended (``seconds`` talked), ``marked`` / ``recorded`` while it goes on."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallbackStep:
     """A step of a callback attempt (callback_step.lua lists the statuses): ``seconds`` is
     the wait (answered) or the talk (completed); ``paused`` for rejected."""
@@ -231,7 +232,7 @@ class CallbackStep:
         return cls(status, seconds, item(items, 2), item(items, 3), _freed(items, raw, 4), paused)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class WaitingCallback:
     """An open call whose caller asked to be called back, as the API lists it."""
 
@@ -256,7 +257,7 @@ class WaitingCallback:
         return cls(call_id, items[0], items[1], items[2], items[3], *times, attempts, most, items[8])
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class FailedOffer:
     """The dispatcher could not execute an offer: ``abandoned`` (the caller's channel was
     gone; ``waited_s``), ``requeued`` (back in line), ``retry`` / ``callback_failed`` (a
@@ -275,7 +276,7 @@ class FailedOffer:
         return cls(items[0], agent_id=item(items, 2), queue=item(items, 3))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Overflowed:
     """An overflow: ``queued`` (in the other queue) or ``target`` (out of the ACD) with the
     caller's channel; or not: ``busy`` (being offered: later), ``ignored``, ``loop``."""
@@ -292,7 +293,7 @@ class Overflowed:
         return cls(items[0], state=item(items, 1))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TurnedAway:
     """A caller who arrived while its queue was closed: ``closed`` (turned away now), or
     ``exists`` (a call already known: a redelivery if its ``state`` is closed) with the
@@ -313,7 +314,7 @@ class TurnedAway:
 # -- timers and recovery ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LeaseGrant:
     """The lease script's answer: the holder's fencing token (0: another holds the lease),
     and whether the owner that asked also began the lease's last term, so that nobody else
@@ -328,7 +329,7 @@ class LeaseGrant:
         return cls(int(token), flag(unbroken))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class WrapUpEnded:
     """An agent whose after-call work ended (and is available again)."""
 
@@ -345,7 +346,7 @@ def timers_in(raw: Any) -> tuple[list[WrapUpEnded], list[str]]:
     return ended, items[split + 1 :]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ClosedCall:
     """A call closed by a resync: ``outcome`` completed (talk ``seconds``), abandoned or
     pbx_restart (waited ``seconds``; cut off by an Asterisk restart, not an abandon)."""
@@ -361,7 +362,7 @@ class ClosedCall:
         return [cls(items[i], items[i + 1], items[i + 2], float(items[i + 3])) for i in range(0, len(items), 4)]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ResyncListing:
     """A resync listing due for closing what it misses."""
 
@@ -411,7 +412,7 @@ def _halves(raw: Any) -> tuple[list[str], list[str]]:
     return items[:split], items[split + 1 :]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StateSummary:
     """Calls waiting and oldest entry time per queue, agents per state."""
 
@@ -429,7 +430,7 @@ class StateSummary:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AgentProfileCount:
     """How many agents with these skills are in this state."""
 
@@ -438,7 +439,7 @@ class AgentProfileCount:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CollectorSummary:
     """Calls waiting and oldest entry time per queue; agents grouped by state and skills."""
 
@@ -469,7 +470,7 @@ class CollectorSummary:
 # -- operator actions -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class WrapUpExtended:
     """``ok`` (after-call work now ends ``until``), ``not_in_wrap_up`` (``state``), ``unknown_agent``."""
 
@@ -485,7 +486,7 @@ class WrapUpExtended:
         return cls(items[0], state=item(items, 1))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class WrapUpFinished:
     """``ok`` (the agent is available; ``seconds`` of after-call work in ``queue``),
     ``not_in_wrap_up`` (``state``), ``unknown_agent``."""
@@ -503,7 +504,7 @@ class WrapUpFinished:
         return cls(items[0], state=item(items, 1))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SkillsSet:
     """``ok`` with the agent's skills now, or ``unknown_agent``."""
 
