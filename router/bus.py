@@ -41,6 +41,7 @@ from aiokafka.structs import OffsetAndMetadata
 from router.catchup import Marks, lagging
 from router.envelope import Envelope
 from router.errors import AcdError, BrokerRefusedError, BrokerUnavailableError
+from router.immutable import immutable
 from router.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -707,7 +708,7 @@ class KafkaEnvelopeProducer:
             raise broker_error(exc) from exc
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Consumed:
     """One message read from a topic, with when it was read (monotonic seconds)."""
 

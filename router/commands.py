@@ -6,8 +6,9 @@ Both travel as envelopes keyed by the call (``call:<id>``) or the agent
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import uuid
-from dataclasses import asdict
 from typing import Any, Protocol
 
 from router.envelope import (
@@ -106,10 +107,17 @@ class CommandSink(Protocol):
     async def callback(self, command: CallbackCommand, started: float) -> None: ...
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A command's field names in order. Every field is a flat value, so reading them is what
+    dataclasses.asdict (a deep copy, 2 % of a saturated worker's profile) gave."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _command_envelope(kind: str, command: Any, source: str, key: str, envelope_id: str = "", **data: Any) -> Envelope:
     """A routing command as an envelope: its fields but ``decided_at``, which is the
     envelope's time; ``data`` adds or replaces fields."""
-    fields: dict[str, Any] = asdict(command)
+    fields = {name: getattr(command, name) for name in _field_names(command.__class__)}
     decided_at = fields.pop("decided_at")
     fields.update(data)
     return Envelope(

@@ -8,9 +8,10 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from router.domain import Affinity, QaPolicy, Requirements
+from router.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Position:
     """Where an event stands in its stream, for deduplication. Empty for timer work.
 

@@ -3,10 +3,11 @@
 Every script's body becomes a function of one library (Redis Functions, Redis 7): the
 shared prelude (``_lib.lua``) and the scripts are compiled once when the library is loaded,
 not at every call as an ``EVALSHA`` of the same text would be (that cost 22-47 µs of
-redis-server CPU per round trip, more than many a script's own work). A script runs on its
-own (``FCALL <library>_one``), or many run in one round trip (``FCALL <library>_batch``):
-the batch runs a list of operations in order, each in ``pcall`` so that one failing
-operation reports its error without hiding the others' answers. Redis runs a function
+redis-server CPU per round trip, more than many a script's own work). Every round trip is
+one ``FCALL <library>_batch`` of one operation or many, as one JSON argument (a lone
+operation too: its arguments one by one cost the routing worker more in redis-py's packing
+than the JSON does): the batch runs its operations in order, each in ``pcall`` so that one
+failing operation reports its error without hiding the others' answers. Redis runs a function
 atomically, so a batch is exactly the scripts run one after the other, minus the round
 trips.
 
@@ -31,7 +32,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from router.store.errors import UNAVAILABLE, translates_redis_errors
+from router.store.errors import translates_redis_errors
 from router.store.keys import Keys
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def _lua(name: str) -> str:
 
 def library_text(names: Iterable[str]) -> tuple[str, str]:
     """(library name, its code): the prelude, each script as ``OPS[name](ARGV)``, and the two
-    registered functions, ``<name>_one`` (a script on its own) and ``<name>_batch``."""
+    registered function, ``<name>_batch``."""
     parts = [
         # The prelude reads the key prefix from ARGV[1]; a library has no ARGV when loaded,
         # and each call sets P (the prelude's local) itself.
@@ -72,8 +73,7 @@ local function run_batch(keys, args)
   forget_texts()
   local out = {}
   for i, op in ipairs(cjson.decode(args[2])) do
-    local op_args = {P}
-    for j = 2, #op do op_args[j] = op[j] end
+    local op_args = {P, unpack(op, 2)}  -- sized once, not grown one argument at a time
     use_days(nil)  -- an operation that passes no days counts none (not the previous one's)
     local ok, answer = pcall(OPS[op[1]], op_args)
     if ok then
@@ -86,25 +86,11 @@ local function run_batch(keys, args)
   end
   return out
 end
-
--- args: the script, the key prefix, its arguments
-local function run_one(keys, args)
-  P = args[2]
-  local op_args = {P}
-  for j = 3, #args do op_args[j - 1] = args[j] end
-  HANDED = {}
-  forget_texts()
-  use_days(nil)
-  return OPS[args[1]](op_args)
-end
 """
     )
     code = "\n".join(parts)
     library = "acd_" + hashlib.sha1(code.encode()).hexdigest()[:16]
-    registration = (
-        f"redis.register_function('{library}_batch', run_batch)\n"
-        f"redis.register_function('{library}_one', run_one)\n"
-    )
+    registration = f"redis.register_function('{library}_batch', run_batch)\n"
     return library, f"#!lua name={library}\n{code}\n{registration}"
 
 
@@ -171,11 +157,7 @@ class LuaScripts:
     async def _send(self, pending: list[tuple[str, Sequence[Arg], asyncio.Future[Any]]]) -> None:
         live = [item for item in pending if not item[2].done()]  # a caller cancelled meanwhile
         try:
-            if len(live) == 1:
-                name, args, _ = live[0]
-                answers: list[Any] = [await self._run_one(name, args)]
-            else:
-                answers = await self.run_batch([(name, args) for name, args, _ in live])
+            answers = await self.run_batch([(name, args) for name, args, _ in live])
         except BaseException as exc:  # Redis down, or this task cancelled: every caller hears it
             for _, _, future in live:
                 if not future.done():
@@ -186,15 +168,6 @@ class LuaScripts:
         for (_, _, future), answer in zip(live, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
-
-    async def _run_one(self, name: str, args: Sequence[Arg]) -> Any:
-        self.round_trips += 1
-        try:
-            return await self._fcall("one", name, self.keys.prefix, *args)
-        except UNAVAILABLE:  # READONLY is a ResponseError too: a demoted primary, an outage
-            raise
-        except ResponseError as exc:  # the script failed: that caller's error, not an outage
-            return ScriptError(name, str(exc))
 
     async def run_batch(self, ops: Sequence[tuple[str, Sequence[Arg]]]) -> list[Any | ScriptError]:
         """Run ``(script, args)`` operations in order in one round trip; one answer each."""

@@ -46,7 +46,7 @@ end
 -- from the event's time (expire_with_day).
 local EXPIRING = {}
 
--- Called by run_batch and run_one before each round trip: the memory of one stays small.
+-- Called by run_batch before each round trip: the memory of one stays small.
 local function forget_texts() SECS_TEXT, EXPIRING = {}, {} end
 
 local function num(v, default)
@@ -596,7 +596,7 @@ end
 -- call to that agent). A burst of calls applied together searches in one round trip,
 -- before any of them reserves: without this every call of a queue would be handed the
 -- same agent, all but one reservation would fail, and each retry would hand them all one
--- agent again. run_batch and run_one empty it.
+-- agent again. run_batch empties it.
 local HANDED = {}
 
 -- Available agents meeting every requirement term, longest idle first: a flat list of 8
