@@ -7,6 +7,7 @@ expected. Runtime views read from Redis are plain dataclasses (they sit in hot l
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ def requirements_met(requirements: Requirements, skills: dict[str, int]) -> bool
     return all(term.met_by(skills) for term in requirements)
 
 
+@functools.lru_cache(maxsize=4096)  # a few per decision, nearly always a queue's own
 def format_requirements(requirements: Requirements) -> str:
     """The compact form used in channel variables: ``billing>=3&spanish>=2|french>=2``."""
     return "&".join(str(term) for term in requirements)

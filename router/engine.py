@@ -174,7 +174,8 @@ class RoutingEngine:
             event.call_id, queue.name, priority, event.at, event.requirements, channel=event.channel
         )
         requirements = requirements_in_force(waiting, queue, self.clock.now())
-        waiting = replace(waiting, affinity=await self._affinity_for(event, queue, waiting, requirements))
+        if (affinity := await self._affinity_for(event, queue, waiting, requirements)) is not None:
+            waiting = replace(waiting, affinity=affinity)
         call = self._new_call(event, queue, requirements, waiting)
         limit = self.matcher.candidate_limit(queue)
         enqueued = await self.store.enqueue(
