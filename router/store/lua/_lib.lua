@@ -69,16 +69,22 @@ local function stats_key(queue) return P .. 'stats:' .. queue end
 -- events replayed from the past, or of a simulated clock behind the real one).
 local DAY_KEEP_S = 3 * 86400
 local DAYS = nil
+-- The last window parsed, kept across operations and round trips (the library stays loaded):
+-- every operation of a day passes the same text, and parsing it was a few µs each time.
+local DAYS_TEXT, DAYS_PARSED = nil, nil
 
 local function use_days(spec)
   DAYS = nil
   if spec == nil or spec == false or spec == '' then return end
-  local parts = {}
-  for part in string.gmatch(spec, '%S+') do parts[#parts + 1] = part end
-  DAYS = {}
-  for i = 1, #parts - 2, 3 do
-    DAYS[#DAYS + 1] = {parts[i], tonumber(parts[i + 1]), tonumber(parts[i + 2])}
+  if spec ~= DAYS_TEXT then
+    local parts, days = {}, {}
+    for part in string.gmatch(spec, '%S+') do parts[#parts + 1] = part end
+    for i = 1, #parts - 2, 3 do
+      days[#days + 1] = {parts[i], tonumber(parts[i + 1]), tonumber(parts[i + 2])}
+    end
+    DAYS_TEXT, DAYS_PARSED = spec, days
   end
+  DAYS = DAYS_PARSED
 end
 
 -- The day ``t`` falls in ({label, start, end}), clamped to the window; nil without one.
