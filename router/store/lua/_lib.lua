@@ -749,22 +749,19 @@ local function agent_call_done(agent_id, queue, talk, wrapup, at)
   local a = redis.call('HMGET', ak, 'state', 'connected')
   if not a[1] and redis.call('EXISTS', ak) == 0 then return '' end
   redis.call('HINCRBYFLOAT', ak, 'handled_s', secs(talk))
-  local writes = {'connected', int_text(math.max(0, num(a[2], 0) - 1))}
+  local connected = int_text(math.max(0, num(a[2], 0) - 1))
   local wrapping = ''
-  if a[1] == 'available' then
-    if wrapup > 0 then
-      local until_text = secs(at + wrapup)
-      for _, v in ipairs({'state', 'wrap_up', 'state_since', secs(at), 'wrapup_start', secs(at),
-          'wrapup_until', until_text, 'wrapup_queue', queue}) do
-        writes[#writes + 1] = v
-      end
-      redis.call('ZADD', P .. 'wrapup', until_text, agent_id)
-      wrapping = agent_id
-    else
-      writes[#writes + 1], writes[#writes + 2] = 'idle_since', secs(at)
-    end
+  if a[1] == 'available' and wrapup > 0 then
+    local until_text = secs(at + wrapup)
+    redis.call('HSET', ak, 'connected', connected, 'state', 'wrap_up', 'state_since', secs(at),
+      'wrapup_start', secs(at), 'wrapup_until', until_text, 'wrapup_queue', queue)
+    redis.call('ZADD', P .. 'wrapup', until_text, agent_id)
+    wrapping = agent_id
+  elseif a[1] == 'available' then
+    redis.call('HSET', ak, 'connected', connected, 'idle_since', secs(at))
+  else
+    redis.call('HSET', ak, 'connected', connected)
   end
-  redis.call('HSET', ak, unpack(writes))
   reindex(agent_id, at)
   return wrapping
 end
