@@ -101,3 +101,17 @@ async def test_garbage_from_asterisk_never_breaks_the_session(
     )
     received.clear()
     assert gateway.connected
+
+
+@pytest.mark.parametrize("header", ["Event", "ActionID", "CommandID"])
+async def test_a_frame_that_repeats_a_header_panoramisk_reads_as_text_is_dropped_and_the_session_lives(
+    peer: tuple[GarbageServer, AmiGateway, list[Message]], header: str
+) -> None:
+    """Found by the test above (CI, 2026-12-01): a repeated Event header closed the session."""
+    server, gateway, received = peer
+    await server.send(f"Event: Hangup\r\n{header}: a\r\n{header}: b\r\n\r\n".encode() + VALID)
+    await eventually(
+        lambda: any(m.get("UserEvent") == "AcdCallQueued" for m in received), within=5, every=0.01
+    )
+    received.clear()
+    assert gateway.connected

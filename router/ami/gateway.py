@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from router.errors import (
@@ -55,7 +56,23 @@ class AmiLinkState(StrEnum):
     CLOSED = "closed"
 
 
-# panoramisk ships no types, so its Manager is Any to mypy.
+# panoramisk turns a header given twice into a list, and its handle_message reads Event,
+# ActionID and CommandID as text (.lower(), dict keys): a list there raised inside
+# data_received, and asyncio closed the connection (tests/test_ami_fuzz.py found it). Asterisk
+# never repeats them, so such a frame is garbage: dropped here, and the session lives on.
+SCALAR_HEADERS = ("event", "actionid", "commandid")
+
+
+# panoramisk ships no types, so its protocol and Manager are Any to mypy.
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    def handle_message(self, message: Message) -> None:
+        repeated = [name for name in SCALAR_HEADERS if isinstance(message.get(name), list)]
+        if repeated:
+            logger.warning("AMI frame with %s given more than once: dropped", ", ".join(repeated))
+            return
+        super().handle_message(message)
+
+
 class _Manager(Manager):  # type: ignore[misc]
     """panoramisk's Manager with its own reconnect, pinger and action replay switched off."""
 
@@ -162,6 +179,7 @@ class AmiGateway:
             events=self._events,
             loop=asyncio.get_running_loop(),
             ping_delay=10**9,
+            protocol_factory=_Protocol,
         )
         manager.register_event("Shutdown", lambda _manager, message: self._pbx_shutdown(message))
         if self._on_message is not None:
