@@ -66,7 +66,7 @@ LONGEST_FIRST = (
     "tests/test_callback_pipeline.py",
     "tests/test_e2e_transfer.py",
     "tests/test_prometheus.py",
-    "tests/test_demo_reports.py",
+    "tests/test_demo_run.py",
 )
 
 
