@@ -38,6 +38,9 @@ async def test_store_calls_against_a_stopped_redis_raise_a_retriable_project_err
             "pipeline": store.call_states(["c1", "c2"]),
             "chains": chains.positions(["k"]),
             "admin": admin.agent_ids(),
+            # The script runner's own entry points, which no store method wraps here.
+            "runner": store.scripts.run("read", "HGETALL", "call:c1"),
+            "runner's batch": store.scripts.run_batch([("read", ("HGETALL", "call:c1"))]),
         }
         for name, call in calls.items():
             with pytest.raises(RedisUnavailableError) as caught:
