@@ -136,7 +136,6 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         workers=2,
         metrics_port=0,
         keep=False,
-        records=False,
         report_out=folder / "reports",
         report_interval="15m",
     )
