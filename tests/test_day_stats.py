@@ -5,6 +5,7 @@ over at local midnight, daylight-saving days included, and the all-time counters
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -180,8 +181,6 @@ async def test_a_batch_sets_a_day_keys_expiry_once_and_as_late_as_its_oldest_eve
 ) -> None:
     """Each count into a per-day key used to set its expiry again: one EXPIRE per count.
     Within one round trip it is set once, and again only for an older event (more time left)."""
-    import asyncio
-
     older, newer = local(2026, 3, 29, 9, 0), local(2026, 3, 29, 12, 0)
     expires_before = await _expire_calls(redis)
     await asyncio.gather(
@@ -213,8 +212,6 @@ async def test_a_redelivered_event_counts_once_per_day_too(store: RedisStateStor
 async def test_scripts_batched_together_each_count_under_their_own_day(store: RedisStateStore) -> None:
     # Two enqueues in one round trip (router.store.scripts batches concurrent calls): the
     # first's days must not leak into the second's.
-    import asyncio
-
     await asyncio.gather(
         enqueue(store, "c1", local(2026, 3, 28, 10, 0)),
         enqueue(store, "c2", local(2026, 6, 1, 10, 0)),

@@ -45,7 +45,7 @@ def _lua(name: str) -> str:
 
 
 def library_text(names: Iterable[str]) -> tuple[str, str]:
-    """(library name, its code): the prelude, each script as ``OPS[name](ARGV)``, and the two
+    """(library name, its code): the prelude, each script as ``OPS[name](ARGV)``, and the
     registered function, ``<name>_batch``."""
     parts = [
         # The prelude reads the key prefix from ARGV[1]; a library has no ARGV when loaded,
