@@ -187,9 +187,21 @@ class Demo:
             traffic.login_agents()
             await self._drive(traffic, store, children, stop)
             summary = await self._finish(store, pbx, children)
-        if not self.args.keep:
+        if self.args.keep:
+            return summary
+        if self.found_defects(summary):
+            # A run that went wrong keeps its logs: a rare failure may not come again.
+            summary["kept_run_dir"] = str(self.run_dir)
+            logger.warning("the referee found calls lost or misjudged: run directory kept at %s", self.run_dir)
+        else:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         return summary
+
+    def found_defects(self, summary: dict[str, Any]) -> bool:
+        """Whether the referee found what must never happen: a call lost, double-booked,
+        ended otherwise than it did, or without its record."""
+        missing = summary.get("records", {}).get("missing_count", 0)
+        return bool(summary["lost_calls"] or summary["double_assignments"] or summary["state_mismatches"] or missing)
 
     @property
     def records_wanted(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from load_tests.chaos import FAULTS, SYSTEMD_RESTART_S, clean, run_chaos, stated_detection_s
+from load_tests.chaos import FAULTS, JUDGED_CALLS, SYSTEMD_RESTART_S, clean, run_chaos, stated_detection_s
 from router.lease import INGEST_LEASE_RENEW_S, INGEST_LEASE_TTL_S
 
 # Each group's faults strike one after another on one system (`acd chaos --together`): the
@@ -129,8 +129,9 @@ def _judge(report: dict[str, Any], name: str) -> None:
     """One fault's share of its group's run."""
     fault = next(f for f in FAULTS if f.name == name)
     result = next(f for f in report["faults"] if f["name"] == name)
-    shown = json.dumps(result)  # whole, where pytest would cut a dict short
-    assert result["calls"] > 20, shown
+    # Whole, where pytest would cut a dict short; with the run's logs, kept when it went wrong.
+    shown = json.dumps(result | {"kept_run_dir": report.get("kept_run_dir")})
+    assert result["calls"] >= JUDGED_CALLS, shown
     assert result["lost"] == 0, shown
     assert result["double_assigned"] == 0, shown
     assert result["state_mismatches"] == 0, shown
@@ -163,7 +164,7 @@ def _judge(report: dict[str, Any], name: str) -> None:
 
 def _judge_totals(report: dict[str, Any]) -> None:
     totals = report["totals"]
-    shown = json.dumps(totals)
+    shown = json.dumps(totals | {"kept_run_dir": report.get("kept_run_dir")})
     assert totals["faults"] == len(report["faults"]), shown
     assert totals["lost"] == totals["double_assigned"] == totals["state_mismatches"] == 0, shown
     assert totals["leaked_reservations"] == 0, shown
