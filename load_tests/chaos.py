@@ -73,6 +73,12 @@ SYSTEMD_RESTART_S = 2.0
 # redis_failover freezes the replica this long before the primary's kill, so that the writes
 # of about a second of traffic are lost with the primary (docs/operations.md, Redis failover).
 REPLICA_STALL_S = 1.0
+# The sentinels' down-after-milliseconds in a chaos run. At the lab's default (1 s) a run
+# once failed over twice: every sentinel found the primary it had just promoted silent for
+# 1 s (the machine busy with the processes' replay after the failover; it answered 0.1 s
+# later) and promoted the restarted old primary, which lacked the new one's writes (61 calls
+# lost, docs/operations.md). Production deployments use 5-30 s.
+SENTINEL_DOWN_AFTER_MS = 3000
 # --together: how long each fault's effect is watched before service must be normal again.
 TOGETHER_DWELL_S = 1.0
 # Each fault is judged on the calls that entered in its window (from its strike to the next),
@@ -286,7 +292,9 @@ class FaultRun(Demo):
         # Every write reaches the disk before it is acknowledged: a killed Redis loses nothing
         # (what a failover can lose is what the replica had not received yet).
         if self.sentinel:
-            return EmbeddedSentinelRedis(self.run_dir / "redis", appendonly=True, fsync="always")
+            return EmbeddedSentinelRedis(
+                self.run_dir / "redis", appendonly=True, fsync="always", down_after_ms=SENTINEL_DOWN_AFTER_MS
+            )
         return EmbeddedRedis(self.run_dir / "redis", appendonly=True, fsync="always")
 
     async def redis_primary(self) -> EmbeddedRedis:

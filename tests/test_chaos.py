@@ -54,8 +54,8 @@ KNOWN_DEFECT = ("broker_restarted",)
 # Redis cannot also be behind the proxy the hung-link faults need, and redis_restarted
 # keeps proving a restart of the one server the default deployment has.
 BEHIND_SENTINEL = ("redis_failover",)
-# The sentinels promote the replica within this: down-after-milliseconds (1 s), their vote
-# and the replica's switch, 2.2-2.4 s when measured (docs/operations.md, Redis failover).
+# The sentinels promote the replica within this: down-after-milliseconds (3 s in chaos runs),
+# their vote and the replica's switch, 4.2-4.3 s when measured (docs/operations.md, Redis failover).
 FAILOVER_PROMOTED_S = 15.0
 # A hung link is noticed within its stated time (docs/operations.md, Links that hang); this
 # much more is allowed for polling /ready and a busy machine.
